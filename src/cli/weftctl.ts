@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+// weftctl: operator commands against etcd: init the network config, show it, list the leases.
+
+import { DEFAULT_NETWORK, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
+import { WeftError } from '../errors.js';
+import { formatCidr } from '../net/ipv4.js';
+import { configKey } from '../registry/keys.js';
+import { EtcdRegistry } from '../registry/registry.js';
+import { validateNetworkConfig } from '../registry/schema.js';
+import { VERSION } from '../version.js';
+import { ETCD_FLAGS, type FlagSpec, type FlagValues, etcdEndpoints, etcdPrefix, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { runMain } from './main.js';
+
+const FLAGS: readonly FlagSpec[] = [
+  ...ETCD_FLAGS,
+  { name: 'network', type: 'string', help: 'init: cluster pod network', default: DEFAULT_NETWORK, env: false },
+  { name: 'subnet-len', type: 'string', help: 'init: prefix length of each node subnet', default: String(DEFAULT_SUBNET_LEN), env: false },
+  { name: 'vni', type: 'string', help: 'init: VXLAN-GPE network identifier', default: String(DEFAULT_VNI), env: false },
+  { name: 'port', type: 'string', help: 'init: UDP port of the nodes', default: String(DEFAULT_UDP_PORT), env: false },
+  { name: 'force', type: 'boolean', help: 'init: replace a different existing config', env: false },
+  { name: 'json', type: 'boolean', help: 'leases: print JSON instead of a table', env: false },
+  { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
+  { name: 'version', type: 'boolean', help: 'print the version and exit', env: false },
+];
+
+const USAGE = `Usage: weftctl <command> [flags]
+
+Commands:
+  init --network CIDR [--subnet-len N] [--vni N] [--port N] [--force]
+                 write the cluster network config to etcd
+  config         print the network config
+  leases         list the subnet leases: subnet, node, public IP, expires in`;
+
+function registryFrom(values: FlagValues): EtcdRegistry {
+  return new EtcdRegistry({ endpoints: etcdEndpoints(values), prefix: etcdPrefix(values) });
+}
+
+async function init(reg: EtcdRegistry, values: FlagValues): Promise<void> {
+  const network = stringFlag(values, 'network');
+  if (network === undefined) throw new WeftError('WEFT_BAD_FLAG', 'init: --network is required, e.g. --network 10.244.0.0/16', { flag: 'network' });
+  const cfg = validateNetworkConfig('--network/--subnet-len', {
+    network,
+    subnetLen: intFlag(values, 'subnet-len', 1, 32) ?? DEFAULT_SUBNET_LEN,
+    vni: intFlag(values, 'vni', 1, 0xffffff) ?? DEFAULT_VNI,
+    port: intFlag(values, 'port', 1, 65535) ?? DEFAULT_UDP_PORT,
+  });
+  const result = await reg.putConfig(cfg, values.force === true);
+  process.stdout.write(`${configKey(reg.prefix)}: ${result} (network ${formatCidr(cfg.network)}, subnets /${cfg.subnetLen}, vni ${cfg.vni}, port ${cfg.port})\n`);
+}
+
+async function showConfig(reg: EtcdRegistry): Promise<void> {
+  const cfg = await reg.getConfig();
+  if (!cfg) throw new WeftError('WEFT_CONFIG_MISSING', `no network config at ${configKey(reg.prefix)}; run: weftctl init --network 10.244.0.0/16`, { key: configKey(reg.prefix) });
+  process.stdout.write(`${JSON.stringify({ network: formatCidr(cfg.network), subnetLen: cfg.subnetLen, vni: cfg.vni, port: cfg.port })}\n`);
+}
+
+async function leases(reg: EtcdRegistry, json: boolean): Promise<void> {
+  const listing = await reg.listLeases();
+  const rows = await Promise.all(
+    listing.records.map(async (r) => ({ subnet: formatCidr(r.subnet), node: r.lease.nodeName, publicIp: r.lease.publicIp, port: r.lease.port, expiresInS: await reg.leaseTtl(r) })),
+  );
+  rows.sort((a, b) => a.subnet.localeCompare(b.subnet, 'en', { numeric: true }));
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ leases: rows, invalid: listing.invalid.map((i) => ({ key: i.key, error: i.error.message })) }, null, 2)}\n`);
+    return;
+  }
+  const table = [['SUBNET', 'NODE', 'PUBLIC IP', 'EXPIRES IN'], ...rows.map((r) => [r.subnet, r.node, `${r.publicIp}:${r.port}`, formatDuration(r.expiresInS)])];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  for (const row of table) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+  for (const bad of listing.invalid) process.stderr.write(`weftctl: invalid lease: ${bad.error.message}\n`);
+}
+
+function formatDuration(s: number): string {
+  if (s < 0) return 'expired';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+runMain('weftctl', async () => {
+  const { values, positionals } = parseFlags(process.argv.slice(2), process.env, FLAGS);
+  if (values.version) {
+    process.stdout.write(`weftctl ${VERSION}\n`);
+    return;
+  }
+  const [command, ...extra] = positionals;
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(helpText(USAGE, FLAGS));
+    if (command === undefined && !values.help) process.exitCode = 2;
+    return;
+  }
+  if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
+  if (!['init', 'config', 'leases'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases)`, { flag: command });
+  const reg = registryFrom(values);
+  try {
+    if (command === 'init') await init(reg, values);
+    else if (command === 'config') await showConfig(reg);
+    else await leases(reg, values.json === true);
+  } finally {
+    reg.close();
+  }
+});

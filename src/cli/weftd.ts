@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// weftd: the per-node daemon. Parses flags, runs the Daemon, maps signals to its one shutdown path.
+
+import { Daemon } from '../daemon/daemon.js';
+import { WEFTD_FLAGS, parseDaemonArgs } from '../daemon/options.js';
+import { createLogger } from '../log.js';
+import { VERSION } from '../version.js';
+import { helpText } from './flags.js';
+import { runMain } from './main.js';
+
+runMain('weftd', async () => {
+  const cmd = parseDaemonArgs(process.argv.slice(2), process.env);
+  if (cmd.kind === 'help') {
+    process.stdout.write(helpText('Usage: weftd [flags]\n\nLeases a pod subnet in etcd and forwards pod traffic between nodes over VXLAN-GPE.', WEFTD_FLAGS));
+    return;
+  }
+  if (cmd.kind === 'version') {
+    process.stdout.write(`weftd ${VERSION}\n`);
+    return;
+  }
+  const log = createLogger(cmd.options.logLevel);
+  const daemon = new Daemon(cmd.options, log);
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => daemon.stop(sig));
+  // SIGHUP is ignored: every setting is read at start; restart to change one.
+  process.on('SIGHUP', () => log.info({ event: 'sighup_ignored' }, 'SIGHUP ignored; restart weftd to apply new settings'));
+  await daemon.run();
+});

@@ -1,0 +1,40 @@
+// Numbers other implementations depend on (specification) and numbers that
+// are ours to tune (implementation), kept apart so nobody tunes the former.
+
+// ---- Specification constants (DESIGN.md; changing them breaks the wire or etcd schema)
+
+/** IANA port for VXLAN-GPE. */
+export const DEFAULT_UDP_PORT = 4790;
+export const DEFAULT_VNI = 1;
+export const VXLAN_GPE_HEADER_LEN = 8;
+/** Outer IPv4 (20) + UDP (8) + VXLAN-GPE (8). */
+export const ENCAP_OVERHEAD = 20 + 8 + VXLAN_GPE_HEADER_LEN;
+/** Flags byte: I (VNI valid) | P (next protocol present), version 0. */
+export const GPE_FLAGS = 0x0c;
+export const GPE_FLAG_I = 0x08;
+export const GPE_FLAG_P = 0x04;
+export const GPE_FLAG_O = 0x01;
+export const GPE_VERSION_MASK = 0x30;
+export const GPE_NEXT_PROTO_IPV4 = 0x01;
+export const GPE_NEXT_PROTO_IPV6 = 0x02;
+/** UDP source-port entropy range, as the kernel's vxlan driver uses. */
+export const ENTROPY_PORT_MIN = 32768;
+export const ENTROPY_PORT_MAX = 60999;
+export const DEFAULT_ETCD_PREFIX = '/weft';
+export const DEFAULT_NETWORK = '10.244.0.0/16';
+export const DEFAULT_SUBNET_LEN = 24;
+
+// ---- Implementation constants (ours to tune)
+
+export const DEFAULT_ETCD_ENDPOINT = 'http://127.0.0.1:2379';
+export const DEFAULT_TUN_NAME = 'weft0';
+export const DEFAULT_SUBNET_FILE = '/run/weft/subnet.env';
+export const DEFAULT_STATE_DIR = '/var/lib/weft';
+/** flannel's default lease TTL: a day. Renewed at a third of it. */
+export const DEFAULT_LEASE_TTL_S = 24 * 3600;
+/** Largest number of subnet slots a route table holds (network len to subnet len <= 20 bits). */
+export const MAX_SUBNET_BITS = 20;
+/** Packets read from the TUN per batch in the js engine. */
+export const JS_TUN_BATCH = 64;
+/** UDP sockets the js engine spreads flows over, for source-port entropy. */
+export const JS_ENTROPY_SOCKETS = 8;

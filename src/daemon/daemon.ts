@@ -1,0 +1,168 @@
+// weftd's lifecycle: set up in order (config, lease, TUN, engine, watch,
+// renewals, subnet file), run until a signal or a fatal error, tear down in
+// reverse. The lease is kept on exit, so a restart gets the same subnet.
+//
+//   starting --(all set up)--> running --(signal | fatal)--> stopping --> stopped
+
+import type { Logger } from 'pino';
+import { ENCAP_OVERHEAD } from '../constants.js';
+import { JsEngine } from '../dataplane/js_engine.js';
+import type { Engine } from '../dataplane/engine.js';
+import { WeftError, errorMessage } from '../errors.js';
+import { DgramUdp } from '../host/dgram_udp.js';
+import { configureTun, defaultRouteInterface, interfaceInfo, interfaceWithAddress } from '../host/netconf.js';
+import { writeSubnetEnv } from '../host/subnet_env.js';
+import { KernelTun } from '../host/tun.js';
+import { formatCidr, formatIp, parseIp } from '../net/ipv4.js';
+import { configKey } from '../registry/keys.js';
+import { LeaseKeeper } from '../registry/lease_keeper.js';
+import { LeaseManager } from '../registry/lease_manager.js';
+import { LeaseWatcher } from '../registry/lease_watcher.js';
+import { EtcdRegistry } from '../registry/registry.js';
+import type { NetworkConfig } from '../registry/schema.js';
+import { RouteTable } from '../routes/route_table.js';
+import { VERSION } from '../version.js';
+import type { DaemonOptions } from './options.js';
+import { retryWhileEtcdDown } from './retry.js';
+
+/** Teardown steps, pushed as setup proceeds and run in reverse. */
+type Undo = { readonly what: string; readonly run: () => Promise<void> | void };
+
+export class Daemon {
+  private readonly undo: Undo[] = [];
+  private readonly stopController = new AbortController();
+  private fatal: WeftError | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly opts: DaemonOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Resolves when the daemon has stopped; rejects with the error that stopped it, if any. */
+  async run(): Promise<void> {
+    try {
+      await this.setUp();
+    } catch (err) {
+      await this.tearDown();
+      if (this.stopController.signal.aborted && !this.fatal) return;
+      throw err;
+    }
+    const signal = this.stopController.signal;
+    if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    await this.tearDown();
+    if (this.fatal) throw this.fatal;
+  }
+
+  /** Asks the daemon to stop (signal handlers call this); idempotent. */
+  stop(reason: string): void {
+    if (this.stopController.signal.aborted) return;
+    this.log.info({ event: 'shutdown', reason }, 'shutting down');
+    this.stopController.abort(new Error(`stopped: ${reason}`));
+  }
+
+  private fail(err: WeftError): void {
+    if (this.stopController.signal.aborted) return;
+    this.fatal = err;
+    this.log.error({ event: 'fatal', code: err.code, err: err.message }, err.message);
+    this.stopController.abort(err);
+  }
+
+  private async setUp(): Promise<void> {
+    const o = this.opts;
+    const signal = this.stopController.signal;
+    const registry = new EtcdRegistry({ endpoints: o.etcdEndpoints, prefix: o.etcdPrefix });
+    this.undo.push({ what: 'etcd client', run: () => registry.close() });
+
+    const config = await retryWhileEtcdDown('read network config', () => registry.getConfig(), this.log, signal);
+    if (!config) {
+      throw new WeftError('WEFT_CONFIG_MISSING', `no network config at ${configKey(o.etcdPrefix)} in etcd ${o.etcdEndpoints.join(',')}; run: weftctl init --network 10.244.0.0/16`, {
+        key: configKey(o.etcdPrefix),
+      });
+    }
+    this.log.info({ event: 'config', network: formatCidr(config.network), subnet_len: config.subnetLen, vni: config.vni, port: config.port }, 'network config read');
+
+    const underlay = await this.underlay();
+    const mtu = o.mtu ?? underlay.mtu - ENCAP_OVERHEAD;
+    const manager = new LeaseManager({
+      registry,
+      config,
+      value: { nodeName: o.nodeName, publicIp: underlay.ip, port: config.port, vni: config.vni, version: VERSION, engine: o.engine },
+      ttlS: o.leaseTtlS,
+      stateDir: o.stateDir,
+      log: this.log,
+    });
+    const lease = await retryWhileEtcdDown('acquire a subnet lease', () => manager.acquire(), this.log, signal);
+    const subnet = lease.subnet;
+
+    const tun = KernelTun.open(o.tunName);
+    this.undo.push({ what: 'TUN device', run: () => tun.close() });
+    await configureTun(tun.name, `${formatIp(subnet.base)}/${config.network.len}`, mtu);
+
+    const engine = this.createEngine(config, tun, underlay.ip, mtu, subnet.base);
+    this.undo.push({ what: 'dataplane', run: () => engine.close() });
+    await engine.start();
+
+    const keeper = new LeaseKeeper(manager, lease, o.leaseTtlS, this.log, { onFatal: (err) => this.fail(err) });
+    const watcher = new LeaseWatcher({
+      registry,
+      config,
+      self: subnet,
+      nodeName: o.nodeName,
+      log: this.log,
+      resyncIntervalMs: o.resyncIntervalS * 1000,
+      events: {
+        onTable: (table) => engine.setRoutes(table),
+        onSelfDeleted: () => keeper.lostNow('our subnet key was deleted from etcd'),
+        onSelfTaken: (rec) =>
+          this.fail(new WeftError('WEFT_LEASE_CONFLICT', `subnet ${formatCidr(subnet)} is now leased by node ${rec.lease.nodeName} (${rec.lease.publicIp}); stopping rather than forwarding for it`, {
+            subnet: formatCidr(subnet),
+            node: rec.lease.nodeName,
+            publicIp: rec.lease.publicIp,
+          })),
+      },
+    });
+    this.undo.push({ what: 'lease watch', run: () => watcher.close() });
+    await retryWhileEtcdDown('list leases', () => watcher.start(), this.log, signal);
+    keeper.start();
+    this.undo.push({ what: 'lease renewal', run: () => keeper.stop() });
+
+    await writeSubnetEnv(o.subnetFile, { network: config.network, subnet, mtu, ipMasq: o.ipMasq });
+    this.log.info(
+      { event: 'ready', node: o.nodeName, subnet: formatCidr(subnet), public_ip: underlay.ip, tun: tun.name, mtu, engine: engine.kind, peers: watcher.peers().length, version: VERSION },
+      'weftd ready',
+    );
+  }
+
+  private createEngine(config: NetworkConfig, tun: KernelTun, bindIp: string, mtu: number, tunAddr: number): Engine {
+    const cfg = { self: { base: tunAddr, len: config.subnetLen }, tunAddr, vni: config.vni, port: config.port, bindIp: parseIp(bindIp), mtu };
+    return new JsEngine(cfg, tun, new DgramUdp(bindIp, config.port), RouteTable.empty(config.network, config.subnetLen));
+  }
+
+  /** The underlay address and MTU: from --public-ip/--iface, else the default-route interface. */
+  private async underlay(): Promise<{ ip: string; mtu: number }> {
+    const o = this.opts;
+    const iface = o.iface ?? (o.publicIp ? await interfaceWithAddress(o.publicIp) : await defaultRouteInterface());
+    if (!iface) {
+      if (o.publicIp && o.mtu) return { ip: o.publicIp, mtu: o.mtu + ENCAP_OVERHEAD };
+      throw new WeftError('WEFT_NO_PUBLIC_IP', o.publicIp ? `no interface holds --public-ip ${o.publicIp}; give --iface or --mtu` : 'no default route to find the underlay interface; give --iface or --public-ip', {});
+    }
+    const info = await interfaceInfo(iface);
+    return { ip: o.publicIp ?? info.ip, mtu: info.mtu };
+  }
+
+  private tearDown(): Promise<void> {
+    this.stopping ??= (async () => {
+      while (this.undo.length > 0) {
+        const step = this.undo.pop()!;
+        try {
+          await step.run();
+        } catch (err) {
+          this.log.warn({ event: 'teardown_failed', what: step.what, err: errorMessage(err) }, `teardown of ${step.what} failed`);
+        }
+      }
+      this.log.info({ event: 'stopped' }, 'weftd stopped');
+    })();
+    return this.stopping;
+  }
+}

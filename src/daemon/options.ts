@@ -1,0 +1,88 @@
+// weftd's options: the flag table and its validation into typed options.
+
+import { hostname } from 'node:os';
+import { DEFAULT_LEASE_TTL_S, DEFAULT_STATE_DIR, DEFAULT_SUBNET_FILE, DEFAULT_TUN_NAME } from '../constants.js';
+import { ENGINE_KINDS, type EngineKind } from '../dataplane/engine.js';
+import { WeftError } from '../errors.js';
+import { LOG_LEVELS, type LogLevel } from '../log.js';
+import { parseIp } from '../net/ipv4.js';
+import { ETCD_FLAGS, type FlagSpec, etcdEndpoints, etcdPrefix, intFlag, parseFlags, stringFlag } from '../cli/flags.js';
+
+export const WEFTD_FLAGS: readonly FlagSpec[] = [
+  ...ETCD_FLAGS,
+  { name: 'node-name', type: 'string', help: 'name this node leases under', default: 'the hostname' },
+  { name: 'public-ip', type: 'string', help: 'underlay address peers send to', default: 'address of --iface, else of the default-route interface' },
+  { name: 'iface', type: 'string', help: 'underlay interface (public IP and MTU come from it)' },
+  { name: 'engine', type: 'string', help: `dataplane engine: ${ENGINE_KINDS.join(' or ')}`, default: 'js' },
+  { name: 'tun-name', type: 'string', help: 'TUN device name', default: DEFAULT_TUN_NAME },
+  { name: 'mtu', type: 'string', help: 'TUN MTU', default: 'underlay MTU - 36' },
+  { name: 'subnet-file', type: 'string', help: 'flannel-format subnet file for CNI', default: DEFAULT_SUBNET_FILE },
+  { name: 'state-dir', type: 'string', help: 'where the last subnet held is recorded', default: DEFAULT_STATE_DIR },
+  { name: 'lease-ttl', type: 'string', help: 'subnet lease TTL in seconds', default: String(DEFAULT_LEASE_TTL_S) },
+  { name: 'resync-interval', type: 'string', help: 'seconds between full re-lists of the leases', default: '300' },
+  { name: 'ip-masq', type: 'boolean', help: 'advertise FLANNEL_IPMASQ=true in the subnet file', default: 'false' },
+  { name: 'log-level', type: 'string', help: `one of ${LOG_LEVELS.join(', ')}`, default: 'info' },
+  { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
+  { name: 'version', type: 'boolean', help: 'print the version and exit', env: false },
+];
+
+export interface DaemonOptions {
+  readonly etcdEndpoints: string[];
+  readonly etcdPrefix: string;
+  readonly nodeName: string;
+  readonly publicIp: string | undefined;
+  readonly iface: string | undefined;
+  readonly engine: EngineKind;
+  readonly tunName: string;
+  readonly mtu: number | undefined;
+  readonly subnetFile: string;
+  readonly stateDir: string;
+  readonly leaseTtlS: number;
+  readonly resyncIntervalS: number;
+  readonly ipMasq: boolean;
+  readonly logLevel: LogLevel;
+}
+
+export type ParsedCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; options: DaemonOptions };
+
+function bad(flag: string, why: string): WeftError {
+  return new WeftError('WEFT_BAD_FLAG', `--${flag}: ${why}`, { flag });
+}
+
+export function parseDaemonArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ParsedCommand {
+  const { values, positionals } = parseFlags(argv, env, WEFTD_FLAGS);
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  if (positionals.length > 0) throw new WeftError('WEFT_BAD_FLAG', `unexpected argument "${positionals[0]}" (weftd takes only flags)`, { flag: positionals[0] });
+
+  const engine = stringFlag(values, 'engine') ?? 'js';
+  if (!(ENGINE_KINDS as readonly string[]).includes(engine)) throw bad('engine', `"${engine}" is not one of ${ENGINE_KINDS.join(', ')}`);
+  const logLevel = stringFlag(values, 'log-level') ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw bad('log-level', `"${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  const publicIp = stringFlag(values, 'public-ip');
+  if (publicIp !== undefined && parseIp(publicIp) < 0) throw bad('public-ip', `"${publicIp}" is not an IPv4 address`);
+  const tunName = stringFlag(values, 'tun-name') ?? DEFAULT_TUN_NAME;
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tunName)) throw bad('tun-name', `"${tunName}" is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)`);
+  const nodeName = stringFlag(values, 'node-name') ?? hostname();
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(nodeName)) throw bad('node-name', `"${nodeName}" must be 1-253 of A-Z a-z 0-9 _ . - starting with a letter or digit`);
+
+  return {
+    kind: 'run',
+    options: {
+      etcdEndpoints: etcdEndpoints(values),
+      etcdPrefix: etcdPrefix(values),
+      nodeName,
+      publicIp,
+      iface: stringFlag(values, 'iface'),
+      engine: engine as EngineKind,
+      tunName,
+      mtu: intFlag(values, 'mtu', 576, 65_000),
+      subnetFile: stringFlag(values, 'subnet-file') ?? DEFAULT_SUBNET_FILE,
+      stateDir: stringFlag(values, 'state-dir') ?? DEFAULT_STATE_DIR,
+      leaseTtlS: intFlag(values, 'lease-ttl', 5, 10 * 365 * 86400) ?? DEFAULT_LEASE_TTL_S,
+      resyncIntervalS: intFlag(values, 'resync-interval', 1, 86400) ?? 300,
+      ipMasq: values['ip-masq'] === true,
+      logLevel: logLevel as LogLevel,
+    },
+  };
+}

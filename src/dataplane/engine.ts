@@ -1,0 +1,37 @@
+// The engine interface: what the control plane asks of a dataplane. Whole
+// route tables go in, counters come out; packets never cross it.
+
+import type { Cidr } from '../net/ipv4.js';
+import type { RouteTable } from '../routes/route_table.js';
+import type { CounterSnapshot } from './counters.js';
+
+export type EngineKind = 'js' | 'native';
+export const ENGINE_KINDS: readonly EngineKind[] = ['js'];
+
+/** What an engine forwards for: fixed for its lifetime. */
+export interface EngineConfig {
+  /** This node's subnet: the only inner destinations accepted from outside. */
+  readonly self: Cidr;
+  /** Address of the TUN device (source of ICMP errors weft originates). */
+  readonly tunAddr: number;
+  readonly vni: number;
+  /** UDP port this node listens on, and the default port of peers. */
+  readonly port: number;
+  /** Underlay address to bind; 0 binds all. */
+  readonly bindIp: number;
+  /** TUN MTU: the largest inner packet. */
+  readonly mtu: number;
+}
+
+/**
+ * Lifecycle: created -> start() -> running -> close() -> closed. setRoutes()
+ * may be called in any state before close(); the latest table wins and
+ * applies to the next packet. counters() never blocks the dataplane.
+ */
+export interface Engine {
+  readonly kind: EngineKind;
+  start(): Promise<void>;
+  setRoutes(table: RouteTable): void;
+  counters(): CounterSnapshot;
+  close(): Promise<void>;
+}

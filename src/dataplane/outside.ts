@@ -1,0 +1,67 @@
+// outside: the UDP -> TUN direction's checks for one datagram, the executable
+// specification every engine follows (same checks, same order, same counters).
+//
+//   header (length, flags, VNI, next protocol) -> outer sender is a node
+//   -> inner IPv4 well formed -> inner source inside that node's subnet
+//   -> inner destination inside ours -> TTL not expired -> deliver
+
+import { GPE_NEXT_PROTO_IPV4, VXLAN_GPE_HEADER_LEN } from '../constants.js';
+import { type Cidr, contains } from '../net/ipv4.js';
+import type { RouteTable } from '../routes/route_table.js';
+import { GpeCheck, checkGpeHeader } from '../wire/vxlan_gpe.js';
+import { dstAddr, isValidIpv4, srcAddr } from '../wire/ipv4_packet.js';
+import { C } from './counters.js';
+
+const GPE_DROP_COUNTER: readonly number[] = [
+  -1,
+  C.outside_drop_short,
+  C.outside_drop_bad_flags,
+  C.outside_drop_vni,
+  C.outside_drop_next_proto,
+];
+
+/**
+ * Checks a datagram of `len` bytes at `off` that came from underlay address
+ * `outerSrc` (0 when the sender is no known node). Returns true when the
+ * inner packet, at off + 8, should be written to the TUN; otherwise the drop
+ * is counted in `c`.
+ */
+export function acceptOutside(
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  outerSrc: number,
+  table: RouteTable,
+  self: Cidr,
+  vni: number,
+  c: Float64Array,
+): boolean {
+  const check = checkGpeHeader(buf, off, len, vni, GPE_NEXT_PROTO_IPV4);
+  if (check !== GpeCheck.Ok) {
+    c[GPE_DROP_COUNTER[check]!]!++;
+    return false;
+  }
+  if (outerSrc === 0 || !table.isKnownSender(outerSrc)) {
+    c[C.outside_drop_unknown_sender]!++;
+    return false;
+  }
+  const inner = off + VXLAN_GPE_HEADER_LEN;
+  const innerLen = len - VXLAN_GPE_HEADER_LEN;
+  if (!isValidIpv4(buf, inner, innerLen)) {
+    c[C.outside_drop_malformed]!++;
+    return false;
+  }
+  if (!table.senderOwns(outerSrc, srcAddr(buf, inner))) {
+    c[C.outside_drop_spoofed_source]!++;
+    return false;
+  }
+  if (!contains(self, dstAddr(buf, inner))) {
+    c[C.outside_drop_not_local]!++;
+    return false;
+  }
+  if (buf[inner + 8] === 0) {
+    c[C.outside_drop_ttl]!++;
+    return false;
+  }
+  return true;
+}

@@ -1,0 +1,19 @@
+// The TUN seam: batch reads and single writes of IP packets, provided by the
+// kernel (host/tun.ts) or an in-memory twin (tests).
+
+/**
+ * Called once per batch read from the TUN: packet i is at
+ * slab[i * slotSize, i * slotSize + lengths[i]). The slab and lengths are
+ * borrowed until the call returns; the next batch overwrites them.
+ */
+export type TunBatchHandler = (slab: Buffer, lengths: Uint32Array, count: number) => void;
+
+export interface TunPort {
+  readonly name: string;
+  /** Starts reading batches of up to `batch` packets of up to `slotSize` bytes. Once per device. */
+  startReading(slotSize: number, batch: number, onBatch: TunBatchHandler): void;
+  /** Writes one packet; false when the kernel refused it (the caller counts it). `buf` is not retained. */
+  write(buf: Buffer, offset: number, length: number): boolean;
+  /** Stops reading and releases the device. Idempotent. */
+  close(): void;
+}

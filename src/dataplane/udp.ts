@@ -1,0 +1,21 @@
+// The UDP seam of the js engine: batch-free but allocation-aware datagram I/O
+// that the kernel (host/dgram_udp.ts) or an in-memory twin (tests) provides.
+
+/**
+ * Called for each datagram received; `buf` is borrowed until the call
+ * returns and `srcHost` is the sender's dotted-quad address.
+ */
+export type DatagramHandler = (buf: Buffer, len: number, srcHost: string) => void;
+
+export interface UdpTransport {
+  /**
+   * Sends `len` bytes of `buf` to host:port, from a source port chosen by
+   * the flow hash `hash`. The transport owns `buf` until it calls `done`
+   * (exactly once, success or not); then the caller may reuse it. Failures
+   * are reported to `done` as false, never thrown.
+   */
+  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: (ok: boolean) => void): void;
+  /** Starts delivering datagrams to `handler`. */
+  start(handler: DatagramHandler): Promise<void>;
+  close(): Promise<void>;
+}

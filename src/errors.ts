@@ -1,0 +1,39 @@
+// weft's typed errors: one stable code per failure mode, carrying its operands.
+
+export type WeftErrorCode =
+  | 'WEFT_BAD_FLAG'
+  | 'WEFT_BAD_CIDR'
+  | 'WEFT_CONFIG_MISSING'
+  | 'WEFT_CONFIG_INVALID'
+  | 'WEFT_CONFIG_CONFLICT'
+  | 'WEFT_VALUE_INVALID'
+  | 'WEFT_NETWORK_FULL'
+  | 'WEFT_LEASE_CONFLICT'
+  | 'WEFT_LEASE_LOST'
+  | 'WEFT_ETCD_UNAVAILABLE'
+  | 'WEFT_HOST_SETUP'
+  | 'WEFT_TUN_OPEN'
+  | 'WEFT_ADDON_MISSING'
+  | 'WEFT_NO_PUBLIC_IP';
+
+export class WeftError extends Error {
+  readonly code: WeftErrorCode;
+  /** The operands: which key, which flag, which peer. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: WeftErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WeftError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function isWeftError(err: unknown, code?: WeftErrorCode): err is WeftError {
+  return err instanceof WeftError && (code === undefined || err.code === code);
+}
+
+/** The message of any thrown value, for logs and one-line CLI errors. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

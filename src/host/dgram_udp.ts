@@ -1,0 +1,44 @@
+// The kernel's UDP sockets for the js engine: one receiving socket on the
+// cluster port, and a few sending sockets on ephemeral ports so the outer
+// source port varies with the inner flow, as DESIGN.md asks.
+
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { JS_ENTROPY_SOCKETS } from '../constants.js';
+import type { DatagramHandler, UdpTransport } from '../dataplane/udp.js';
+
+export class DgramUdp implements UdpTransport {
+  private readonly rx: dgram.Socket;
+  /** Sending sockets bound to ephemeral ports, which Linux takes from 32768-60999 by default. */
+  private readonly tx: dgram.Socket[] = [];
+
+  constructor(
+    private readonly bindHost: string,
+    private readonly port: number,
+  ) {
+    this.rx = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+    for (let i = 0; i < JS_ENTROPY_SOCKETS; i++) this.tx.push(dgram.createSocket('udp4'));
+  }
+
+  async start(handler: DatagramHandler): Promise<void> {
+    this.rx.on('message', (msg, rinfo) => handler(msg, msg.length, rinfo.address));
+    const bound = once(this.rx, 'listening');
+    this.rx.bind(this.port, this.bindHost);
+    await bound;
+    for (const s of this.tx) {
+      // Nothing is expected on the sending sockets; drain them so they never fill.
+      s.on('message', () => {});
+      const ok = once(s, 'listening');
+      s.bind(0, this.bindHost);
+      await ok;
+    }
+  }
+
+  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: (ok: boolean) => void): void {
+    this.tx[hash % this.tx.length]!.send(buf, 0, len, port, host, (err) => done(!err));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.rx, ...this.tx].map((s) => new Promise<void>((resolve) => s.close(() => resolve())).catch(() => {})));
+  }
+}

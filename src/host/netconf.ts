@@ -1,0 +1,55 @@
+// Host network configuration through iproute2: the TUN's address, MTU and
+// link state, and facts about the underlay interface. Runs at control-plane
+// rate only; every failure names the command and the device.
+
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { WeftError } from '../errors.js';
+
+const run = promisify(execFile);
+
+async function ip(args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run('ip', args, { timeout: 10_000 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new WeftError('WEFT_HOST_SETUP', `ip ${args.join(' ')}: ${(e.stderr ?? e.message).trim()}`, { command: ['ip', ...args] });
+  }
+}
+
+/** Gives the TUN `addr/prefixLen` (so the kernel routes the cluster network into it), sets its MTU and brings it up. */
+export async function configureTun(dev: string, addrWithPrefix: string, mtu: number): Promise<void> {
+  await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu)]);
+  await ip(['addr', 'replace', addrWithPrefix, 'dev', dev]);
+  await ip(['link', 'set', 'dev', dev, 'up']);
+}
+
+interface IpAddrJson {
+  ifname: string;
+  mtu?: number;
+  addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
+}
+
+/** The first global IPv4 address of `iface` and its MTU. */
+export async function interfaceInfo(iface: string): Promise<{ ip: string; mtu: number }> {
+  const out = JSON.parse(await ip(['-j', '-4', 'addr', 'show', 'dev', iface])) as IpAddrJson[];
+  const addr = out[0]?.addr_info?.find((a) => a.family === 'inet' && a.scope !== 'host');
+  if (!out[0] || !addr) {
+    throw new WeftError('WEFT_NO_PUBLIC_IP', `interface ${iface} has no IPv4 address; give --public-ip`, { iface });
+  }
+  return { ip: addr.local, mtu: out[0].mtu ?? Number(await readFile(`/sys/class/net/${iface}/mtu`, 'utf8')) };
+}
+
+/** The interface holding the IPv4 default route, if any. */
+export async function defaultRouteInterface(): Promise<string | undefined> {
+  const out = JSON.parse(await ip(['-j', '-4', 'route', 'show', 'default'])) as { dev?: string }[];
+  return out[0]?.dev;
+}
+
+/** The interface that holds `addr`, if any. */
+export async function interfaceWithAddress(addr: string): Promise<string | undefined> {
+  const out = JSON.parse(await ip(['-j', '-4', 'addr', 'show'])) as IpAddrJson[];
+  return out.find((l) => l.addr_info?.some((a) => a.local === addr))?.ifname;
+}

@@ -1,0 +1,134 @@
+// Lease policy: which subnet this node holds, keeping it across restarts, and
+// renewing it with margin. etcd I/O is the registry's; this file decides.
+
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { WeftError, errorMessage, isWeftError } from '../errors.js';
+import { type Cidr, cidrEquals, contains, formatCidr, parseCidr } from '../net/ipv4.js';
+import { chooseSubnet } from './allocation.js';
+import { parseSubnetKey } from './keys.js';
+import type { EtcdRegistry, LeaseRecord } from './registry.js';
+import type { NetworkConfig, SubnetLease } from './schema.js';
+
+/** Create/replace attempts before giving up on a contended network. */
+const MAX_ATTEMPTS = 50;
+
+export interface LeaseManagerOptions {
+  readonly registry: EtcdRegistry;
+  readonly config: NetworkConfig;
+  /** The value this node writes; nodeName identifies "its" lease. */
+  readonly value: SubnetLease;
+  readonly ttlS: number;
+  /** Directory for the record of the last subnet held; undefined keeps none. */
+  readonly stateDir: string | undefined;
+  readonly log: Logger;
+  readonly random?: () => number;
+}
+
+export class LeaseManager {
+  private readonly o: LeaseManagerOptions;
+
+  constructor(opts: LeaseManagerOptions) {
+    this.o = opts;
+  }
+
+  /**
+   * Leases a subnet: the one this node name already holds (rewritten with a
+   * fresh etcd lease), else the one recorded locally if free, else a random
+   * free one; `prefer` overrides the local record (re-acquiring after a loss).
+   * Each write is a transaction that fails if the key changed, and is retried.
+   */
+  async acquire(prefer?: Cidr): Promise<LeaseRecord> {
+    const { registry, config, value, ttlS } = this.o;
+    const preferred = prefer ?? (await this.readLastSubnet());
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const listing = await registry.listLeases();
+      const mine = listing.records
+        .filter((r) => r.lease.nodeName === value.nodeName && r.subnet.len === config.subnetLen && contains(config.network, r.subnet.base))
+        .sort((a, b) => Number(preferred !== undefined && cidrEquals(b.subnet, preferred)) - Number(preferred !== undefined && cidrEquals(a.subnet, preferred)));
+      const held = mine[0];
+      if (held) {
+        const rec = await registry.replaceLease(held, value, ttlS);
+        if (rec) return this.remember(rec, 'kept');
+        continue;
+      }
+      const taken = new Set<number>(listing.records.map((r) => r.subnet.base));
+      for (const bad of listing.invalid) {
+        const s = parseSubnetKey(registry.prefix, bad.key);
+        if (s) taken.add(s.base);
+      }
+      const subnet = chooseSubnet(config.network, config.subnetLen, taken, preferred, this.o.random ?? Math.random);
+      if (!subnet) {
+        throw new WeftError('WEFT_NETWORK_FULL', `no free /${config.subnetLen} left in ${formatCidr(config.network)} (${listing.records.length} leased); remove stale leases or widen the network`, {
+          network: formatCidr(config.network),
+          subnetLen: config.subnetLen,
+        });
+      }
+      const rec = await registry.createLease(subnet, value, ttlS);
+      if (rec) return this.remember(rec, preferred && cidrEquals(subnet, preferred) ? 'reclaimed' : 'new');
+      await sleep(Math.floor((this.o.random ?? Math.random)() * 20 * attempt));
+    }
+    throw new WeftError('WEFT_LEASE_CONFLICT', `could not lease a subnet of ${formatCidr(config.network)} after ${MAX_ATTEMPTS} attempts: too much contention`, {
+      network: formatCidr(config.network),
+    });
+  }
+
+  private async remember(rec: LeaseRecord, how: 'kept' | 'reclaimed' | 'new'): Promise<LeaseRecord> {
+    this.o.log.info({ event: 'lease_acquired', subnet: formatCidr(rec.subnet), key: rec.key, how, ttl_s: this.o.ttlS }, 'lease acquired');
+    await this.writeLastSubnet(rec.subnet);
+    return rec;
+  }
+
+  private lastSubnetPath(): string | undefined {
+    return this.o.stateDir === undefined ? undefined : join(this.o.stateDir, 'subnet');
+  }
+
+  private async readLastSubnet(): Promise<Cidr | undefined> {
+    const path = this.lastSubnetPath();
+    if (!path) return undefined;
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch {
+      return undefined;
+    }
+    try {
+      return parseCidr(text.trim());
+    } catch (err) {
+      this.o.log.warn({ event: 'state_invalid', path, err: errorMessage(err) }, 'ignoring unreadable record of the last subnet');
+      return undefined;
+    }
+  }
+
+  /** Records the subnet held, atomically, so a restart asks for it again. */
+  private async writeLastSubnet(subnet: Cidr): Promise<void> {
+    const path = this.lastSubnetPath();
+    if (!path || !this.o.stateDir) return;
+    try {
+      await mkdir(this.o.stateDir, { recursive: true });
+      await writeFile(`${path}.tmp`, `${formatCidr(subnet)}\n`);
+      await rename(`${path}.tmp`, path);
+    } catch (err) {
+      this.o.log.warn({ event: 'state_write_failed', path, err: errorMessage(err) }, 'cannot record the subnet held; a restart may get another one');
+    }
+  }
+
+  /** Renews once; the TTL granted, or throws (WEFT_LEASE_LOST, WEFT_ETCD_UNAVAILABLE). */
+  renew(rec: LeaseRecord): Promise<number> {
+    return this.o.registry.renewLease(rec);
+  }
+
+  /** Seconds between renewals: a third of the TTL, so two may fail before expiry. */
+  renewIntervalS(): number {
+    return Math.max(1, Math.floor(this.o.ttlS / 3));
+  }
+
+  static isLost(err: unknown): boolean {
+    return isWeftError(err, 'WEFT_LEASE_LOST');
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,159 @@
+// Follows every node's lease in etcd and turns the set into route tables:
+// list, then watch from the listed revision; re-list whenever the watch
+// breaks and periodically, since a watch can die silently.
+
+import type { Logger } from 'pino';
+import { errorMessage } from '../errors.js';
+import { type Cidr, cidrEquals, contains, formatCidr, parseIp } from '../net/ipv4.js';
+import { type Peer, RouteTable } from '../routes/route_table.js';
+import type { EtcdRegistry, LeaseEvent, LeaseRecord, LeaseWatch } from './registry.js';
+import type { NetworkConfig } from './schema.js';
+
+export interface LeaseWatcherEvents {
+  /** A new table, built whole, to hand to the dataplane. */
+  onTable(table: RouteTable): void;
+  /** This node's own subnet key was deleted in etcd. */
+  onSelfDeleted(): void;
+  /** This node's own subnet key now names another node. */
+  onSelfTaken(rec: LeaseRecord): void;
+}
+
+export interface LeaseWatcherOptions {
+  readonly registry: EtcdRegistry;
+  readonly config: NetworkConfig;
+  readonly self: Cidr;
+  readonly nodeName: string;
+  readonly log: Logger;
+  readonly resyncIntervalMs: number;
+  readonly events: LeaseWatcherEvents;
+}
+
+/** Retry delays after a failed re-list: doubling from 500 ms to 30 s. */
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+
+export class LeaseWatcher {
+  private readonly o: LeaseWatcherOptions;
+  private readonly leases = new Map<number, LeaseRecord>();
+  private watch: LeaseWatch | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private periodic: NodeJS.Timeout | undefined;
+  private backoffMs = BACKOFF_MIN_MS;
+  private closed = false;
+  private syncing = false;
+  resyncs = 0;
+
+  constructor(opts: LeaseWatcherOptions) {
+    this.o = opts;
+  }
+
+  /** Lists and starts watching; rejects if the first listing fails. */
+  async start(): Promise<void> {
+    await this.sync();
+    this.periodic = setInterval(() => this.resyncSoon('periodic'), this.o.resyncIntervalMs);
+    this.periodic.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.resyncTimer);
+    clearInterval(this.periodic);
+    await this.watch?.cancel();
+  }
+
+  peers(): Peer[] {
+    return this.table().peers.slice();
+  }
+
+  private async sync(): Promise<void> {
+    this.syncing = true;
+    try {
+      await this.watch?.cancel();
+      this.watch = undefined;
+      const listing = await this.o.registry.listLeases();
+      for (const bad of listing.invalid) this.o.log.error({ event: 'lease_invalid', key: bad.key, err: bad.error.message }, 'ignoring invalid lease');
+      const before = new Map(this.leases);
+      this.leases.clear();
+      for (const r of listing.records) this.leases.set(r.subnet.base, r);
+      if (!this.leases.has(this.o.self.base)) this.o.events.onSelfDeleted();
+      this.checkSelf();
+      this.logDiff(before);
+      this.publish();
+      if (this.closed) return;
+      this.watch = await this.o.registry.watchLeases((BigInt(listing.revision) + 1n).toString(), {
+        onEvent: (ev) => this.apply(ev),
+        onBroken: (err) => this.resyncSoon(`watch broken: ${errorMessage(err)}`),
+      });
+      this.backoffMs = BACKOFF_MIN_MS;
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  private resyncSoon(reason: string): void {
+    if (this.closed || this.syncing || this.resyncTimer) return;
+    const delay = reason === 'periodic' ? 0 : this.backoffMs;
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = undefined;
+      this.resyncs++;
+      this.o.log.info({ event: 'watch_resync', reason }, 'resyncing leases');
+      this.sync().catch((err) => {
+        this.o.log.warn({ event: 'watch_resync_failed', err: errorMessage(err), retry_ms: this.backoffMs }, 'lease resync failed; keeping the last table');
+        this.backoffMs = Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
+        this.resyncSoon('retry');
+      });
+    }, delay);
+    this.resyncTimer.unref();
+  }
+
+  private apply(ev: LeaseEvent): void {
+    if (ev.type === 'invalid') {
+      this.o.log.error({ event: 'lease_invalid', key: ev.entry.key, err: ev.entry.error.message }, 'ignoring invalid lease');
+      return;
+    }
+    const before = new Map(this.leases);
+    if (ev.type === 'put') this.leases.set(ev.record.subnet.base, ev.record);
+    else this.leases.delete(ev.subnet.base);
+    if (ev.type === 'delete' && cidrEquals(ev.subnet, this.o.self)) this.o.events.onSelfDeleted();
+    this.checkSelf();
+    this.logDiff(before);
+    this.publish();
+  }
+
+  private checkSelf(): void {
+    const mine = this.leases.get(this.o.self.base);
+    if (mine && mine.lease.nodeName !== this.o.nodeName) this.o.events.onSelfTaken(mine);
+  }
+
+  private usable(r: LeaseRecord): boolean {
+    const { network, subnetLen } = this.o.config;
+    return r.subnet.len === subnetLen && contains(network, r.subnet.base) && !cidrEquals(r.subnet, this.o.self);
+  }
+
+  private table(): RouteTable {
+    const peers: Peer[] = [];
+    for (const r of this.leases.values()) {
+      if (!this.usable(r)) continue;
+      peers.push({ subnet: r.subnet, node: r.lease.nodeName, ip: parseIp(r.lease.publicIp), port: r.lease.port });
+    }
+    return RouteTable.build(this.o.config.network, this.o.config.subnetLen, peers);
+  }
+
+  private publish(): void {
+    this.o.events.onTable(this.table());
+  }
+
+  private logDiff(before: Map<number, LeaseRecord>): void {
+    for (const [base, r] of this.leases) {
+      if (!this.usable(r)) continue;
+      const old = before.get(base);
+      if (!old) this.o.log.info({ event: 'peer_added', subnet: formatCidr(r.subnet), node: r.lease.nodeName, public_ip: r.lease.publicIp }, 'peer added');
+      else if (old.lease.publicIp !== r.lease.publicIp || old.lease.port !== r.lease.port || old.lease.nodeName !== r.lease.nodeName) {
+        this.o.log.info({ event: 'peer_changed', subnet: formatCidr(r.subnet), node: r.lease.nodeName, public_ip: r.lease.publicIp }, 'peer changed');
+      }
+    }
+    for (const [base, r] of before) {
+      if (!this.leases.has(base) && this.usable(r)) this.o.log.info({ event: 'peer_removed', subnet: formatCidr(r.subnet), node: r.lease.nodeName }, 'peer removed');
+    }
+  }
+}

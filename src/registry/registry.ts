@@ -1,0 +1,290 @@
+// etcd I/O for weft's keys, and nothing else: config, subnet leases, watch.
+// Allocation policy lives in lease_manager.ts; this file only does the
+// transactions it is asked to, validating every value it reads.
+
+import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
+import { WeftError, errorMessage, isWeftError } from '../errors.js';
+import { type Cidr, formatCidr } from '../net/ipv4.js';
+import { configKey, parseSubnetKey, subnetKey, subnetsPrefix } from './keys.js';
+import {
+  type NetworkConfig,
+  type SubnetLease,
+  decodeNetworkConfig,
+  decodeSubnetLease,
+  encodeNetworkConfig,
+  encodeSubnetLease,
+} from './schema.js';
+
+/** A subnet lease as stored: the value plus the etcd facts needed to renew or replace it. */
+export interface LeaseRecord {
+  readonly subnet: Cidr;
+  readonly key: string;
+  readonly lease: SubnetLease;
+  /** etcd lease ID (decimal string); "0" when the key has no TTL. */
+  readonly etcdLease: string;
+  readonly modRevision: string;
+}
+
+/** A key under the subnets prefix whose value failed validation. */
+export interface InvalidEntry {
+  readonly key: string;
+  readonly error: WeftError;
+}
+
+export interface LeaseListing {
+  readonly records: LeaseRecord[];
+  readonly invalid: InvalidEntry[];
+  /** etcd revision of the listing; watch from revision + 1. */
+  readonly revision: string;
+}
+
+export type LeaseEvent =
+  | { readonly type: 'put'; readonly record: LeaseRecord; readonly revision: string }
+  | { readonly type: 'delete'; readonly subnet: Cidr; readonly key: string; readonly revision: string }
+  | { readonly type: 'invalid'; readonly entry: InvalidEntry; readonly revision: string };
+
+export interface LeaseWatchHandlers {
+  onEvent(ev: LeaseEvent): void;
+  /** The watch ended (compaction, cancel by the server): re-list and watch again. */
+  onBroken(err: Error): void;
+}
+
+export interface LeaseWatch {
+  cancel(): Promise<void>;
+}
+
+export interface EtcdOptions {
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  /** Per-call deadline; a down etcd fails calls after this rather than hanging. */
+  readonly callTimeoutMs?: number;
+  readonly credentials?: IOptions['credentials'];
+  readonly auth?: IOptions['auth'];
+}
+
+export class EtcdRegistry {
+  readonly prefix: string;
+  readonly endpoints: readonly string[];
+  private readonly client: Etcd3;
+  private readonly callTimeoutMs: number;
+
+  constructor(opts: EtcdOptions) {
+    this.prefix = opts.prefix;
+    this.endpoints = opts.endpoints;
+    this.callTimeoutMs = opts.callTimeoutMs ?? 5000;
+    const timeout = this.callTimeoutMs;
+    this.client = new Etcd3({
+      hosts: [...opts.endpoints],
+      dialTimeout: timeout,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
+      ...(opts.auth ? { auth: opts.auth } : {}),
+    });
+  }
+
+  /** Runs an etcd call, turning transport failures into WEFT_ETCD_UNAVAILABLE that names the endpoints. */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isWeftError(err)) throw err;
+      throw new WeftError('WEFT_ETCD_UNAVAILABLE', `etcd ${this.endpoints.join(',')}: ${what}: ${errorMessage(err)}`, { endpoints: this.endpoints, what }, { cause: err });
+    }
+  }
+
+  async getConfig(): Promise<NetworkConfig | undefined> {
+    const key = configKey(this.prefix);
+    const text = await this.call(`get ${key}`, () => this.client.get(key).string());
+    return text === null ? undefined : decodeNetworkConfig(key, text);
+  }
+
+  /**
+   * Writes the network config. An equal config is left alone; a different one
+   * is replaced only with `force` (leases cut from the old network would be stale).
+   */
+  async putConfig(cfg: NetworkConfig, force: boolean): Promise<'created' | 'unchanged' | 'replaced'> {
+    const key = configKey(this.prefix);
+    const text = encodeNetworkConfig(cfg);
+    const created = await this.call(`create ${key}`, () => this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(text)).commit());
+    if (created.succeeded) return 'created';
+    const current = await this.call(`get ${key}`, () => this.client.get(key).string());
+    if (current === text) return 'unchanged';
+    if (!force) {
+      throw new WeftError('WEFT_CONFIG_CONFLICT', `${key} already holds a different config (${current}); pass --force to replace it`, { key, current });
+    }
+    await this.call(`put ${key}`, () => this.client.put(key).value(text).exec());
+    return 'replaced';
+  }
+
+  private toRecord(kv: IKeyValue): LeaseRecord | InvalidEntry | undefined {
+    const key = kv.key.toString();
+    const subnet = parseSubnetKey(this.prefix, key);
+    if (!subnet) {
+      return { key, error: new WeftError('WEFT_VALUE_INVALID', `etcd key ${key}: not a subnet key (want a.b.c.d-len)`, { key }) };
+    }
+    try {
+      return { subnet, key, lease: decodeSubnetLease(key, kv.value.toString()), etcdLease: kv.lease, modRevision: kv.mod_revision };
+    } catch (err) {
+      if (isWeftError(err)) return { key, error: err };
+      throw err;
+    }
+  }
+
+  async listLeases(): Promise<LeaseListing> {
+    const res = await this.call('list leases', () => this.client.getAll().prefix(subnetsPrefix(this.prefix)).exec());
+    const records: LeaseRecord[] = [];
+    const invalid: InvalidEntry[] = [];
+    for (const kv of res.kvs) {
+      const r = this.toRecord(kv);
+      if (r && 'error' in r) invalid.push(r);
+      else if (r) records.push(r);
+    }
+    return { records, invalid, revision: res.header.revision };
+  }
+
+  private async grant(ttlS: number): Promise<string> {
+    const res = await this.call('grant lease', () => this.client.leaseClient.leaseGrant({ TTL: ttlS }));
+    return res.ID;
+  }
+
+  private async revokeQuietly(id: string): Promise<void> {
+    await this.client.leaseClient.leaseRevoke({ ID: id }).catch(() => undefined);
+  }
+
+  /**
+   * Creates the subnet's key with a fresh etcd lease, only if the key does
+   * not exist. Returns undefined when it does (someone else holds it).
+   */
+  async createLease(subnet: Cidr, value: SubnetLease, ttlS: number): Promise<LeaseRecord | undefined> {
+    const key = subnetKey(this.prefix, subnet);
+    const id = await this.grant(ttlS);
+    try {
+      const res = await this.call(`create ${key}`, () =>
+        this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(encodeSubnetLease(value)).lease(id)).commit(),
+      );
+      if (!res.succeeded) {
+        await this.revokeQuietly(id);
+        return undefined;
+      }
+      return { subnet, key, lease: value, etcdLease: id, modRevision: res.header.revision };
+    } catch (err) {
+      await this.revokeQuietly(id);
+      throw err;
+    }
+  }
+
+  /**
+   * Rewrites a lease this node holds (new value, fresh etcd lease) only if
+   * the key is unchanged since `prev` was read. Returns undefined when it changed.
+   */
+  async replaceLease(prev: LeaseRecord, value: SubnetLease, ttlS: number): Promise<LeaseRecord | undefined> {
+    const id = await this.grant(ttlS);
+    try {
+      const res = await this.call(`replace ${prev.key}`, () =>
+        this.client.if(prev.key, 'Mod', '==', prev.modRevision).then(this.client.put(prev.key).value(encodeSubnetLease(value)).lease(id)).commit(),
+      );
+      if (!res.succeeded) {
+        await this.revokeQuietly(id);
+        return undefined;
+      }
+      if (prev.etcdLease !== '0') await this.revokeQuietly(prev.etcdLease);
+      return { subnet: prev.subnet, key: prev.key, lease: value, etcdLease: id, modRevision: res.header.revision };
+    } catch (err) {
+      await this.revokeQuietly(id);
+      throw err;
+    }
+  }
+
+  /**
+   * Renews the record's etcd lease once; returns the TTL etcd granted, in
+   * seconds. Throws WEFT_LEASE_LOST when etcd no longer knows the lease.
+   */
+  async renewLease(rec: LeaseRecord): Promise<number> {
+    const ttl = await this.call(`renew lease of ${rec.key}`, async () => {
+      const stream = await this.client.leaseClient.leaseKeepAlive();
+      try {
+        return await new Promise<number>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`no keepalive answer in ${this.callTimeoutMs} ms`)), this.callTimeoutMs);
+          stream.on('data', (res: { TTL: string }) => {
+            clearTimeout(timer);
+            resolve(Number(res.TTL));
+          });
+          stream.on('error', (err: Error) => {
+            clearTimeout(timer);
+            reject(err);
+          });
+          stream.write({ ID: rec.etcdLease });
+        });
+      } finally {
+        stream.end();
+      }
+    });
+    if (ttl <= 0) throw new WeftError('WEFT_LEASE_LOST', `the etcd lease of ${rec.key} has expired`, { key: rec.key, subnet: formatCidr(rec.subnet) });
+    return ttl;
+  }
+
+  /** Seconds left on the record's etcd lease; -1 when it has none or it expired. */
+  async leaseTtl(rec: LeaseRecord): Promise<number> {
+    if (rec.etcdLease === '0') return -1;
+    const res = await this.call(`ttl of ${rec.key}`, () => this.client.leaseClient.leaseTimeToLive({ ID: rec.etcdLease }));
+    return Number(res.TTL);
+  }
+
+  /** Gives the subnet back: revokes the etcd lease, which deletes the key. */
+  async releaseLease(rec: LeaseRecord): Promise<void> {
+    await this.call(`release ${rec.key}`, async () => {
+      await this.client.if(rec.key, 'Mod', '==', rec.modRevision).then(this.client.delete().key(rec.key)).commit();
+      if (rec.etcdLease !== '0') await this.client.leaseClient.leaseRevoke({ ID: rec.etcdLease }).catch(() => undefined);
+    });
+  }
+
+  /** Deletes a subnet key whatever it holds (operator tooling and tests). */
+  async deleteSubnetKey(subnet: Cidr): Promise<boolean> {
+    const key = subnetKey(this.prefix, subnet);
+    const res = await this.call(`delete ${key}`, () => this.client.delete().key(key).exec());
+    return Number(res.deleted) > 0;
+  }
+
+  /** Watches every subnet key from `fromRevision` (inclusive). */
+  async watchLeases(fromRevision: string, h: LeaseWatchHandlers): Promise<LeaseWatch> {
+    const watcher: Watcher = await this.call('watch leases', () =>
+      this.client.watch().prefix(subnetsPrefix(this.prefix)).startRevision(fromRevision).create(),
+    );
+    let broken = false;
+    let connectedOnce = true;
+    const breakOnce = (err: Error): void => {
+      if (broken) return;
+      broken = true;
+      h.onBroken(err);
+    };
+    watcher.on('put', (kv) => {
+      const r = this.toRecord(kv);
+      if (!r) return;
+      if ('error' in r) h.onEvent({ type: 'invalid', entry: r, revision: kv.mod_revision });
+      else h.onEvent({ type: 'put', record: r, revision: kv.mod_revision });
+    });
+    watcher.on('delete', (kv) => {
+      const key = kv.key.toString();
+      const subnet = parseSubnetKey(this.prefix, key);
+      if (subnet) h.onEvent({ type: 'delete', subnet, key, revision: kv.mod_revision });
+    });
+    watcher.on('error', (err) => breakOnce(err));
+    watcher.on('end', () => breakOnce(new Error('watch ended')));
+    // A reconnected watch resumes from its last revision, but events of a
+    // compacted range are gone: treat every reconnect as a reason to re-list.
+    watcher.on('connected', () => {
+      if (connectedOnce) breakOnce(new Error('watch reconnected'));
+      connectedOnce = true;
+    });
+    return {
+      cancel: async () => {
+        broken = true;
+        await watcher.cancel().catch(() => undefined);
+      },
+    };
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,90 @@
+// The etcd value schema (proto/weft.proto) and its strict proto3-JSON codec:
+// every value read from etcd is validated here, and a bad one names its key.
+
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+import protojson from 'protobufjs/ext/protojson.js';
+import { DEFAULT_UDP_PORT, DEFAULT_VNI, MAX_SUBNET_BITS } from '../constants.js';
+import { WeftError, errorMessage } from '../errors.js';
+import { type Cidr, formatCidr, parseCidr, parseIp } from '../net/ipv4.js';
+
+const root = protobuf.loadSync(fileURLToPath(new URL('../../proto/weft.proto', import.meta.url)));
+const NetworkConfigType = root.lookupType('weft.v1.NetworkConfig');
+const SubnetLeaseType = root.lookupType('weft.v1.SubnetLease');
+
+/** The cluster's network config, validated and with defaults applied. */
+export interface NetworkConfig {
+  readonly network: Cidr;
+  readonly subnetLen: number;
+  readonly vni: number;
+  readonly port: number;
+}
+
+/** A node's lease value, validated. */
+export interface SubnetLease {
+  readonly nodeName: string;
+  readonly publicIp: string;
+  readonly port: number;
+  readonly vni: number;
+  readonly version: string;
+  readonly engine: string;
+}
+
+function parseStrict(type: protobuf.Type, key: string, text: string): Record<string, unknown> {
+  try {
+    const msg = protojson.fromJsonString(type, text);
+    return type.toObject(msg, { defaults: true }) as Record<string, unknown>;
+  } catch (err) {
+    throw new WeftError('WEFT_VALUE_INVALID', `etcd key ${key}: not a valid ${type.name}: ${errorMessage(err)}`, { key });
+  }
+}
+
+function invalid(key: string, what: string): WeftError {
+  return new WeftError('WEFT_VALUE_INVALID', `etcd key ${key}: ${what}`, { key });
+}
+
+/** Checks the cross-field rules of a network config; `where` names the key or flag for the message. */
+export function validateNetworkConfig(where: string, raw: { network: string; subnetLen: number; vni: number; port: number }): NetworkConfig {
+  let network: Cidr;
+  try {
+    network = parseCidr(raw.network);
+  } catch (err) {
+    throw invalid(where, `network: ${errorMessage(err)}`);
+  }
+  const subnetLen = raw.subnetLen;
+  if (subnetLen <= network.len || subnetLen > 30 || subnetLen - network.len > MAX_SUBNET_BITS) {
+    throw invalid(where, `subnetLen ${subnetLen} must be longer than the network's /${network.len}, at most 30, and at most ${MAX_SUBNET_BITS} bits longer`);
+  }
+  const vni = raw.vni === 0 ? DEFAULT_VNI : raw.vni;
+  if (vni > 0xffffff) throw invalid(where, `vni ${vni} does not fit in 24 bits`);
+  const port = raw.port === 0 ? DEFAULT_UDP_PORT : raw.port;
+  if (port > 65535) throw invalid(where, `port ${port} is not a UDP port`);
+  return { network, subnetLen, vni, port };
+}
+
+export function decodeNetworkConfig(key: string, text: string): NetworkConfig {
+  const o = parseStrict(NetworkConfigType, key, text);
+  return validateNetworkConfig(key, o as { network: string; subnetLen: number; vni: number; port: number });
+}
+
+export function encodeNetworkConfig(cfg: NetworkConfig): string {
+  return protojson.toJsonString(NetworkConfigType, {
+    network: formatCidr(cfg.network),
+    subnetLen: cfg.subnetLen,
+    vni: cfg.vni,
+    port: cfg.port,
+  });
+}
+
+export function decodeSubnetLease(key: string, text: string): SubnetLease {
+  const o = parseStrict(SubnetLeaseType, key, text) as unknown as SubnetLease;
+  if (o.nodeName === '') throw invalid(key, 'nodeName is empty');
+  if (parseIp(o.publicIp) < 0) throw invalid(key, `publicIp "${o.publicIp}" is not an IPv4 address`);
+  if (o.port === 0 || o.port > 65535) throw invalid(key, `port ${o.port} is not a UDP port`);
+  if (o.vni > 0xffffff) throw invalid(key, `vni ${o.vni} does not fit in 24 bits`);
+  return o;
+}
+
+export function encodeSubnetLease(lease: SubnetLease): string {
+  return protojson.toJsonString(SubnetLeaseType, { ...lease });
+}

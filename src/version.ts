@@ -1,0 +1,5 @@
+// weft's version, from package.json, so every binary and lease reports the same one.
+
+import { readFileSync } from 'node:fs';
+
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;

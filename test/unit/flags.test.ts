@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { parseFlags } from '../../src/cli/flags.js';
+import { parseDaemonArgs } from '../../src/daemon/options.js';
+import { isWeftError } from '../../src/errors.js';
+
+function badFlag(argv: string[], env: NodeJS.ProcessEnv = {}): string {
+  try {
+    parseDaemonArgs(argv, env);
+  } catch (err) {
+    expect(isWeftError(err, 'WEFT_BAD_FLAG')).toBe(true);
+    return (err as Error).message;
+  }
+  throw new Error(`expected ${argv.join(' ')} to be refused`);
+}
+
+describe('weftd flags', () => {
+  it('applies defaults', () => {
+    const cmd = parseDaemonArgs([], {});
+    expect(cmd.kind).toBe('run');
+    if (cmd.kind !== 'run') return;
+    expect(cmd.options).toMatchObject({ etcdEndpoints: ['http://127.0.0.1:2379'], etcdPrefix: '/weft', engine: 'js', tunName: 'weft0', subnetFile: '/run/weft/subnet.env', leaseTtlS: 86400 });
+  });
+
+  it('takes flags in both forms, and WEFT_* variables when the flag is absent', () => {
+    const cmd = parseDaemonArgs(['--node-name=a', '--etcd-prefix', '/x/', '--lease-ttl', '60'], { WEFT_NODE_NAME: 'ignored', WEFT_PUBLIC_IP: '198.18.0.7', WEFT_ETCD_ENDPOINTS: 'http://198.18.0.254:2379,http://198.18.0.253:2379' });
+    if (cmd.kind !== 'run') throw new Error('not run');
+    expect(cmd.options).toMatchObject({ nodeName: 'a', etcdPrefix: '/x', leaseTtlS: 60, publicIp: '198.18.0.7', etcdEndpoints: ['http://198.18.0.254:2379', 'http://198.18.0.253:2379'] });
+  });
+
+  it('refuses bad flags with one line naming the flag', () => {
+    expect(badFlag(['--bogus'])).toBe('unknown flag --bogus (see --help)');
+    expect(badFlag(['--engine', 'turbo'])).toMatch(/^--engine: "turbo"/);
+    expect(badFlag(['--public-ip', '1.2.3'])).toMatch(/^--public-ip/);
+    expect(badFlag(['--mtu', 'big'])).toMatch(/^--mtu: expects a whole number/);
+    expect(badFlag(['--mtu', '100'])).toMatch(/^--mtu/);
+    expect(badFlag(['--etcd-endpoints', 'localhost:2379'])).toMatch(/^--etcd-endpoints/);
+    expect(badFlag(['--tun-name', 'this-name-is-too-long'])).toMatch(/^--tun-name/);
+    expect(badFlag(['--log-level', 'loud'])).toMatch(/^--log-level/);
+    expect(badFlag(['--node-name'])).toBe('--node-name: needs a value');
+    expect(badFlag(['stray'])).toMatch(/unexpected argument "stray"/);
+    expect(badFlag([], { WEFT_LEASE_TTL: 'forever' })).toMatch(/^--lease-ttl/);
+    for (const m of [badFlag(['--bogus']), badFlag(['--mtu', 'x'])]) expect(m).not.toContain('\n');
+  });
+
+  it('recognizes --help and --version before anything else', () => {
+    expect(parseDaemonArgs(['--help', '--engine', 'x'], {}).kind).toBe('help');
+    expect(parseDaemonArgs(['--version'], {}).kind).toBe('version');
+  });
+
+  it('keeps positionals apart from flags', () => {
+    const r = parseFlags(['init', '--force', 'x'], {}, [{ name: 'force', type: 'boolean', help: '' }]);
+    expect(r).toEqual({ values: { force: true }, positionals: ['init', 'x'] });
+  });
+});

@@ -1,0 +1,56 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { formatIp, parseCidr, parseIp, subnetAt } from '../../src/net/ipv4.js';
+import { NO_PEER, type Peer, RouteTable } from '../../src/routes/route_table.js';
+
+const net = parseCidr('198.19.0.0/16');
+
+function peer(i: number): Peer {
+  return { subnet: subnetAt(net, 24, i), node: `n${i}`, ip: parseIp(`198.18.0.${i}`), port: 4790 + i };
+}
+
+describe('route table', () => {
+  it('finds the owner of every address of a leased subnet, and nobody for the rest', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: 254 }), { maxLength: 40 }), fc.nat(0xffffffff), (slots, probe) => {
+        const t = RouteTable.build(net, 24, slots.map(peer));
+        const i = t.lookup(probe);
+        const slot = (probe >>> 8) & 0xff;
+        const inNet = probe >>> 16 === 0xc613;
+        if (inNet && slots.includes(slot)) {
+          expect(i).not.toBe(NO_PEER);
+          expect(t.peerIpAt(i)).toBe(parseIp(`198.18.0.${slot}`));
+          expect(t.peerPortAt(i)).toBe(4790 + slot);
+          expect(t.peerHostAt(i)).toBe(`198.18.0.${slot}`);
+        } else expect(i).toBe(NO_PEER);
+        expect(t.inNetwork(probe)).toBe(inNet);
+      }),
+    );
+  });
+
+  it('knows senders by underlay address and checks what they may source', () => {
+    const t = RouteTable.build(net, 24, [peer(2), peer(3)]);
+    expect(t.isKnownSender(parseIp('198.18.0.2'))).toBe(true);
+    expect(t.isKnownSender(parseIp('198.18.0.9'))).toBe(false);
+    expect(t.senderIp('198.18.0.3')).toBe(parseIp('198.18.0.3'));
+    expect(t.senderIp('198.18.0.9')).toBe(0);
+    expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('198.19.2.77'))).toBe(true);
+    expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('198.19.3.77'))).toBe(false);
+    expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('10.0.0.1'))).toBe(false);
+  });
+
+  it('refuses inconsistent tables with the culprit named', () => {
+    expect(() => RouteTable.build(net, 24, [peer(2), { ...peer(2), node: 'dup' }])).toThrow(/two peers claim 198.19.2.0\/24/);
+    expect(() => RouteTable.build(net, 24, [{ ...peer(2), subnet: parseCidr('10.0.0.0/24') }])).toThrow(/n2 subnet 10.0.0.0\/24/);
+    expect(() => RouteTable.build(net, 16, [])).toThrow(/does not fit/);
+    expect(() => RouteTable.build(parseCidr('10.0.0.0/8'), 30, [])).toThrow(/does not fit/);
+  });
+
+  it('handles a network at the top of the address space', () => {
+    const top = parseCidr('255.255.0.0/16');
+    const t = RouteTable.build(top, 24, [{ subnet: parseCidr('255.255.255.0/24'), node: 'x', ip: 1, port: 1 }]);
+    expect(t.lookup(parseIp('255.255.255.255'))).toBe(0);
+    expect(t.lookup(parseIp('255.255.254.1'))).toBe(NO_PEER);
+    expect(formatIp(t.peers[0]!.subnet.base)).toBe('255.255.255.0');
+  });
+});

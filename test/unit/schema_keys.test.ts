@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { isWeftError } from '../../src/errors.js';
+import { formatCidr, parseCidr } from '../../src/net/ipv4.js';
+import { configKey, normalizePrefix, parseSubnetKey, subnetKey } from '../../src/registry/keys.js';
+import { decodeNetworkConfig, decodeSubnetLease, encodeNetworkConfig, encodeSubnetLease } from '../../src/registry/schema.js';
+
+function invalidMessage(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(isWeftError(err, 'WEFT_VALUE_INVALID')).toBe(true);
+    return (err as Error).message;
+  }
+  throw new Error('expected an error');
+}
+
+describe('etcd keys', () => {
+  it('maps subnets to keys and back', () => {
+    const s = parseCidr('10.244.1.0/24');
+    expect(subnetKey('/weft', s)).toBe('/weft/network/subnets/10.244.1.0-24');
+    expect(parseSubnetKey('/weft', subnetKey('/weft', s))).toEqual(s);
+    expect(configKey('/weft')).toBe('/weft/network/config');
+  });
+
+  it('rejects keys that are not subnet keys of this prefix', () => {
+    for (const k of ['/weft/network/subnets/10.244.1.0', '/weft/network/subnets/10.244.1.1-24', '/other/network/subnets/10.244.1.0-24', '/weft/network/subnets/x-24']) {
+      expect(parseSubnetKey('/weft', k)).toBeUndefined();
+    }
+  });
+
+  it('normalizes prefixes', () => {
+    expect(normalizePrefix('weft/')).toBe('/weft');
+    expect(normalizePrefix('/a/b')).toBe('/a/b');
+    expect(normalizePrefix('/')).toBe('');
+  });
+});
+
+describe('etcd values (proto3 JSON)', () => {
+  it('round-trips a network config and applies defaults', () => {
+    const cfg = decodeNetworkConfig('k', '{"network":"10.244.0.0/16","subnetLen":24}');
+    expect(formatCidr(cfg.network)).toBe('10.244.0.0/16');
+    expect(cfg).toMatchObject({ subnetLen: 24, vni: 1, port: 4790 });
+    expect(decodeNetworkConfig('k', encodeNetworkConfig(cfg))).toEqual(cfg);
+  });
+
+  it('names the key in every rejection', () => {
+    const key = '/weft/network/config';
+    expect(invalidMessage(() => decodeNetworkConfig(key, 'not json'))).toContain(key);
+    expect(invalidMessage(() => decodeNetworkConfig(key, '{"network":"10.244.0.0/16","subnetLen":24,"bogus":1}'))).toMatch(/unknown field/);
+    expect(invalidMessage(() => decodeNetworkConfig(key, '{"network":"10.244.0.0/16","subnetLen":16}'))).toMatch(/subnetLen 16/);
+    expect(invalidMessage(() => decodeNetworkConfig(key, '{"network":"10.244.1.0/16","subnetLen":24}'))).toMatch(/host bits/);
+    expect(invalidMessage(() => decodeNetworkConfig(key, '{"network":"10.244.0.0/16","subnetLen":24,"vni":16777216}'))).toMatch(/24 bits/);
+    expect(invalidMessage(() => decodeNetworkConfig(key, '{"network":"10.244.0.0/16","subnetLen":-1}'))).toMatch(/out of range/);
+  });
+
+  it('round-trips a subnet lease and rejects bad ones', () => {
+    const lease = { nodeName: 'n1', publicIp: '198.18.0.1', port: 4790, vni: 1, version: '0.1.0', engine: 'js' };
+    const text = encodeSubnetLease(lease);
+    expect(JSON.parse(text)).toEqual(lease);
+    expect(decodeSubnetLease('k', text)).toEqual(lease);
+    const key = '/weft/network/subnets/10.244.1.0-24';
+    expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, publicIp: 'nope' })))).toContain(key);
+    expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, nodeName: '' })))).toMatch(/nodeName/);
+    expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, port: 0 })))).toMatch(/port/);
+    expect(invalidMessage(() => decodeSubnetLease(key, '[]'))).toContain(key);
+  });
+});
