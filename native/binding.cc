@@ -1,0 +1,193 @@
+// Module init and argument unpacking for the weft addon: openTun, writePacket,
+// TunReader and the TUN flag constants. The work is in tun_linux.cc and
+// tun_reader.cc; this file only converts between JS values and C.
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <node_api.h>
+
+#include "tun_linux.h"
+#include "tun_reader.h"
+
+namespace weft {
+namespace {
+
+// Errno names for Error.code, as Node spells them; "E<number>" for the rest.
+const char* errno_name(int err, char* fallback, size_t fallback_len) {
+  switch (err) {
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case EINTR: return "EINTR";
+    case EIO: return "EIO";
+    case ENXIO: return "ENXIO";
+    case EBADF: return "EBADF";
+    case EAGAIN: return "EAGAIN";
+    case ENOMEM: return "ENOMEM";
+    case EACCES: return "EACCES";
+    case EFAULT: return "EFAULT";
+    case EBUSY: return "EBUSY";
+    case EEXIST: return "EEXIST";
+    case ENODEV: return "ENODEV";
+    case EINVAL: return "EINVAL";
+    case ENFILE: return "ENFILE";
+    case EMFILE: return "EMFILE";
+    case ENOSPC: return "ENOSPC";
+    case EPIPE: return "EPIPE";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case EMSGSIZE: return "EMSGSIZE";
+    case ENOPROTOOPT: return "ENOPROTOOPT";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EADDRINUSE: return "EADDRINUSE";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case ENETDOWN: return "ENETDOWN";
+    case ENETUNREACH: return "ENETUNREACH";
+    case ENOBUFS: return "ENOBUFS";
+    case EBADFD: return "EBADFD";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    default:
+      snprintf(fallback, fallback_len, "E%d", err);
+      return fallback;
+  }
+}
+
+// Throws Error(`${what}: ${strerror(err)}${detail}`) with .code = errno name.
+void throw_errno(napi_env env, int err, const char* what, const char* detail) {
+  char code_buf[16], reason[128], msg[512];
+  const char* code = errno_name(err, code_buf, sizeof(code_buf));
+  const char* text = strerror_r(err, reason, sizeof(reason));  // GNU variant: returns the text
+  snprintf(msg, sizeof(msg), "%s: %s%s", what, text, detail);
+  napi_value code_value, msg_value, error;
+  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value) != napi_ok ||
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &msg_value) != napi_ok ||
+      napi_create_error(env, code_value, msg_value, &error) != napi_ok || napi_throw(env, error) != napi_ok) {
+    throw_last_napi_error(env);
+  }
+}
+
+// openTun(name: string, flags: number): { fd: number, name: string }
+napi_value js_open_tun(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  if (argc < 2) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "openTun(name, flags) needs 2 arguments");
+    return nullptr;
+  }
+  napi_valuetype type;
+  if (napi_typeof(env, argv[0], &type) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  if (type != napi_string) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "name must be a string");
+    return nullptr;
+  }
+  double flags;
+  if (!integer_arg(env, argv[1], "flags", 0, kTunMultiQueue | kTunVnetHdr, &flags)) return nullptr;
+
+  // Long enough to quote any sane name in the error; longer names are
+  // rejected anyway (IFNAMSIZ is 16), quoted truncated.
+  char name[128];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  char what[192];
+  snprintf(what, sizeof(what), "open TUN \"%s\"", name);
+  if (len >= IFNAMSIZ) {
+    throw_errno(env, EINVAL, what, ": a device name is at most 15 bytes");
+    return nullptr;
+  }
+  if (strlen(name) != len) {
+    throw_errno(env, EINVAL, what, ": the name contains a NUL character");
+    return nullptr;
+  }
+
+  char actual[IFNAMSIZ];
+  int err = 0;
+  int fd = tun_open(name, static_cast<int>(flags), actual, &err);
+  if (fd < 0) {
+    throw_errno(env, err, what, "");
+    return nullptr;
+  }
+
+  napi_value result, fd_value, name_value;
+  if (napi_create_object(env, &result) != napi_ok || napi_create_int32(env, fd, &fd_value) != napi_ok ||
+      napi_create_string_utf8(env, actual, NAPI_AUTO_LENGTH, &name_value) != napi_ok ||
+      napi_set_named_property(env, result, "fd", fd_value) != napi_ok ||
+      napi_set_named_property(env, result, "name", name_value) != napi_ok) {
+    throw_last_napi_error(env);
+    close(fd);  // nobody else knows this fd
+    return nullptr;
+  }
+  return result;
+}
+
+// writePacket(fd, buf, offset, length): bytes written, or -errno. Throws only
+// for bad arguments: a refused write (EAGAIN, ENOBUFS, EIO...) is a drop the
+// caller counts.
+napi_value js_write_packet(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  if (argc < 4) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "writePacket(fd, buf, offset, length) needs 4 arguments");
+    return nullptr;
+  }
+  double fd, offset, length;
+  uint8_t* data;
+  size_t buf_len;
+  if (!integer_arg(env, argv[0], "fd", 0, INT32_MAX, &fd)) return nullptr;
+  if (!buffer_arg(env, argv[1], "buf", &data, &buf_len)) return nullptr;
+  if (!integer_arg(env, argv[2], "offset", 0, static_cast<double>(buf_len), &offset)) return nullptr;
+  if (!integer_arg(env, argv[3], "length", 0, static_cast<double>(buf_len) - offset, &length)) return nullptr;
+
+  ssize_t n;
+  do {
+    n = write(static_cast<int>(fd), data + static_cast<size_t>(offset), static_cast<size_t>(length));
+  } while (n < 0 && errno == EINTR);
+
+  napi_value result;
+  if (napi_create_int32(env, n < 0 ? -errno : static_cast<int32_t>(n), &result) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  return result;
+}
+
+bool set_function(napi_env env, napi_value exports, const char* name, napi_callback cb) {
+  napi_value fn;
+  return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn) == napi_ok &&
+         napi_set_named_property(env, exports, name, fn) == napi_ok;
+}
+
+bool set_int(napi_env env, napi_value exports, const char* name, int32_t value) {
+  napi_value v;
+  return napi_create_int32(env, value, &v) == napi_ok && napi_set_named_property(env, exports, name, v) == napi_ok;
+}
+
+}  // namespace
+}  // namespace weft
+
+NAPI_MODULE_INIT() {
+  napi_value reader_class = weft::tun_reader_define_class(env);
+  if (reader_class == nullptr) return nullptr;
+  if (!weft::set_function(env, exports, "openTun", weft::js_open_tun) ||
+      !weft::set_function(env, exports, "writePacket", weft::js_write_packet) ||
+      napi_set_named_property(env, exports, "TunReader", reader_class) != napi_ok ||
+      !weft::set_int(env, exports, "TUN_MULTI_QUEUE", weft::kTunMultiQueue) ||
+      !weft::set_int(env, exports, "TUN_VNET_HDR", weft::kTunVnetHdr)) {
+    weft::throw_last_napi_error(env);
+    return nullptr;
+  }
+  return exports;
+}

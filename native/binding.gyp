@@ -1,0 +1,12 @@
+# The weft N-API addon: native/build/Release/weft.node, built by `npm run build:native`.
+{
+  "targets": [
+    {
+      "target_name": "weft",
+      "sources": ["binding.cc", "tun_linux.cc", "tun_reader.cc"],
+      # Pin the Node-API level we rely on (async cleanup hooks need 8).
+      "defines": ["NAPI_VERSION=8"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
+    }
+  ]
+}

@@ -1,0 +1,158 @@
+// The js engine between in-memory TUNs and an in-memory network: forwarding,
+// every drop reason, ICMP errors and live table swaps, with no root.
+
+import { setImmediate as tick } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { totalDrops } from '../../src/dataplane/counters.js';
+import { JsEngine } from '../../src/dataplane/js_engine.js';
+import { parseCidr, parseIp } from '../../src/net/ipv4.js';
+import { type Peer, RouteTable } from '../../src/routes/route_table.js';
+import { isValidIpv4 } from '../../src/wire/ipv4_packet.js';
+import { MemoryNetwork, MemoryTun } from '../harness/memory_dataplane.js';
+import { gpe, icmpEcho, ipv4, udpPacket } from '../harness/packets.js';
+
+const net = parseCidr('198.19.0.0/16');
+const MTU = 1464;
+
+interface Node {
+  engine: JsEngine;
+  tun: MemoryTun;
+  ip: string;
+}
+
+const engines: JsEngine[] = [];
+afterEach(async () => {
+  for (const e of engines.splice(0)) await e.close();
+});
+
+function peerOf(i: number): Peer {
+  return { subnet: parseCidr(`198.19.${i}.0/24`), node: `n${i}`, ip: parseIp(`198.18.0.${i}`), port: 4790 };
+}
+
+async function node(network: MemoryNetwork, i: number, peers: number[], vni = 1): Promise<Node> {
+  const ip = `198.18.0.${i}`;
+  const tun = new MemoryTun();
+  const cfg = { self: parseCidr(`198.19.${i}.0/24`), tunAddr: parseIp(`198.19.${i}.0`), vni, port: 4790, bindIp: parseIp(ip), mtu: MTU };
+  const engine = new JsEngine(cfg, tun, network.transport(ip, 4790), RouteTable.build(net, 24, peers.map(peerOf)));
+  engines.push(engine);
+  await engine.start();
+  return { engine, tun, ip };
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await tick();
+}
+
+describe('js engine (in-memory TUN and network)', () => {
+  it('carries packets between two nodes in VXLAN-GPE, unchanged, both ways', async () => {
+    const network = new MemoryNetwork();
+    const a = await node(network, 1, [2]);
+    const b = await node(network, 2, [1]);
+    const sizes = [20, 28, 100, 1400, MTU];
+    const packets = sizes.map((s) => ipv4({ src: '198.19.1.5', dst: '198.19.2.7', payload: Buffer.alloc(s - 20, s & 0xff) }));
+    a.tun.inject(packets);
+    await settle();
+    expect(b.tun.written).toEqual(packets);
+    expect(network.sent.map((d) => d.data.subarray(0, 8).toString('hex'))).toEqual(sizes.map(() => '0c00000100000100'));
+    expect(network.sent.every((d) => d.to === '198.18.0.2' && d.port === 4790)).toBe(true);
+    b.tun.inject([icmpEcho('198.19.2.7', '198.19.1.5')]);
+    await settle();
+    expect(a.tun.written).toEqual([icmpEcho('198.19.2.7', '198.19.1.5')]);
+    expect(a.engine.counters()).toMatchObject({ inside_packets: 5, inside_bytes: sizes.reduce((x, y) => x + y), outside_packets: 1 });
+    expect(b.engine.counters()).toMatchObject({ outside_packets: 5, inside_packets: 1 });
+  });
+
+  it('answers a destination no node owns with ICMP net-unreachable from its TUN address', async () => {
+    const network = new MemoryNetwork();
+    const a = await node(network, 1, [2]);
+    const probe = udpPacket('198.19.1.5', '198.19.9.9', 1234, 80);
+    a.tun.inject([probe, icmpEcho('198.19.1.5', '10.1.2.3')]);
+    expect(a.tun.written).toHaveLength(2);
+    const icmp = a.tun.written[0]!;
+    expect(isValidIpv4(icmp, 0, icmp.length)).toBe(true);
+    expect([icmp[20], icmp[21]]).toEqual([3, 0]);
+    expect(icmp.readUInt32BE(12)).toBe(parseIp('198.19.1.0'));
+    expect(icmp.readUInt32BE(16)).toBe(parseIp('198.19.1.5'));
+    expect(a.engine.counters()).toMatchObject({ inside_drop_no_route: 2, inside_icmp_unreachable: 2 });
+    expect(network.sent).toHaveLength(0);
+  });
+
+  it('drops and counts by reason everything a receiver must refuse, and keeps forwarding', async () => {
+    const network = new MemoryNetwork();
+    const b = await node(network, 2, [1, 3]);
+    const good = ipv4({ src: '198.19.1.5', dst: '198.19.2.7' });
+    const from1 = (data: Buffer): void => network.inject('198.18.0.1', '198.18.0.2', 4790, data);
+    from1(Buffer.alloc(3));
+    from1(gpe(good, 1, 0x08));
+    from1(gpe(good, 1, 0x0d));
+    from1(gpe(good, 99));
+    from1(gpe(good, 1, 0x0c, 2));
+    network.inject('198.18.0.77', '198.18.0.2', 4790, gpe(good));
+    from1(gpe(good.subarray(0, 10)));
+    from1(gpe(ipv4({ src: '198.19.3.5', dst: '198.19.2.7' })));
+    from1(gpe(ipv4({ src: '198.19.1.5', dst: '198.19.4.7' })));
+    from1(gpe(ipv4({ src: '198.19.1.5', dst: '198.19.2.7', ttl: 0 })));
+    from1(gpe(good));
+    await settle();
+    expect(b.engine.counters()).toMatchObject({
+      outside_drop_short: 1,
+      outside_drop_bad_flags: 2,
+      outside_drop_vni: 1,
+      outside_drop_next_proto: 1,
+      outside_drop_unknown_sender: 1,
+      outside_drop_malformed: 1,
+      outside_drop_spoofed_source: 1,
+      outside_drop_not_local: 1,
+      outside_drop_ttl: 1,
+      outside_packets: 1,
+    });
+    expect(b.tun.written).toEqual([good]);
+  });
+
+  it('survives random datagrams and random TUN packets, accounting for every one', async () => {
+    const network = new MemoryNetwork();
+    const b = await node(network, 2, [1]);
+    let seed = 42;
+    const rnd = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+    const N = 2000;
+    for (let i = 0; i < N; i++) {
+      const d = Buffer.alloc(rnd() % 80);
+      for (let j = 0; j < d.length; j++) d[j] = rnd() & 0xff;
+      if (i % 2 && d.length > 8) d[0] = 0x0c;
+      network.inject('198.18.0.1', '198.18.0.2', 4790, d);
+    }
+    const junk = Array.from({ length: N }, () => {
+      const d = Buffer.alloc(1 + (rnd() % 60));
+      for (let j = 0; j < d.length; j++) d[j] = rnd() & 0xff;
+      return d;
+    });
+    b.tun.inject(junk);
+    await settle();
+    const c = b.engine.counters();
+    expect(totalDrops(c, 'outside') + c.outside_packets).toBe(N);
+    expect(totalDrops(c, 'inside') + c.inside_packets).toBe(N);
+  });
+
+  it('applies a new table to the next packet', async () => {
+    const network = new MemoryNetwork();
+    const a = await node(network, 1, []);
+    const pkt = icmpEcho('198.19.1.5', '198.19.3.3');
+    a.tun.inject([pkt]);
+    expect(a.engine.counters().inside_drop_no_route).toBe(1);
+    a.engine.setRoutes(RouteTable.build(net, 24, [peerOf(3)]));
+    a.tun.inject([pkt]);
+    expect(network.sent.map((d) => d.to)).toEqual(['198.18.0.3']);
+    a.engine.setRoutes(RouteTable.build(net, 24, []));
+    a.tun.inject([pkt]);
+    expect(a.engine.counters()).toMatchObject({ inside_packets: 1, inside_drop_no_route: 2 });
+  });
+
+  it('spreads flows over source sockets by flow hash, one flow on one', async () => {
+    const network = new MemoryNetwork();
+    const a = await node(network, 1, [2]);
+    a.tun.inject([udpPacket('198.19.1.5', '198.19.2.2', 1000, 53), udpPacket('198.19.1.5', '198.19.2.2', 1000, 53), udpPacket('198.19.1.5', '198.19.2.2', 1001, 53)]);
+    const [h1, h2, h3] = network.sent.map((d) => d.hash);
+    expect(h1).toBe(h2);
+    expect(h3).not.toBe(h1);
+  });
+});
