@@ -33,6 +33,7 @@ export class Daemon {
   private readonly stopController = new AbortController();
   private fatal: WeftError | undefined;
   private stopping: Promise<void> | undefined;
+  private lastStats = '';
 
   constructor(
     private readonly opts: DaemonOptions,
@@ -127,11 +128,25 @@ export class Daemon {
     keeper.start();
     this.undo.push({ what: 'lease renewal', run: () => keeper.stop() });
 
+    if (o.statsIntervalS > 0) {
+      const stats = setInterval(() => this.logStats(engine), o.statsIntervalS * 1000);
+      this.undo.push({ what: 'stats', run: () => clearInterval(stats) });
+    }
+
     await writeSubnetEnv(o.subnetFile, { network: config.network, subnet, mtu, ipMasq: o.ipMasq });
     this.log.info(
       { event: 'ready', node: o.nodeName, subnet: formatCidr(subnet), public_ip: underlay.ip, tun: tun.name, mtu, engine: engine.kind, peers: watcher.peers().length, version: VERSION },
       'weftd ready',
     );
+  }
+
+  /** Logs the counters when they moved since the last log: a drop summary at most once per interval. */
+  private logStats(engine: Engine): void {
+    const counters = engine.counters();
+    const text = JSON.stringify(counters);
+    if (text === this.lastStats) return;
+    this.lastStats = text;
+    this.log.info({ event: 'stats', counters }, 'dataplane counters');
   }
 
   private createEngine(config: NetworkConfig, tun: KernelTun, bindIp: string, mtu: number, tunAddr: number): Engine {

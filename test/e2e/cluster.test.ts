@@ -1,0 +1,92 @@
+// Three weftd nodes with two pods each on the lab: every pod reaches every
+// other pod, a 20 MB TCP transfer arrives intact, and hostile datagrams are
+// dropped and counted by reason while forwarding goes on.
+
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WeftCluster } from '../lab/cluster.js';
+import { rootSkipReason } from '../harness/privilege.js';
+
+const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+
+describe.skipIf(rootSkipReason())('3 nodes x 2 pods (needs root: network namespaces, TUN, weftd)', () => {
+  let c: WeftCluster;
+  beforeAll(async () => {
+    c = await WeftCluster.create({ nodes: 3, podsPerNode: 2, name: 'cluster' });
+  }, 90_000);
+  afterAll(async () => {
+    await c?.destroy();
+  });
+
+  it('gives each node a distinct /24 and writes flannel-format subnet files', () => {
+    const subnets = [1, 2, 3].map((i) => c.nodes.get(i)!.subnet);
+    expect(new Set(subnets).size).toBe(3);
+    for (let i = 1; i <= 3; i++) {
+      const env = c.subnetEnv(i);
+      const [base] = c.nodes.get(i)!.subnet!.split('/');
+      const firstUsable = base!.replace(/\.0$/, '.1');
+      expect(env).toEqual({ FLANNEL_NETWORK: '198.19.0.0/16', FLANNEL_SUBNET: `${firstUsable}/24`, FLANNEL_MTU: '1464', FLANNEL_IPMASQ: 'false' });
+    }
+  });
+
+  it('lets every pod ping every other pod, on the same node and across nodes', async () => {
+    const pods = c.pods();
+    expect(pods).toHaveLength(6);
+    const pairs = pods.flatMap((a) => pods.filter((b) => b !== a).map((b) => [a, b] as const));
+    const results = await Promise.all(pairs.map(async ([a, b]) => ({ from: a.ip, to: b.ip, ok: await c.lab.ping(a.ns, b.ip, { count: 1, timeoutS: 5 }) })));
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+  });
+
+  it('moves 20 MB over TCP between pods on different nodes, intact', async () => {
+    const [src] = c.nodes.get(1)!.pods;
+    const [dst] = c.nodes.get(3)!.pods;
+    const sink = c.lab.spawn(dst!, [process.execPath, join(FIXTURES, 'tcp_transfer.mjs'), 'sink', '5001']);
+    await sink.waitForLog(/listening/, 10_000);
+    const sent = await c.lab.exec(src!, [process.execPath, join(FIXTURES, 'tcp_transfer.mjs'), 'send', c.lab.podIp(dst!), '5001', String(20 * 1024 * 1024)], { timeoutMs: 60_000 });
+    const received = await sink.waitForLog(/^\d+ [0-9a-f]{64}$/, 30_000);
+    expect(sent.stdout.trim()).toMatch(/^20971520 [0-9a-f]{64}$/);
+    expect(received.trim()).toBe(sent.stdout.trim());
+  }, 90_000);
+
+  it('drops hostile datagrams by reason and keeps forwarding', async () => {
+    const node2 = c.lab.nodeIp(2);
+    const sub2 = c.nodes.get(2)!.subnet!.split('/')[0]!;
+    const sub3 = c.nodes.get(3)!.subnet!.split('/')[0]!;
+    const victim = sub2.replace(/\.0$/, '.2');
+    const spoofedSrc = sub3.replace(/\.0$/, '.9');
+    const spray = (ns: string, kind: string, n: number, ...inner: string[]): Promise<unknown> =>
+      c.lab.exec(ns, [process.execPath, '--import', 'tsx', join(FIXTURES, 'udp_spray.ts'), node2, '4790', kind, String(n), ...inner], { timeoutMs: 30_000 });
+    const before = await c.counters(2, 0);
+    await spray(c.lab.nodeNs(1), 'random', 500);
+    await spray(c.lab.nodeNs(1), 'short', 20);
+    await spray(c.lab.nodeNs(1), 'vni', 20, spoofedSrc, victim);
+    await spray(c.lab.nodeNs(1), 'flags', 20, spoofedSrc, victim);
+    await spray(c.lab.nodeNs(1), 'spoofed', 20, spoofedSrc, victim);
+    await spray(c.lab.etcdNs, 'spoofed', 20, spoofedSrc, victim);
+    const after = await c.counters(2);
+    const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
+    expect(delta('outside_drop_short')).toBeGreaterThanOrEqual(20);
+    expect(delta('outside_drop_vni')).toBeGreaterThanOrEqual(20);
+    expect(delta('outside_drop_bad_flags')).toBeGreaterThanOrEqual(20);
+    expect(delta('outside_drop_spoofed_source')).toBe(20);
+    expect(delta('outside_drop_unknown_sender')).toBe(20);
+    const drops = Object.keys(after).filter((k) => k.startsWith('outside_drop_')).reduce((s, k) => s + delta(k), 0);
+    expect(drops + delta('outside_packets')).toBeGreaterThanOrEqual(600);
+    expect(c.nodes.get(2)!.weftd!.log()).not.toMatch(/"level":(50|60)/);
+    const [p1] = c.nodes.get(1)!.pods;
+    expect(await c.lab.ping(p1!, victim, { count: 2 })).toBe(true);
+  }, 60_000);
+
+  it('shows the leases in etcdctl as JSON and in weftctl as a table', async () => {
+    const out = await c.lab.etcdctl(['get', '--prefix', '/weft']);
+    const lines = out.trim().split('\n');
+    expect(lines[0]).toBe('/weft/network/config');
+    expect(JSON.parse(lines[1]!)).toEqual({ network: '198.19.0.0/16', subnetLen: 24, vni: 1, port: 4790 });
+    const leases = lines.slice(2).filter((_, k) => k % 2 === 1).map((l) => JSON.parse(l) as { nodeName: string; publicIp: string });
+    expect(leases.map((l) => `${l.nodeName}@${l.publicIp}`).sort()).toEqual(['node1@198.18.0.1', 'node2@198.18.0.2', 'node3@198.18.0.3']);
+    const table = await c.weftctl(['leases']);
+    expect(table.split('\n')[0]).toMatch(/^SUBNET\s+NODE\s+PUBLIC IP\s+EXPIRES IN$/);
+    for (let i = 1; i <= 3; i++) expect(table).toMatch(new RegExp(`${c.nodes.get(i)!.subnet!.replace(/\./g, '\\.')}\\s+node${i}\\s+198\\.18\\.0\\.${i}:4790\\s+23h`));
+  });
+});

@@ -1,0 +1,122 @@
+// A weft cluster on the lab: weftctl init, one weftd per node namespace,
+// pods on each node's bridge once its subnet is known. Shared by the e2e
+// tests, the demo and the benchmarks.
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Lab, type LabProcess } from './lab.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const WEFTD = join(ROOT, 'dist/cli/weftd.js');
+export const WEFTCTL = join(ROOT, 'dist/cli/weftctl.js');
+export const POD_NETWORK = '198.19.0.0/16';
+export const PREFIX = '/weft';
+
+export interface ClusterOptions {
+  nodes: number;
+  podsPerNode: number;
+  name: string;
+  engine?: string;
+  /** Extra weftd flags for every node. */
+  flags?: string[];
+}
+
+export interface NodeState {
+  weftd: LabProcess | undefined;
+  subnet: string | undefined;
+  pods: string[];
+}
+
+export class WeftCluster {
+  readonly nodes = new Map<number, NodeState>();
+
+  private constructor(
+    readonly lab: Lab,
+    private readonly opts: ClusterOptions,
+  ) {}
+
+  /** A lab with `nodes` nodes, a network config, weftd on every node and pods on each. */
+  static async create(opts: ClusterOptions): Promise<WeftCluster> {
+    const lab = await Lab.create({ nodes: opts.nodes, name: opts.name });
+    const c = new WeftCluster(lab, opts);
+    try {
+      await c.weftctl(['init', '--network', POD_NETWORK, '--subnet-len', '24']);
+      await Promise.all(Array.from({ length: opts.nodes }, (_, k) => c.startNode(k + 1, opts.podsPerNode)));
+    } catch (err) {
+      await lab.destroy();
+      throw err;
+    }
+    return c;
+  }
+
+  /** Runs weftctl from node 1's namespace (any node reaches etcd). */
+  async weftctl(args: string[]): Promise<string> {
+    const r = await this.lab.exec(this.lab.nodeNs(1), [process.execPath, WEFTCTL, '--etcd-endpoints', this.lab.etcdEndpoint, '--etcd-prefix', PREFIX, ...args]);
+    return r.stdout;
+  }
+
+  nodeDir(i: number): string {
+    return join(this.lab.dir, `n${i}`);
+  }
+
+  /** Starts weftd on node i (adding the node to the lab if new), waits until ready, then adds pods once. */
+  async startNode(i: number, pods = 0, extraFlags: string[] = []): Promise<NodeState> {
+    while (this.lab.nodeCount < i) await this.lab.addNode();
+    const state = this.nodes.get(i) ?? { weftd: undefined, subnet: undefined, pods: [] };
+    this.nodes.set(i, state);
+    const proc = this.lab.spawn(this.lab.nodeNs(i), [
+      process.execPath,
+      WEFTD,
+      '--etcd-endpoints', this.lab.etcdEndpoint,
+      '--etcd-prefix', PREFIX,
+      '--node-name', `node${i}`,
+      '--iface', 'eth0',
+      '--engine', this.opts.engine ?? 'js',
+      '--subnet-file', join(this.nodeDir(i), 'subnet.env'),
+      '--state-dir', join(this.nodeDir(i), 'state'),
+      '--stats-interval', '1',
+      ...(this.opts.flags ?? []),
+      ...extraFlags,
+    ], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`) });
+    state.weftd = proc;
+    const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, 20_000)) as { subnet: string };
+    state.subnet = ready.subnet;
+    if (pods > 0 && state.pods.length === 0) {
+      const [network, len] = ready.subnet.split('/');
+      state.pods = await this.lab.addPods(i, pods, { network: network!, prefixLen: Number(len) });
+    }
+    return state;
+  }
+
+  /** Stops node i's weftd with `signal` and waits for it to exit. */
+  async stopNode(i: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: string | null }> {
+    const p = this.nodes.get(i)?.weftd;
+    if (!p) throw new Error(`node ${i} runs no weftd`);
+    p.kill(signal);
+    const exit = await Promise.race([p.exited, new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`weftd on node ${i} did not exit after ${signal}`)), 10_000))]);
+    this.nodes.get(i)!.weftd = undefined;
+    return exit;
+  }
+
+  subnetEnv(i: number): Record<string, string> {
+    const text = readFileSync(join(this.nodeDir(i), 'subnet.env'), 'utf8');
+    return Object.fromEntries(text.trim().split('\n').map((l) => l.split('=') as [string, string]));
+  }
+
+  pods(): { node: number; ns: string; ip: string }[] {
+    return [...this.nodes.entries()].flatMap(([node, s]) => s.pods.map((ns) => ({ node, ns, ip: this.lab.podIp(ns) })));
+  }
+
+  /** The last counters node i's weftd logged (it logs them every second when they move). */
+  async counters(i: number, settleMs = 1500): Promise<Record<string, number>> {
+    await new Promise((r) => setTimeout(r, settleMs));
+    const lines = this.nodes.get(i)!.weftd!.log().split('\n').filter((l) => l.includes('"event":"stats"'));
+    const last = lines.at(-1);
+    return last ? (JSON.parse(last) as { counters: Record<string, number> }).counters : {};
+  }
+
+  destroy(): Promise<void> {
+    return this.lab.destroy();
+  }
+}
