@@ -3,7 +3,7 @@
 // rate only; every failure names the command and the device.
 
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { WeftError } from '../errors.js';
 
@@ -19,8 +19,19 @@ async function ip(args: string[]): Promise<string> {
   }
 }
 
-/** Gives the TUN `addr/prefixLen` (so the kernel routes the cluster network into it), sets its MTU and brings it up. */
+/**
+ * Gives the TUN `addr/prefixLen` (so the kernel routes the cluster network
+ * into it), sets its MTU and brings it up. The ICMP errors weft writes into
+ * the TUN come from the TUN's own address, which the kernel drops as a
+ * martian unless the device accepts local sources.
+ */
 export async function configureTun(dev: string, addrWithPrefix: string, mtu: number): Promise<void> {
+  const sysctl = `/proc/sys/net/ipv4/conf/${dev}/accept_local`;
+  try {
+    await writeFile(sysctl, '1');
+  } catch (err) {
+    throw new WeftError('WEFT_HOST_SETUP', `cannot write ${sysctl}: ${(err as Error).message}`, { path: sysctl });
+  }
   await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu)]);
   await ip(['addr', 'replace', addrWithPrefix, 'dev', dev]);
   await ip(['link', 'set', 'dev', dev, 'up']);

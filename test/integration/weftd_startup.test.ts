@@ -1,0 +1,74 @@
+// weftd's start-up failures, as an operator sees them: exit status and one
+// clear line. Runs against the loopback etcd; fails before touching the host.
+
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { WEFTD } from '../lab/cluster.js';
+import { etcdEndpoint, uniquePrefix } from '../harness/registry_fixture.js';
+
+const run = promisify(execFile);
+
+async function weftd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [WEFTD, ...args], { timeout: 20_000 });
+    return { code: 0, ...r };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('weftd start-up errors', () => {
+  it('exits 2 with one line naming a bad flag', async () => {
+    for (const [args, reason] of [
+      [['--bogus'], 'weftd: unknown flag --bogus (see --help)\n'],
+      [['--engine', 'warp'], 'weftd: --engine: "warp" is not one of js\n'],
+      [['--lease-ttl', '-5'], 'weftd: --lease-ttl: expects a whole number from 5 to 315360000, got "-5"\n'],
+    ] as const) {
+      const r = await weftd([...args]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(reason);
+    }
+  });
+
+  it('prints help and version', async () => {
+    expect((await weftd(['--help'])).stdout).toMatch(/--etcd-endpoints VALUE\s+comma-separated etcd URLs \(default http:\/\/127.0.0.1:2379\) \[WEFT_ETCD_ENDPOINTS\]/);
+    expect((await weftd(['--version'])).stdout).toMatch(/^weftd \d+\.\d+\.\d+\n$/);
+  });
+
+  it('says to run weftctl init when etcd has no network config', async () => {
+    const prefix = uniquePrefix('noconfig');
+    const r = await weftd(['--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, '--public-ip', '198.18.0.1', '--mtu', '1464']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`weftd: no network config at ${prefix}/network/config in etcd ${etcdEndpoint()}; run: weftctl init --network 10.244.0.0/16\n`);
+  });
+
+  it('names the key of a malformed network config', async () => {
+    const prefix = uniquePrefix('badconfig');
+    await run('etcdctl', ['--endpoints', etcdEndpoint(), 'put', `${prefix}/network/config`, '{"network":"198.19.0.0/16","subnetLen":8}']);
+    const r = await weftd(['--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, '--public-ip', '198.18.0.1', '--mtu', '1464']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^weftd: etcd key ${prefix}/network/config: subnetLen 8 must be longer`));
+  });
+
+  it('retries an unreachable etcd with growing backoff, logging each attempt, and stops cleanly on SIGTERM', async () => {
+    const child = spawn(process.execPath, [WEFTD, '--etcd-endpoints', 'http://127.0.0.1:1', '--public-ip', '198.18.0.1', '--mtu', '1464'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      const deadline = Date.now() + 15_000;
+      while ((out.match(/"event":"etcd_unavailable"/g) ?? []).length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const attempts = out.split('\n').filter((l) => l.includes('"event":"etcd_unavailable"')).map((l) => JSON.parse(l) as { attempt: number; retry_ms: number; err: string });
+      expect(attempts.length).toBeGreaterThanOrEqual(3);
+      expect(attempts.slice(0, 3).map((a) => a.retry_ms)).toEqual([1000, 2000, 4000]);
+      expect(attempts[0]!.err).toContain('http://127.0.0.1:1');
+      expect(child.exitCode).toBeNull();
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
+});
