@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what weft's demo, tests and benchmarks need on a Debian machine,
+# as root: Debian packages (etcd, iproute2, iperf3, ping, a C++ toolchain)
+# and the npm packages, which also builds the native addon and weftd.
+# Idempotent: installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs Debian packages and the lab needs network namespaces)" >&2
+  exit 1
+fi
+
+need=()
+for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! command -v node >/dev/null 2>&1 || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "setup: weft needs Node.js 20 or later on PATH (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+if [ ! -d /usr/include/node ]; then
+  echo "setup: Node's headers are missing from /usr/include/node (the native addon builds against them)" >&2
+  exit 1
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ ! -f native/build/Release/weft.node ]; then
+  echo "setup: npm ci (builds the native addon and weftd)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
