@@ -26,7 +26,7 @@ const FLAGS: readonly FlagSpec[] = [
 const USAGE = `Usage: weftctl <command> [flags]
 
 Commands:
-  init --network CIDR [--subnet-len N] [--vni N] [--port N] [--force]
+  init [--network CIDR] [--subnet-len N] [--vni N] [--port N] [--force]
                  write the cluster network config to etcd
   config         print the network config
   leases         list the subnet leases: subnet, node, public IP, expires in`;
@@ -36,14 +36,14 @@ function registryFrom(values: FlagValues): EtcdRegistry {
 }
 
 async function init(reg: EtcdRegistry, values: FlagValues): Promise<void> {
-  const network = stringFlag(values, 'network');
-  if (network === undefined) throw new WeftError('WEFT_BAD_FLAG', 'init: --network is required, e.g. --network 10.244.0.0/16', { flag: 'network' });
-  const cfg = validateNetworkConfig('--network/--subnet-len', {
+  const network = stringFlag(values, 'network') ?? DEFAULT_NETWORK;
+  const raw = {
     network,
     subnetLen: intFlag(values, 'subnet-len', 1, 32) ?? DEFAULT_SUBNET_LEN,
     vni: intFlag(values, 'vni', 1, 0xffffff) ?? DEFAULT_VNI,
     port: intFlag(values, 'port', 1, 65535) ?? DEFAULT_UDP_PORT,
-  });
+  };
+  const cfg = validateNetworkConfig(raw, (what) => new WeftError('WEFT_BAD_FLAG', `init: ${what}`, { flag: 'network' }));
   const result = await reg.putConfig(cfg, values.force === true);
   process.stdout.write(`${configKey(reg.prefix)}: ${result} (network ${formatCidr(cfg.network)}, subnets /${cfg.subnetLen}, vni ${cfg.vni}, port ${cfg.port})\n`);
 }

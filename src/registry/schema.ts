@@ -43,28 +43,39 @@ function invalid(key: string, what: string): WeftError {
   return new WeftError('WEFT_VALUE_INVALID', `etcd key ${key}: ${what}`, { key });
 }
 
-/** Checks the cross-field rules of a network config; `where` names the key or flag for the message. */
-export function validateNetworkConfig(where: string, raw: { network: string; subnetLen: number; vni: number; port: number }): NetworkConfig {
+export interface RawNetworkConfig {
+  readonly network: string;
+  readonly subnetLen: number;
+  readonly vni: number;
+  readonly port: number;
+}
+
+/**
+ * Checks the cross-field rules of a network config and applies defaults;
+ * `fail` turns a rule's complaint into the caller's error (a bad etcd value,
+ * a bad flag).
+ */
+export function validateNetworkConfig(raw: RawNetworkConfig, fail: (what: string) => WeftError): NetworkConfig {
   let network: Cidr;
   try {
     network = parseCidr(raw.network);
   } catch (err) {
-    throw invalid(where, `network: ${errorMessage(err)}`);
+    throw fail(`network: ${errorMessage(err)}`);
   }
   const subnetLen = raw.subnetLen;
   if (subnetLen <= network.len || subnetLen > 30 || subnetLen - network.len > MAX_SUBNET_BITS) {
-    throw invalid(where, `subnetLen ${subnetLen} must be longer than the network's /${network.len}, at most 30, and at most ${MAX_SUBNET_BITS} bits longer`);
+    throw fail(`subnetLen ${subnetLen} must be longer than the network's /${network.len}, at most 30, and at most ${MAX_SUBNET_BITS} bits longer`);
   }
   const vni = raw.vni === 0 ? DEFAULT_VNI : raw.vni;
-  if (vni > 0xffffff) throw invalid(where, `vni ${vni} does not fit in 24 bits`);
+  if (vni > 0xffffff) throw fail(`vni ${vni} does not fit in 24 bits`);
   const port = raw.port === 0 ? DEFAULT_UDP_PORT : raw.port;
-  if (port > 65535) throw invalid(where, `port ${port} is not a UDP port`);
+  if (port > 65535) throw fail(`port ${port} is not a UDP port`);
   return { network, subnetLen, vni, port };
 }
 
 export function decodeNetworkConfig(key: string, text: string): NetworkConfig {
-  const o = parseStrict(NetworkConfigType, key, text);
-  return validateNetworkConfig(key, o as { network: string; subnetLen: number; vni: number; port: number });
+  const o = parseStrict(NetworkConfigType, key, text) as unknown as RawNetworkConfig;
+  return validateNetworkConfig(o, (what) => invalid(key, what));
 }
 
 export function encodeNetworkConfig(cfg: NetworkConfig): string {

@@ -1,0 +1,54 @@
+// weftctl against the loopback etcd: init, config, leases, and its errors.
+
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { WEFTCTL } from '../lab/cluster.js';
+import { etcdEndpoint, uniquePrefix } from '../harness/registry_fixture.js';
+
+const run = promisify(execFile);
+
+async function weftctl(prefix: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [WEFTCTL, '--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, ...args], { timeout: 20_000 });
+    return { code: 0, ...r };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('weftctl', () => {
+  it('inits a config, keeps an equal one, refuses a different one without --force', async () => {
+    const p = uniquePrefix('ctl');
+    expect((await weftctl(p, ['init', '--network', '198.19.0.0/16'])).stdout).toBe(`${p}/network/config: created (network 198.19.0.0/16, subnets /24, vni 1, port 4790)\n`);
+    expect((await weftctl(p, ['init', '--network', '198.19.0.0/16'])).stdout).toMatch(/: unchanged /);
+    const conflict = await weftctl(p, ['init', '--network', '198.19.0.0/17']);
+    expect(conflict.code).toBe(1);
+    expect(conflict.stderr).toMatch(/already holds a different config .*pass --force to replace it\n$/);
+    expect((await weftctl(p, ['init', '--network', '198.19.0.0/17', '--force'])).stdout).toMatch(/: replaced /);
+    expect(JSON.parse((await weftctl(p, ['config'])).stdout)).toEqual({ network: '198.19.0.0/17', subnetLen: 24, vni: 1, port: 4790 });
+  });
+
+  it('exits 2 with one line for bad usage', async () => {
+    const p = uniquePrefix('ctl');
+    for (const [args, msg] of [
+      [['init', '--network', '198.19.0.0/16', '--subnet-len', '12'], "weftctl: init: subnetLen 12 must be longer than the network's /16, at most 30, and at most 20 bits longer\n"],
+      [['init', '--network', '198.19.1.0/16'], 'weftctl: init: network: "198.19.1.0/16" has host bits set; did you mean 198.19.0.0/16?\n'],
+      [['frobnicate'], 'weftctl: unknown command "frobnicate" (init, config, leases)\n'],
+      [['leases', '--vni'], 'weftctl: --vni: needs a value\n'],
+    ] as const) {
+      const r = await weftctl(p, [...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toBe(msg);
+    }
+  });
+
+  it('says to run init when there is no config, and lists no leases on an empty prefix', async () => {
+    const p = uniquePrefix('ctl');
+    const r = await weftctl(p, ['config']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('run: weftctl init');
+    expect(JSON.parse((await weftctl(p, ['leases', '--json'])).stdout)).toEqual({ leases: [], invalid: [] });
+  });
+});
