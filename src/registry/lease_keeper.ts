@@ -1,5 +1,10 @@
 // Keeps this node's lease alive: renews it at a third of its TTL, retries
 // while etcd is down, and re-acquires the same subnet when the lease is lost.
+//
+// One timer drives one step at a time, so renewals and re-acquisitions never
+// overlap:   renew --ok--> renew ...
+//              \--lost (expired, or our key deleted)--> reacquire --ok--> renew
+//                                                           \--another node holds it--> onFatal
 
 import type { Logger } from 'pino';
 import { WeftError, errorMessage, isWeftError } from '../errors.js';
@@ -19,14 +24,15 @@ export class LeaseKeeper {
   private rec: LeaseRecord;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private busy = false;
+  private stepping = false;
+  private lost = false;
   /** Local deadline (ms since epoch): etcd3 reports a lost lease late, so we keep our own. */
   private expiresAtMs: number;
 
   constructor(
     private readonly manager: LeaseManager,
     initial: LeaseRecord,
-    ttlS: number,
+    private readonly ttlS: number,
     private readonly log: Logger,
     private readonly events: LeaseKeeperEvents,
   ) {
@@ -44,7 +50,7 @@ export class LeaseKeeper {
   }
 
   start(): void {
-    this.schedule(this.manager.renewIntervalS() * 1000);
+    this.schedule(this.intervalMs());
   }
 
   stop(): void {
@@ -55,71 +61,81 @@ export class LeaseKeeper {
   /** Our key vanished from etcd (deleted or expired): re-acquire now rather than at the next renewal. */
   lostNow(reason: string): void {
     if (this.stopped) return;
-    this.log.warn({ event: 'lease_lost', subnet: formatCidr(this.rec.subnet), reason }, 'lease lost');
-    clearTimeout(this.timer);
-    void this.reacquire();
+    if (!this.lost) this.log.warn({ event: 'lease_lost', subnet: formatCidr(this.rec.subnet), reason }, 'lease lost');
+    this.lost = true;
+    if (!this.stepping) this.schedule(0);
+  }
+
+  private intervalMs(): number {
+    return this.manager.renewIntervalS() * 1000;
   }
 
   private schedule(ms: number): void {
     if (this.stopped) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.renew(), ms);
+    this.timer = setTimeout(() => void this.step(), ms);
     this.timer.unref();
   }
 
-  private async renew(): Promise<void> {
-    if (this.stopped || this.busy) return;
-    this.busy = true;
+  private async step(): Promise<void> {
+    this.stepping = true;
+    const wasLost = this.lost;
+    let next: number;
+    try {
+      next = wasLost ? await this.reacquire() : await this.renew();
+    } finally {
+      this.stepping = false;
+    }
+    // Lost while renewing (the watch saw our key go): re-acquire right away.
+    if (next >= 0) this.schedule(!wasLost && this.lost ? 0 : next);
+  }
+
+  /** Returns the delay before the next step. */
+  private async renew(): Promise<number> {
     try {
       const ttl = await this.manager.renew(this.rec);
       this.expiresAtMs = Date.now() + ttl * 1000;
       this.log.debug({ event: 'lease_renewed', subnet: formatCidr(this.rec.subnet), ttl_s: ttl }, 'lease renewed');
-      this.schedule(this.manager.renewIntervalS() * 1000);
+      return this.intervalMs();
     } catch (err) {
       if (isWeftError(err, 'WEFT_LEASE_LOST') || Date.now() >= this.expiresAtMs) {
-        this.busy = false;
         this.lostNow(errorMessage(err));
-        return;
+        return 0;
       }
       this.log.warn({ event: 'lease_renew_failed', subnet: formatCidr(this.rec.subnet), err: errorMessage(err) }, 'lease renewal failed; retrying');
-      this.schedule(Math.min(RETRY_MS, this.manager.renewIntervalS() * 1000));
-    } finally {
-      this.busy = false;
+      return Math.min(RETRY_MS, this.intervalMs());
     }
   }
 
-  private async reacquire(): Promise<void> {
-    if (this.stopped || this.busy) return;
-    this.busy = true;
-    const want = this.rec.subnet;
+  /** Returns the delay before the next step, or -1 after a fatal error. */
+  private async reacquire(): Promise<number> {
+    const old = this.rec;
     try {
-      const rec = await this.manager.acquire(want);
-      if (this.stopped) return;
-      if (!cidrEquals(rec.subnet, want)) {
+      const rec = await this.manager.acquire(old.subnet);
+      if (this.stopped) return -1;
+      if (!cidrEquals(rec.subnet, old.subnet)) {
+        await this.manager.release(rec).catch(() => undefined);
         this.events.onFatal(
-          new WeftError('WEFT_LEASE_CONFLICT', `lost the lease on ${formatCidr(want)} and another node holds it now; got ${formatCidr(rec.subnet)} instead, which needs a restart to apply`, {
-            subnet: formatCidr(want),
+          new WeftError('WEFT_LEASE_CONFLICT', `lost the lease on ${formatCidr(old.subnet)} and another node holds it now; a restart will lease another one`, {
+            subnet: formatCidr(old.subnet),
             got: formatCidr(rec.subnet),
           }),
         );
-        return;
+        return -1;
       }
       this.rec = rec;
-      this.expiresAtMs = Date.now() + this.manager.renewIntervalS() * 3000;
+      this.lost = false;
+      this.expiresAtMs = Date.now() + this.ttlS * 1000;
+      if (old.etcdLease !== rec.etcdLease) await this.manager.forget(old);
       this.log.info({ event: 'lease_reacquired', subnet: formatCidr(rec.subnet) }, 'lease re-acquired');
-      this.schedule(this.manager.renewIntervalS() * 1000);
+      return this.intervalMs();
     } catch (err) {
-      if (isWeftError(err, 'WEFT_NETWORK_FULL')) {
+      if (isWeftError(err, 'WEFT_NETWORK_FULL') || isWeftError(err, 'WEFT_LEASE_CONFLICT')) {
         this.events.onFatal(err);
-        return;
+        return -1;
       }
-      this.log.warn({ event: 'lease_reacquire_failed', subnet: formatCidr(want), err: errorMessage(err) }, 'cannot re-acquire the lease yet; retrying');
-      this.busy = false;
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => void this.reacquire(), RETRY_MS);
-      this.timer.unref();
-    } finally {
-      this.busy = false;
+      this.log.warn({ event: 'lease_reacquire_failed', subnet: formatCidr(old.subnet), err: errorMessage(err) }, 'cannot re-acquire the lease yet; retrying');
+      return RETRY_MS;
     }
   }
 }

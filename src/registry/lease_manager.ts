@@ -4,7 +4,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { WeftError, errorMessage, isWeftError } from '../errors.js';
+import { WeftError, errorMessage } from '../errors.js';
 import { type Cidr, cidrEquals, contains, formatCidr, parseCidr } from '../net/ipv4.js';
 import { chooseSubnet } from './allocation.js';
 import { parseSubnetKey } from './keys.js';
@@ -124,8 +124,14 @@ export class LeaseManager {
     return Math.max(1, Math.floor(this.o.ttlS / 3));
   }
 
-  static isLost(err: unknown): boolean {
-    return isWeftError(err, 'WEFT_LEASE_LOST');
+  /** Gives a subnet back (its key is deleted if unchanged). */
+  release(rec: LeaseRecord): Promise<void> {
+    return this.o.registry.releaseLease(rec);
+  }
+
+  /** Revokes the etcd lease of a record this node no longer uses, quietly: it would expire anyway. */
+  forget(rec: LeaseRecord): Promise<void> {
+    return this.o.registry.revokeLease(rec.etcdLease);
   }
 }
 

@@ -147,7 +147,9 @@ export class EtcdRegistry {
     return res.ID;
   }
 
-  private async revokeQuietly(id: string): Promise<void> {
+  /** Revokes an etcd lease (deleting the keys attached to it); errors are ignored: an unrevoked lease expires. */
+  async revokeLease(id: string): Promise<void> {
+    if (id === '0') return;
     await this.client.leaseClient.leaseRevoke({ ID: id }).catch(() => undefined);
   }
 
@@ -163,12 +165,12 @@ export class EtcdRegistry {
         this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(encodeSubnetLease(value)).lease(id)).commit(),
       );
       if (!res.succeeded) {
-        await this.revokeQuietly(id);
+        await this.revokeLease(id);
         return undefined;
       }
       return { subnet, key, lease: value, etcdLease: id, modRevision: res.header.revision };
     } catch (err) {
-      await this.revokeQuietly(id);
+      await this.revokeLease(id);
       throw err;
     }
   }
@@ -184,13 +186,13 @@ export class EtcdRegistry {
         this.client.if(prev.key, 'Mod', '==', prev.modRevision).then(this.client.put(prev.key).value(encodeSubnetLease(value)).lease(id)).commit(),
       );
       if (!res.succeeded) {
-        await this.revokeQuietly(id);
+        await this.revokeLease(id);
         return undefined;
       }
-      if (prev.etcdLease !== '0') await this.revokeQuietly(prev.etcdLease);
+      await this.revokeLease(prev.etcdLease);
       return { subnet: prev.subnet, key: prev.key, lease: value, etcdLease: id, modRevision: res.header.revision };
     } catch (err) {
-      await this.revokeQuietly(id);
+      await this.revokeLease(id);
       throw err;
     }
   }
@@ -234,15 +236,8 @@ export class EtcdRegistry {
   async releaseLease(rec: LeaseRecord): Promise<void> {
     await this.call(`release ${rec.key}`, async () => {
       await this.client.if(rec.key, 'Mod', '==', rec.modRevision).then(this.client.delete().key(rec.key)).commit();
-      if (rec.etcdLease !== '0') await this.client.leaseClient.leaseRevoke({ ID: rec.etcdLease }).catch(() => undefined);
+      await this.revokeLease(rec.etcdLease);
     });
-  }
-
-  /** Deletes a subnet key whatever it holds (operator tooling and tests). */
-  async deleteSubnetKey(subnet: Cidr): Promise<boolean> {
-    const key = subnetKey(this.prefix, subnet);
-    const res = await this.call(`delete ${key}`, () => this.client.delete().key(key).exec());
-    return Number(res.deleted) > 0;
   }
 
   /** Watches every subnet key from `fromRevision` (inclusive). */

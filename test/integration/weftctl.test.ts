@@ -1,21 +1,12 @@
 // weftctl against the loopback etcd: init, config, leases, and its errors.
 
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { WEFTCTL } from '../lab/cluster.js';
+import { type CliResult, runCli } from '../harness/cli.js';
 import { etcdEndpoint, uniquePrefix } from '../harness/registry_fixture.js';
 
-const run = promisify(execFile);
-
-async function weftctl(prefix: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [WEFTCTL, '--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, ...args], { timeout: 20_000 });
-    return { code: 0, ...r };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function weftctl(prefix: string, args: string[]): Promise<CliResult> {
+  return runCli(WEFTCTL, ['--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, ...args]);
 }
 
 describe('weftctl', () => {

@@ -5,18 +5,13 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { WEFTD } from '../lab/cluster.js';
+import { type CliResult, runCli } from '../harness/cli.js';
 import { etcdEndpoint, uniquePrefix } from '../harness/registry_fixture.js';
 
 const run = promisify(execFile);
 
-async function weftd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [WEFTD, ...args], { timeout: 20_000 });
-    return { code: 0, ...r };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function weftd(args: string[]): Promise<CliResult> {
+  return runCli(WEFTD, args);
 }
 
 describe('weftd start-up errors', () => {
