@@ -8,83 +8,18 @@
 
 #include <node_api.h>
 
+#include "napi_util.h"
 #include "tun_linux.h"
 #include "tun_reader.h"
 
 namespace weft {
 namespace {
 
-// Errno names for Error.code, as Node spells them; "E<number>" for the rest.
-const char* errno_name(int err, char* fallback, size_t fallback_len) {
-  switch (err) {
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case EINTR: return "EINTR";
-    case EIO: return "EIO";
-    case ENXIO: return "ENXIO";
-    case EBADF: return "EBADF";
-    case EAGAIN: return "EAGAIN";
-    case ENOMEM: return "ENOMEM";
-    case EACCES: return "EACCES";
-    case EFAULT: return "EFAULT";
-    case EBUSY: return "EBUSY";
-    case EEXIST: return "EEXIST";
-    case ENODEV: return "ENODEV";
-    case EINVAL: return "EINVAL";
-    case ENFILE: return "ENFILE";
-    case EMFILE: return "EMFILE";
-    case ENOSPC: return "ENOSPC";
-    case EPIPE: return "EPIPE";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case EMSGSIZE: return "EMSGSIZE";
-    case ENOPROTOOPT: return "ENOPROTOOPT";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    case EADDRINUSE: return "EADDRINUSE";
-    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
-    case ENETDOWN: return "ENETDOWN";
-    case ENETUNREACH: return "ENETUNREACH";
-    case ENOBUFS: return "ENOBUFS";
-    case EBADFD: return "EBADFD";
-    case EHOSTUNREACH: return "EHOSTUNREACH";
-    default:
-      snprintf(fallback, fallback_len, "E%d", err);
-      return fallback;
-  }
-}
-
-// Throws Error(`${what}: ${strerror(err)}${detail}`) with .code = errno name.
-void throw_errno(napi_env env, int err, const char* what, const char* detail) {
-  char code_buf[16], reason[128], msg[512];
-  const char* code = errno_name(err, code_buf, sizeof(code_buf));
-  const char* text = strerror_r(err, reason, sizeof(reason));  // GNU variant: returns the text
-  snprintf(msg, sizeof(msg), "%s: %s%s", what, text, detail);
-  napi_value code_value, msg_value, error;
-  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value) != napi_ok ||
-      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &msg_value) != napi_ok ||
-      napi_create_error(env, code_value, msg_value, &error) != napi_ok || napi_throw(env, error) != napi_ok) {
-    throw_last_napi_error(env);
-  }
-}
-
 // openTun(name: string, flags: number): { fd: number, name: string }
 napi_value js_open_tun(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
+  if (!get_args(env, info, 2, argv, "openTun(name, flags)") || !typed_arg(env, argv[0], napi_string, "name", "a string")) {
     throw_last_napi_error(env);
-    return nullptr;
-  }
-  if (argc < 2) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "openTun(name, flags) needs 2 arguments");
-    return nullptr;
-  }
-  napi_valuetype type;
-  if (napi_typeof(env, argv[0], &type) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
-  if (type != napi_string) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "name must be a string");
     return nullptr;
   }
   double flags;
@@ -133,14 +68,9 @@ napi_value js_open_tun(napi_env env, napi_callback_info info) {
 // for bad arguments: a refused write (EAGAIN, ENOBUFS, EIO...) is a drop the
 // caller counts.
 napi_value js_write_packet(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
+  if (!get_args(env, info, 4, argv, "writePacket(fd, buf, offset, length)")) {
     throw_last_napi_error(env);
-    return nullptr;
-  }
-  if (argc < 4) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "writePacket(fd, buf, offset, length) needs 4 arguments");
     return nullptr;
   }
   double fd, offset, length;

@@ -14,6 +14,8 @@
 // poll callback or cleanup hook that runs later touches nothing freed.
 #include "tun_reader.h"
 
+#include "napi_util.h"
+
 #include <errno.h>
 #include <unistd.h>
 
@@ -256,16 +258,10 @@ napi_value js_construct(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_CONSTRUCT_CALL_REQUIRED", "TunReader must be called with new");
     return nullptr;
   }
-  size_t argc = 5;
   napi_value argv[5];
   napi_value self;
-  if (napi_get_cb_info(env, info, &argc, argv, &self, nullptr) != napi_ok) {
+  if (!get_args(env, info, 5, argv, "TunReader(fd, slab, slotSize, lengths, onBatch)", &self)) {
     throw_last_napi_error(env);
-    return nullptr;
-  }
-  if (argc < 5) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS",
-                          "TunReader(fd, slab, slotSize, lengths, onBatch) needs 5 arguments");
     return nullptr;
   }
 
@@ -277,22 +273,10 @@ napi_value js_construct(napi_env env, napi_callback_info info) {
   if (!buffer_arg(env, argv[1], "slab", &slab_data, &slab_len)) return nullptr;
   if (!integer_arg(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size)) return nullptr;
 
-  bool is_typedarray = false;
-  napi_typedarray_type type = napi_int8_array;
-  size_t batch = 0, byte_offset = 0;
+  size_t batch = 0;
   void* lengths_data;
-  napi_value arraybuffer;
-  if (napi_is_typedarray(env, argv[3], &is_typedarray) != napi_ok) {
+  if (!typed_array_arg(env, argv[3], napi_uint32_array, "lengths", "Uint32Array", &lengths_data, &batch)) {
     throw_last_napi_error(env);
-    return nullptr;
-  }
-  if (is_typedarray &&
-      napi_get_typedarray_info(env, argv[3], &type, &batch, &lengths_data, &arraybuffer, &byte_offset) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
-  if (!is_typedarray || type != napi_uint32_array) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "lengths must be a Uint32Array");
     return nullptr;
   }
   if (batch < 1 || batch > UINT32_MAX) {
@@ -308,13 +292,8 @@ napi_value js_construct(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
     return nullptr;
   }
-  napi_valuetype cb_type;
-  if (napi_typeof(env, argv[4], &cb_type) != napi_ok) {
+  if (!typed_arg(env, argv[4], napi_function, "onBatch", "a function")) {
     throw_last_napi_error(env);
-    return nullptr;
-  }
-  if (cb_type != napi_function) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "onBatch must be a function");
     return nullptr;
   }
 
