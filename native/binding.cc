@@ -8,7 +8,9 @@
 
 #include <node_api.h>
 
+#include "engine_binding.h"
 #include "napi_util.h"
+#include "offload_binding.h"
 #include "tun_linux.h"
 #include "tun_reader.h"
 
@@ -115,9 +117,11 @@ NAPI_MODULE_INIT() {
       !weft::set_function(env, exports, "writePacket", weft::js_write_packet) ||
       napi_set_named_property(env, exports, "TunReader", reader_class) != napi_ok ||
       !weft::set_int(env, exports, "TUN_MULTI_QUEUE", weft::kTunMultiQueue) ||
-      !weft::set_int(env, exports, "TUN_VNET_HDR", weft::kTunVnetHdr)) {
+      !weft::set_int(env, exports, "TUN_VNET_HDR", weft::kTunVnetHdr) ||
+      weft::init_engine_exports(env, exports) != napi_ok) {
     weft::throw_last_napi_error(env);
     return nullptr;
   }
+  if (weft::init_offload_exports(env, exports) != napi_ok) { weft::throw_last_napi_error(env); return nullptr; }  // test-only exports
   return exports;
 }

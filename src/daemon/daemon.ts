@@ -7,11 +7,13 @@
 import type { Logger } from 'pino';
 import { ENCAP_OVERHEAD } from '../constants.js';
 import { JsEngine } from '../dataplane/js_engine.js';
+import { NativeEngine } from '../dataplane/native_engine.js';
 import type { Engine } from '../dataplane/engine.js';
 import { WeftError, errorMessage } from '../errors.js';
 import { DgramUdp } from '../host/dgram_udp.js';
 import { configureTun, defaultRouteInterface, interfaceInfo, interfaceWithAddress } from '../host/netconf.js';
 import { writeSubnetEnv } from '../host/subnet_env.js';
+import { TUN_MULTI_QUEUE, TUN_VNET_HDR } from '../host/addon.js';
 import { KernelTun } from '../host/tun.js';
 import { formatCidr, formatIp, parseIp } from '../net/ipv4.js';
 import { configKey } from '../registry/keys.js';
@@ -96,11 +98,12 @@ export class Daemon {
     const lease = await retryWhileEtcdDown('acquire a subnet lease', () => manager.acquire(), this.log, signal);
     const subnet = lease.subnet;
 
-    const tun = KernelTun.open(o.tunName);
-    this.undo.push({ what: 'TUN device', run: () => tun.close() });
+    const queues = this.openTun();
+    this.undo.push({ what: 'TUN device', run: () => queues.forEach((q) => q.close()) });
+    const tun = queues[0]!;
     await configureTun(tun.name, `${formatIp(subnet.base)}/${config.network.len}`, mtu);
 
-    const engine = this.createEngine(config, tun, underlay.ip, mtu, subnet.base);
+    const engine = this.createEngine(config, queues, underlay.ip, mtu, subnet.base);
     this.undo.push({ what: 'dataplane', run: () => engine.close() });
     await engine.start();
 
@@ -149,9 +152,26 @@ export class Daemon {
     this.log.info({ event: 'stats', counters }, 'dataplane counters');
   }
 
-  private createEngine(config: NetworkConfig, tun: KernelTun, bindIp: string, mtu: number, tunAddr: number): Engine {
+  /** The TUN: one plain queue for the js engine; for the native one a queue per worker, with vnet headers if offloading. */
+  private openTun(): KernelTun[] {
+    const o = this.opts;
+    if (o.engine === 'js') return [KernelTun.open(o.tunName)];
+    const flags = TUN_MULTI_QUEUE | (o.offload ? TUN_VNET_HDR : 0);
+    const queues: KernelTun[] = [];
+    try {
+      for (let i = 0; i < o.queues; i++) queues.push(KernelTun.open(queues[0]?.name ?? o.tunName, flags));
+    } catch (err) {
+      for (const q of queues) q.close();
+      throw err;
+    }
+    return queues;
+  }
+
+  private createEngine(config: NetworkConfig, queues: KernelTun[], bindIp: string, mtu: number, tunAddr: number): Engine {
     const cfg = { self: { base: tunAddr, len: config.subnetLen }, tunAddr, vni: config.vni, port: config.port, bindIp: parseIp(bindIp), mtu };
-    return new JsEngine(cfg, tun, new DgramUdp(bindIp, config.port), RouteTable.empty(config.network, config.subnetLen));
+    const empty = RouteTable.empty(config.network, config.subnetLen);
+    if (this.opts.engine === 'js') return new JsEngine(cfg, queues[0]!, new DgramUdp(bindIp, config.port), empty);
+    return new NativeEngine(cfg, queues, { vnetHdr: this.opts.offload, udpGso: this.opts.udpGso, udpGro: this.opts.udpGro }, empty);
   }
 
   /** The underlay address and MTU: from --public-ip/--iface, else the default-route interface. */

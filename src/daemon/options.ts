@@ -1,6 +1,6 @@
 // weftd's options: the flag table and its validation into typed options.
 
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { DEFAULT_LEASE_TTL_S, DEFAULT_STATE_DIR, DEFAULT_SUBNET_FILE, DEFAULT_TUN_NAME } from '../constants.js';
 import { ENGINE_KINDS, type EngineKind } from '../dataplane/engine.js';
 import { WeftError } from '../errors.js';
@@ -13,7 +13,11 @@ export const WEFTD_FLAGS: readonly FlagSpec[] = [
   { name: 'node-name', type: 'string', help: 'name this node leases under', default: 'the hostname' },
   { name: 'public-ip', type: 'string', help: 'underlay address peers send to', default: 'address of --iface, else of the default-route interface' },
   { name: 'iface', type: 'string', help: 'underlay interface (public IP and MTU come from it)' },
-  { name: 'engine', type: 'string', help: `dataplane engine: ${ENGINE_KINDS.join(' or ')}`, default: 'js' },
+  { name: 'engine', type: 'string', help: `dataplane engine: ${ENGINE_KINDS.join(' or ')}`, default: 'native' },
+  { name: 'queues', type: 'string', help: 'native: TUN queues, one worker thread each', default: 'the number of CPUs, at most 8' },
+  { name: 'offload', type: 'boolean', help: 'native: TUN vnet headers (TSO in, GRO coalescing out); --offload=false turns off', default: 'true' },
+  { name: 'udp-gso', type: 'boolean', help: 'native: UDP segmentation offload on send, where the kernel has it', default: 'true' },
+  { name: 'udp-gro', type: 'boolean', help: 'native: UDP receive offload, where the kernel has it', default: 'true' },
   { name: 'tun-name', type: 'string', help: 'TUN device name', default: DEFAULT_TUN_NAME },
   { name: 'mtu', type: 'string', help: 'TUN MTU', default: 'underlay MTU - 36' },
   { name: 'subnet-file', type: 'string', help: 'flannel-format subnet file for CNI', default: DEFAULT_SUBNET_FILE },
@@ -34,6 +38,10 @@ export interface DaemonOptions {
   readonly publicIp: string | undefined;
   readonly iface: string | undefined;
   readonly engine: EngineKind;
+  readonly queues: number;
+  readonly offload: boolean;
+  readonly udpGso: boolean;
+  readonly udpGro: boolean;
   readonly tunName: string;
   readonly mtu: number | undefined;
   readonly subnetFile: string;
@@ -57,7 +65,7 @@ export function parseDaemonArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (values.version) return { kind: 'version' };
   if (positionals.length > 0) throw new WeftError('WEFT_BAD_FLAG', `unexpected argument "${positionals[0]}" (weftd takes only flags)`, { flag: positionals[0] });
 
-  const engine = stringFlag(values, 'engine') ?? 'js';
+  const engine = stringFlag(values, 'engine') ?? 'native';
   if (!(ENGINE_KINDS as readonly string[]).includes(engine)) throw bad('engine', `"${engine}" is not one of ${ENGINE_KINDS.join(', ')}`);
   const logLevel = stringFlag(values, 'log-level') ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw bad('log-level', `"${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
@@ -77,6 +85,10 @@ export function parseDaemonArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
       publicIp,
       iface: stringFlag(values, 'iface'),
       engine: engine as EngineKind,
+      queues: intFlag(values, 'queues', 1, 64) ?? Math.min(availableParallelism(), 8),
+      offload: values.offload !== false,
+      udpGso: values['udp-gso'] !== false,
+      udpGro: values['udp-gro'] !== false,
       tunName,
       mtu: intFlag(values, 'mtu', 576, 65_000),
       subnetFile: stringFlag(values, 'subnet-file') ?? DEFAULT_SUBNET_FILE,

@@ -6,7 +6,7 @@ import type { RouteTable } from '../routes/route_table.js';
 import type { CounterSnapshot } from './counters.js';
 
 export type EngineKind = 'js' | 'native';
-export const ENGINE_KINDS: readonly EngineKind[] = ['js'];
+export const ENGINE_KINDS: readonly EngineKind[] = ['native', 'js'];
 
 /** What an engine forwards for: fixed for its lifetime. */
 export interface EngineConfig {

@@ -22,6 +22,8 @@ const SEND_POOL = 256;
 /** A send buffer and its completion callback, bound once so a send allocates no closure. */
 interface SendSlot {
   readonly buf: Buffer;
+  /** Inner bytes in flight, counted when the send completes. */
+  len: number;
   readonly done: (ok: boolean) => void;
 }
 
@@ -45,8 +47,12 @@ export class JsEngine implements Engine {
     for (let i = 0; i < SEND_POOL; i++) {
       const slot: SendSlot = {
         buf: Buffer.alloc(cfg.mtu + VXLAN_GPE_HEADER_LEN),
+        len: 0,
         done: (ok) => {
-          if (!ok) this.c[C.inside_drop_send_error]!++;
+          if (ok) {
+            this.c[C.inside_packets]!++;
+            this.c[C.inside_bytes]! += slot.len;
+          } else this.c[C.inside_drop_send_error]!++;
           this.freeSlots.push(slot);
         },
       };
@@ -95,8 +101,7 @@ export class JsEngine implements Engine {
       }
       writeGpeHeader(out.buf, 0, this.cfg.vni, GPE_NEXT_PROTO_IPV4);
       slab.copy(out.buf, VXLAN_GPE_HEADER_LEN, off, off + len);
-      this.c[C.inside_packets]!++;
-      this.c[C.inside_bytes]! += len;
+      out.len = len;
       this.udp.send(out.buf, len + VXLAN_GPE_HEADER_LEN, table.peerHostAt(peer), table.peerPortAt(peer), flowHash(slab, off), out.done);
     }
   }

@@ -35,6 +35,37 @@ export interface TunReaderConstructor {
   new (fd: number, slab: Buffer, slotSize: number, lengths: Uint32Array, onBatch: TunReaderCallback): TunReader;
 }
 
+/** A route table as the native engine takes it: RouteTable.arrays(). */
+export interface NativeRoutes {
+  netBase: number;
+  netLen: number;
+  subnetLen: number;
+  slots: Int32Array;
+  peerIp: Uint32Array;
+  peerPort: Uint16Array;
+}
+
+export interface NativeEngineOptions {
+  /** One fd per TUN queue, borrowed by the engine until engineStop() returns. */
+  tunFds: number[];
+  /** The fds were opened with TUN_VNET_HDR: take TSO super-packets, write GSO ones. */
+  vnetHdr: boolean;
+  udpGso: boolean;
+  udpGro: boolean;
+  bindIp: number;
+  port: number;
+  vni: number;
+  selfBase: number;
+  selfLen: number;
+  tunAddr: number;
+  mtu: number;
+  /** tunFds.length blocks of COUNTER_NAMES.length slots; written by the workers, read by JS. */
+  counters: BigUint64Array;
+}
+
+/** Opaque handle of a running native engine. */
+export type NativeEngineHandle = { readonly __nativeEngine: unique symbol };
+
 export interface WeftAddon {
   /**
    * Opens /dev/net/tun and attaches to (creating if needed) the L3 TUN device
@@ -49,6 +80,58 @@ export interface WeftAddon {
   TunReader: TunReaderConstructor;
   readonly TUN_MULTI_QUEUE: typeof TUN_MULTI_QUEUE;
   readonly TUN_VNET_HDR: typeof TUN_VNET_HDR;
+
+  /** Counter names in the native layout; equal to src/dataplane/counters.ts COUNTER_NAMES. */
+  readonly COUNTER_NAMES: readonly string[];
+  /**
+   * Opens the engine's sockets, sets the TUN offloads and starts one worker
+   * thread per fd. Throws an Error with an errno code naming the step that failed.
+   */
+  createEngine(options: NativeEngineOptions): NativeEngineHandle;
+  /** Swaps a whole route table in; the workers use it from their next batch. */
+  engineSetRoutes(engine: NativeEngineHandle, routes: NativeRoutes): void;
+  /** Stops and joins the workers; idempotent. The fds are the caller's again. */
+  engineStop(engine: NativeEngineHandle): void;
+  /** The offloads in use after probing the kernel. */
+  engineInfo(engine: NativeEngineHandle): { udpGso: boolean; udpGro: boolean };
+  /**
+   * Test entry point, no I/O: runs the native per-packet decision on each
+   * packet. direction 0 (inside): classify_inside's verdict (peer index, -1
+   * drop, -2 unreachable); 1 (outside): 1 accepted, 0 dropped. Drops are
+   * counted into `counters` (one block).
+   */
+  classifyBatch(
+    direction: 0 | 1,
+    routes: NativeRoutes,
+    self: { base: number; len: number; vni: number },
+    packets: Buffer[],
+    outerSrc: Uint32Array,
+    counters: BigUint64Array,
+  ): Int32Array;
+  /** Microbenchmark entry point: ns per packet of classify + encapsulate + accept, over `iterations` passes. */
+  benchEncap(routes: NativeRoutes, self: { base: number; len: number; vni: number }, packets: Buffer[], outerSrc: Uint32Array, iterations: number): number;
+
+  // Test-only (native/offload_binding.cc): direct access to the offload code
+  // the native engine runs, for the unit tests. They allocate per call; the
+  // product never calls them.
+
+  /**
+   * tso_segment() over a buffer holding a 10-byte virtio_net_hdr and the
+   * packet after it: the segments (without their headroom), or null when
+   * refused. `stride` is the distance between segments in the native output;
+   * headroomIntact tells that nothing outside the segments was written.
+   * maxSegs and outCap default to "large enough".
+   */
+  tsoSegment(
+    vnetHdrAndPacket: Buffer,
+    headroom: number,
+    maxSegs?: number,
+    outCap?: number,
+  ): (Buffer[] & { stride: number; headroomIntact: boolean }) | null;
+  /** complete_checksum() in place: false (packet untouched) when the offsets do not fit. */
+  completeChecksum(packet: Buffer, csumStart: number, csumOffset: number): boolean;
+  /** Feeds the IPv4 packets through a TcpCoalescer: what would be written to the TUN, each with its vnet header. */
+  coalesce(packets: Buffer[]): Buffer[];
 }
 
 // src/host and dist/host are both two levels below the repository root.

@@ -58,14 +58,15 @@ export class KernelTun implements TunDevice {
   ) {}
 
   /**
-   * Opens (creating if needed) the TUN device `name`. Throws WeftError
-   * WEFT_TUN_OPEN naming the device and the errno, or WEFT_ADDON_MISSING.
+   * Opens (creating if needed) the TUN device `name`, or one more queue of
+   * it with TUN_MULTI_QUEUE; `flags` are the addon's TUN_* bits. Throws
+   * WeftError WEFT_TUN_OPEN naming the device and the errno, or WEFT_ADDON_MISSING.
    */
-  static open(name: string): KernelTun {
+  static open(name: string, flags = 0): KernelTun {
     const addon = loadAddon();
     let opened: { fd: number; name: string };
     try {
-      opened = addon.openTun(name, 0);
+      opened = addon.openTun(name, flags);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
       const message = err instanceof Error ? err.message : String(err);

@@ -79,6 +79,11 @@ export class RouteTable {
     return RouteTable.build(network, subnetLen, []);
   }
 
+  /** The table as flat arrays, for the native engine (which copies them). */
+  arrays(): { netBase: number; netLen: number; subnetLen: number; slots: Int32Array; peerIp: Uint32Array; peerPort: Uint16Array } {
+    return { netBase: this.network.base, netLen: this.network.len, subnetLen: this.subnetLen, slots: this.slots, peerIp: this.peerIp, peerPort: this.peerPort };
+  }
+
   /** True when `ip` is inside the cluster network. */
   inNetwork(ip: number): boolean {
     return ((ip & this.netMask) >>> 0) === this.network.base;

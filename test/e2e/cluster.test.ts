@@ -10,10 +10,17 @@ import { rootSkipReason } from '../harness/privilege.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
-describe.skipIf(rootSkipReason())('3 nodes x 2 pods (needs root: network namespaces, TUN, weftd)', () => {
+/** Every node native (the default), every node js, and a mixed cluster (node 2 js, the others native). */
+const SETUPS: [string, (node: number) => string][] = [
+  ['native', () => 'native'],
+  ['js', () => 'js'],
+  ['mixed', (node) => (node === 2 ? 'js' : 'native')],
+];
+
+describe.skipIf(rootSkipReason()).each(SETUPS)('3 nodes x 2 pods, %s engines (needs root: network namespaces, TUN, weftd)', (name, engine) => {
   let c: WeftCluster;
   beforeAll(async () => {
-    c = await WeftCluster.create({ nodes: 3, podsPerNode: 2, name: 'cluster' });
+    c = await WeftCluster.create({ nodes: 3, podsPerNode: 2, name: `cluster-${name}`, engine });
   }, 90_000);
   afterAll(async () => {
     await c?.destroy();

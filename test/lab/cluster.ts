@@ -17,7 +17,8 @@ export interface ClusterOptions {
   nodes: number;
   podsPerNode: number;
   name: string;
-  engine?: string;
+  /** weftd's --engine, for all nodes or per node (default native, the product's default). */
+  engine?: string | ((node: number) => string);
   /** Extra weftd flags for every node. */
   flags?: string[];
 }
@@ -72,7 +73,7 @@ export class WeftCluster {
       '--etcd-prefix', PREFIX,
       '--node-name', `node${i}`,
       '--iface', 'eth0',
-      '--engine', this.opts.engine ?? 'js',
+      '--engine', this.engineOf(i),
       '--subnet-file', join(this.nodeDir(i), 'subnet.env'),
       '--state-dir', join(this.nodeDir(i), 'state'),
       '--stats-interval', '1',
@@ -87,6 +88,11 @@ export class WeftCluster {
       state.pods = await this.lab.addPods(i, pods, { network: network!, prefixLen: Number(len) });
     }
     return state;
+  }
+
+  engineOf(i: number): string {
+    const e = this.opts.engine ?? 'native';
+    return typeof e === 'function' ? e(i) : e;
   }
 
   /** Stops node i's weftd with `signal` and waits for it to exit. */

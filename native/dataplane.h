@@ -1,0 +1,67 @@
+// The native engine: one worker thread per TUN queue, each owning that
+// queue's fd (borrowed from JS until stop() returns), a receiving UDP socket
+// in the cluster port's SO_REUSEPORT group and a few sending sockets. JS
+// pushes whole route tables (set_routes) and reads counters from memory it
+// owns; nothing crosses per packet.
+//
+//   worker loop:  poll(tun, udp, stop) -> inside batch  (inside.cc)
+//                                      -> outside batch (outside.cc)
+#ifndef WEFT_DATAPLANE_H_
+#define WEFT_DATAPLANE_H_
+
+#include <stdint.h>
+
+#include <memory>
+#include <pthread.h>
+
+#include <vector>
+
+#include "outside.h"
+#include "routes.h"
+
+namespace weft {
+
+struct EngineConfig {
+  std::vector<int> tun_fds;  // one per queue; opened with IFF_VNET_HDR iff vnet_hdr
+  bool vnet_hdr = false;     // TUN offloads: TSO super-packets in, GSO super-packets out
+  bool udp_gso = true;       // wanted; used only where the kernel has it
+  bool udp_gro = true;
+  uint32_t bind_ip = 0;
+  uint16_t port = 4790;
+  uint32_t vni = 1;
+  SelfSubnet self{0, 0};
+  uint32_t tun_addr = 0;
+  uint32_t mtu = 1464;
+  uint64_t* counters = nullptr;  // tun_fds.size() blocks of kCounterCount, written by the workers
+};
+
+struct Worker;
+
+class Engine {
+ public:
+  // Opens the sockets, sets the TUN offloads and starts the workers. On
+  // failure returns nullptr with *err (errno) and *what (which step) set,
+  // having closed whatever it opened.
+  static std::unique_ptr<Engine> start(const EngineConfig& cfg, int* err, const char** what);
+  ~Engine();
+
+  void set_routes(std::unique_ptr<RouteTable> table) { routes_.publish(std::move(table)); }
+  // Stops and joins every worker; afterwards no fd is touched. Idempotent.
+  void stop();
+  bool udp_gso() const { return udp_gso_; }
+  bool udp_gro() const { return udp_gro_; }
+
+ private:
+  explicit Engine(int workers);
+  RouteHolder routes_;
+  int stop_fd_ = -1;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<pthread_t> threads_;
+  bool udp_gso_ = false;
+  bool udp_gro_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace weft
+
+#endif  // WEFT_DATAPLANE_H_

@@ -1,0 +1,263 @@
+// TSO, checksum completion and TCP coalescing: see offload.h for the contracts.
+#include "offload.h"
+
+#include <endian.h>
+#include <string.h>
+
+#include "checksum.h"
+
+namespace weft {
+namespace {
+
+constexpr uint8_t kProtoTcp = 6;
+constexpr size_t kIpv4MinHdr = 20;
+constexpr size_t kTcpMinHdr = 20;
+constexpr size_t kTcpCsumOffset = 16;
+
+// IPv4 header fields (offsets).
+constexpr size_t kIpTotLen = 2, kIpId = 4, kIpFrag = 6, kIpTtl = 8, kIpProto = 9, kIpCsum = 10, kIpSaddr = 12;
+constexpr uint16_t kIpDf = 0x4000, kIpMfAndOffset = 0x3fff;
+
+// TCP header fields (offsets) and flags.
+constexpr size_t kTcpSeq = 4, kTcpAck = 8, kTcpDoff = 12, kTcpFlags = 13, kTcpWindow = 14;
+constexpr uint8_t kFin = 0x01, kPsh = 0x08, kAck = 0x10, kCwr = 0x80;
+
+inline uint16_t load16be(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint32_t load32be(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 | static_cast<uint32_t>(p[2]) << 8 | p[3];
+}
+inline void store16be(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+inline void store32be(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+inline uint32_t load32(const uint8_t* p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+// The pseudo-header sum of the IPv4 header at ip for a TCP segment of l4_len bytes.
+inline uint32_t tcp_pseudo_sum(const uint8_t* ip, size_t l4_len) {
+  return ipv4_pseudo_sum(load32(ip + kIpSaddr), load32(ip + kIpSaddr + 4), kProtoTcp, static_cast<uint16_t>(l4_len));
+}
+
+// Recomputes the IPv4 header checksum in place.
+inline void fix_ip_csum(uint8_t* ip, size_t ihl) { store_csum(ip + kIpCsum, ipv4_header_csum(ip, ihl)); }
+
+// The layout of an IPv4/TCP packet, when it is one.
+struct TcpLayout {
+  size_t ihl;      // IP header bytes
+  size_t thl;      // TCP header bytes
+  size_t tot_len;  // IP total length
+  size_t payload;  // TCP payload bytes
+};
+
+// IPv4, not a fragment, TCP, header lengths consistent with total length <= len.
+bool parse_tcp(const uint8_t* pkt, size_t len, TcpLayout* l) {
+  if (len < kIpv4MinHdr + kTcpMinHdr || (pkt[0] >> 4) != 4 || pkt[kIpProto] != kProtoTcp) return false;
+  l->ihl = static_cast<size_t>(pkt[0] & 0x0f) * 4;
+  l->tot_len = load16be(pkt + kIpTotLen);
+  if (l->ihl < kIpv4MinHdr || l->tot_len > len || (load16be(pkt + kIpFrag) & kIpMfAndOffset) != 0) return false;
+  if (l->tot_len < l->ihl + kTcpMinHdr) return false;
+  l->thl = static_cast<size_t>(pkt[l->ihl + kTcpDoff] >> 4) * 4;
+  if (l->thl < kTcpMinHdr || l->ihl + l->thl > l->tot_len) return false;
+  l->payload = l->tot_len - l->ihl - l->thl;
+  return true;
+}
+
+}  // namespace
+
+bool vnet_hdr_read(const uint8_t* p, size_t len, VnetHdr* h) {
+  if (len < kVnetHdrLen) return false;
+  uint16_t v[4];
+  memcpy(v, p + 2, 8);
+  h->flags = p[0];
+  h->gso_type = p[1];
+  h->hdr_len = le16toh(v[0]);
+  h->gso_size = le16toh(v[1]);
+  h->csum_start = le16toh(v[2]);
+  h->csum_offset = le16toh(v[3]);
+  return true;
+}
+
+void vnet_hdr_write(uint8_t* p, const VnetHdr& h) {
+  const uint16_t v[4] = {htole16(h.hdr_len), htole16(h.gso_size), htole16(h.csum_start), htole16(h.csum_offset)};
+  p[0] = h.flags;
+  p[1] = h.gso_type;
+  memcpy(p + 2, v, 8);
+}
+
+bool complete_checksum(uint8_t* pkt, size_t len, uint16_t csum_start, uint16_t csum_offset) {
+  // csum_start and csum_offset are 16-bit: the sum cannot overflow size_t.
+  if ((csum_offset & 1) != 0 || static_cast<size_t>(csum_start) + csum_offset + 2 > len) return false;
+  const uint16_t folded = csum_fold(csum_partial(pkt + csum_start, len - csum_start, 0));
+  store_csum(pkt + csum_start + csum_offset, folded == 0 ? 0xffff : folded);
+  return true;
+}
+
+int tso_segment(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, size_t out_cap, size_t headroom,
+                size_t* stride_out, uint16_t* seg_lens, int max_segs) {
+  TcpLayout l;
+  if ((h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV4 || h.gso_size == 0) return -1;
+  if (!parse_tcp(pkt, len, &l) || l.payload == 0) return -1;
+  if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && (h.csum_start != l.ihl || h.csum_offset != kTcpCsumOffset)) return -1;
+
+  if (headroom > out_cap) return -1;
+  const size_t hdrs = l.ihl + l.thl;
+  const size_t mss = h.gso_size < l.payload ? h.gso_size : l.payload;
+  const size_t n = (l.payload + mss - 1) / mss;
+  const size_t last_payload = l.payload - (n - 1) * mss;
+  const size_t stride = headroom + hdrs + mss;  // headroom <= out_cap, the rest < 2^17: no overflow
+  if (max_segs < 1 || n > static_cast<size_t>(max_segs)) return -1;
+  if ((n - 1) > (out_cap - headroom) / stride) return -1;
+  if ((n - 1) * stride + headroom + hdrs + last_payload > out_cap) return -1;
+
+  const uint16_t id0 = load16be(pkt + kIpId);
+  const uint32_t seq0 = load32be(pkt + l.ihl + kTcpSeq);
+  const uint8_t flags0 = pkt[l.ihl + kTcpFlags];
+  const uint8_t* payload = pkt + hdrs;
+
+  for (size_t i = 0; i < n; i++) {
+    const size_t seg_payload = i + 1 < n ? mss : last_payload;
+    const size_t seg_len = hdrs + seg_payload;
+    uint8_t* ip = out + i * stride + headroom;
+    uint8_t* tcp = ip + l.ihl;
+    memcpy(ip, pkt, hdrs);
+
+    store16be(ip + kIpTotLen, static_cast<uint16_t>(seg_len));
+    store16be(ip + kIpId, static_cast<uint16_t>(id0 + i));
+    fix_ip_csum(ip, l.ihl);
+
+    uint8_t flags = flags0;
+    if (i + 1 < n) flags &= static_cast<uint8_t>(~(kFin | kPsh));
+    if (i > 0) flags &= static_cast<uint8_t>(~kCwr);
+    tcp[kTcpFlags] = flags;
+    store32be(tcp + kTcpSeq, seq0 + static_cast<uint32_t>(i * mss));
+    tcp[kTcpCsumOffset] = 0;
+    tcp[kTcpCsumOffset + 1] = 0;
+    // thl is a multiple of 4, so the header sum chains into the payload's.
+    uint32_t sum = csum_partial(tcp, l.thl, tcp_pseudo_sum(ip, l.thl + seg_payload));
+    sum = csum_partial_copy(tcp + l.thl, payload + i * mss, seg_payload, sum);
+    store_csum(tcp + kTcpCsumOffset, csum_fold(sum));
+    seg_lens[i] = static_cast<uint16_t>(seg_len);
+  }
+  *stride_out = stride;
+  return static_cast<int>(n);
+}
+
+TcpCoalescer::TcpCoalescer(uint8_t* buf, size_t cap) : buf_(buf), cap_(cap) {}
+
+// Takes pkt as the head of a new packet; true when it may be extended.
+bool TcpCoalescer::start(const uint8_t* pkt, size_t len) {
+  TcpLayout l;
+  if (!parse_tcp(pkt, len, &l) || l.ihl != kIpv4MinHdr || l.tot_len != len || l.payload == 0) return false;
+  if (pkt[l.ihl + kTcpFlags] != kAck) return false;  // PSH closes at once; other flags never merge
+  thl_ = static_cast<uint16_t>(l.thl);
+  gso_size_ = static_cast<uint16_t>(l.payload);
+  head_id_ = load16be(pkt + kIpId);
+  df_ = (load16be(pkt + kIpFrag) & kIpDf) != 0;
+  next_seq_ = load32be(pkt + l.ihl + kTcpSeq) + static_cast<uint32_t>(l.payload);
+  head_verified_ = false;
+  return true;
+}
+
+bool TcpCoalescer::head_checksum_ok() const {
+  const uint8_t* ip = buf_ + kVnetHdrLen;
+  return csum_fold(csum_partial(ip, kIpv4MinHdr, 0)) == 0 &&
+         csum_fold(csum_partial(ip + kIpv4MinHdr, len_ - kIpv4MinHdr, tcp_pseudo_sum(ip, len_ - kIpv4MinHdr))) == 0;
+}
+
+bool TcpCoalescer::add(const uint8_t* pkt, size_t len) {
+  if (len_ == 0) {
+    if (len == 0 || cap_ < kVnetHdrLen || len > cap_ - kVnetHdrLen) return false;
+    memcpy(buf_ + kVnetHdrLen, pkt, len);
+    len_ = len;
+    segs_ = 1;
+    open_ = start(pkt, len);
+    return true;
+  }
+  if (!open_) return false;
+
+  TcpLayout l;
+  if (!parse_tcp(pkt, len, &l) || l.ihl != kIpv4MinHdr || l.tot_len != len || l.thl != thl_) return false;
+  if (l.payload == 0 || l.payload > gso_size_) return false;
+  if (len_ + l.payload > kMaxIpv4Packet || kVnetHdrLen + len_ + l.payload > cap_) return false;
+
+  uint8_t* head = buf_ + kVnetHdrLen;
+  const uint8_t* tcp = pkt + kIpv4MinHdr;
+  uint8_t* head_tcp = head + kIpv4MinHdr;
+  const uint8_t flags = tcp[kTcpFlags];
+  if (flags != kAck && flags != (kAck | kPsh)) return false;
+  // IP: version/IHL, TOS; frag word (DF equal, no MF/offset: both parsed); TTL, protocol; addresses.
+  if (memcmp(pkt, head, 2) != 0 || load16be(pkt + kIpFrag) != load16be(head + kIpFrag) ||
+      memcmp(pkt + kIpTtl, head + kIpTtl, 2) != 0 || memcmp(pkt + kIpSaddr, head + kIpSaddr, 8) != 0) {
+    return false;
+  }
+  if (!df_ && load16be(pkt + kIpId) != static_cast<uint16_t>(head_id_ + segs_)) return false;
+  if (csum_fold(csum_partial(pkt, kIpv4MinHdr, 0)) != 0) return false;
+  // TCP: ports; seq; ack; data offset byte (with the reserved/AE bits); window; options.
+  if (memcmp(tcp, head_tcp, 4) != 0 || load32be(tcp + kTcpSeq) != next_seq_ ||
+      memcmp(tcp + kTcpAck, head_tcp + kTcpAck, 4) != 0 || tcp[kTcpDoff] != head_tcp[kTcpDoff] ||
+      memcmp(tcp + kTcpWindow, head_tcp + kTcpWindow, 2) != 0 ||
+      memcmp(tcp + kTcpMinHdr, head_tcp + kTcpMinHdr, thl_ - kTcpMinHdr) != 0) {
+    return false;
+  }
+
+  if (!head_verified_) {
+    if (!head_checksum_ok()) {
+      open_ = false;  // the head goes to the kernel alone, which drops it
+      return false;
+    }
+    head_verified_ = true;
+  }
+  // Copy the payload into place while checking the segment's checksum; the
+  // bytes past len_ count only once committed below.
+  uint32_t sum = csum_partial(tcp, thl_, tcp_pseudo_sum(pkt, len - kIpv4MinHdr));
+  sum = csum_partial_copy(head + len_, tcp + thl_, l.payload, sum);
+  if (csum_fold(sum) != 0) return false;
+
+  len_ += l.payload;
+  segs_++;
+  next_seq_ += static_cast<uint32_t>(l.payload);
+  if (flags & kPsh) {
+    head_tcp[kTcpFlags] |= kPsh;
+    open_ = false;
+  }
+  if (l.payload < gso_size_) open_ = false;
+  return true;
+}
+
+size_t TcpCoalescer::flush(const uint8_t** out) {
+  if (len_ == 0) {
+    *out = nullptr;
+    return 0;
+  }
+  VnetHdr h = {};
+  if (segs_ > 1) {
+    uint8_t* ip = buf_ + kVnetHdrLen;
+    store16be(ip + kIpTotLen, static_cast<uint16_t>(len_));
+    fix_ip_csum(ip, kIpv4MinHdr);
+    store_csum(ip + kIpv4MinHdr + kTcpCsumOffset, csum_fold_partial(tcp_pseudo_sum(ip, len_ - kIpv4MinHdr)));
+    h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    h.hdr_len = static_cast<uint16_t>(kIpv4MinHdr + thl_);
+    h.gso_size = gso_size_;
+    h.csum_start = kIpv4MinHdr;
+    h.csum_offset = kTcpCsumOffset;
+  }
+  vnet_hdr_write(buf_, h);
+  const size_t n = kVnetHdrLen + len_;
+  len_ = 0;
+  segs_ = 0;
+  open_ = false;
+  *out = buf_;
+  return n;
+}
+
+}  // namespace weft

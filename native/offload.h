@@ -1,0 +1,223 @@
+// Offloads between the TUN's virtio_net_hdr world and single IPv4 packets:
+// TCP segmentation (TSO) of the kernel's super-packets before sending,
+// checksum completion, and TCP coalescing (GRO) before writing into the TUN.
+// Plain C++17, no Node-API, no allocation: every buffer is the caller's.
+//
+// Where these sit in the engine:
+//
+//   TUN read (IFF_VNET_HDR) -> vnet_hdr_read
+//     gso_type TCPV4           -> tso_segment into a UDP GSO send buffer
+//     gso NONE + NEEDS_CSUM    -> complete_checksum, then encapsulate as usual
+//     gso NONE, no NEEDS_CSUM  -> encapsulate as usual
+//     any other gso_type       -> a counted drop (TSO6/UDP_L4 are not offered to the kernel for IPv4-only weft)
+//   UDP receive (decapsulated inner packets, in arrival order)
+//     -> TcpCoalescer::add / flush -> one TUN write per flush (vnet header included)
+#ifndef WEFT_OFFLOAD_H_
+#define WEFT_OFFLOAD_H_
+
+#include <linux/if_tun.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// The virtio_net_hdr constants (the kernel's ABI, from linux/virtio_net.h).
+// That header cannot be included from C++: a struct in it has a field named
+// `class`. Guarded, so a C translation unit may include both.
+#ifndef VIRTIO_NET_HDR_F_NEEDS_CSUM
+#define VIRTIO_NET_HDR_F_NEEDS_CSUM 1  // csum_start/csum_offset describe an unfinished checksum
+#endif
+#ifndef VIRTIO_NET_HDR_F_DATA_VALID
+#define VIRTIO_NET_HDR_F_DATA_VALID 2  // the checksum is known good
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_NONE
+#define VIRTIO_NET_HDR_GSO_NONE 0
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_TCPV4
+#define VIRTIO_NET_HDR_GSO_TCPV4 1
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_UDP
+#define VIRTIO_NET_HDR_GSO_UDP 3
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_TCPV6
+#define VIRTIO_NET_HDR_GSO_TCPV6 4
+#endif
+// Debian's kernel headers may predate UDP segmentation offload (the running
+// kernel has it).
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_ECN
+#define VIRTIO_NET_HDR_GSO_ECN 0x80  // with TCPV4/6: the first segment has CWR set
+#endif
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
+namespace weft {
+
+// Bytes of the virtio_net_hdr in front of every packet on an IFF_VNET_HDR
+// TUN, at the default TUNSETVNETHDRSZ (struct virtio_net_hdr, no num_buffers).
+constexpr size_t kVnetHdrLen = 10;
+
+// Largest IPv4 packet (the total-length field is 16 bits).
+constexpr size_t kMaxIpv4Packet = 65535;
+
+// A virtio_net_hdr in host byte order. On the wire (TUN) its 16-bit fields
+// are little-endian: the TUN's default on little-endian hosts, and what
+// vnet_hdr_read/write convert from/to.
+struct VnetHdr {
+  uint8_t flags;         // VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_F_DATA_VALID
+  uint8_t gso_type;      // VIRTIO_NET_HDR_GSO_*, possibly | VIRTIO_NET_HDR_GSO_ECN
+  uint16_t hdr_len;      // a hint only (the kernel sends skb_headlen, which may include payload)
+  uint16_t gso_size;     // bytes of L4 payload per segment (the MSS)
+  uint16_t csum_start;   // from the start of the IP header
+  uint16_t csum_offset;  // from csum_start to the checksum field
+};
+
+// Reads the header at p (kVnetHdrLen bytes). False when len < kVnetHdrLen.
+bool vnet_hdr_read(const uint8_t* p, size_t len, VnetHdr* h);
+
+// Writes `h` at p (kVnetHdrLen bytes, which the caller guarantees).
+void vnet_hdr_write(uint8_t* p, const VnetHdr& h);
+
+// Completes a CHECKSUM_PARTIAL packet as a NIC would: sums pkt[csum_start,
+// len) (the checksum field already holds the pseudo-header sum, as Linux
+// leaves it), folds, and stores the result at csum_start + csum_offset (a
+// result of 0 is stored as 0xffff, as Linux's skb_checksum_help does: the
+// same value in ones' complement, and never "no checksum" for UDP).
+// Returns false, touching nothing, when the field does not lie within
+// [csum_start, len) or csum_offset is odd (every real protocol's is even:
+// UDP 6, TCP 16, ICMP 2): a malformed header from the TUN is a counted drop.
+bool complete_checksum(uint8_t* pkt, size_t len, uint16_t csum_start, uint16_t csum_offset);
+
+// Splits an IPv4/TCP super-packet (pkt, len: the packet after its vnet
+// header; h: that header) into MSS-sized IPv4/TCP packets, as the kernel's
+// TSO would, ready for one UDP_SEGMENT sendmsg.
+//
+// Accepts: gso_type VIRTIO_NET_HDR_GSO_TCPV4 (ECN bit allowed), gso_size > 0;
+// IPv4 with IHL >= 5 (options are copied into every segment), not a
+// fragment, protocol TCP, total length within len (trailing bytes beyond it
+// are ignored); TCP data offset >= 5 within the packet (options, timestamps
+// included, copied unchanged); at least one payload byte; when h.flags has
+// NEEDS_CSUM, csum_start = IHL and csum_offset = 16 (anything else means the
+// header describes another packet). The incoming checksums are ignored:
+// every checksum is computed from scratch.
+//
+// Output: segment i (an IPv4 packet of seg_lens[i] bytes) is written at
+//   out + i * stride + headroom,   stride = headroom + IHL + TCP header + mss,
+// where mss = min(gso_size, payload). The headroom bytes and the gap after a
+// short last segment are not written: the caller fills each headroom (the
+// VXLAN-GPE header) and sends out[0, (n-1) * stride + headroom + seg_lens[n-1])
+// as datagrams of `stride` bytes (the last one shorter) with UDP_SEGMENT =
+// stride, in chunks of at most the kernel's UDP GSO segment limit.
+// Per segment: IP total length, IP id = id + i (mod 2^16, as Linux's TSO
+// does), IP header checksum; TCP seq = seq + i * mss; FIN and PSH only on the
+// last segment; CWR only on the first; the TCP checksum complete.
+//
+// Returns the segment count n (1 when the payload fits one segment), or -1,
+// writing nothing defined, when the packet is not acceptable as above, or
+// out_cap < (n-1) * stride + headroom + seg_lens[n-1], or n > max_segs.
+// pkt and out must not overlap. *stride_out and seg_lens[0, n) are set on success.
+int tso_segment(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, size_t out_cap, size_t headroom,
+                size_t* stride_out, uint16_t* seg_lens, int max_segs);
+
+// TcpCoalescer: receive-side coalescing, like Linux's GRO for IPv4/TCP, so
+// that one TUN write carries up to 64 KB of one flow instead of one MSS.
+//
+// Use, per batch of received packets, in arrival order:
+//
+//   for each inner packet p:
+//     if (!c.add(p, n)) {                 // does not extend the held packet
+//       write_tun(c.flush(&out) bytes at out);
+//       if (!c.add(p, n)) count a drop;   // only when n == 0 or n > capacity - kVnetHdrLen
+//     }
+//   at the end of the batch: write_tun(c.flush(&out) bytes at out), when > 0
+//
+// Buffer contract: the coalescer borrows `buf` (cap bytes, at least
+// kVnetHdrLen + kMaxIpv4Packet to hold any packet) for its whole life and
+// copies each added packet into it, so the caller may reuse a packet's
+// memory as soon as add() returns. flush() returns a pointer into buf, valid
+// until the next add(). Not thread-safe: one coalescer per thread.
+//
+// An empty coalescer accepts any packet (TCP or not) of 1 to cap - 10 bytes.
+// It may then hold further segments only when this first one, the head, is
+// a "mergeable segment" (below) without PSH. A non-empty coalescer appends a
+// packet only when all of these hold (each with its reason):
+//   - it is a mergeable segment: IPv4 with IHL 5, total length = its length,
+//     not a fragment (MF and offset 0), TCP with at least one payload byte,
+//     flags exactly ACK or ACK|PSH. IP options are never merged (as in Linux:
+//     some are per-packet); SYN/FIN/RST/URG/CWR/ECE segments carry meaning
+//     per segment, and ECN signals must reach TCP at the right seq;
+//   - same flow: addresses, protocol and ports equal the head's;
+//   - in order: its seq is the next expected byte (the coalescer never
+//     reorders or fills holes; a retransmission or a gap ends the packet);
+//   - headers equal: ACK number, data offset, window, and all TCP option
+//     bytes (timestamps included, as in Linux: TCP's RTT and PAWS logic sees
+//     only the head's options); IP TOS (ECN CE marks must not be lost), TTL
+//     and DF. The merged packet carries the head's headers, so anything that
+//     differed would be lost;
+//   - IP id: without DF, the head's id + the number of segments held (the
+//     kernel's resegmentation regenerates ids that way, so ids survive);
+//     with DF, any id (like Linux: ids of DF packets carry nothing);
+//   - size: its payload is at most the head's payload (gso_size, the MSS);
+//     a shorter one is appended last (the resegmented packet must split
+//     back at the same boundaries); the IP total length stays <= 65535;
+//   - the packet is still open: the head was mergeable, and no PSH or short
+//     segment has been appended;
+//   - its IP header and TCP checksums are right, and the head's too (checked
+//     when the second segment arrives): the merged packet goes to the kernel
+//     as CHECKSUM_PARTIAL, which the kernel trusts, so a corrupt segment must
+//     never be merged (it goes through alone; the kernel drops it).
+// A PSH segment is appended and sets PSH in the merged header, then closes
+// the packet (the data is meant for the application now).
+//
+// flush() output, kVnetHdrLen + IP length bytes:
+//   - one packet held: a zero vnet header (GSO_NONE, no flags) and the
+//     packet's bytes untouched (its own checksums, which the kernel verifies);
+//   - several: vnet header {flags NEEDS_CSUM, gso_type TCPV4, hdr_len = IP +
+//     TCP header, gso_size = the head's payload, csum_start = 20 (the IP
+//     header), csum_offset = 16}, the head's headers with IP total length
+//     and IP header checksum fixed, PSH if one was appended, and the TCP
+//     checksum field = the pseudo-header sum over the new length, folded
+//     and not complemented (CHECKSUM_PARTIAL, as Linux's GRO leaves it).
+class TcpCoalescer {
+ public:
+  TcpCoalescer(uint8_t* buf, size_t cap);
+  TcpCoalescer(const TcpCoalescer&) = delete;
+  TcpCoalescer& operator=(const TcpCoalescer&) = delete;
+
+  // Appends (or, when empty, starts with) the IPv4 packet pkt[0, len).
+  // False when it cannot be appended: nothing changed; flush, then add again.
+  bool add(const uint8_t* pkt, size_t len);
+
+  // Finalizes the held packet (see above): *out = its vnet header, returns
+  // the bytes to write to the TUN, and empties the coalescer. Returns 0
+  // (and *out = nullptr) when empty.
+  size_t flush(const uint8_t** out);
+
+  bool empty() const { return len_ == 0; }
+  // Segments held (0 when empty).
+  int segments() const { return segs_; }
+
+ private:
+  bool start(const uint8_t* pkt, size_t len);
+  bool head_checksum_ok() const;
+
+  uint8_t* const buf_;
+  const size_t cap_;
+  size_t len_ = 0;  // IP bytes held at buf_ + kVnetHdrLen
+  int segs_ = 0;
+  bool open_ = false;  // may more segments be appended?
+  bool head_verified_ = false;
+  uint16_t thl_ = 0;  // TCP header length of the head
+  uint16_t gso_size_ = 0;
+  uint16_t head_id_ = 0;  // host order
+  bool df_ = false;
+  uint32_t next_seq_ = 0;  // host order
+};
+
+}  // namespace weft
+
+#endif  // WEFT_OFFLOAD_H_

@@ -1,0 +1,227 @@
+// Test-only JS access to offload.h: see offload_binding.h. Argument unpacking
+// and result building only; the work is in offload.cc.
+//
+//   tsoSegment(vnetHdrAndPacket: Buffer, headroom: number, maxSegs?: number, outCap?: number)
+//     -> (Buffer[] & { stride: number, headroomIntact: boolean }) | null
+//     Each segment as a new Buffer, without headroom; null when tso_segment
+//     returns -1 (also for a buffer shorter than the vnet header).
+//     headroomIntact: no byte outside the segments was written.
+//   completeChecksum(packet: Buffer, csumStart: number, csumOffset: number) -> boolean   (in place)
+//   coalesce(packets: Buffer[]) -> Buffer[]   (each: vnet header + packet, as written to the TUN)
+#include "offload_binding.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "napi_util.h"
+#include "offload.h"
+
+namespace weft {
+namespace {
+
+constexpr uint8_t kFill = 0xa5;  // pre-fills tsoSegment's output, to see stray writes
+
+// Frees malloc'd memory on scope exit (no exceptions involved: plain RAII).
+struct Freer {
+  void* p;
+  ~Freer() { free(p); }
+};
+
+// Reads argument i as an optional integer in [min, max]; `def` when absent or undefined.
+bool optional_integer(napi_env env, size_t argc, napi_value* argv, size_t i, const char* what, double min, double max,
+                      double def, double* out) {
+  if (i >= argc) {
+    *out = def;
+    return true;
+  }
+  napi_valuetype type;
+  if (napi_typeof(env, argv[i], &type) != napi_ok) return false;
+  if (type == napi_undefined) {
+    *out = def;
+    return true;
+  }
+  return integer_arg(env, argv[i], what, min, max, out);
+}
+
+napi_value js_tso_segment(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  size_t argc = 4;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  if (argc < 2) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "tsoSegment(vnetHdrAndPacket, headroom) needs 2 arguments");
+    return nullptr;
+  }
+  uint8_t* data;
+  size_t len;
+  double headroom, max_segs, out_cap;
+  if (!buffer_arg(env, argv[0], "vnetHdrAndPacket", &data, &len)) return nullptr;
+  if (!integer_arg(env, argv[1], "headroom", 0, 4096, &headroom)) return nullptr;
+
+  napi_value null_value;
+  if (napi_get_null(env, &null_value) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  VnetHdr h;
+  if (!vnet_hdr_read(data, len, &h)) return null_value;
+  const uint8_t* pkt = data + kVnetHdrLen;
+  const size_t pkt_len = len - kVnetHdrLen;
+
+  // Defaults large enough for any acceptable packet: at most one segment
+  // per payload byte, each at most headroom + 120 header bytes + mss.
+  const size_t seg_bound = pkt_len > 0 ? pkt_len : 1;
+  const size_t mss_bound = h.gso_size < pkt_len ? h.gso_size : pkt_len;
+  const double default_cap = static_cast<double>(seg_bound) * (headroom + 120 + mss_bound);
+  if (!optional_integer(env, argc, argv, 2, "maxSegs", 0, 1 << 20, static_cast<double>(seg_bound), &max_segs)) return nullptr;
+  if (!optional_integer(env, argc, argv, 3, "outCap", 0, 1 << 30, default_cap, &out_cap)) return nullptr;
+
+  const size_t cap = static_cast<size_t>(out_cap);
+  Freer out{malloc(cap > 0 ? cap : 1)};
+  Freer lens{malloc(sizeof(uint16_t) * (static_cast<size_t>(max_segs) + 1))};
+  if (out.p == nullptr || lens.p == nullptr) {
+    napi_throw_error(env, "ENOMEM", "tsoSegment: out of memory");
+    return nullptr;
+  }
+  uint8_t* out_bytes = static_cast<uint8_t*>(out.p);
+  uint16_t* seg_lens = static_cast<uint16_t*>(lens.p);
+  memset(out_bytes, kFill, cap);
+
+  size_t stride = 0;
+  const int n = tso_segment(pkt, pkt_len, h, out_bytes, cap, static_cast<size_t>(headroom), &stride, seg_lens,
+                            static_cast<int>(max_segs));
+  if (n < 0) return null_value;
+
+  // Every byte outside the segments must still hold the fill.
+  bool intact = true;
+  size_t pos = 0;
+  for (int i = 0; i < n; i++) {
+    const size_t seg_start = static_cast<size_t>(i) * stride + static_cast<size_t>(headroom);
+    for (; pos < seg_start; pos++) intact = intact && out_bytes[pos] == kFill;
+    pos = seg_start + seg_lens[i];
+  }
+  for (; pos < cap; pos++) intact = intact && out_bytes[pos] == kFill;
+
+  napi_value result, stride_value, intact_value;
+  if (napi_create_array_with_length(env, static_cast<size_t>(n), &result) != napi_ok ||
+      napi_create_double(env, static_cast<double>(stride), &stride_value) != napi_ok ||
+      napi_get_boolean(env, intact, &intact_value) != napi_ok ||
+      napi_set_named_property(env, result, "stride", stride_value) != napi_ok ||
+      napi_set_named_property(env, result, "headroomIntact", intact_value) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  for (int i = 0; i < n; i++) {
+    napi_value seg;
+    const uint8_t* at = out_bytes + static_cast<size_t>(i) * stride + static_cast<size_t>(headroom);
+    if (napi_create_buffer_copy(env, seg_lens[i], at, nullptr, &seg) != napi_ok ||
+        napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) {
+      throw_last_napi_error(env);
+      return nullptr;
+    }
+  }
+  return result;
+}
+
+napi_value js_complete_checksum(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv, "completeChecksum(packet, csumStart, csumOffset)")) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  uint8_t* data;
+  size_t len;
+  double start, offset;
+  if (!buffer_arg(env, argv[0], "packet", &data, &len) || !integer_arg(env, argv[1], "csumStart", 0, 65535, &start) ||
+      !integer_arg(env, argv[2], "csumOffset", 0, 65535, &offset)) {
+    return nullptr;
+  }
+  napi_value result;
+  const bool ok = complete_checksum(data, len, static_cast<uint16_t>(start), static_cast<uint16_t>(offset));
+  if (napi_get_boolean(env, ok, &result) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  return result;
+}
+
+// Appends the coalescer's flushed output (if any) to `result` at *count.
+bool push_flushed(napi_env env, TcpCoalescer* c, napi_value result, uint32_t* count) {
+  const uint8_t* out;
+  const size_t n = c->flush(&out);
+  if (n == 0) return true;
+  napi_value buf;
+  if (napi_create_buffer_copy(env, n, out, nullptr, &buf) != napi_ok || napi_set_element(env, result, *count, buf) != napi_ok) {
+    return false;
+  }
+  (*count)++;
+  return true;
+}
+
+napi_value js_coalesce(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv, "coalesce(packets)")) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  bool is_array = false;
+  uint32_t n = 0;
+  if (napi_is_array(env, argv[0], &is_array) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  if (!is_array) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "packets must be an array of Buffers");
+    return nullptr;
+  }
+  napi_value result;
+  if (napi_get_array_length(env, argv[0], &n) != napi_ok || napi_create_array(env, &result) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+
+  const size_t cap = kVnetHdrLen + kMaxIpv4Packet;
+  Freer buf{malloc(cap)};
+  if (buf.p == nullptr) {
+    napi_throw_error(env, "ENOMEM", "coalesce: out of memory");
+    return nullptr;
+  }
+  TcpCoalescer c(static_cast<uint8_t*>(buf.p), cap);
+  uint32_t count = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item;
+    uint8_t* data;
+    size_t len;
+    if (napi_get_element(env, argv[0], i, &item) != napi_ok) {
+      throw_last_napi_error(env);
+      return nullptr;
+    }
+    if (!buffer_arg(env, item, "packets[i]", &data, &len)) return nullptr;
+    if (c.add(data, len)) continue;
+    if (!push_flushed(env, &c, result, &count)) {
+      throw_last_napi_error(env);
+      return nullptr;
+    }
+    c.add(data, len);  // refused only when empty or too long: a drop, as in the engine
+  }
+  if (!push_flushed(env, &c, result, &count)) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  return result;
+}
+
+}  // namespace
+
+napi_status init_offload_exports(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"tsoSegment", nullptr, js_tso_segment, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"completeChecksum", nullptr, js_complete_checksum, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"coalesce", nullptr, js_coalesce, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  return napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+}
+
+}  // namespace weft

@@ -1,0 +1,61 @@
+// outside (UDP -> TUN): the per-datagram checks, same checks, order and
+// counters as src/dataplane/outside.ts:
+//   header (length, flags, VNI, next protocol) -> outer sender is a node
+//   -> inner IPv4 well formed -> inner source in that node's subnet
+//   -> inner destination in ours -> TTL not expired -> deliver
+#ifndef WEFT_OUTSIDE_H_
+#define WEFT_OUTSIDE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "counters.h"
+#include "routes.h"
+#include "wire.h"
+
+namespace weft {
+
+struct SelfSubnet {
+  uint32_t base;
+  uint32_t mask;
+  bool contains(uint32_t ip) const { return (ip & mask) == base; }
+};
+
+// True when the inner packet at dg + 8 should be written to the TUN.
+inline bool accept_outside(const uint8_t* dg, size_t len, uint32_t outer_src, const RouteTable& t, SelfSubnet self,
+                           uint32_t vni, Counters& c) {
+  switch (gpe_check(dg, len, vni)) {
+    case GpeCheck::kOk: break;
+    case GpeCheck::kShort: c.add(kOutsideDropShort); return false;
+    case GpeCheck::kBadFlags: c.add(kOutsideDropBadFlags); return false;
+    case GpeCheck::kWrongVni: c.add(kOutsideDropVni); return false;
+    case GpeCheck::kNextProto: c.add(kOutsideDropNextProto); return false;
+  }
+  if (!t.known_sender(outer_src)) {
+    c.add(kOutsideDropUnknownSender);
+    return false;
+  }
+  const uint8_t* inner = dg + kGpeHeaderLen;
+  const size_t inner_len = len - kGpeHeaderLen;
+  if (!ipv4_valid(inner, inner_len)) {
+    c.add(kOutsideDropMalformed);
+    return false;
+  }
+  if (!t.sender_owns(outer_src, ip_src(inner))) {
+    c.add(kOutsideDropSpoofedSource);
+    return false;
+  }
+  if (!self.contains(ip_dst(inner))) {
+    c.add(kOutsideDropNotLocal);
+    return false;
+  }
+  if (inner[8] == 0) {
+    c.add(kOutsideDropTtl);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace weft
+
+#endif  // WEFT_OUTSIDE_H_

@@ -1,0 +1,83 @@
+// The engine's route table and how a new one replaces the old under running
+// workers: the control plane builds a whole RouteTable and publishes it; the
+// workers read the current pointer once per batch without locking; an old
+// table is freed once every worker has been seen outside a batch since.
+#ifndef WEFT_ROUTES_H_
+#define WEFT_ROUTES_H_
+
+#include <stdint.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace weft {
+
+constexpr int32_t kNoPeer = -1;
+
+// Immutable once published. Same semantics as src/routes/route_table.ts.
+struct RouteTable {
+  uint32_t net_base = 0;
+  uint32_t net_mask = 0;
+  int shift = 32;
+  std::vector<int32_t> slots;        // subnet slot -> peer index or kNoPeer
+  std::vector<uint32_t> peer_ip;     // underlay address, host order
+  std::vector<uint16_t> peer_port;
+  // Open-addressed set of peer IPs (power-of-two size, 0 = empty: 0.0.0.0 is never a peer).
+  std::vector<uint32_t> sender_ips;
+
+  int32_t lookup(uint32_t ip) const {
+    if ((ip & net_mask) != net_base) return kNoPeer;
+    return slots[(ip - net_base) >> shift];
+  }
+  bool known_sender(uint32_t ip) const;
+  bool sender_owns(uint32_t outer, uint32_t inner) const {
+    const int32_t i = lookup(inner);
+    return i != kNoPeer && peer_ip[size_t(i)] == outer;
+  }
+};
+
+// Builds a table from the arrays JS sends (already validated by RouteTable.build
+// in TS; checked again here for bounds). Returns nullptr when inconsistent.
+std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, int subnet_len, const int32_t* slots,
+                                              size_t slot_count, const uint32_t* peer_ip, const uint16_t* peer_port,
+                                              size_t peer_count);
+
+// A table that routes nothing, for the time before the first set_routes.
+std::unique_ptr<RouteTable> empty_route_table();
+
+// Publication with quiescent-state reclamation. Workers call enter() after
+// waking and before reading current(), and leave() before blocking; the
+// control plane calls publish() at control-plane rate.
+class RouteHolder {
+ public:
+  explicit RouteHolder(int workers);
+  ~RouteHolder();
+
+  const RouteTable* current() const { return current_.load(std::memory_order_seq_cst); }
+  void enter(int worker) { seen_[size_t(worker)].value.store(epoch_.load(std::memory_order_seq_cst), std::memory_order_seq_cst); }
+  void leave(int worker) { seen_[size_t(worker)].value.store(kQuiescent, std::memory_order_seq_cst); }
+  // Takes ownership; frees retired tables no worker can still hold.
+  void publish(std::unique_ptr<RouteTable> table);
+
+ private:
+  static constexpr uint64_t kQuiescent = UINT64_MAX;
+  struct alignas(64) Seen {
+    std::atomic<uint64_t> value{kQuiescent};
+  };
+  struct Retired {
+    const RouteTable* table;
+    uint64_t epoch;  // freeable once every worker has seen this epoch (or is quiescent)
+  };
+  std::atomic<const RouteTable*> current_;
+  std::atomic<uint64_t> epoch_{1};
+  std::unique_ptr<Seen[]> seen_;
+  int workers_;
+  std::mutex mu_;  // serializes publishers, never taken by workers
+  std::vector<Retired> retired_;
+};
+
+}  // namespace weft
+
+#endif  // WEFT_ROUTES_H_

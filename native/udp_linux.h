@@ -1,0 +1,28 @@
+// UDP sockets for the engine: the receiving socket group on the cluster port
+// (SO_REUSEPORT, one per worker, so the kernel spreads flows over workers),
+// sending sockets on ephemeral ports (source-port entropy), and the
+// offloads: UDP_GRO on receive, UDP_SEGMENT (GSO) on send, each probed.
+#ifndef WEFT_UDP_LINUX_H_
+#define WEFT_UDP_LINUX_H_
+
+#include <stdint.h>
+
+namespace weft {
+
+// Opens a UDP socket bound to bind_ip:port (host order; 0 = any), close-on-exec.
+// `receiver`: non-blocking, SO_REUSEPORT, large receive buffer. Otherwise a
+// blocking sender (bounded by a 100 ms send timeout, so a full buffer is
+// back-pressure, not a hang) with a large send buffer. Returns the fd, or -1
+// with *err set; nothing is left open on failure.
+int udp_open(uint32_t bind_ip, uint16_t port, bool receiver, int* err);
+
+// Turns on UDP_GRO (the kernel hands over trains of equal datagrams as one
+// buffer, with the size in a cmsg). False when the kernel lacks it.
+bool udp_enable_gro(int fd);
+
+// True when the kernel accepts UDP_SEGMENT on this socket.
+bool udp_gso_supported(int fd);
+
+}  // namespace weft
+
+#endif  // WEFT_UDP_LINUX_H_
