@@ -70,11 +70,12 @@ napi_value js_tso_segment(napi_env env, napi_callback_info info) {
   const uint8_t* pkt = data + kVnetHdrLen;
   const size_t pkt_len = len - kVnetHdrLen;
 
-  // Defaults large enough for any acceptable packet: at most one segment
-  // per payload byte, each at most headroom + 120 header bytes + mss.
-  const size_t seg_bound = pkt_len > 0 ? pkt_len : 1;
+  // Defaults just large enough for any acceptable packet: at most
+  // ceil(pkt_len / gso_size) segments, each at most headroom + 120 header
+  // bytes + min(gso_size, pkt_len).
+  const size_t seg_bound = h.gso_size > 0 ? (pkt_len + h.gso_size - 1) / h.gso_size + 1 : 1;
   const size_t mss_bound = h.gso_size < pkt_len ? h.gso_size : pkt_len;
-  const double default_cap = static_cast<double>(seg_bound) * (headroom + 120 + mss_bound);
+  const double default_cap = static_cast<double>(seg_bound) * (headroom + 120 + static_cast<double>(mss_bound));
   if (!optional_integer(env, argc, argv, 2, "maxSegs", 0, 1 << 20, static_cast<double>(seg_bound), &max_segs)) return nullptr;
   if (!optional_integer(env, argc, argv, 3, "outCap", 0, 1 << 30, default_cap, &out_cap)) return nullptr;
 
