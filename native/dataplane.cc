@@ -55,8 +55,10 @@ constexpr size_t kCoalescerBufLen = kVnetHdrLen + kMaxIpv4Packet;
 constexpr size_t kSlot = 65536 + 64;  // one packet or one GRO train, with headroom
 constexpr size_t kGsoTrainMax = 65000;  // UDP payload bytes per GSO send (IPv4 datagram limit, less headers)
 constexpr int kGsoTrainSegs = 64;       // segments per GSO send (the kernel's UDP_MAX_SEGMENTS floor)
-constexpr int kMaxSegs = 256;           // segments of one TSO super-packet (64 KB / smallest sane MSS)
-constexpr size_t kSegBufLen = 65536 + kMaxSegs * (kGpeHeaderLen + 120);
+// Segments of one TSO super-packet. The TUN's gso_max_segs is set to this
+// (host/netconf.ts), so the kernel never hands over more.
+constexpr int kMaxSegs = 64;
+constexpr size_t kSegHdrBufLen = kMaxSegs * (kGpeHeaderLen + 60 + 60);  // headroom + IP + TCP headers, at most
 
 // One sending socket's queue of messages, flushed with sendmmsg.
 struct SendQueue {
@@ -69,6 +71,9 @@ struct SendQueue {
   uint16_t packets[kBatch];      // inner packets the message carries (GSO trains carry many)
   alignas(cmsghdr) char ctrl[kBatch][CMSG_SPACE(sizeof(uint16_t))];
 };
+
+void fill_msg(mmsghdr* m, sockaddr_in* addr, const RouteTable& t, int32_t peer, iovec* iov, size_t iovlen, char* ctrl,
+              uint16_t gso_size);
 
 }  // namespace
 
@@ -88,8 +93,13 @@ struct Worker {
 
   // inside scratch
   std::unique_ptr<uint8_t[]> in_slab;   // kBatch slots of kSlot
-  std::unique_ptr<uint8_t[]> seg_buf;   // TSO segments, kSegBufLen
-  uint16_t seg_lens[kMaxSegs];
+  uint8_t seg_hdrs[kSegHdrBufLen];      // a super-packet's segment headers, each behind its VXLAN-GPE header
+  // A super-packet's GSO trains: gathered [GPE + headers, payload] pairs.
+  mmsghdr tso_msgs[kMaxSegs];
+  iovec tso_iov[2 * kMaxSegs];
+  uint16_t tso_packets[kMaxSegs];
+  uint32_t tso_bytes[kMaxSegs];
+  alignas(cmsghdr) char tso_ctrl[kMaxSegs][CMSG_SPACE(sizeof(uint16_t))];
   uint8_t icmp[kVnetLen + kIcmpErrorMax];
 
   // outside scratch
@@ -117,6 +127,7 @@ struct Worker {
   void queue_send(int sock, uint8_t* data, size_t len, const RouteTable& t, int32_t peer, uint32_t inner_bytes,
                   uint16_t packets, uint16_t gso_size);
   void flush(int sock);
+  void send_all(int fd, mmsghdr* msgs, int n, const uint16_t* packets, const uint32_t* bytes);
   void flush_all() {
     for (int s = 0; s < kSendSockets; s++) flush(s);
   }
@@ -205,40 +216,26 @@ void Worker::queue_send(int sock, uint8_t* data, size_t len, const RouteTable& t
   if (q.n == kBatch) flush(sock);
   const int m = q.n++;
   q.iov[m] = {data, len};
-  q.addr[m].sin_family = AF_INET;
-  q.addr[m].sin_port = htons(t.peer_port[size_t(peer)]);
-  q.addr[m].sin_addr.s_addr = htonl(t.peer_ip[size_t(peer)]);
   q.inner_bytes[m] = inner_bytes;
   q.packets[m] = packets;
-  msghdr& mh = q.msgs[m].msg_hdr;
-  mh.msg_name = &q.addr[m];
-  mh.msg_namelen = sizeof(sockaddr_in);
-  mh.msg_iov = &q.iov[m];
-  mh.msg_iovlen = 1;
-  mh.msg_flags = 0;
-  if (gso_size != 0) {
-    mh.msg_control = q.ctrl[m];
-    mh.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_UDP;
-    cm->cmsg_type = UDP_SEGMENT;
-    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-    memcpy(CMSG_DATA(cm), &gso_size, sizeof(gso_size));
-  } else {
-    mh.msg_control = nullptr;
-    mh.msg_controllen = 0;
-  }
+  fill_msg(&q.msgs[m], &q.addr[m], t, peer, &q.iov[m], 1, q.ctrl[m], gso_size);
 }
 
 void Worker::flush(int sock) {
   SendQueue& q = tx[sock];
+  send_all(q.fd, q.msgs, q.n, q.packets, q.inner_bytes);
+  q.n = 0;
+}
+
+// sendmmsg until every message went or failed; counts inner packets and bytes.
+void Worker::send_all(int fd, mmsghdr* msgs, int n, const uint16_t* packets, const uint32_t* bytes) {
   int done = 0;
-  while (done < q.n) {
-    const int r = sendmmsg(q.fd, q.msgs + done, unsigned(q.n - done), 0);
+  while (done < n) {
+    const int r = sendmmsg(fd, msgs + done, unsigned(n - done), 0);
     if (r > 0) {
       for (int m = done; m < done + r; m++) {
-        counters.add(kInsidePackets, q.packets[m]);
-        counters.add(kInsideBytes, q.inner_bytes[m]);
+        counters.add(kInsidePackets, packets[m]);
+        counters.add(kInsideBytes, bytes[m]);
       }
       done += r;
       continue;
@@ -246,36 +243,77 @@ void Worker::flush(int sock) {
     if (r < 0 && errno == EINTR) continue;
     // The first unsent message failed (a full buffer past the send timeout,
     // EMSGSIZE, a down route...): count it and go on with the rest.
-    counters.add(kInsideDropSendError, q.packets[done]);
+    counters.add(kInsideDropSendError, packets[done]);
     done++;
   }
-  q.n = 0;
 }
 
+namespace {
+
+// Fills one outgoing message: to the peer, over iov[0, iovlen), as a GSO
+// train of `gso_size`-byte datagrams when gso_size is not 0.
+void fill_msg(mmsghdr* m, sockaddr_in* addr, const RouteTable& t, int32_t peer, iovec* iov, size_t iovlen, char* ctrl,
+              uint16_t gso_size) {
+  addr->sin_family = AF_INET;
+  addr->sin_port = htons(t.peer_port[size_t(peer)]);
+  addr->sin_addr.s_addr = htonl(t.peer_ip[size_t(peer)]);
+  msghdr& mh = m->msg_hdr;
+  mh.msg_name = addr;
+  mh.msg_namelen = sizeof(sockaddr_in);
+  mh.msg_iov = iov;
+  mh.msg_iovlen = iovlen;
+  mh.msg_flags = 0;
+  if (gso_size == 0) {
+    mh.msg_control = nullptr;
+    mh.msg_controllen = 0;
+    return;
+  }
+  mh.msg_control = ctrl;
+  mh.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_UDP;
+  cm->cmsg_type = UDP_SEGMENT;
+  cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  memcpy(CMSG_DATA(cm), &gso_size, sizeof(gso_size));
+}
+
+}  // namespace
+
 void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock) {
-  size_t stride = 0;
-  const int segs = tso_segment(pkt, len, h, seg_buf.get(), kSegBufLen, kGpeHeaderLen, &stride, seg_lens, kMaxSegs);
+  TsoPlan plan;
+  const int segs = tso_headers(pkt, len, h, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs);
   if (segs <= 0) {
     counters.add(kInsideDropMalformed);
     return;
   }
-  for (int s = 0; s < segs; s++) gpe_write(seg_buf.get() + size_t(s) * stride, vni);
-  // Trains of equal segments (the last may be shorter), each one sendmsg
-  // with UDP_SEGMENT; without GSO, one message per segment.
-  const int per_train = gso ? int(kGsoTrainMax / stride) < kGsoTrainSegs ? int(kGsoTrainMax / stride) : kGsoTrainSegs : 1;
-  for (int first = 0; first < segs;) {
+  // Each datagram gathers [VXLAN-GPE + segment headers] from seg_hdrs and
+  // the segment's payload straight from the super-packet: no payload copy.
+  // Trains of equal datagrams (the last may be shorter) go in one message
+  // with UDP_SEGMENT; without GSO, one message per datagram.
+  const size_t stride = plan.hdr_stride + plan.mss;  // one full datagram
+  const int fit = int(kGsoTrainMax / stride);
+  const int per_train = !gso ? 1 : fit < kGsoTrainSegs ? fit : kGsoTrainSegs;
+  sockaddr_in& addr = tx[sock].addr[0];  // the queue is empty: flushed before us
+  int msgs = 0;
+  size_t v = 0;
+  for (int first = 0; first < segs; first += per_train) {
     const int count = segs - first < per_train ? segs - first : per_train;
-    size_t bytes = 0;
+    iovec* iov = &tso_iov[v];
     uint32_t inner = 0;
     for (int s = first; s < first + count; s++) {
-      bytes += kGpeHeaderLen + seg_lens[s];
-      inner += seg_lens[s];
+      uint8_t* hdr = seg_hdrs + size_t(s) * plan.hdr_stride;
+      const size_t payload = s + 1 < segs ? plan.mss : plan.last_payload;
+      gpe_write(hdr, vni);
+      tso_iov[v++] = {hdr, plan.hdr_stride};
+      tso_iov[v++] = {const_cast<uint8_t*>(pkt + plan.hdrs + size_t(s) * plan.mss), payload};
+      inner += uint32_t(plan.hdrs + payload);
     }
-    queue_send(sock, seg_buf.get() + size_t(first) * stride, bytes, t, peer, inner, uint16_t(count),
-               count > 1 ? uint16_t(stride) : 0);
-    first += count;
+    tso_packets[msgs] = uint16_t(count);
+    tso_bytes[msgs] = inner;
+    fill_msg(&tso_msgs[msgs], &addr, t, peer, iov, size_t(2 * count), tso_ctrl[msgs], count > 1 ? uint16_t(stride) : 0);
+    msgs++;
   }
-  flush(sock);  // seg_buf is reused by the next super-packet
+  send_all(tx[sock].fd, tso_msgs, msgs, tso_packets, tso_bytes);
 }
 
 void Worker::send_unreachable(const uint8_t* pkt, size_t len) {
@@ -431,10 +469,9 @@ std::unique_ptr<Engine> Engine::start(const EngineConfig& cfg, int* err, const c
     if (gso && !udp_gso_supported(wk->tx[0].fd)) gso = false;
     wk->in_slab.reset(new (std::nothrow) uint8_t[kBatch * kSlot]);
     wk->out_slab.reset(new (std::nothrow) uint8_t[kBatch * kSlot]);
-    wk->seg_buf.reset(new (std::nothrow) uint8_t[kSegBufLen]);
     wk->co_buf.reset(new (std::nothrow) uint8_t[kCoalescerBufLen]);
     if (wk->co_buf) wk->co.reset(new (std::nothrow) TcpCoalescer(wk->co_buf.get(), kCoalescerBufLen));
-    if (!wk->in_slab || !wk->out_slab || !wk->seg_buf || !wk->co) {
+    if (!wk->in_slab || !wk->out_slab || !wk->co) {
       errno = ENOMEM;
       e->workers_.push_back(std::move(wk));
       return fail("allocate worker buffers");

@@ -101,54 +101,84 @@ bool complete_checksum(uint8_t* pkt, size_t len, uint16_t csum_start, uint16_t c
   return true;
 }
 
+namespace {
+
+// The checks and arithmetic both segmenters share: see tso_segment in offload.h.
+struct TsoShape {
+  TcpLayout l;
+  size_t hdrs;
+  size_t mss;
+  size_t n;
+  size_t last_payload;
+};
+
+bool tso_shape(const uint8_t* pkt, size_t len, const VnetHdr& h, int max_segs, TsoShape* s) {
+  if ((h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV4 || h.gso_size == 0) return false;
+  if (!parse_tcp(pkt, len, &s->l) || s->l.payload == 0) return false;
+  if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && (h.csum_start != s->l.ihl || h.csum_offset != kTcpCsumOffset)) return false;
+  s->hdrs = s->l.ihl + s->l.thl;
+  s->mss = h.gso_size < s->l.payload ? h.gso_size : s->l.payload;
+  s->n = (s->l.payload + s->mss - 1) / s->mss;
+  s->last_payload = s->l.payload - (s->n - 1) * s->mss;
+  return max_segs >= 1 && s->n <= static_cast<size_t>(max_segs);
+}
+
+// Writes segment i's IP and TCP headers at `ip`; `payload_sum` is the
+// partial sum of its payload (which starts at an even offset of the TCP
+// header: thl is a multiple of 4, so the sums chain).
+void tso_write_headers(uint8_t* ip, const uint8_t* pkt, const TsoShape& s, size_t i, uint32_t payload_sum) {
+  const size_t seg_payload = i + 1 < s.n ? s.mss : s.last_payload;
+  uint8_t* tcp = ip + s.l.ihl;
+  memcpy(ip, pkt, s.hdrs);
+  store16be(ip + kIpTotLen, static_cast<uint16_t>(s.hdrs + seg_payload));
+  store16be(ip + kIpId, static_cast<uint16_t>(load16be(pkt + kIpId) + i));
+  fix_ip_csum(ip, s.l.ihl);
+  uint8_t flags = pkt[s.l.ihl + kTcpFlags];
+  if (i + 1 < s.n) flags &= static_cast<uint8_t>(~(kFin | kPsh));
+  if (i > 0) flags &= static_cast<uint8_t>(~kCwr);
+  tcp[kTcpFlags] = flags;
+  store32be(tcp + kTcpSeq, load32be(pkt + s.l.ihl + kTcpSeq) + static_cast<uint32_t>(i * s.mss));
+  tcp[kTcpCsumOffset] = 0;
+  tcp[kTcpCsumOffset + 1] = 0;
+  const uint32_t sum = csum_partial(tcp, s.l.thl, tcp_pseudo_sum(ip, s.l.thl + seg_payload));
+  store_csum(tcp + kTcpCsumOffset, csum_fold(sum + payload_sum < sum ? sum + payload_sum + 1 : sum + payload_sum));
+}
+
+}  // namespace
+
 int tso_segment(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, size_t out_cap, size_t headroom,
                 size_t* stride_out, uint16_t* seg_lens, int max_segs) {
-  TcpLayout l;
-  if ((h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV4 || h.gso_size == 0) return -1;
-  if (!parse_tcp(pkt, len, &l) || l.payload == 0) return -1;
-  if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && (h.csum_start != l.ihl || h.csum_offset != kTcpCsumOffset)) return -1;
-
-  if (headroom > out_cap) return -1;
-  const size_t hdrs = l.ihl + l.thl;
-  const size_t mss = h.gso_size < l.payload ? h.gso_size : l.payload;
-  const size_t n = (l.payload + mss - 1) / mss;
-  const size_t last_payload = l.payload - (n - 1) * mss;
-  const size_t stride = headroom + hdrs + mss;  // headroom <= out_cap, the rest < 2^17: no overflow
-  if (max_segs < 1 || n > static_cast<size_t>(max_segs)) return -1;
-  if ((n - 1) > (out_cap - headroom) / stride) return -1;
-  if ((n - 1) * stride + headroom + hdrs + last_payload > out_cap) return -1;
-
-  const uint16_t id0 = load16be(pkt + kIpId);
-  const uint32_t seq0 = load32be(pkt + l.ihl + kTcpSeq);
-  const uint8_t flags0 = pkt[l.ihl + kTcpFlags];
-  const uint8_t* payload = pkt + hdrs;
-
-  for (size_t i = 0; i < n; i++) {
-    const size_t seg_payload = i + 1 < n ? mss : last_payload;
-    const size_t seg_len = hdrs + seg_payload;
+  TsoShape s;
+  if (!tso_shape(pkt, len, h, max_segs, &s) || headroom > out_cap) return -1;
+  const size_t stride = headroom + s.hdrs + s.mss;  // headroom <= out_cap, the rest < 2^17: no overflow
+  if ((s.n - 1) > (out_cap - headroom) / stride) return -1;
+  if ((s.n - 1) * stride + headroom + s.hdrs + s.last_payload > out_cap) return -1;
+  for (size_t i = 0; i < s.n; i++) {
+    const size_t seg_payload = i + 1 < s.n ? s.mss : s.last_payload;
     uint8_t* ip = out + i * stride + headroom;
-    uint8_t* tcp = ip + l.ihl;
-    memcpy(ip, pkt, hdrs);
-
-    store16be(ip + kIpTotLen, static_cast<uint16_t>(seg_len));
-    store16be(ip + kIpId, static_cast<uint16_t>(id0 + i));
-    fix_ip_csum(ip, l.ihl);
-
-    uint8_t flags = flags0;
-    if (i + 1 < n) flags &= static_cast<uint8_t>(~(kFin | kPsh));
-    if (i > 0) flags &= static_cast<uint8_t>(~kCwr);
-    tcp[kTcpFlags] = flags;
-    store32be(tcp + kTcpSeq, seq0 + static_cast<uint32_t>(i * mss));
-    tcp[kTcpCsumOffset] = 0;
-    tcp[kTcpCsumOffset + 1] = 0;
-    // thl is a multiple of 4, so the header sum chains into the payload's.
-    uint32_t sum = csum_partial(tcp, l.thl, tcp_pseudo_sum(ip, l.thl + seg_payload));
-    sum = csum_partial_copy(tcp + l.thl, payload + i * mss, seg_payload, sum);
-    store_csum(tcp + kTcpCsumOffset, csum_fold(sum));
-    seg_lens[i] = static_cast<uint16_t>(seg_len);
+    const uint32_t payload_sum = csum_partial_copy(ip + s.hdrs, pkt + s.hdrs + i * s.mss, seg_payload, 0);
+    tso_write_headers(ip, pkt, s, i, payload_sum);
+    seg_lens[i] = static_cast<uint16_t>(s.hdrs + seg_payload);
   }
   *stride_out = stride;
-  return static_cast<int>(n);
+  return static_cast<int>(s.n);
+}
+
+int tso_headers(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, size_t out_cap, size_t headroom,
+                TsoPlan* plan, int max_segs) {
+  TsoShape s;
+  if (!tso_shape(pkt, len, h, max_segs, &s) || headroom > out_cap) return -1;
+  const size_t stride = headroom + s.hdrs;
+  if (s.n > out_cap / stride) return -1;
+  for (size_t i = 0; i < s.n; i++) {
+    const size_t seg_payload = i + 1 < s.n ? s.mss : s.last_payload;
+    tso_write_headers(out + i * stride + headroom, pkt, s, i, csum_partial(pkt + s.hdrs + i * s.mss, seg_payload, 0));
+  }
+  plan->hdr_stride = stride;
+  plan->hdrs = s.hdrs;
+  plan->mss = s.mss;
+  plan->last_payload = s.last_payload;
+  return static_cast<int>(s.n);
 }
 
 TcpCoalescer::TcpCoalescer(uint8_t* buf, size_t cap) : buf_(buf), cap_(cap) {}

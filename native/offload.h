@@ -123,6 +123,26 @@ bool complete_checksum(uint8_t* pkt, size_t len, uint16_t csum_start, uint16_t c
 int tso_segment(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, size_t out_cap, size_t headroom,
                 size_t* stride_out, uint16_t* seg_lens, int max_segs);
 
+// Where tso_headers put things: segment i's headers (IP + TCP, hdrs bytes,
+// checksums complete) at out + i * hdr_stride + headroom; its payload stays
+// in the super-packet at pkt + hdrs + i * mss, mss bytes (last_payload for
+// the last segment).
+struct TsoPlan {
+  size_t hdr_stride;
+  size_t hdrs;
+  size_t mss;
+  size_t last_payload;
+};
+
+// tso_segment without copying the payload: same acceptance rules and the
+// same segments, but only the headers are written (into `out`), so a sender
+// can gather [headroom + headers, payload] pairs straight from the
+// super-packet with sendmsg. pkt must stay untouched while those are sent.
+// Returns the segment count, or -1 as tso_segment does (out_cap <
+// n * (headroom + hdrs) included).
+int tso_headers(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, size_t out_cap, size_t headroom,
+                TsoPlan* plan, int max_segs);
+
 // TcpCoalescer: receive-side coalescing, like Linux's GRO for IPv4/TCP, so
 // that one TUN write carries up to 64 KB of one flow instead of one MSS.
 //

@@ -138,7 +138,7 @@ export class Daemon {
 
     await writeSubnetEnv(o.subnetFile, { network: config.network, subnet, mtu, ipMasq: o.ipMasq });
     this.log.info(
-      { event: 'ready', node: o.nodeName, subnet: formatCidr(subnet), public_ip: underlay.ip, tun: tun.name, mtu, engine: engine.kind, peers: watcher.peers().length, version: VERSION },
+      { event: 'ready', node: o.nodeName, subnet: formatCidr(subnet), public_ip: underlay.ip, tun: tun.name, mtu, engine: engine.kind, ...engine.details(), peers: watcher.peers().length, version: VERSION },
       'weftd ready',
     );
   }

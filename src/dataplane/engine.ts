@@ -33,5 +33,7 @@ export interface Engine {
   start(): Promise<void>;
   setRoutes(table: RouteTable): void;
   counters(): CounterSnapshot;
+  /** What the engine runs with, for logs and status (after start). */
+  details(): Record<string, unknown>;
   close(): Promise<void>;
 }

@@ -71,6 +71,10 @@ export class JsEngine implements Engine {
     this.table = table;
   }
 
+  details(): Record<string, unknown> {
+    return { queues: 1 };
+  }
+
   counters(): CounterSnapshot {
     return snapshot(this.c);
   }

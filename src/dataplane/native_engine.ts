@@ -70,10 +70,10 @@ export class NativeEngine implements Engine {
     if (this.handle !== undefined && !this.closed) this.addon.engineSetRoutes(this.handle, table.arrays());
   }
 
-  /** The offloads the kernel let the engine use (after start). */
-  offloadsInUse(): NativeOffloads {
+  /** The queue count and the offloads the kernel let the engine use (after start). */
+  details(): Record<string, unknown> {
     const info = this.handle === undefined ? { udpGso: false, udpGro: false } : this.addon.engineInfo(this.handle);
-    return { vnetHdr: this.offloads.vnetHdr, ...info };
+    return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr, ...info };
   }
 
   counters(): CounterSnapshot {

@@ -1,0 +1,368 @@
+// End-to-end benchmark on the lab (DESIGN.md, "Performance method"): pod to
+// pod across two nodes, side by side in one run with the Linux kernel doing
+// the same job. One row per dataplane, each on a fresh lab of 2 nodes x 1 pod
+// (client pod on node 1, server pod on node 2, underlay MTU 1500, pod MTU 1464):
+//
+//   kernel        both nodes are kernel `vxlan gpe external` devices with
+//                 encap routes (test/lab/kernel_node.ts)
+//   weft <engine> both nodes run weftd --engine <engine>
+//
+// Measured per row: iperf3 TCP (1 stream and -P 4), median of N runs; iperf3
+// UDP with 64-byte payloads at full rate (-u -b 0 -l 64), received packets/s,
+// median of N runs; ping RTT (50 x 10 ms); weftd CPU seconds (utime + stime
+// of both weftd processes) and machine CPU seconds (all CPUs, /proc/stat) per
+// GB received during the TCP runs; weftd peak RSS (VmHWM). Every figure is
+// also given as a ratio to the kernel row of the same run.
+//
+//   npm run build:ts && npx tsx bench/e2e.ts     (root)
+//   WEFT_BENCH_SECONDS=10 WEFT_BENCH_REPEATS=3 WEFT_BENCH_ENGINES=native,js
+//
+// Prints a markdown table and writes bench/results/e2e-<date>.json. Every
+// iperf3 is bounded (-t plus an exec timeout); every lab is destroyed on
+// every path (and by the lab's exit/signal handlers if this process dies).
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WEFTD, WeftCluster } from '../test/lab/cluster.js';
+import { createEmptyCluster, startKernelNode } from '../test/lab/kernel_node.js';
+import type { Lab, LabProcess } from '../test/lab/lab.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const RESULTS = join(ROOT, 'bench/results');
+const IPERF_PORT = 5201;
+const PING_COUNT = 50;
+const PING_INTERVAL_S = 0.01;
+const UDP_PAYLOAD = 64;
+
+const say = (s = ''): void => void process.stdout.write(`${s}\n`);
+const warn = (s: string): void => void process.stderr.write(`${s}\n`);
+
+// ---------------------------------------------------------------------------
+// settings
+
+function intEnv(name: string, dflt: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
+  return n;
+}
+
+const SECONDS = intEnv('WEFT_BENCH_SECONDS', 10, 1);
+const REPEATS = intEnv('WEFT_BENCH_REPEATS', 3, 1);
+const ENGINES = (process.env.WEFT_BENCH_ENGINES ?? 'native,js')
+  .split(',')
+  .map((e) => e.trim())
+  .filter((e) => e.length > 0);
+
+// ---------------------------------------------------------------------------
+// results
+
+interface Series {
+  runs: number[];
+  median: number;
+}
+
+interface RowResult {
+  name: string;
+  engine: string;
+  tcp1Gbps: Series;
+  tcp4Gbps: Series;
+  udpRxPps: Series;
+  udpTxPps: Series;
+  ping: { minMs: number; avgMs: number; maxMs: number; mdevMs: number; sent: number; received: number };
+  /** CPU seconds of both weftd processes per GB received in the TCP runs; undefined for the kernel. */
+  weftdCpuSPerGB?: number;
+  /** CPU seconds of the whole machine (all CPUs busy time) per GB received in the TCP runs. */
+  machineCpuSPerGB: number;
+  /** Largest VmHWM of the weftd processes, MB; undefined for the kernel. */
+  weftdMaxRssMB?: number;
+  weftdRssMB?: number[];
+  tcpBytes: number;
+  ratios?: Record<string, number>;
+}
+
+function series(runs: number[]): Series {
+  const s = [...runs].sort((a, b) => a - b);
+  const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return { runs, median };
+}
+
+// ---------------------------------------------------------------------------
+// /proc
+
+const CLK_TCK = ((): number => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 3000 }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime of a process, in seconds. */
+function processCpuS(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** Busy time of all CPUs (everything but idle and iowait), in seconds. */
+function machineBusyS(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '))!;
+  const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = v.reduce((a, b) => a + b, 0);
+  return (total - v[3]! - v[4]!) / CLK_TCK;
+}
+
+function vmHwmMB(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function cpuModel(): string {
+  const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+  return m?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
+}
+
+// ---------------------------------------------------------------------------
+// measurements
+
+interface IperfJson {
+  error?: string;
+  end: {
+    sum_received: { bytes: number; bits_per_second: number; seconds: number; packets?: number; lost_packets?: number };
+    sum_sent: { bytes: number; seconds: number; packets?: number };
+  };
+}
+
+/** One iperf3 test: a one-off server in `serverNs`, the client in `clientNs`, both bounded. */
+async function iperf(lab: Lab, serverNs: string, clientNs: string, serverIp: string, args: string[]): Promise<IperfJson> {
+  const server: LabProcess = lab.spawn(serverNs, ['iperf3', '-s', '-1', '--forceflush', '-B', serverIp, '-p', String(IPERF_PORT)]);
+  try {
+    await server.waitForLog(/Server listening/, 10_000);
+    const r = await lab.exec(clientNs, ['iperf3', '-c', serverIp, '-p', String(IPERF_PORT), '-t', String(SECONDS), '-J', '--connect-timeout', '5000', ...args], {
+      timeoutMs: (SECONDS + 30) * 1000,
+      allowFail: true,
+    });
+    let j: IperfJson;
+    try {
+      j = JSON.parse(r.stdout) as IperfJson;
+    } catch {
+      throw new Error(`iperf3 ${args.join(' ')}: exit ${r.code}, no JSON: ${(r.stdout + r.stderr).trim().slice(0, 500)}`);
+    }
+    if (j.error || r.code !== 0) throw new Error(`iperf3 ${args.join(' ')}: ${j.error ?? `exit ${r.code}`}`);
+    return j;
+  } finally {
+    await Promise.race([server.exited, new Promise((res) => setTimeout(res, 5000))]);
+    server.kill('SIGKILL');
+  }
+}
+
+async function ping(lab: Lab, fromNs: string, toIp: string): Promise<RowResult['ping']> {
+  const r = await lab.exec(fromNs, ['ping', '-n', '-q', '-c', String(PING_COUNT), '-i', String(PING_INTERVAL_S), '-W', '1', '-w', '20', toIp], {
+    timeoutMs: 25_000,
+    allowFail: true,
+  });
+  const counts = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
+  const rtt = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/.exec(r.stdout);
+  if (!counts || !rtt) throw new Error(`ping ${toIp}: exit ${r.code}: ${(r.stdout + r.stderr).trim()}`);
+  return {
+    sent: Number(counts[1]),
+    received: Number(counts[2]),
+    minMs: Number(rtt[1]),
+    avgMs: Number(rtt[2]),
+    maxMs: Number(rtt[3]),
+    mdevMs: Number(rtt[4]),
+  };
+}
+
+/** Runs every measurement between two pods; `weftdPids` are sampled for CPU and RSS (empty for the kernel). */
+async function measure(lab: Lab, name: string, engine: string, clientNs: string, serverNs: string, weftdPids: number[]): Promise<RowResult> {
+  const serverIp = lab.podIp(serverNs);
+  if (!(await lab.ping(clientNs, serverIp, { count: 3, timeoutS: 5 }))) throw new Error(`${name}: pod ${lab.podIp(clientNs)} cannot ping ${serverIp}`);
+
+  const progress = (what: string): void => warn(`[bench ${name}] ${what}`);
+  progress('ping');
+  const p = await ping(lab, clientNs, serverIp);
+
+  let tcpBytes = 0;
+  let weftdCpu = 0;
+  let machineCpu = 0;
+  const tcp = async (streams: number): Promise<number> => {
+    const w0 = weftdPids.reduce((s, pid) => s + processCpuS(pid), 0);
+    const m0 = machineBusyS();
+    const j = await iperf(lab, serverNs, clientNs, serverIp, streams > 1 ? ['-P', String(streams)] : []);
+    machineCpu += machineBusyS() - m0;
+    weftdCpu += weftdPids.reduce((s, pid) => s + processCpuS(pid), 0) - w0;
+    tcpBytes += j.end.sum_received.bytes;
+    return j.end.sum_received.bits_per_second / 1e9;
+  };
+  const tcp1: number[] = [];
+  const tcp4: number[] = [];
+  for (let k = 0; k < REPEATS; k++) {
+    progress(`TCP 1 stream, run ${k + 1}/${REPEATS}`);
+    tcp1.push(await tcp(1));
+  }
+  for (let k = 0; k < REPEATS; k++) {
+    progress(`TCP 4 streams, run ${k + 1}/${REPEATS}`);
+    tcp4.push(await tcp(4));
+  }
+  const rx: number[] = [];
+  const tx: number[] = [];
+  for (let k = 0; k < REPEATS; k++) {
+    progress(`UDP ${UDP_PAYLOAD} B, run ${k + 1}/${REPEATS}`);
+    const j = await iperf(lab, serverNs, clientNs, serverIp, ['-u', '-b', '0', '-l', String(UDP_PAYLOAD)]);
+    const rcv = j.end.sum_received;
+    rx.push(((rcv.packets ?? 0) - (rcv.lost_packets ?? 0)) / rcv.seconds);
+    tx.push((j.end.sum_sent.packets ?? 0) / j.end.sum_sent.seconds);
+  }
+  const gb = tcpBytes / 1e9;
+  const rss = weftdPids.map(vmHwmMB);
+  return {
+    name,
+    engine,
+    tcp1Gbps: series(tcp1),
+    tcp4Gbps: series(tcp4),
+    udpRxPps: series(rx),
+    udpTxPps: series(tx),
+    ping: p,
+    ...(weftdPids.length ? { weftdCpuSPerGB: weftdCpu / gb, weftdMaxRssMB: Math.max(...rss), weftdRssMB: rss } : {}),
+    machineCpuSPerGB: machineCpu / gb,
+    tcpBytes,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// rows
+
+async function kernelRow(): Promise<RowResult> {
+  const c = await createEmptyCluster({ nodes: 2, name: 'bench-kernel' });
+  try {
+    // Kernel to kernel: the receiving kernel accepts partial checksums, so
+    // the offloads stay on, as on a real pair of kernel nodes.
+    const k1 = await startKernelNode(c, 1, { subnet: '198.19.1.0/24', pods: 1, txChecksumOff: 'none' });
+    const k2 = await startKernelNode(c, 2, { subnet: '198.19.2.0/24', pods: 1, txChecksumOff: 'none' });
+    await k1.refreshRoutes();
+    return await measure(c.lab, 'kernel', 'kernel', k1.pods[0]!, k2.pods[0]!, []);
+  } finally {
+    await c.destroy();
+  }
+}
+
+/**
+ * A weft row: "engine" or "engine:flag,flag" (extra weftd flags, e.g.
+ * "native:--queues=1"), both nodes alike.
+ */
+async function weftRow(spec: string): Promise<RowResult> {
+  const [engine, extra = ''] = spec.split(':') as [string, string?];
+  const flags = extra.split(',').filter((f) => f !== '');
+  const c = await WeftCluster.create({ nodes: 2, podsPerNode: 1, name: `bench-${engine}`, engine, flags });
+  try {
+    const pids = [1, 2].map((i) => c.nodes.get(i)!.weftd!.pid);
+    return await measure(c.lab, `weft ${[engine, ...flags].join(' ')}`, engine, c.nodes.get(1)!.pods[0]!, c.nodes.get(2)!.pods[0]!, pids);
+  } finally {
+    await c.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// report
+
+const fmt = (v: number | undefined, digits: number): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+
+function addRatios(rows: RowResult[]): void {
+  const k = rows.find((r) => r.engine === 'kernel');
+  if (!k) return;
+  for (const r of rows) {
+    r.ratios = {
+      tcp1Gbps: r.tcp1Gbps.median / k.tcp1Gbps.median,
+      tcp4Gbps: r.tcp4Gbps.median / k.tcp4Gbps.median,
+      udpRxPps: r.udpRxPps.median / k.udpRxPps.median,
+      pingAvgMs: r.ping.avgMs / k.ping.avgMs,
+      machineCpuSPerGB: r.machineCpuSPerGB / k.machineCpuSPerGB,
+    };
+  }
+}
+
+function table(rows: RowResult[]): string[] {
+  const cell = (v: number | undefined, digits: number, ratio: number | undefined, isKernel: boolean): string =>
+    v === undefined ? '-' : isKernel || ratio === undefined ? fmt(v, digits) : `${fmt(v, digits)} (${fmt(ratio, ratio < 0.1 ? 3 : 2)}x)`;
+  const lines = [
+    '| row | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | UDP 64 B received kpps | ping avg ms | weftd CPU s/GB | machine CPU s/GB | weftd max RSS MB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const r of rows) {
+    const k = r.engine === 'kernel';
+    lines.push(
+      `| ${r.name} | ${cell(r.tcp1Gbps.median, 2, r.ratios?.tcp1Gbps, k)} | ${cell(r.tcp4Gbps.median, 2, r.ratios?.tcp4Gbps, k)} | ${cell(r.udpRxPps.median / 1e3, 1, r.ratios?.udpRxPps, k)} | ${cell(r.ping.avgMs, 3, r.ratios?.pingAvgMs, k)} | ${fmt(r.weftdCpuSPerGB, 2)} | ${cell(r.machineCpuSPerGB, 2, r.ratios?.machineCpuSPerGB, k)} | ${fmt(r.weftdMaxRssMB, 0)} |`,
+    );
+  }
+  return lines;
+}
+
+// ---------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    warn('bench/e2e: needs root: it builds network namespaces, TUN and VXLAN devices (run it as root, e.g. sudo npx tsx bench/e2e.ts)');
+    return 2;
+  }
+  if (!existsSync(WEFTD)) {
+    warn(`bench/e2e: ${WEFTD} is missing: run \`npm run build:ts\` first`);
+    return 2;
+  }
+  const date = new Date().toISOString();
+  const env = {
+    date,
+    nproc: cpus().length,
+    kernel: execFileSync('uname', ['-r'], { encoding: 'utf8', timeout: 3000 }).trim(),
+    cpu: cpuModel(),
+    node: process.version,
+    iperf3: execFileSync('iperf3', ['--version'], { encoding: 'utf8', timeout: 3000 }).split('\n')[0]!.trim(),
+    seconds: SECONDS,
+    repeats: REPEATS,
+    engines: ENGINES,
+  };
+  say(`weft e2e benchmark: pod to pod across 2 nodes, ${SECONDS} s per iperf3 run, median of ${REPEATS}; ${env.nproc} CPUs (${env.cpu}), kernel ${env.kernel}`);
+
+  const errors: string[] = [];
+  const rows: RowResult[] = [];
+
+  const plan: { name: string; run: () => Promise<RowResult> }[] = [{ name: 'kernel', run: kernelRow }];
+  for (const spec of ENGINES) plan.push({ name: `weft ${spec}`, run: () => weftRow(spec) });
+  for (const row of plan) {
+    const t0 = Date.now();
+    try {
+      rows.push(await row.run());
+      warn(`[bench ${row.name}] done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    } catch (err) {
+      errors.push(`${row.name}: ${(err as Error).message}`);
+      warn(`[bench ${row.name}] ${(err as Error).message}`);
+    }
+  }
+  addRatios(rows);
+
+  say();
+  for (const l of table(rows)) say(l);
+  say();
+  say('(x) = ratio to the kernel row of this run; for ping and CPU, higher is worse. CPU per GB counts the TCP runs (1 and 4 streams).');
+  for (const e of errors) say(`error: ${e}`);
+
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(RESULTS, `e2e-${date.slice(0, 19).replace(/:/g, '-')}Z.json`);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'DESIGN.md, Performance method; see bench/README.md', rows, errors }, null, 2)}\n`);
+  renameSync(`${file}.tmp`, file);
+  say(`\nwrote ${file}`);
+  return errors.length ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    warn(`bench/e2e: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    process.exit(1);
+  },
+);
