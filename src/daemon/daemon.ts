@@ -5,7 +5,7 @@
 //   starting --(all set up)--> running --(signal | fatal)--> stopping --> stopped
 
 import type { Logger } from 'pino';
-import { ENCAP_OVERHEAD } from '../constants.js';
+import { ENCAP_OVERHEAD, NATIVE_MAX_TSO_SEGMENTS } from '../constants.js';
 import { JsEngine } from '../dataplane/js_engine.js';
 import { NativeEngine } from '../dataplane/native_engine.js';
 import type { Engine } from '../dataplane/engine.js';
@@ -101,7 +101,8 @@ export class Daemon {
     const queues = this.openTun();
     this.undo.push({ what: 'TUN device', run: () => queues.forEach((q) => q.close()) });
     const tun = queues[0]!;
-    await configureTun(tun.name, `${formatIp(subnet.base)}/${config.network.len}`, mtu);
+    const gsoMaxSegs = o.engine === 'native' && o.offload ? NATIVE_MAX_TSO_SEGMENTS : undefined;
+    await configureTun(tun.name, `${formatIp(subnet.base)}/${config.network.len}`, mtu, gsoMaxSegs);
 
     const engine = this.createEngine(config, queues, underlay.ip, mtu, subnet.base);
     this.undo.push({ what: 'dataplane', run: () => engine.close() });

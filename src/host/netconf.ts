@@ -23,16 +23,17 @@ async function ip(args: string[]): Promise<string> {
  * Gives the TUN `addr/prefixLen` (so the kernel routes the cluster network
  * into it), sets its MTU and brings it up. The ICMP errors weft writes into
  * the TUN come from the TUN's own address, which the kernel drops as a
- * martian unless the device accepts local sources.
+ * martian unless the device accepts local sources. `gsoMaxSegs` bounds the
+ * segments of the super-packets the kernel hands a vnet-header reader.
  */
-export async function configureTun(dev: string, addrWithPrefix: string, mtu: number): Promise<void> {
+export async function configureTun(dev: string, addrWithPrefix: string, mtu: number, gsoMaxSegs?: number): Promise<void> {
   const sysctl = `/proc/sys/net/ipv4/conf/${dev}/accept_local`;
   try {
     await writeFile(sysctl, '1');
   } catch (err) {
     throw new WeftError('WEFT_HOST_SETUP', `cannot write ${sysctl}: ${(err as Error).message}`, { path: sysctl });
   }
-  await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu)]);
+  await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu), ...(gsoMaxSegs === undefined ? [] : ['gso_max_segs', String(gsoMaxSegs)])]);
   await ip(['addr', 'replace', addrWithPrefix, 'dev', dev]);
   await ip(['link', 'set', 'dev', dev, 'up']);
 }

@@ -55,6 +55,20 @@ describe.skipIf(rootSkipReason())('native engine on the lab (needs root: network
     expect(received.trim()).toBe(sent.stdout.trim());
   }, 120_000);
 
+  it('caps TSO super-packets at its segment limit, so a small MSS still flows', async () => {
+    const link = await c.lab.exec(c.lab.nodeNs(1), ['ip', '-d', 'link', 'show', 'weft0']);
+    expect(link.stdout).toMatch(/gso_max_segs 64\b/);
+    const dst = c.lab.podIp(pod(2));
+    const srv = c.lab.spawn(pod(2), ['iperf3', '-s', '-1', '--forceflush', '-B', dst]);
+    await srv.waitForLog(/Server listening/, 5000);
+    // MSS 200: a 64 KB super-packet would be 300+ segments without the cap,
+    // dropped as malformed, and the connection would stall.
+    const r = await c.lab.exec(pod(1), ['iperf3', '-c', dst, '-M', '200', '-t', '2', '-J'], { timeoutMs: 30_000 });
+    const end = (JSON.parse(r.stdout) as { end: { sum_received: { bytes: number } } }).end;
+    expect(end.sum_received.bytes).toBeGreaterThan(4 * 1024 * 1024);
+    expect((await c.counters(1)).inside_drop_malformed).toBe(0);
+  }, 60_000);
+
   it('survives 3 s of random datagrams at full rate, counting every one, and keeps forwarding', async () => {
     const node2 = c.lab.nodeNs(2);
     const before = await c.counters(2, 2500); // after the last test's traffic has been logged
