@@ -18,13 +18,23 @@ describe('weftd flags', () => {
     const cmd = parseDaemonArgs([], {});
     expect(cmd.kind).toBe('run');
     if (cmd.kind !== 'run') return;
-    expect(cmd.options).toMatchObject({ etcdEndpoints: ['http://127.0.0.1:2379'], etcdPrefix: '/weft', engine: 'js', tunName: 'weft0', subnetFile: '/run/weft/subnet.env', leaseTtlS: 86400 });
+    expect(cmd.options).toMatchObject({ etcdEndpoints: ['http://127.0.0.1:2379'], etcdPrefix: '/weft', engine: 'native', tunName: 'weft0', subnetFile: '/run/weft/subnet.env', leaseTtlS: 86400, offload: true, udpGso: true, udpGro: true });
+    expect(cmd.options.queues).toBeGreaterThanOrEqual(1);
+    expect(cmd.options.queues).toBeLessThanOrEqual(8);
   });
 
   it('takes flags in both forms, and WEFT_* variables when the flag is absent', () => {
     const cmd = parseDaemonArgs(['--node-name=a', '--etcd-prefix', '/x/', '--lease-ttl', '60'], { WEFT_NODE_NAME: 'ignored', WEFT_PUBLIC_IP: '198.18.0.7', WEFT_ETCD_ENDPOINTS: 'http://198.18.0.254:2379,http://198.18.0.253:2379' });
     if (cmd.kind !== 'run') throw new Error('not run');
     expect(cmd.options).toMatchObject({ nodeName: 'a', etcdPrefix: '/x', leaseTtlS: 60, publicIp: '198.18.0.7', etcdEndpoints: ['http://198.18.0.254:2379', 'http://198.18.0.253:2379'] });
+  });
+
+  it('turns native techniques off one by one, for measurement or old kernels', () => {
+    const cmd = parseDaemonArgs(['--offload=false', '--udp-gso=false', '--queues', '3'], { WEFT_UDP_GRO: 'false' });
+    if (cmd.kind !== 'run') throw new Error('not run');
+    expect(cmd.options).toMatchObject({ offload: false, udpGso: false, udpGro: false, queues: 3 });
+    expect(badFlag(['--offload=maybe'])).toBe('--offload: expects true or false, got "maybe"');
+    expect(badFlag(['--queues', '0'])).toMatch(/^--queues: expects a whole number from 1 to 64/);
   });
 
   it('refuses bad flags with one line naming the flag', () => {
