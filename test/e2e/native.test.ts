@@ -1,6 +1,7 @@
 // The native engine on the lab: every packet size through it, a 200 MB TCP
 // transfer, and a full-rate spray of garbage that it must survive and count.
 
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +27,18 @@ describe.skipIf(rootSkipReason())('native engine on the lab (needs root: network
     await c?.destroy();
   });
   const pod = (node: number): string => c.nodes.get(node)!.pods[0]!;
+
+  it('is idle when there is no traffic: no busy polling', async () => {
+    const pid = c.nodes.get(2)!.weftd!.pid;
+    const cpu = (): number => {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100;
+    };
+    const before = cpu();
+    await new Promise((r) => setTimeout(r, 3000));
+    // Two workers spinning would burn ~6 CPU-seconds here; the stats log and timers cost milliseconds.
+    expect(cpu() - before).toBeLessThan(0.15);
+  });
 
   it('echoes every ICMP size from 1 byte to the MTU, and tells a wider sender the MTU', async () => {
     const dst = c.lab.podIp(pod(2));
