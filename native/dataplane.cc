@@ -37,13 +37,6 @@
 #include "udp_linux.h"
 #include "wire.h"
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
-
 namespace weft {
 
 namespace {

@@ -5,7 +5,16 @@
 #ifndef WEFT_UDP_LINUX_H_
 #define WEFT_UDP_LINUX_H_
 
+#include <netinet/udp.h>
 #include <stdint.h>
+
+// Older userspace headers lack them; the values are the kernel's ABI.
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 namespace weft {
 
