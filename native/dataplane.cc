@@ -81,6 +81,7 @@ struct Worker {
   SelfSubnet self{0, 0};
   uint32_t tun_addr = 0;
   RouteHolder* routes = nullptr;
+  Engine* engine = nullptr;
   Counters counters{nullptr};
   SendQueue tx[kSendSockets];
 
@@ -393,12 +394,12 @@ void Worker::flush_coalescer() {
 
 // ---------------------------------------------------------------- lifecycle
 
-namespace {
 void* run_worker(void* w) {
-  static_cast<Worker*>(w)->run();
+  Worker* wk = static_cast<Worker*>(w);
+  wk->run();
+  wk->engine->running_.fetch_sub(1, std::memory_order_relaxed);
   return nullptr;
 }
-}  // namespace
 
 Engine::Engine(int workers) : routes_(workers) {}
 
@@ -442,6 +443,7 @@ std::unique_ptr<Engine> Engine::start(const EngineConfig& cfg, int* err, const c
     wk->self = cfg.self;
     wk->tun_addr = cfg.tun_addr;
     wk->routes = &e->routes_;
+    wk->engine = e.get();
     wk->counters = Counters(cfg.counters + size_t(w) * kCounterCount);
     int e2 = 0;
     wk->rx_fd = udp_open(cfg.bind_ip, cfg.port, true, &e2);
@@ -483,8 +485,10 @@ std::unique_ptr<Engine> Engine::start(const EngineConfig& cfg, int* err, const c
   e->threads_.reserve(e->workers_.size());
   for (auto& wk : e->workers_) {
     pthread_t th;
+    e->running_.fetch_add(1, std::memory_order_relaxed);
     const int rc = pthread_create(&th, nullptr, run_worker, wk.get());
     if (rc != 0) {
+      e->running_.fetch_sub(1, std::memory_order_relaxed);
       e->stop();
       errno = rc;
       return fail("start a worker thread");

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include <atomic>
 #include <memory>
 #include <pthread.h>
 
@@ -48,6 +49,9 @@ class Engine {
   void set_routes(std::unique_ptr<RouteTable> table) { routes_.publish(std::move(table)); }
   // Stops and joins every worker; afterwards no fd is touched. Idempotent.
   void stop();
+  // Workers still running: one that met an error it cannot go on from (the
+  // TUN device deleted under it) has ended.
+  int workers_running() const { return running_.load(std::memory_order_relaxed); }
   bool udp_gso() const { return udp_gso_; }
   bool udp_gro() const { return udp_gro_; }
 
@@ -60,6 +64,9 @@ class Engine {
   bool udp_gso_ = false;
   bool udp_gro_ = false;
   bool stopped_ = false;
+  std::atomic<int> running_{0};
+
+  friend void* run_worker(void* w);
 };
 
 }  // namespace weft

@@ -199,7 +199,7 @@ napi_value js_engine_stop(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// engineInfo(engine): { udpGso, udpGro }, the offloads in use after probing.
+// engineInfo(engine): { udpGso, udpGro, workersRunning }: the offloads in use after probing, and live workers.
 napi_value js_engine_info(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv, "engineInfo(engine)")) {
@@ -208,8 +208,10 @@ napi_value js_engine_info(napi_env env, napi_callback_info info) {
   }
   EngineHandle* h = handle_arg(env, argv[0]);
   if (h == nullptr) return nullptr;
-  napi_value result, gso, gro;
+  napi_value result, gso, gro, running;
   if (napi_create_object(env, &result) != napi_ok ||
+      napi_create_int32(env, h->engine ? h->engine->workers_running() : 0, &running) != napi_ok ||
+      napi_set_named_property(env, result, "workersRunning", running) != napi_ok ||
       napi_get_boolean(env, h->engine && h->engine->udp_gso(), &gso) != napi_ok ||
       napi_get_boolean(env, h->engine && h->engine->udp_gro(), &gro) != napi_ok ||
       napi_set_named_property(env, result, "udpGso", gso) != napi_ok || napi_set_named_property(env, result, "udpGro", gro) != napi_ok) {

@@ -25,17 +25,31 @@ import type { NetworkConfig } from '../registry/schema.js';
 import { RouteTable } from '../routes/route_table.js';
 import { VERSION } from '../version.js';
 import type { DaemonOptions } from './options.js';
+import type { DaemonState, DaemonStatus, StatusSource } from './status.js';
 import { retryWhileEtcdDown } from './retry.js';
+
+/** How often weftd checks that etcd answers. */
+const ETCD_PROBE_MS = 5000;
 
 /** Teardown steps, pushed as setup proceeds and run in reverse. */
 type Undo = { readonly what: string; readonly run: () => Promise<void> | void };
 
-export class Daemon {
+export class Daemon implements StatusSource {
   private readonly undo: Undo[] = [];
   private readonly stopController = new AbortController();
   private fatal: WeftError | undefined;
   private stopping: Promise<void> | undefined;
   private lastStats = '';
+  private state: DaemonState = 'starting';
+  /** What setUp built, kept for status(); fields fill in as setup proceeds. */
+  private parts: {
+    registry?: EtcdRegistry;
+    config?: NetworkConfig;
+    publicIp?: string;
+    engine?: Engine;
+    keeper?: LeaseKeeper;
+    watcher?: LeaseWatcher;
+  } = {};
 
   constructor(
     private readonly opts: DaemonOptions,
@@ -57,16 +71,53 @@ export class Daemon {
     if (this.fatal) throw this.fatal;
   }
 
+  status(): DaemonStatus {
+    const { registry, config, publicIp, engine, keeper, watcher } = this.parts;
+    const lastContact = registry?.lastContactMs;
+    const reasons: string[] = [];
+    let readiness: DaemonStatus['readiness']['status'] = 'ready';
+    if (this.state !== 'running' || !keeper || !engine) {
+      readiness = 'not_ready';
+      reasons.push(this.state === 'stopping' ? 'stopping' : 'starting: no lease or dataplane yet');
+    } else if (!engine.healthy()) {
+      readiness = 'not_ready';
+      reasons.push('the dataplane stopped forwarding');
+    } else if (registry && !registry.reachable) {
+      const downS = lastContact === undefined ? Infinity : (Date.now() - lastContact) / 1000;
+      readiness = downS <= this.opts.etcdGraceS ? 'degraded' : 'not_ready';
+      reasons.push(`etcd unreachable for ${Number.isFinite(downS) ? Math.round(downS) : '?'} s (grace ${this.opts.etcdGraceS} s); forwarding with the last table`);
+    }
+    return {
+      node: this.opts.nodeName,
+      version: VERSION,
+      state: this.state,
+      engine: { kind: this.opts.engine, details: engine?.details() ?? {} },
+      network: config ? formatCidr(config.network) : null,
+      subnet: keeper ? formatCidr(keeper.record.subnet) : null,
+      publicIp: publicIp ?? null,
+      leaseExpiresInS: keeper ? keeper.secondsLeft() : null,
+      etcd: { endpoints: this.opts.etcdEndpoints, connected: registry?.reachable ?? false, lastContactAgoS: lastContact === undefined ? null : Math.round((Date.now() - lastContact) / 1000) },
+      renewals: keeper?.renewals ?? 0,
+      reacquisitions: keeper?.reacquisitions ?? 0,
+      watchResyncs: watcher?.resyncs ?? 0,
+      peers: (watcher?.peers() ?? []).map((p) => ({ subnet: formatCidr(p.subnet), node: p.node, publicIp: formatIp(p.ip), port: p.port })),
+      counters: engine ? engine.counters() : null,
+      readiness: { status: readiness, reasons },
+    };
+  }
+
   /** Asks the daemon to stop (signal handlers call this); idempotent. */
   stop(reason: string): void {
     if (this.stopController.signal.aborted) return;
     this.log.info({ event: 'shutdown', reason }, 'shutting down');
+    this.state = 'stopping';
     this.stopController.abort(new Error(`stopped: ${reason}`));
   }
 
   private fail(err: WeftError): void {
     if (this.stopController.signal.aborted) return;
     this.fatal = err;
+    this.state = 'stopping';
     this.log.error({ event: 'fatal', code: err.code, err: err.message }, err.message);
     this.stopController.abort(err);
   }
@@ -75,6 +126,7 @@ export class Daemon {
     const o = this.opts;
     const signal = this.stopController.signal;
     const registry = new EtcdRegistry({ endpoints: o.etcdEndpoints, prefix: o.etcdPrefix });
+    this.parts.registry = registry;
     this.undo.push({ what: 'etcd client', run: () => registry.close() });
 
     const config = await retryWhileEtcdDown('read network config', () => registry.getConfig(), this.log, signal);
@@ -83,9 +135,11 @@ export class Daemon {
         key: configKey(o.etcdPrefix),
       });
     }
+    this.parts.config = config;
     this.log.info({ event: 'config', network: formatCidr(config.network), subnet_len: config.subnetLen, vni: config.vni, port: config.port }, 'network config read');
 
     const underlay = await this.underlay();
+    this.parts.publicIp = underlay.ip;
     const mtu = o.mtu ?? underlay.mtu - ENCAP_OVERHEAD;
     const manager = new LeaseManager({
       registry,
@@ -107,6 +161,7 @@ export class Daemon {
     const engine = this.createEngine(config, queues, underlay.ip, mtu, subnet.base);
     this.undo.push({ what: 'dataplane', run: () => engine.close() });
     await engine.start();
+    this.parts.engine = engine;
 
     const keeper = new LeaseKeeper(manager, lease, o.leaseTtlS, this.log, { onFatal: (err) => this.fail(err) });
     const watcher = new LeaseWatcher({
@@ -131,6 +186,13 @@ export class Daemon {
     await retryWhileEtcdDown('list leases', () => watcher.start(), this.log, signal);
     keeper.start();
     this.undo.push({ what: 'lease renewal', run: () => keeper.stop() });
+    this.parts.keeper = keeper;
+    this.parts.watcher = watcher;
+
+    // Whether etcd answers, for readiness: a cheap read every few seconds
+    // (renewals are hours apart and the watch can be silent).
+    const probe = setInterval(() => void registry.ping().catch(() => undefined), ETCD_PROBE_MS);
+    this.undo.push({ what: 'etcd probe', run: () => clearInterval(probe) });
 
     if (o.statsIntervalS > 0) {
       const stats = setInterval(() => this.logStats(engine), o.statsIntervalS * 1000);
@@ -138,6 +200,7 @@ export class Daemon {
     }
 
     await writeSubnetEnv(o.subnetFile, { network: config.network, subnet, mtu, ipMasq: o.ipMasq });
+    this.state = 'running';
     this.log.info(
       { event: 'ready', node: o.nodeName, subnet: formatCidr(subnet), public_ip: underlay.ip, tun: tun.name, mtu, engine: engine.kind, ...engine.details(), peers: watcher.peers().length, version: VERSION },
       'weftd ready',

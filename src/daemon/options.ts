@@ -24,6 +24,7 @@ export const WEFTD_FLAGS: readonly FlagSpec[] = [
   { name: 'state-dir', type: 'string', help: 'where the last subnet held is recorded', default: DEFAULT_STATE_DIR },
   { name: 'lease-ttl', type: 'string', help: 'subnet lease TTL in seconds', default: String(DEFAULT_LEASE_TTL_S) },
   { name: 'resync-interval', type: 'string', help: 'seconds between full re-lists of the leases', default: '300' },
+  { name: 'etcd-grace', type: 'string', help: 'seconds etcd may be unreachable before /readyz says not ready (forwarding goes on)', default: '300' },
   { name: 'stats-interval', type: 'string', help: 'seconds between counter logs (0: never)', default: '60' },
   { name: 'ip-masq', type: 'boolean', help: 'advertise FLANNEL_IPMASQ=true in the subnet file', default: 'false' },
   { name: 'log-level', type: 'string', help: `one of ${LOG_LEVELS.join(', ')}`, default: 'info' },
@@ -49,6 +50,7 @@ export interface DaemonOptions {
   readonly leaseTtlS: number;
   readonly resyncIntervalS: number;
   readonly statsIntervalS: number;
+  readonly etcdGraceS: number;
   readonly ipMasq: boolean;
   readonly logLevel: LogLevel;
 }
@@ -96,6 +98,7 @@ export function parseDaemonArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
       leaseTtlS: intFlag(values, 'lease-ttl', 5, 10 * 365 * 86400) ?? DEFAULT_LEASE_TTL_S,
       resyncIntervalS: intFlag(values, 'resync-interval', 1, 86400) ?? 300,
       statsIntervalS: intFlag(values, 'stats-interval', 0, 86400) ?? 60,
+      etcdGraceS: intFlag(values, 'etcd-grace', 0, 86400) ?? 300,
       ipMasq: values['ip-masq'] === true,
       logLevel: logLevel as LogLevel,
     },

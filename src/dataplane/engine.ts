@@ -33,6 +33,8 @@ export interface Engine {
   start(): Promise<void>;
   setRoutes(table: RouteTable): void;
   counters(): CounterSnapshot;
+  /** True while the engine forwards: started, not closed, no worker gone. */
+  healthy(): boolean;
   /** What the engine runs with, for logs and status (after start). */
   details(): Record<string, unknown>;
   close(): Promise<void>;

@@ -71,6 +71,10 @@ export class JsEngine implements Engine {
     this.table = table;
   }
 
+  healthy(): boolean {
+    return this.started && !this.closed;
+  }
+
   details(): Record<string, unknown> {
     return { queues: 1 };
   }

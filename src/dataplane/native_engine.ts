@@ -70,10 +70,15 @@ export class NativeEngine implements Engine {
     if (this.handle !== undefined && !this.closed) this.addon.engineSetRoutes(this.handle, table.arrays());
   }
 
+  healthy(): boolean {
+    return this.handle !== undefined && !this.closed && this.addon.engineInfo(this.handle).workersRunning === this.queues.length;
+  }
+
   /** The queue count and the offloads the kernel let the engine use (after start). */
   details(): Record<string, unknown> {
-    const info = this.handle === undefined ? { udpGso: false, udpGro: false } : this.addon.engineInfo(this.handle);
-    return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr, ...info };
+    if (this.handle === undefined) return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr };
+    const { udpGso, udpGro } = this.addon.engineInfo(this.handle);
+    return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr, udpGso, udpGro };
   }
 
   counters(): CounterSnapshot {

@@ -26,6 +26,8 @@ export class LeaseKeeper {
   private stopped = false;
   private stepping = false;
   private lost = false;
+  renewals = 0;
+  reacquisitions = 0;
   /** Local deadline (ms since epoch): etcd3 reports a lost lease late, so we keep our own. */
   private expiresAtMs: number;
 
@@ -95,6 +97,7 @@ export class LeaseKeeper {
     try {
       const ttl = await this.manager.renew(this.rec);
       this.expiresAtMs = Date.now() + ttl * 1000;
+      this.renewals++;
       this.log.debug({ event: 'lease_renewed', subnet: formatCidr(this.rec.subnet), ttl_s: ttl }, 'lease renewed');
       return this.intervalMs();
     } catch (err) {
@@ -125,6 +128,7 @@ export class LeaseKeeper {
       }
       this.rec = rec;
       this.lost = false;
+      this.reacquisitions++;
       this.expiresAtMs = Date.now() + this.ttlS * 1000;
       if (old.etcdLease !== rec.etcdLease) await this.manager.forget(old);
       this.log.info({ event: 'lease_reacquired', subnet: formatCidr(rec.subnet) }, 'lease re-acquired');

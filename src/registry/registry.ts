@@ -67,6 +67,9 @@ export class EtcdRegistry {
   readonly endpoints: readonly string[];
   private readonly client: Etcd3;
   private readonly callTimeoutMs: number;
+  /** When etcd last answered a call (ms since epoch), and whether the latest call failed to reach it. */
+  lastContactMs: number | undefined;
+  reachable = false;
 
   constructor(opts: EtcdOptions) {
     this.prefix = opts.prefix;
@@ -85,11 +88,21 @@ export class EtcdRegistry {
   /** Runs an etcd call, turning transport failures into WEFT_ETCD_UNAVAILABLE that names the endpoints. */
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      const result = await fn();
+      this.lastContactMs = Date.now();
+      this.reachable = true;
+      return result;
     } catch (err) {
       if (isWeftError(err)) throw err;
+      this.reachable = false;
       throw new WeftError('WEFT_ETCD_UNAVAILABLE', `etcd ${this.endpoints.join(',')}: ${what}: ${errorMessage(err)}`, { endpoints: this.endpoints, what }, { cause: err });
     }
+  }
+
+  /** One cheap round trip (a keys-only read of the config key), to tell whether etcd answers. */
+  async ping(): Promise<void> {
+    const key = configKey(this.prefix);
+    await this.call(`ping (count ${key})`, () => this.client.getAll().prefix(key).count());
   }
 
   async getConfig(): Promise<NetworkConfig | undefined> {

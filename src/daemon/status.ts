@@ -1,0 +1,43 @@
+// What a running weftd reports about itself: one snapshot type, read by the
+// HTTP endpoints (/metrics, /healthz, /readyz, /status) and `weftctl status`.
+
+import type { CounterSnapshot } from '../dataplane/counters.js';
+
+export type DaemonState = 'starting' | 'running' | 'stopping';
+
+export interface PeerStatus {
+  readonly subnet: string;
+  readonly node: string;
+  readonly publicIp: string;
+  readonly port: number;
+}
+
+export interface DaemonStatus {
+  readonly node: string;
+  readonly version: string;
+  readonly state: DaemonState;
+  readonly engine: { readonly kind: string; readonly details: Record<string, unknown> };
+  /** Set once the lease is held. */
+  readonly network: string | null;
+  readonly subnet: string | null;
+  readonly publicIp: string | null;
+  /** Seconds until the lease expires unless renewed, as far as this node knows. */
+  readonly leaseExpiresInS: number | null;
+  readonly etcd: {
+    readonly endpoints: readonly string[];
+    readonly connected: boolean;
+    /** Seconds since etcd last answered; null before it ever did. */
+    readonly lastContactAgoS: number | null;
+  };
+  readonly renewals: number;
+  readonly reacquisitions: number;
+  readonly watchResyncs: number;
+  readonly peers: readonly PeerStatus[];
+  readonly counters: CounterSnapshot | null;
+  /** ready: forwarding with a held lease and etcd reachable; degraded: forwarding, etcd unreachable within the grace period. */
+  readonly readiness: { readonly status: 'ready' | 'degraded' | 'not_ready'; readonly reasons: readonly string[] };
+}
+
+export interface StatusSource {
+  status(): DaemonStatus;
+}
