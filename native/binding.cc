@@ -6,10 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <string>
+
 #include <node_api.h>
 
 #include "engine_binding.h"
 #include "napi_util.h"
+#include "sd_notify.h"
 #include "offload_binding.h"
 #include "tun_linux.h"
 #include "tun_reader.h"
@@ -96,6 +99,33 @@ napi_value js_write_packet(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// sdNotify(socketPath, state): 0, or the errno of the failed send. Throws only for bad arguments.
+napi_value js_sd_notify(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char path[128];
+  size_t path_len = 0, state_len = 0;
+  if (!get_args(env, info, 2, argv, "sdNotify(socketPath, state)") || !typed_arg(env, argv[0], napi_string, "socketPath", "a string") ||
+      !typed_arg(env, argv[1], napi_string, "state", "a string") ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &path_len) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], nullptr, 0, &state_len) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  std::string state(state_len + 1, '\0');
+  if (napi_get_value_string_utf8(env, argv[1], &state[0], state.size(), &state_len) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  // A path that filled the buffer was cut: report it as too long rather than send elsewhere.
+  const int err = path_len + 1 >= sizeof(path) ? ENAMETOOLONG : sd_notify_send(path, state.data(), state_len);
+  napi_value result;
+  if (napi_create_int32(env, err, &result) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  return result;
+}
+
 bool set_function(napi_env env, napi_value exports, const char* name, napi_callback cb) {
   napi_value fn;
   return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn) == napi_ok &&
@@ -115,6 +145,7 @@ NAPI_MODULE_INIT() {
   if (reader_class == nullptr) return nullptr;
   if (!weft::set_function(env, exports, "openTun", weft::js_open_tun) ||
       !weft::set_function(env, exports, "writePacket", weft::js_write_packet) ||
+      !weft::set_function(env, exports, "sdNotify", weft::js_sd_notify) ||
       napi_set_named_property(env, exports, "TunReader", reader_class) != napi_ok ||
       !weft::set_int(env, exports, "TUN_MULTI_QUEUE", weft::kTunMultiQueue) ||
       !weft::set_int(env, exports, "TUN_VNET_HDR", weft::kTunVnetHdr) ||

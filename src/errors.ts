@@ -11,6 +11,8 @@ export type WeftErrorCode =
   | 'WEFT_LEASE_CONFLICT'
   | 'WEFT_LEASE_LOST'
   | 'WEFT_ETCD_UNAVAILABLE'
+  /** etcd answers but refuses us: TLS trust or client certificate, user/password, permissions. Not retried at start. */
+  | 'WEFT_ETCD_AUTH'
   | 'WEFT_HOST_SETUP'
   | 'WEFT_TUN_OPEN'
   | 'WEFT_ADDON_MISSING'

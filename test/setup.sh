@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what weft's demo, tests and benchmarks need on a Debian machine,
-# as root: Debian packages (etcd, iproute2, iperf3, ping, ethtool, tcpdump, a C++ toolchain)
+# as root: Debian packages (etcd, iproute2, iperf3, ping, ethtool, tcpdump, nftables,
+# iptables, a C++ toolchain)
 # and the npm packages, which also builds the native addon and weftd.
 # Idempotent: installs only what is missing.
 set -euo pipefail
@@ -12,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 need=()
-for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux ethtool:ethtool tcpdump:tcpdump; do
+for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux ethtool:ethtool tcpdump:tcpdump systemd-analyze:systemd nft:nftables iptables:iptables; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -8,8 +8,10 @@ import { configKey } from '../registry/keys.js';
 import { EtcdRegistry } from '../registry/registry.js';
 import { validateNetworkConfig } from '../registry/schema.js';
 import { VERSION } from '../version.js';
-import { ETCD_FLAGS, type FlagSpec, type FlagValues, etcdEndpoints, etcdPrefix, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { ETCD_FLAGS, type FlagSpec, type FlagValues, etcdConnection, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { runMain } from './main.js';
+import { fetchStatusText, formatDuration, formatStatus, parseStatus } from './weftctl_status.js';
+import { DEFAULT_METRICS_ADDR, parseListenAddr } from '../observe/http_server.js';
 
 const FLAGS: readonly FlagSpec[] = [
   ...ETCD_FLAGS,
@@ -18,7 +20,8 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'vni', type: 'string', help: 'init: VXLAN-GPE network identifier', default: String(DEFAULT_VNI), env: false },
   { name: 'port', type: 'string', help: 'init: UDP port of the nodes', default: String(DEFAULT_UDP_PORT), env: false },
   { name: 'force', type: 'boolean', help: 'init: replace a different existing config', env: false },
-  { name: 'json', type: 'boolean', help: 'leases: print JSON instead of a table', env: false },
+  { name: 'json', type: 'boolean', help: 'leases, status: print JSON instead of a table', env: false },
+  { name: 'metrics-addr', type: 'string', help: 'status: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
   { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
   { name: 'version', type: 'boolean', help: 'print the version and exit', env: false },
 ];
@@ -29,10 +32,12 @@ Commands:
   init [--network CIDR] [--subnet-len N] [--vni N] [--port N] [--force]
                  write the cluster network config to etcd
   config         print the network config
-  leases         list the subnet leases: subnet, node, public IP, expires in`;
+  leases         list the subnet leases: subnet, node, public IP, expires in
+  status [--json] [--metrics-addr HOST:PORT]
+                 ask the local weftd: node, subnet, lease, engine, readiness, peers, counters`;
 
 function registryFrom(values: FlagValues): EtcdRegistry {
-  return new EtcdRegistry({ endpoints: etcdEndpoints(values), prefix: etcdPrefix(values) });
+  return new EtcdRegistry(etcdConnection(values));
 }
 
 async function init(reg: EtcdRegistry, values: FlagValues): Promise<void> {
@@ -70,11 +75,13 @@ async function leases(reg: EtcdRegistry, json: boolean): Promise<void> {
   for (const bad of listing.invalid) process.stderr.write(`weftctl: invalid lease: ${bad.error.message}\n`);
 }
 
-function formatDuration(s: number): string {
-  if (s < 0) return 'expired';
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+/** Asks the local weftd (not etcd) over its HTTP endpoint. */
+async function status(values: FlagValues): Promise<void> {
+  const addr = parseListenAddr(stringFlag(values, 'metrics-addr') ?? DEFAULT_METRICS_ADDR, (why) => new WeftError('WEFT_BAD_FLAG', `--metrics-addr: ${why}`, { flag: 'metrics-addr' }));
+  if (addr.port === 0) throw new WeftError('WEFT_BAD_FLAG', '--metrics-addr: port 0 is not an address weftd listens on', { flag: 'metrics-addr' });
+  const text = await fetchStatusText(addr);
+  const s = parseStatus(text, addr);
+  process.stdout.write(values.json === true ? text : formatStatus(s));
 }
 
 runMain('weftctl', async () => {
@@ -90,7 +97,8 @@ runMain('weftctl', async () => {
     return;
   }
   if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
-  if (!['init', 'config', 'leases'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases)`, { flag: command });
+  if (!['init', 'config', 'leases', 'status'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases, status)`, { flag: command });
+  if (command === 'status') return status(values);
   const reg = registryFrom(values);
   try {
     if (command === 'init') await init(reg, values);

@@ -4,6 +4,8 @@
 //
 //   starting --(all set up)--> running --(signal | fatal)--> stopping --> stopped
 
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { ENCAP_OVERHEAD, NATIVE_MAX_TSO_SEGMENTS } from '../constants.js';
 import { JsEngine } from '../dataplane/js_engine.js';
@@ -12,10 +14,13 @@ import type { Engine } from '../dataplane/engine.js';
 import { WeftError, errorMessage } from '../errors.js';
 import { DgramUdp } from '../host/dgram_udp.js';
 import { configureTun, defaultRouteInterface, interfaceInfo, interfaceWithAddress } from '../host/netconf.js';
+import { installMasquerade, ipForwarding, removeMasquerade } from '../host/masquerade.js';
 import { writeSubnetEnv } from '../host/subnet_env.js';
 import { TUN_MULTI_QUEUE, TUN_VNET_HDR } from '../host/addon.js';
+import { SystemdNotifier } from '../host/systemd.js';
 import { KernelTun } from '../host/tun.js';
 import { formatCidr, formatIp, parseIp } from '../net/ipv4.js';
+import { ObserveServer, formatListenAddr } from '../observe/http_server.js';
 import { configKey } from '../registry/keys.js';
 import { LeaseKeeper } from '../registry/lease_keeper.js';
 import { LeaseManager } from '../registry/lease_manager.js';
@@ -40,6 +45,8 @@ export class Daemon implements StatusSource {
   private fatal: WeftError | undefined;
   private stopping: Promise<void> | undefined;
   private lastStats = '';
+  /** This process's id in its lease, telling it apart from a clone under the same node name. */
+  private readonly instance = randomBytes(6).toString('hex');
   private state: DaemonState = 'starting';
   /** What setUp built, kept for status(); fields fill in as setup proceeds. */
   private parts: {
@@ -79,6 +86,7 @@ export class Daemon implements StatusSource {
     if (this.state !== 'running' || !keeper || !engine) {
       readiness = 'not_ready';
       reasons.push(this.state === 'stopping' ? 'stopping' : 'starting: no lease or dataplane yet');
+      if (this.state === 'starting' && registry && !registry.reachable) reasons.push(`waiting for etcd ${this.opts.etcdEndpoints.join(',')}: ${lastContact === undefined ? 'it has not answered yet' : 'it stopped answering'}`);
     } else if (!engine.healthy()) {
       readiness = 'not_ready';
       reasons.push('the dataplane stopped forwarding');
@@ -125,7 +133,13 @@ export class Daemon implements StatusSource {
   private async setUp(): Promise<void> {
     const o = this.opts;
     const signal = this.stopController.signal;
-    const registry = new EtcdRegistry({ endpoints: o.etcdEndpoints, prefix: o.etcdPrefix });
+    // First, so /healthz answers and /readyz says why while we wait for etcd.
+    if (o.metricsAddr) {
+      const http = await ObserveServer.start(this, o.metricsAddr, (err) => this.log.warn({ event: 'metrics_server_error', err: err.message }, 'metrics server error'));
+      this.undo.push({ what: 'metrics server', run: () => http.close() });
+      this.log.info({ event: 'metrics_listening', addr: formatListenAddr(http.address) }, `serving /metrics, /healthz, /readyz, /status on ${formatListenAddr(http.address)}`);
+    }
+    const registry = new EtcdRegistry(o.etcd);
     this.parts.registry = registry;
     this.undo.push({ what: 'etcd client', run: () => registry.close() });
 
@@ -144,19 +158,37 @@ export class Daemon implements StatusSource {
     const manager = new LeaseManager({
       registry,
       config,
-      value: { nodeName: o.nodeName, publicIp: underlay.ip, port: config.port, vni: config.vni, version: VERSION, engine: o.engine },
+      value: { nodeName: o.nodeName, publicIp: underlay.ip, port: config.port, vni: config.vni, version: VERSION, engine: o.engine, instance: this.instance },
       ttlS: o.leaseTtlS,
       stateDir: o.stateDir,
       log: this.log,
     });
     const lease = await retryWhileEtcdDown('acquire a subnet lease', () => manager.acquire(), this.log, signal);
     const subnet = lease.subnet;
+    if (o.releaseOnExit) {
+      this.undo.push({
+        what: 'lease release',
+        run: async () => {
+          await manager.release(this.parts.keeper?.record ?? lease);
+          await rm(o.subnetFile, { force: true });
+          this.log.info({ event: 'lease_released', subnet: formatCidr(subnet) }, 'lease released');
+        },
+      });
+    }
 
     const queues = this.openTun();
     this.undo.push({ what: 'TUN device', run: () => queues.forEach((q) => q.close()) });
     const tun = queues[0]!;
     const gsoMaxSegs = o.engine === 'native' && o.offload ? NATIVE_MAX_TSO_SEGMENTS : undefined;
     await configureTun(tun.name, `${formatIp(subnet.base)}/${config.network.len}`, mtu, gsoMaxSegs);
+
+    // Forwarding is the host's policy (the CNI bridge plugin turns it on): report it, do not change it.
+    if ((await ipForwarding()) === false) this.log.warn({ event: 'ip_forward_off' }, 'net.ipv4.ip_forward is 0: pods cannot reach beyond this node (sysctl -w net.ipv4.ip_forward=1)');
+    if (o.ipMasq) {
+      const backend = await installMasquerade(config.network, subnet);
+      this.undo.push({ what: 'ip-masq rules', run: () => removeMasquerade(backend) });
+      this.log.info({ event: 'ip_masq', backend, network: formatCidr(config.network) }, `masquerading traffic leaving ${formatCidr(config.network)} (${backend})`);
+    }
 
     const engine = this.createEngine(config, queues, underlay.ip, mtu, subnet.base);
     this.undo.push({ what: 'dataplane', run: () => engine.close() });
@@ -169,13 +201,16 @@ export class Daemon implements StatusSource {
       config,
       self: subnet,
       nodeName: o.nodeName,
+      instance: this.instance,
       log: this.log,
       resyncIntervalMs: o.resyncIntervalS * 1000,
       events: {
         onTable: (table) => engine.setRoutes(table),
         onSelfDeleted: () => keeper.lostNow('our subnet key was deleted from etcd'),
         onSelfTaken: (rec) =>
-          this.fail(new WeftError('WEFT_LEASE_CONFLICT', `subnet ${formatCidr(subnet)} is now leased by node ${rec.lease.nodeName} (${rec.lease.publicIp}); stopping rather than forwarding for it`, {
+          this.fail(new WeftError('WEFT_LEASE_CONFLICT', rec.lease.nodeName === o.nodeName
+            ? `another weftd took over node name ${o.nodeName} and subnet ${formatCidr(subnet)} from ${rec.lease.publicIp} (a cloned machine, or this node started elsewhere); stopping rather than forwarding for it`
+            : `subnet ${formatCidr(subnet)} is now leased by node ${rec.lease.nodeName} (${rec.lease.publicIp}); stopping rather than forwarding for it`, {
             subnet: formatCidr(subnet),
             node: rec.lease.nodeName,
             publicIp: rec.lease.publicIp,
@@ -201,10 +236,29 @@ export class Daemon implements StatusSource {
 
     await writeSubnetEnv(o.subnetFile, { network: config.network, subnet, mtu, ipMasq: o.ipMasq });
     this.state = 'running';
+    this.startSystemd(engine, formatCidr(subnet), watcher);
     this.log.info(
       { event: 'ready', node: o.nodeName, subnet: formatCidr(subnet), public_ip: underlay.ip, tun: tun.name, mtu, engine: engine.kind, ...engine.details(), peers: watcher.peers().length, version: VERSION },
       'weftd ready',
     );
+  }
+
+  /**
+   * Tells systemd we are ready, and keeps its watchdog fed from the event
+   * loop for as long as the dataplane forwards: a hung loop or a dead
+   * worker stops the keepalives, and systemd restarts weftd.
+   */
+  private startSystemd(engine: Engine, subnet: string, watcher: LeaseWatcher): void {
+    const sd = SystemdNotifier.fromEnv(process.env, this.log);
+    if (!sd) return;
+    sd.notify({ READY: 1, STATUS: `forwarding for ${subnet}, ${watcher.peers().length} peers`, MAINPID: process.pid });
+    this.undo.push({ what: 'systemd notification', run: () => sd.notify({ STOPPING: 1, STATUS: 'stopping' }) });
+    if (sd.watchdogIntervalMs === undefined) return;
+    const watchdog = setInterval(() => {
+      if (engine.healthy()) sd.notify({ WATCHDOG: 1 });
+      else this.log.error({ event: 'watchdog_withheld' }, 'dataplane not forwarding: withholding the systemd watchdog keepalive');
+    }, sd.watchdogIntervalMs);
+    this.undo.push({ what: 'systemd watchdog', run: () => clearInterval(watchdog) });
   }
 
   /** Logs the counters when they moved since the last log: a drop summary at most once per interval. */

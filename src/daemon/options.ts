@@ -6,7 +6,8 @@ import { ENGINE_KINDS, type EngineKind } from '../dataplane/engine.js';
 import { WeftError } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseIp } from '../net/ipv4.js';
-import { ETCD_FLAGS, type FlagSpec, etcdEndpoints, etcdPrefix, intFlag, parseFlags, stringFlag } from '../cli/flags.js';
+import { ETCD_FLAGS, type EtcdConnection, type FlagSpec, etcdConnection, intFlag, parseFlags, stringFlag } from '../cli/flags.js';
+import { DEFAULT_METRICS_ADDR, type ListenAddr, parseListenAddr } from '../observe/http_server.js';
 
 export const WEFTD_FLAGS: readonly FlagSpec[] = [
   ...ETCD_FLAGS,
@@ -26,13 +27,18 @@ export const WEFTD_FLAGS: readonly FlagSpec[] = [
   { name: 'resync-interval', type: 'string', help: 'seconds between full re-lists of the leases', default: '300' },
   { name: 'etcd-grace', type: 'string', help: 'seconds etcd may be unreachable before /readyz says not ready (forwarding goes on)', default: '300' },
   { name: 'stats-interval', type: 'string', help: 'seconds between counter logs (0: never)', default: '60' },
-  { name: 'ip-masq', type: 'boolean', help: 'advertise FLANNEL_IPMASQ=true in the subnet file', default: 'false' },
+  { name: 'metrics-addr', type: 'string', help: 'host:port of /metrics, /healthz, /readyz, /status; "off" or "" turns it off', default: DEFAULT_METRICS_ADDR },
+  { name: 'ip-masq', type: 'boolean', help: 'masquerade pod traffic leaving the cluster network (nftables, else iptables) and write FLANNEL_IPMASQ=true to the subnet file', default: 'false' },
+  { name: 'release-on-exit', type: 'boolean', help: 'give the subnet back on SIGTERM (default: keep it for the next start)', default: 'false' },
   { name: 'log-level', type: 'string', help: `one of ${LOG_LEVELS.join(', ')}`, default: 'info' },
   { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
   { name: 'version', type: 'boolean', help: 'print the version and exit', env: false },
 ];
 
 export interface DaemonOptions {
+  /** How to reach etcd: endpoints, prefix, TLS files' contents, user and password. */
+  readonly etcd: EtcdConnection;
+  /** The same as etcd.endpoints and etcd.prefix. */
   readonly etcdEndpoints: string[];
   readonly etcdPrefix: string;
   readonly nodeName: string;
@@ -50,8 +56,11 @@ export interface DaemonOptions {
   readonly leaseTtlS: number;
   readonly resyncIntervalS: number;
   readonly statsIntervalS: number;
+  /** Where /metrics, /healthz, /readyz and /status listen; null: off. */
+  readonly metricsAddr: ListenAddr | null;
   readonly etcdGraceS: number;
   readonly ipMasq: boolean;
+  readonly releaseOnExit: boolean;
   readonly logLevel: LogLevel;
 }
 
@@ -59,6 +68,10 @@ export type ParsedCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'ru
 
 function bad(flag: string, why: string): WeftError {
   return new WeftError('WEFT_BAD_FLAG', `--${flag}: ${why}`, { flag });
+}
+
+function metricsAddr(text: string): ListenAddr | null {
+  return text === '' || text === 'off' ? null : parseListenAddr(text, (why) => bad('metrics-addr', why));
 }
 
 export function parseDaemonArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ParsedCommand {
@@ -77,12 +90,14 @@ export function parseDaemonArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tunName)) throw bad('tun-name', `"${tunName}" is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)`);
   const nodeName = stringFlag(values, 'node-name') ?? hostname();
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(nodeName)) throw bad('node-name', `"${nodeName}" must be 1-253 of A-Z a-z 0-9 _ . - starting with a letter or digit`);
+  const etcd = etcdConnection(values);
 
   return {
     kind: 'run',
     options: {
-      etcdEndpoints: etcdEndpoints(values),
-      etcdPrefix: etcdPrefix(values),
+      etcd,
+      etcdEndpoints: etcd.endpoints,
+      etcdPrefix: etcd.prefix,
       nodeName,
       publicIp,
       iface: stringFlag(values, 'iface'),
@@ -98,8 +113,10 @@ export function parseDaemonArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
       leaseTtlS: intFlag(values, 'lease-ttl', 5, 10 * 365 * 86400) ?? DEFAULT_LEASE_TTL_S,
       resyncIntervalS: intFlag(values, 'resync-interval', 1, 86400) ?? 300,
       statsIntervalS: intFlag(values, 'stats-interval', 0, 86400) ?? 60,
+      metricsAddr: metricsAddr(stringFlag(values, 'metrics-addr') ?? DEFAULT_METRICS_ADDR),
       etcdGraceS: intFlag(values, 'etcd-grace', 0, 86400) ?? 300,
       ipMasq: values['ip-masq'] === true,
+      releaseOnExit: values['release-on-exit'] === true,
       logLevel: logLevel as LogLevel,
     },
   };

@@ -75,6 +75,8 @@ export interface WeftAddon {
    * whose message reads `open TUN "<name>": <strerror>`.
    */
   openTun(name: string, flags: number): { fd: number; name: string };
+  /** Sends one systemd notification datagram to `socketPath` ('@' = abstract): 0, or the errno. */
+  sdNotify(socketPath: string, state: string): number;
   /** One write(): bytes written, or -errno. Throws only for bad arguments. */
   writePacket(fd: number, buf: Buffer, offset: number, length: number): number;
   TunReader: TunReaderConstructor;

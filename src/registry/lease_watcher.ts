@@ -14,7 +14,7 @@ export interface LeaseWatcherEvents {
   onTable(table: RouteTable): void;
   /** This node's own subnet key was deleted in etcd. */
   onSelfDeleted(): void;
-  /** This node's own subnet key now names another node. */
+  /** This node's own subnet key now names another node, or another weftd under our node name. */
   onSelfTaken(rec: LeaseRecord): void;
 }
 
@@ -23,12 +23,14 @@ export interface LeaseWatcherOptions {
   readonly config: NetworkConfig;
   readonly self: Cidr;
   readonly nodeName: string;
+  /** This weftd's instance id, as written in its lease. */
+  readonly instance: string;
   readonly log: Logger;
   readonly resyncIntervalMs: number;
   readonly events: LeaseWatcherEvents;
 }
 
-/** Retry delays after a failed re-list: doubling from 500 ms to 30 s. */
+/** Retry delays after a failed re-list: doubling from 500 ms to 30 s (at most the resync interval). */
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 
@@ -98,8 +100,10 @@ export class LeaseWatcher {
       this.resyncs++;
       this.o.log.info({ event: 'watch_resync', reason }, 'resyncing leases');
       this.sync().catch((err) => {
+        // Never wait longer than a periodic resync would: after an outage the
+        // table (and nodes that joined meanwhile) comes back within that.
+        this.backoffMs = Math.min(BACKOFF_MAX_MS, this.o.resyncIntervalMs, this.backoffMs * 2);
         this.o.log.warn({ event: 'watch_resync_failed', err: errorMessage(err), retry_ms: this.backoffMs }, 'lease resync failed; keeping the last table');
-        this.backoffMs = Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
         this.resyncSoon('retry');
       });
     }, delay);
@@ -122,7 +126,7 @@ export class LeaseWatcher {
 
   private checkSelf(): void {
     const mine = this.leases.get(this.o.self.base);
-    if (mine && mine.lease.nodeName !== this.o.nodeName) this.o.events.onSelfTaken(mine);
+    if (mine && (mine.lease.nodeName !== this.o.nodeName || mine.lease.instance !== this.o.instance)) this.o.events.onSelfTaken(mine);
   }
 
   private usable(r: LeaseRecord): boolean {

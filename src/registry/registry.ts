@@ -58,8 +58,57 @@ export interface EtcdOptions {
   readonly prefix: string;
   /** Per-call deadline; a down etcd fails calls after this rather than hanging. */
   readonly callTimeoutMs?: number;
-  readonly credentials?: IOptions['credentials'];
-  readonly auth?: IOptions['auth'];
+  /** TLS: CA (absent: the system CAs), client certificate and key. */
+  readonly credentials?: { readonly rootCertificate?: Buffer; readonly privateKey?: Buffer; readonly certChain?: Buffer };
+  readonly auth?: { readonly username: string; readonly password: string };
+}
+
+/**
+ * Why etcd refused us, in words an operator can act on, or undefined when
+ * `message` (an etcd3/gRPC error's) is no refusal but an outage worth retrying.
+ */
+export function refusalReason(message: string, opts: Pick<EtcdOptions, 'credentials' | 'auth' | 'prefix'>): string | undefined {
+  // gRPC wraps handshake failures: "14 UNAVAILABLE: No connection established. Last error: Error: <reason>. Resolution note: ..."
+  const last = /Last error: (?:Error: )?([\s\S]*?)(?:\. Resolution note:|$)/.exec(message)?.[1] ?? message;
+  const raw = (/SSL routines:[^:]*:([^:]+)/.exec(last)?.[1] ?? last).trim();
+  const tls = (why: string): string => `TLS handshake failed: ${why} (${raw})`;
+  if (/unable to verify the first certificate|unable to get (local )?issuer certificate|self[- ]signed certificate|certificate signature failure/i.test(last)) {
+    return tls(`certificate signed by unknown authority: no CA in ${opts.credentials?.rootCertificate ? '--etcd-cafile' : 'the system store (give --etcd-cafile)'} signed the server's certificate`);
+  }
+  if (/Hostname\/IP does not match|altnames/i.test(last)) return tls("the server's certificate does not name this endpoint's host");
+  if (/alert (bad certificate|certificate required|unknown ca|certificate unknown|certificate expired|certificate revoked|unsupported certificate|access denied)/i.test(last)) {
+    return tls(
+      opts.credentials?.certChain
+        ? 'etcd rejected the client certificate (--etcd-certfile): is it signed by a CA in etcd\'s --trusted-ca-file, and still valid?'
+        : 'etcd requires a client certificate: give --etcd-certfile and --etcd-keyfile',
+    );
+  }
+  if (/certificate has expired|certificate is not yet valid/i.test(last)) return tls("the server's certificate is expired or not yet valid");
+  if (/wrong version number|packet length too long|http request/i.test(last)) return tls('the endpoint does not speak TLS (use http://?)');
+  const user = opts.auth ? `user "${opts.auth.username}"` : 'no user';
+  if (/authentication failed, invalid user ID or password/.test(message)) return `authentication failed: invalid user name or password (${user})`;
+  if (/etcdserver: user name is empty/.test(message)) return 'authentication failed: etcd has auth enabled; give --etcd-username and a password (WEFT_ETCD_PASSWORD)';
+  if (/etcdserver: authentication is not enabled/.test(message)) return 'authentication failed: etcd has auth disabled; drop --etcd-username';
+  if (/etcdserver: permission denied/.test(message)) return `permission denied: ${user} needs readwrite on the key prefix ${opts.prefix}/`;
+  return undefined;
+}
+
+/**
+ * grpc-js hands an endpoint's host to TLS as the server name even when it is
+ * an IP address, so Node prints deprecation DEP0123 on stderr; the server's
+ * certificate is still checked against the IP (subjectAltName IP:...). That
+ * one warning is dropped; every other goes through.
+ */
+let ipServernameWarningMuted = false;
+function muteIpServernameWarning(): void {
+  if (ipServernameWarningMuted) return;
+  ipServernameWarningMuted = true;
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((...args: unknown[]) => {
+    const [, type, code] = args;
+    if (code === 'DEP0123' || (typeof type === 'object' && type !== null && (type as { code?: unknown }).code === 'DEP0123')) return;
+    emit(...args);
+  }) as typeof process.emitWarning;
 }
 
 export class EtcdRegistry {
@@ -70,32 +119,50 @@ export class EtcdRegistry {
   /** When etcd last answered a call (ms since epoch), and whether the latest call failed to reach it. */
   lastContactMs: number | undefined;
   reachable = false;
+  private readonly security: Pick<EtcdOptions, 'credentials' | 'auth' | 'prefix'>;
+  /** The last failure's message that was not etcd3's "circuit breaker is open" (which hides the cause). */
+  private lastCause = '';
 
   constructor(opts: EtcdOptions) {
     this.prefix = opts.prefix;
     this.endpoints = opts.endpoints;
     this.callTimeoutMs = opts.callTimeoutMs ?? 5000;
     const timeout = this.callTimeoutMs;
+    this.security = { prefix: opts.prefix, credentials: opts.credentials, auth: opts.auth };
+    if (opts.endpoints.some((e) => e.startsWith('https:'))) muteIpServernameWarning();
     this.client = new Etcd3({
       hosts: [...opts.endpoints],
       dialTimeout: timeout,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
-      ...(opts.credentials ? { credentials: opts.credentials } : {}),
-      ...(opts.auth ? { auth: opts.auth } : {}),
+      // A missing rootCertificate is grpc-js's "the default trust store".
+      ...(opts.credentials ? { credentials: opts.credentials as IOptions['credentials'] } : {}),
+      ...(opts.auth ? { auth: { ...opts.auth } } : {}),
     });
   }
 
-  /** Runs an etcd call, turning transport failures into WEFT_ETCD_UNAVAILABLE that names the endpoints. */
+  /**
+   * Runs an etcd call, naming the endpoints in its failures: WEFT_ETCD_AUTH
+   * when etcd refuses us (TLS trust, client certificate, user/password,
+   * permissions), which retrying will not fix; WEFT_ETCD_UNAVAILABLE otherwise.
+   */
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       const result = await fn();
       this.lastContactMs = Date.now();
       this.reachable = true;
+      this.lastCause = '';
       return result;
     } catch (err) {
       if (isWeftError(err)) throw err;
       this.reachable = false;
-      throw new WeftError('WEFT_ETCD_UNAVAILABLE', `etcd ${this.endpoints.join(',')}: ${what}: ${errorMessage(err)}`, { endpoints: this.endpoints, what }, { cause: err });
+      let message = errorMessage(err);
+      // After repeated failures etcd3 stops trying for 5 s and says only that; keep the cause.
+      if (/circuit breaker is open/.test(message) && this.lastCause !== '') message = `${this.lastCause} (${message})`;
+      else this.lastCause = message;
+      const where = `etcd ${this.endpoints.join(',')}`;
+      const refusal = refusalReason(message, this.security);
+      if (refusal !== undefined) throw new WeftError('WEFT_ETCD_AUTH', `${where}: ${what}: ${refusal}`, { endpoints: this.endpoints, what }, { cause: err });
+      throw new WeftError('WEFT_ETCD_UNAVAILABLE', `${where}: ${what}: ${message}`, { endpoints: this.endpoints, what }, { cause: err });
     }
   }
 

@@ -28,6 +28,8 @@ export interface SubnetLease {
   readonly vni: number;
   readonly version: string;
   readonly engine: string;
+  /** The writing weftd process's random id; "" in leases written by hand or by older versions. */
+  readonly instance: string;
 }
 
 function parseStrict(type: protobuf.Type, key: string, text: string): Record<string, unknown> {

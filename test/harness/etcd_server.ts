@@ -1,8 +1,10 @@
 // A real etcd server (Debian's etcd-server) on 127.0.0.1 for tests that need
-// no namespaces: started on free ports in a temp dir, stopped by PID.
+// no namespaces: started on free ports in a temp dir, stopped by PID; plain
+// http, or https with a server certificate and optional client-cert auth.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +13,23 @@ export interface EtcdServer {
   readonly endpoint: string;
   readonly pid: number;
   stop(): Promise<void>;
+}
+
+/** Serve clients over https (PEM files). */
+export interface EtcdTlsOptions {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** CA of the server certificate; with clientCertAuth, also the CA client certificates must chain to (--trusted-ca-file). */
+  readonly caFile: string;
+  /** --client-cert-auth: refuse clients without a certificate signed by caFile. */
+  readonly clientCertAuth?: boolean;
+  /** The client certificate the health probe presents; needed with clientCertAuth. */
+  readonly probeCertFile?: string;
+  readonly probeKeyFile?: string;
+}
+
+export interface EtcdStartOptions {
+  readonly tls?: EtcdTlsOptions;
 }
 
 async function freePort(): Promise<number> {
@@ -24,13 +43,38 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function waitHealthy(endpoint: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+/** GET /health over https, trusting tls.caFile and presenting the probe certificate. */
+function httpsHealthy(url: string, tls: EtcdTlsOptions): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request(
+      url,
+      {
+        ca: readFileSync(tls.caFile),
+        ...(tls.probeCertFile && tls.probeKeyFile ? { cert: readFileSync(tls.probeCertFile), key: readFileSync(tls.probeKeyFile) } : {}),
+        timeout: 1000,
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}
+
+async function waitHealthy(endpoint: string, child: ChildProcess, timeoutMs: number, tls?: EtcdTlsOptions): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`etcd exited with ${child.exitCode}`);
     try {
-      const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
-      if (res.ok) return;
+      if (tls) {
+        if (await httpsHealthy(`${endpoint}/health`, tls)) return;
+      } else {
+        const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+        if (res.ok) return;
+      }
     } catch {
       // not up yet
     }
@@ -39,10 +83,14 @@ async function waitHealthy(endpoint: string, child: ChildProcess, timeoutMs: num
   throw new Error(`etcd at ${endpoint} not healthy after ${timeoutMs} ms`);
 }
 
-export async function startEtcd(): Promise<EtcdServer> {
+export async function startEtcd(opts: EtcdStartOptions = {}): Promise<EtcdServer> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-etcd-'));
   const [client, peer] = [await freePort(), await freePort()];
-  const endpoint = `http://127.0.0.1:${client}`;
+  const { tls } = opts;
+  const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${client}`;
+  const tlsArgs = tls
+    ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, ...(tls.clientCertAuth ? ['--client-cert-auth'] : [])]
+    : [];
   const child = spawn(
     'etcd',
     [
@@ -54,6 +102,7 @@ export async function startEtcd(): Promise<EtcdServer> {
       '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
       '--initial-cluster', `test=http://127.0.0.1:${peer}`,
       '--log-level', 'error',
+      ...tlsArgs,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -76,7 +125,7 @@ export async function startEtcd(): Promise<EtcdServer> {
       child.once('spawn', resolve);
       child.once('error', (err) => reject(new Error(`cannot start etcd (apt-get install etcd-server): ${err.message}`)));
     });
-    await waitHealthy(endpoint, child, 15_000);
+    await waitHealthy(endpoint, child, 15_000, tls);
   } catch (err) {
     await stop();
     throw new Error(`${(err as Error).message}\n${stderr}`);

@@ -26,7 +26,7 @@ async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Pro
 async function setUp(node: string, prefix = uniquePrefix('keeper')) {
   const r: EtcdRegistry = registry(prefix);
   const { log, records } = captureLogger();
-  const manager = new LeaseManager({ registry: r, config: config('198.19.0.0/16'), value: { nodeName: node, publicIp: '198.18.0.1', port: 4790, vni: 1, version: 't', engine: 'js' }, ttlS: 6, stateDir: undefined, log });
+  const manager = new LeaseManager({ registry: r, config: config('198.19.0.0/16'), value: { nodeName: node, publicIp: '198.18.0.1', port: 4790, vni: 1, version: 't', engine: 'js', instance: 'i1' }, ttlS: 6, stateDir: undefined, log });
   const rec = await manager.acquire();
   const fatal: WeftError[] = [];
   const keeper = new LeaseKeeper(manager, rec, 6, log, { onFatal: (e) => fatal.push(e) });
@@ -72,7 +72,7 @@ describe('lease keeper (real etcd)', () => {
     await run('etcdctl', ['--endpoints', etcdEndpoint(), 'del', rec.key]);
     const other = registry(prefix);
     cleanup.push(() => other.close());
-    await other.createLease(rec.subnet, { nodeName: 'thief', publicIp: '198.18.0.9', port: 4790, vni: 1, version: 't', engine: 'js' }, 60);
+    await other.createLease(rec.subnet, { nodeName: 'thief', publicIp: '198.18.0.9', port: 4790, vni: 1, version: 't', engine: 'js', instance: 'i1' }, 60);
     keeper.lostNow('test');
     await until('fatal', () => fatal.length === 1);
     expect(fatal[0]!.code).toBe('WEFT_LEASE_CONFLICT');

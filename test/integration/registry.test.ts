@@ -23,7 +23,7 @@ function reg(prefix: string, endpoint?: string, timeoutMs?: number): EtcdRegistr
 }
 
 function lease(node: string, ip = '198.18.0.1'): SubnetLease {
-  return { nodeName: node, publicIp: ip, port: 4790, vni: 1, version: 'test', engine: 'js' };
+  return { nodeName: node, publicIp: ip, port: 4790, vni: 1, version: 'test', engine: 'js', instance: 'i1' };
 }
 
 function manager(r: EtcdRegistry, node: string, network = '198.19.0.0/16', subnetLen = 24, stateDir?: string): LeaseManager {

@@ -26,7 +26,7 @@ describe('weftctl', () => {
     for (const [args, msg] of [
       [['init', '--network', '198.19.0.0/16', '--subnet-len', '12'], "weftctl: init: subnetLen 12 must be longer than the network's /16, at most 30, and at most 20 bits longer\n"],
       [['init', '--network', '198.19.1.0/16'], 'weftctl: init: network: "198.19.1.0/16" has host bits set; did you mean 198.19.0.0/16?\n'],
-      [['frobnicate'], 'weftctl: unknown command "frobnicate" (init, config, leases)\n'],
+      [['frobnicate'], 'weftctl: unknown command "frobnicate" (init, config, leases, status)\n'],
       [['leases', '--vni'], 'weftctl: --vni: needs a value\n'],
     ] as const) {
       const r = await weftctl(p, [...args]);

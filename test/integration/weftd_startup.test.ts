@@ -10,8 +10,9 @@ import { etcdEndpoint, uniquePrefix } from '../harness/registry_fixture.js';
 
 const run = promisify(execFile);
 
+/** weftd in the root namespace: no metrics listener, so parallel tests never contend for its port. */
 function weftd(args: string[]): Promise<CliResult> {
-  return runCli(WEFTD, args);
+  return runCli(WEFTD, [...args, '--metrics-addr', 'off']);
 }
 
 describe('weftd start-up errors', () => {
@@ -48,7 +49,7 @@ describe('weftd start-up errors', () => {
   });
 
   it('retries an unreachable etcd with growing backoff, logging each attempt, and stops cleanly on SIGTERM', async () => {
-    const child = spawn(process.execPath, [WEFTD, '--etcd-endpoints', 'http://127.0.0.1:1', '--public-ip', '198.18.0.1', '--mtu', '1464'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [WEFTD, '--etcd-endpoints', 'http://127.0.0.1:1', '--public-ip', '198.18.0.1', '--mtu', '1464', '--metrics-addr', 'off'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));

@@ -21,13 +21,33 @@ export interface ClusterOptions {
   engine?: string | ((node: number) => string);
   /** Extra weftd flags for every node. */
   flags?: string[];
+  /** false: only the lab and the network config; the test starts weftd itself (startNode). */
+  startNodes?: boolean;
 }
 
 export interface NodeState {
   weftd: LabProcess | undefined;
   subnet: string | undefined;
   pods: string[];
+  /** weftd's --metrics-addr inside the node's namespace; undefined when turned off. */
+  metricsAddr?: string | undefined;
 }
+
+/** weftd's default --metrics-addr; each node's weftd has its own loopback, so they do not collide. */
+export const METRICS_ADDR = '127.0.0.1:9474';
+
+/** The --metrics-addr a weftd command line ends up with (the last flag wins, then WEFT_METRICS_ADDR); undefined when off. */
+function metricsAddrOf(flags: readonly string[], fromEnv: string | undefined): string | undefined {
+  let addr = fromEnv || METRICS_ADDR;
+  flags.forEach((f, k) => {
+    if (f === '--metrics-addr') addr = flags[k + 1] ?? addr;
+    else if (f.startsWith('--metrics-addr=')) addr = f.slice('--metrics-addr='.length);
+  });
+  return addr === '' || addr === 'off' ? undefined : addr;
+}
+
+/** Fetches a URL with Node's http (no curl needed) and prints {code, body} as JSON. */
+const HTTP_GET_SCRIPT = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(JSON.stringify({ code: r.statusCode, body: b }))); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
 
 export class WeftCluster {
   readonly nodes = new Map<number, NodeState>();
@@ -39,11 +59,11 @@ export class WeftCluster {
 
   /** A lab with `nodes` nodes, a network config, weftd on every node and pods on each. */
   static async create(opts: ClusterOptions): Promise<WeftCluster> {
-    const lab = await Lab.create({ nodes: opts.nodes, name: opts.name });
+    const lab = await Lab.create({ nodes: Math.max(1, opts.nodes), name: opts.name });
     const c = new WeftCluster(lab, opts);
     try {
       await c.weftctl(['init', '--network', POD_NETWORK, '--subnet-len', '24']);
-      await Promise.all(Array.from({ length: opts.nodes }, (_, k) => c.startNode(k + 1, opts.podsPerNode)));
+      if (opts.startNodes !== false) await Promise.all(Array.from({ length: opts.nodes }, (_, k) => c.startNode(k + 1, opts.podsPerNode)));
     } catch (err) {
       await lab.destroy();
       throw err;
@@ -62,7 +82,7 @@ export class WeftCluster {
   }
 
   /** Starts weftd on node i (adding the node to the lab if new), waits until ready, then adds pods once. */
-  async startNode(i: number, pods = 0, extraFlags: string[] = []): Promise<NodeState> {
+  async startNode(i: number, pods = 0, extraFlags: string[] = [], env?: Record<string, string>): Promise<NodeState> {
     while (this.lab.nodeCount < i) await this.lab.addNode();
     const state = this.nodes.get(i) ?? { weftd: undefined, subnet: undefined, pods: [] };
     this.nodes.set(i, state);
@@ -79,8 +99,9 @@ export class WeftCluster {
       '--stats-interval', '1',
       ...(this.opts.flags ?? []),
       ...extraFlags,
-    ], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`) });
+    ], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`), ...(env ? { env } : {}) });
     state.weftd = proc;
+    state.metricsAddr = metricsAddrOf([...(this.opts.flags ?? []), ...extraFlags], env?.WEFT_METRICS_ADDR);
     const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, 20_000)) as { subnet: string };
     state.subnet = ready.subnet;
     if (pods > 0 && state.pods.length === 0) {
@@ -114,9 +135,27 @@ export class WeftCluster {
     return [...this.nodes.entries()].flatMap(([node, s]) => s.pods.map((ns) => ({ node, ns, ip: this.lab.podIp(ns) })));
   }
 
-  /** The last counters node i's weftd logged (it logs them every second when they move). */
-  async counters(i: number, settleMs = 1500): Promise<Record<string, number>> {
-    await new Promise((r) => setTimeout(r, settleMs));
+  /** GET `path` from node i's weftd, inside the node's namespace. */
+  async http(i: number, path: string): Promise<{ code: number; body: string }> {
+    const addr = this.nodes.get(i)?.metricsAddr;
+    if (!addr) throw new Error(`node ${i}: weftd serves no HTTP (--metrics-addr off)`);
+    const r = await this.lab.exec(this.lab.nodeNs(i), [process.execPath, '-e', HTTP_GET_SCRIPT, `http://${addr}${path}`]);
+    return JSON.parse(r.stdout) as { code: number; body: string };
+  }
+
+  /**
+   * Node i's counters after waiting `settleMs` for packets in flight: read
+   * from weftd's /status (exact), or, with --metrics-addr off, the last
+   * counters it logged (it logs them every second when they move).
+   */
+  async counters(i: number, settleMs?: number): Promise<Record<string, number>> {
+    const viaHttp = this.nodes.get(i)?.metricsAddr !== undefined;
+    await new Promise((r) => setTimeout(r, settleMs ?? (viaHttp ? 300 : 1500)));
+    if (viaHttp) {
+      const r = await this.http(i, '/status');
+      if (r.code !== 200) throw new Error(`node ${i}: /status answered ${r.code}: ${r.body}`);
+      return (JSON.parse(r.body) as { counters: Record<string, number> | null }).counters ?? {};
+    }
     const lines = this.nodes.get(i)!.weftd!.log().split('\n').filter((l) => l.includes('"event":"stats"'));
     const last = lines.at(-1);
     return last ? (JSON.parse(last) as { counters: Record<string, number> }).counters : {};

@@ -10,8 +10,8 @@
 // Everything lives in the node's namespace (the lab deletes it); the etcd
 // lease is granted with a long TTL and disappears with the lab's etcd.
 
-import { POD_NETWORK, PREFIX, WeftCluster, type ClusterOptions } from './cluster.js';
-import { DEFAULT_POD_MTU, Lab } from './lab.js';
+import { POD_NETWORK, PREFIX, WeftCluster } from './cluster.js';
+import { DEFAULT_POD_MTU } from './lab.js';
 import { ipIn } from './netns.js';
 
 export const KERNEL_DEV = 'vxgpe0';
@@ -130,19 +130,8 @@ async function readConfig(c: WeftCluster): Promise<NetworkConfigValue | undefine
  * (weftctl init) and no weftd started: nodes become weftd nodes with
  * `c.startNode(i, ...)` or kernel nodes with `startKernelNode(c, i, ...)`.
  */
-export async function createEmptyCluster(opts: { nodes: number; name: string; engine?: string; flags?: string[] }): Promise<WeftCluster> {
-  const lab = await Lab.create({ nodes: Math.max(1, opts.nodes), name: opts.name });
-  // WeftCluster.create starts weftd everywhere; its constructor is private in
-  // the type system only. A public "no weftd yet" factory would be cleaner.
-  const Ctor = WeftCluster as unknown as new (lab: Lab, o: ClusterOptions) => WeftCluster;
-  const c = new Ctor(lab, { nodes: opts.nodes, podsPerNode: 0, name: opts.name, ...(opts.engine ? { engine: opts.engine } : {}), ...(opts.flags ? { flags: opts.flags } : {}) });
-  try {
-    await c.weftctl(['init', '--network', POD_NETWORK, '--subnet-len', '24']);
-  } catch (err) {
-    await lab.destroy();
-    throw err;
-  }
-  return c;
+export function createEmptyCluster(opts: { nodes: number; name: string; engine?: string; flags?: string[] }): Promise<WeftCluster> {
+  return WeftCluster.create({ ...opts, podsPerNode: 0, startNodes: false });
 }
 
 /**

@@ -54,7 +54,7 @@ describe('etcd values (proto3 JSON)', () => {
   });
 
   it('round-trips a subnet lease and rejects bad ones', () => {
-    const lease = { nodeName: 'n1', publicIp: '198.18.0.1', port: 4790, vni: 1, version: '0.1.0', engine: 'js' };
+    const lease = { nodeName: 'n1', publicIp: '198.18.0.1', port: 4790, vni: 1, version: '0.1.0', engine: 'js', instance: 'a1b2' };
     const text = encodeSubnetLease(lease);
     expect(JSON.parse(text)).toEqual(lease);
     expect(decodeSubnetLease('k', text)).toEqual(lease);

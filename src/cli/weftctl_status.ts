@@ -1,0 +1,89 @@
+// `weftctl status`: asks the local weftd for its /status and prints it for
+// a person (a summary, the peers and the counters as tables) or as JSON.
+
+import { request } from 'node:http';
+import { COUNTER_NAMES } from '../dataplane/counters.js';
+import type { DaemonStatus } from '../daemon/status.js';
+import { type ListenAddr, formatListenAddr } from '../observe/http_server.js';
+
+const TIMEOUT_MS = 5000;
+
+/** The raw body of weftd's /status at `addr`; a one-line Error when weftd does not answer or answers nonsense. */
+export function fetchStatusText(addr: ListenAddr, timeoutMs = TIMEOUT_MS): Promise<string> {
+  const where = formatListenAddr(addr);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: addr.host, port: addr.port, path: '/status', method: 'GET', timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => {
+        if (res.statusCode !== 200) reject(new Error(`${where} answered /status with HTTP ${res.statusCode}: is that weftd's --metrics-addr?`));
+        else resolve(body);
+      });
+      res.on('error', (err) => reject(new Error(`${where}: reading /status failed: ${err.message}`)));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
+    req.on('error', (err: NodeJS.ErrnoException) => reject(new Error(`weftd is not running or not listening on ${where} (${err.code ?? err.message}); see weftd's --metrics-addr`)));
+    req.end();
+  });
+}
+
+export function parseStatus(text: string, addr: ListenAddr): DaemonStatus {
+  try {
+    const s = JSON.parse(text) as DaemonStatus;
+    if (typeof s === 'object' && s !== null && typeof s.node === 'string' && Array.isArray(s.peers) && typeof s.readiness === 'object') return s;
+  } catch {
+    // fall through
+  }
+  throw new Error(`${formatListenAddr(addr)} answered /status with something that is not weftd's status`);
+}
+
+export function formatDuration(s: number): string {
+  if (s < 0) return 'expired';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+/** Rows of cells as aligned columns, two spaces apart. */
+export function formatTable(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map((row) => `${row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`).join('');
+}
+
+/** The status for a person: a summary, then the peers, then the counters. */
+export function formatStatus(s: DaemonStatus): string {
+  const details = Object.entries(s.engine.details).map(([k, v]) => `${k} ${String(v)}`);
+  const summary: [string, string][] = [
+    ['node', `${s.node} (weftd ${s.version}, ${s.state})`],
+    ['readiness', s.readiness.reasons.length > 0 ? `${s.readiness.status}: ${s.readiness.reasons.join('; ')}` : s.readiness.status],
+    ['subnet', s.subnet ? `${s.subnet} of ${s.network ?? '?'}` : 'none yet'],
+    ['public ip', s.publicIp ?? 'not known yet'],
+    ['lease', s.leaseExpiresInS === null ? 'not held yet' : `expires in ${formatDuration(s.leaseExpiresInS)} unless renewed (renewals ${s.renewals}, re-acquisitions ${s.reacquisitions})`],
+    ['engine', details.length > 0 ? `${s.engine.kind} (${details.join(', ')})` : s.engine.kind],
+    [
+      'etcd',
+      `${s.etcd.connected ? 'connected' : 'not connected'} (${s.etcd.endpoints.join(',')}; ${s.etcd.lastContactAgoS === null ? 'never answered' : `last answer ${s.etcd.lastContactAgoS} s ago`}; watch resyncs ${s.watchResyncs})`,
+    ],
+  ];
+  const width = Math.max(...summary.map(([k]) => k.length)) + 2;
+  let out = summary.map(([k, v]) => `${k.padEnd(width)}${v}\n`).join('');
+
+  out += `\npeers: ${s.peers.length}\n`;
+  if (s.peers.length > 0) {
+    const peers = [...s.peers].sort((a, b) => a.subnet.localeCompare(b.subnet, 'en', { numeric: true }));
+    out += formatTable([['SUBNET', 'NODE', 'PUBLIC IP'], ...peers.map((p) => [p.subnet, p.node, `${p.publicIp}:${p.port}`])]);
+  }
+
+  const c = s.counters;
+  if (!c) return `${out}\ncounters: none (the dataplane has not started)\n`;
+  const drops = (dir: 'inside' | 'outside'): number => COUNTER_NAMES.filter((n) => n.startsWith(`${dir}_drop_`)).reduce((sum, n) => sum + c[n], 0);
+  out += `\n${formatTable([
+    ['DIRECTION', 'PACKETS', 'BYTES', 'DROPS'],
+    ['inside (pods -> nodes)', String(c.inside_packets), String(c.inside_bytes), String(drops('inside'))],
+    ['outside (nodes -> pods)', String(c.outside_packets), String(c.outside_bytes), String(drops('outside'))],
+  ])}`;
+  const nonzero = COUNTER_NAMES.filter((n) => (n.includes('_drop_') || n === 'inside_icmp_unreachable') && c[n] > 0);
+  if (nonzero.length > 0) out += `by reason: ${nonzero.map((n) => `${n} ${c[n]}`).join(', ')}\n`;
+  return out;
+}

@@ -1,0 +1,84 @@
+// The Prometheus text exposition (format 0.0.4) of a DaemonStatus: a pure
+// function, run once per scrape, never per packet.
+//
+// Label cardinality is bounded by construction: the only labels are the
+// drop direction and reason (fixed by the counters' layout), the readiness
+// status (three values) and version/engine (one series). Peers, addresses
+// and packet sources are never labels.
+
+import { COUNTER_NAMES, type CounterName } from '../dataplane/counters.js';
+import type { DaemonStatus } from '../daemon/status.js';
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+type Labels = Readonly<Record<string, string>>;
+type Sample = readonly [labels: Labels, value: number];
+
+/** Each drop counter as (direction, reason), in layout order: `outside_drop_vni` is (outside, vni). */
+export const DROP_REASONS: readonly { readonly counter: CounterName; readonly direction: 'inside' | 'outside'; readonly reason: string }[] = COUNTER_NAMES.flatMap((name) => {
+  const m = /^(inside|outside)_drop_(.+)$/.exec(name);
+  return m ? [{ counter: name, direction: m[1] as 'inside' | 'outside', reason: m[2]! }] : [];
+});
+
+export const READINESS_STATUSES = ['ready', 'degraded', 'not_ready'] as const;
+
+/** A label value with backslash, double quote and newline escaped, as the format requires. */
+export function escapeLabelValue(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+function formatValue(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (v === Infinity) return '+Inf';
+  if (v === -Infinity) return '-Inf';
+  return String(v);
+}
+
+function formatLabels(labels: Labels): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabelValue(v)}"`);
+  return parts.length === 0 ? '' : `{${parts.join(',')}}`;
+}
+
+/**
+ * Renders every metric of `s`. Each metric gets its # HELP and # TYPE lines
+ * once, then its samples; a metric with no known value (no lease yet: no
+ * expiry) keeps its HELP and TYPE and has no sample. Counters read 0 before
+ * the dataplane starts, so every series exists from the first scrape.
+ */
+export function renderMetrics(s: DaemonStatus): string {
+  const out: string[] = [];
+  const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: readonly Sample[]): void => {
+    out.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) out.push(`${name}${formatLabels(labels)} ${formatValue(value)}`);
+  };
+  const one = (value: number | null): readonly Sample[] => (value === null ? [] : [[{}, value]]);
+  const counter = (n: CounterName): number => s.counters?.[n] ?? 0;
+
+  metric('weft_build_info', 'gauge', 'weftd version and dataplane engine; always 1', [[{ version: s.version, engine: s.engine.kind }, 1]]);
+  metric('weft_readiness', 'gauge', 'readiness as /readyz reports it: 1 for the current status, 0 for the others', READINESS_STATUSES.map((st) => [{ status: st }, s.readiness.status === st ? 1 : 0]));
+
+  metric('weft_inside_packets_total', 'counter', 'packets read from the TUN and sent to a node', one(counter('inside_packets')));
+  metric('weft_inside_bytes_total', 'counter', 'bytes of the packets read from the TUN and sent to a node', one(counter('inside_bytes')));
+  metric('weft_outside_packets_total', 'counter', 'packets received from nodes and written to the TUN', one(counter('outside_packets')));
+  metric('weft_outside_bytes_total', 'counter', 'bytes of the packets received from nodes and written to the TUN', one(counter('outside_bytes')));
+  metric('weft_inside_icmp_unreachable_total', 'counter', 'ICMP net-unreachable messages written back into the TUN', one(counter('inside_icmp_unreachable')));
+  metric(
+    'weft_drops_total',
+    'counter',
+    'packets dropped, by direction (inside: TUN to UDP, outside: UDP to TUN) and reason',
+    DROP_REASONS.map((d) => [{ direction: d.direction, reason: d.reason }, counter(d.counter)]),
+  );
+
+  metric('weft_peers', 'gauge', 'other nodes in the lease table', one(s.peers.length));
+  metric('weft_lease_expires_in_seconds', 'gauge', 'seconds until this node\'s subnet lease expires unless renewed (absent before a lease is held)', one(s.leaseExpiresInS));
+  metric('weft_etcd_connected', 'gauge', '1 when etcd answered the last request or probe, else 0', one(s.etcd.connected ? 1 : 0));
+  metric('weft_etcd_last_contact_seconds', 'gauge', 'seconds since etcd last answered (absent before it ever did)', one(s.etcd.lastContactAgoS));
+  metric('weft_lease_renewals_total', 'counter', 'successful renewals of the subnet lease', one(s.renewals));
+  metric('weft_lease_reacquisitions_total', 'counter', 'times the subnet lease was lost and acquired again', one(s.reacquisitions));
+  metric('weft_watch_resyncs_total', 'counter', 'full re-lists of the leases started (periodic, or after a broken watch)', one(s.watchResyncs));
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,41 @@
+// A hand-made DaemonStatus for the metrics and HTTP tests, and a fake StatusSource.
+
+import { COUNTER_NAMES, type CounterSnapshot, snapshot } from '../../src/dataplane/counters.js';
+import type { DaemonStatus, StatusSource } from '../../src/daemon/status.js';
+
+/** Counter i holds 100 + i, so every value is distinct and known. */
+export const counters: CounterSnapshot = snapshot(COUNTER_NAMES.map((_, i) => 100 + i));
+
+export function sampleStatus(over: Partial<DaemonStatus> = {}): DaemonStatus {
+  return {
+    node: 'node1',
+    version: '0.1.0',
+    state: 'running',
+    engine: { kind: 'native', details: { queues: 2, vnetHdr: true } },
+    network: '198.19.0.0/16',
+    subnet: '198.19.1.0/24',
+    publicIp: '198.18.0.1',
+    leaseExpiresInS: 86_000,
+    etcd: { endpoints: ['http://198.18.0.254:2379'], connected: true, lastContactAgoS: 2 },
+    renewals: 3,
+    reacquisitions: 1,
+    watchResyncs: 7,
+    peers: [
+      { subnet: '198.19.2.0/24', node: 'node2', publicIp: '198.18.0.2', port: 4790 },
+      { subnet: '198.19.3.0/24', node: 'node3', publicIp: '198.18.0.3', port: 4790 },
+    ],
+    counters,
+    readiness: { status: 'ready', reasons: [] },
+    ...over,
+  };
+}
+
+/** A StatusSource whose status the test sets. */
+export class FakeStatusSource implements StatusSource {
+  calls = 0;
+  constructor(public current: DaemonStatus = sampleStatus()) {}
+  status(): DaemonStatus {
+    this.calls++;
+    return this.current;
+  }
+}

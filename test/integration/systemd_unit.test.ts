@@ -1,0 +1,40 @@
+// The shipped unit file: systemd's own checker accepts it, and it keeps the
+// promises the README makes (notify, watchdog, CAP_NET_ADMIN only, no
+// option that would kill V8 or hide the TUN).
+
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const UNIT = new URL('../../systemd/weftd.service', import.meta.url).pathname;
+
+function settings(): Map<string, string[]> {
+  const m = new Map<string, string[]>();
+  for (const line of readFileSync(UNIT, 'utf8').split('\n')) {
+    const kv = /^([A-Za-z]+)=(.*)$/.exec(line);
+    if (kv) m.set(kv[1]!, [...(m.get(kv[1]!) ?? []), kv[2]!]);
+  }
+  return m;
+}
+
+describe('systemd/weftd.service', () => {
+  it('passes systemd-analyze verify', async () => {
+    const r = await run('systemd-analyze', ['verify', UNIT], { timeout: 30_000 });
+    expect(r.stderr.split('\n').filter((l) => l.includes('weftd.service'))).toEqual([]);
+  });
+
+  it('asks for notify and a watchdog, CAP_NET_ADMIN only, and keeps V8 and the TUN usable', () => {
+    const s = settings();
+    expect(s.get('Type')).toEqual(['notify']);
+    expect(Number(s.get('WatchdogSec')?.[0])).toBeGreaterThan(0);
+    expect(s.get('CapabilityBoundingSet')).toEqual(['CAP_NET_ADMIN']);
+    expect(s.get('AmbientCapabilities')).toEqual(['CAP_NET_ADMIN']);
+    expect(s.get('DeviceAllow')).toEqual(['/dev/net/tun rw']);
+    expect(s.get('EnvironmentFile')).toEqual(['/etc/weft/weftd.env']);
+    expect(s.get('Restart')).toEqual(['on-failure']);
+    for (const forbidden of ['MemoryDenyWriteExecute', 'PrivateDevices', 'ProtectKernelTunables', 'PrivateNetwork']) expect(s.has(forbidden), forbidden).toBe(false);
+    for (const wanted of ['ProtectSystem', 'ProtectHome', 'PrivateTmp', 'NoNewPrivileges', 'ReadWritePaths']) expect(s.has(wanted), wanted).toBe(true);
+  });
+});
