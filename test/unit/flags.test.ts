@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseFlags } from '../../src/cli/flags.js';
-import { parseDaemonArgs } from '../../src/daemon/options.js';
+import { readFileSync } from 'node:fs';
+import { envName, parseFlags } from '../../src/cli/flags.js';
+import { WEFTD_FLAGS, parseDaemonArgs } from '../../src/daemon/options.js';
 import { isWeftError } from '../../src/errors.js';
 
 function badFlag(argv: string[], env: NodeJS.ProcessEnv = {}): string {
@@ -50,6 +51,14 @@ describe('weftd flags', () => {
     expect(badFlag(['stray'])).toMatch(/unexpected argument "stray"/);
     expect(badFlag([], { WEFT_LEASE_TTL: 'forever' })).toMatch(/^--lease-ttl/);
     for (const m of [badFlag(['--bogus']), badFlag(['--mtu', 'x'])]) expect(m).not.toContain('\n');
+  });
+
+  it('names only real settings in the shipped environment file example', () => {
+    const text = readFileSync(new URL('../../systemd/weftd.env.example', import.meta.url), 'utf8');
+    const names = [...text.matchAll(/^#?(WEFT_[A-Z_]+)=/gm)].map((m) => m[1]);
+    const known = new Set(WEFTD_FLAGS.filter((f) => f.env !== false).map((f) => envName(f.name)));
+    expect(names.length).toBeGreaterThan(10);
+    expect(names.filter((n) => !known.has(n!))).toEqual([]);
   });
 
   it('recognizes --help and --version before anything else', () => {
