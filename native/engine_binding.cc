@@ -223,52 +223,84 @@ napi_value js_engine_info(napi_env env, napi_callback_info info) {
 
 // ---- In-process entry points (tests, microbenchmark): the per-packet code, no I/O.
 
+// The arguments both entry points share: a route table, this node
+// ({ base, len, vni }), packets (Buffer[], borrowed for the call) and one
+// outer source address per packet.
+struct PacketBatch {
+  std::unique_ptr<RouteTable> table;
+  SelfSubnet self{0, 0};
+  uint32_t vni = 0;
+  std::vector<const uint8_t*> packets;
+  std::vector<size_t> lengths;
+  const uint32_t* outer_src = nullptr;
+};
+
+bool batch_args(napi_env env, napi_value routes, napi_value self, napi_value packets, napi_value outer_src, PacketBatch* b) {
+  double self_base, self_len, vni;
+  uint32_t count = 0;
+  void* src;
+  size_t src_len;
+  if (!int_prop(env, self, "base", 0, 4294967295.0, &self_base) || !int_prop(env, self, "len", 0, 32, &self_len) ||
+      !int_prop(env, self, "vni", 0, 0xffffff, &vni) || napi_get_array_length(env, packets, &count) != napi_ok ||
+      !typed_array_arg(env, outer_src, napi_uint32_array, "outerSrc", "Uint32Array", &src, &src_len)) {
+    throw_last_napi_error(env);
+    return false;
+  }
+  if (src_len < count) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "outerSrc needs one address per packet");
+    return false;
+  }
+  b->table = routes_arg(env, routes);
+  if (!b->table) return false;
+  b->self = self_arg(self_base, self_len);
+  b->vni = uint32_t(vni);
+  b->outer_src = static_cast<uint32_t*>(src);
+  b->packets.resize(count);
+  b->lengths.resize(count);
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value pv;
+    uint8_t* p;
+    if (napi_get_element(env, packets, i, &pv) != napi_ok || !buffer_arg(env, pv, "packets[i]", &p, &b->lengths[i])) {
+      throw_last_napi_error(env);
+      return false;
+    }
+    b->packets[i] = p;
+  }
+  return true;
+}
+
 // classifyBatch(direction, routes, self {base,len,vni}, packets: Buffer[], outerSrc: Uint32Array, counters: BigUint64Array): Int32Array
 // direction 0 (inside): the classify_inside verdict per packet; 1 (outside): 1 accepted, 0 dropped.
 napi_value js_classify_batch(napi_env env, napi_callback_info info) {
   napi_value argv[6];
-  double direction, self_base, self_len, vni;
+  double direction;
+  void* counters;
+  size_t counter_len;
+  PacketBatch b;
   if (!get_args(env, info, 6, argv, "classifyBatch(direction, routes, self, packets, outerSrc, counters)") ||
-      !integer_arg(env, argv[0], "direction", 0, 1, &direction) || !int_prop(env, argv[2], "base", 0, 4294967295.0, &self_base) ||
-      !int_prop(env, argv[2], "len", 0, 32, &self_len) || !int_prop(env, argv[2], "vni", 0, 0xffffff, &vni)) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
-  auto t = routes_arg(env, argv[1]);
-  if (!t) return nullptr;
-  uint32_t count = 0;
-  void *src, *counters;
-  size_t src_len, counter_len;
-  if (napi_get_array_length(env, argv[3], &count) != napi_ok ||
-      !typed_array_arg(env, argv[4], napi_uint32_array, "outerSrc", "Uint32Array", &src, &src_len) ||
+      !integer_arg(env, argv[0], "direction", 0, 1, &direction) ||
       !typed_array_arg(env, argv[5], napi_biguint64_array, "counters", "BigUint64Array", &counters, &counter_len)) {
     throw_last_napi_error(env);
     return nullptr;
   }
-  if (src_len < count || counter_len != kCounterCount) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "outerSrc needs one address per packet and counters one block");
+  if (counter_len != kCounterCount) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "counters must hold one block (COUNTER_NAMES.length)");
     return nullptr;
   }
+  if (!batch_args(env, argv[1], argv[2], argv[3], argv[4], &b)) return nullptr;
+  const size_t count = b.packets.size();
   napi_value ab, out;
   void* out_data;
-  if (napi_create_arraybuffer(env, size_t(count) * 4, &out_data, &ab) != napi_ok ||
+  if (napi_create_arraybuffer(env, count * 4, &out_data, &ab) != napi_ok ||
       napi_create_typedarray(env, napi_int32_array, count, ab, 0, &out) != napi_ok) {
     throw_last_napi_error(env);
     return nullptr;
   }
   Counters c(static_cast<uint64_t*>(counters));
-  const SelfSubnet self = self_arg(self_base, self_len);
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value pv;
-    uint8_t* p;
-    size_t len;
-    if (napi_get_element(env, argv[3], i, &pv) != napi_ok || !buffer_arg(env, pv, "packets[i]", &p, &len)) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
+  for (size_t i = 0; i < count; i++) {
     static_cast<int32_t*>(out_data)[i] =
-        direction == 0 ? classify_inside(p, len, *t, c)
-                       : int32_t(accept_outside(p, len, static_cast<uint32_t*>(src)[i], *t, self, uint32_t(vni), c));
+        direction == 0 ? classify_inside(b.packets[i], b.lengths[i], *b.table, c)
+                       : int32_t(accept_outside(b.packets[i], b.lengths[i], b.outer_src[i], *b.table, b.self, b.vni, c));
   }
   return out;
 }
@@ -277,61 +309,41 @@ napi_value js_classify_batch(napi_env env, napi_callback_info info) {
 // classify_inside + VXLAN-GPE encapsulation (header + copy) + accept_outside on the result.
 napi_value js_bench_encap(napi_env env, napi_callback_info info) {
   napi_value argv[5];
-  double self_base, self_len, vni, iterations;
+  double iterations;
+  PacketBatch b;
   if (!get_args(env, info, 5, argv, "benchEncap(routes, self, packets, outerSrc, iterations)") ||
-      !int_prop(env, argv[1], "base", 0, 4294967295.0, &self_base) || !int_prop(env, argv[1], "len", 0, 32, &self_len) ||
-      !int_prop(env, argv[1], "vni", 0, 0xffffff, &vni) || !integer_arg(env, argv[4], "iterations", 1, 1e9, &iterations)) {
+      !integer_arg(env, argv[4], "iterations", 1, 1e9, &iterations)) {
     throw_last_napi_error(env);
     return nullptr;
   }
-  auto t = routes_arg(env, argv[0]);
-  if (!t) return nullptr;
-  uint32_t count = 0;
-  void* src;
-  size_t src_len;
-  if (napi_get_array_length(env, argv[2], &count) != napi_ok ||
-      !typed_array_arg(env, argv[3], napi_uint32_array, "outerSrc", "Uint32Array", &src, &src_len)) {
-    throw_last_napi_error(env);
+  if (!batch_args(env, argv[0], argv[1], argv[2], argv[3], &b)) return nullptr;
+  const size_t count = b.packets.size();
+  if (count == 0) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "need at least one packet");
     return nullptr;
   }
-  if (count == 0 || src_len < count) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "need at least one packet and one outer source per packet");
-    return nullptr;
-  }
-  std::vector<const uint8_t*> pkts(count);
-  std::vector<size_t> lens(count);
   size_t max_len = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value pv;
-    uint8_t* p;
-    if (napi_get_element(env, argv[2], i, &pv) != napi_ok || !buffer_arg(env, pv, "packets[i]", &p, &lens[i])) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
-    pkts[i] = p;
-    if (lens[i] > max_len) max_len = lens[i];
-  }
+  for (size_t len : b.lengths) max_len = len > max_len ? len : max_len;
   std::vector<uint8_t> scratch(max_len + kGpeHeaderLen);
   uint64_t slots[kCounterCount] = {};
   Counters c(slots);
-  const SelfSubnet self = self_arg(self_base, self_len);
   uint64_t accepted = 0;
-  timespec a, b;
-  clock_gettime(CLOCK_MONOTONIC, &a);
+  timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   for (uint64_t it = 0; it < uint64_t(iterations); it++) {
-    for (uint32_t i = 0; i < count; i++) {
-      const int32_t peer = classify_inside(pkts[i], lens[i], *t, c);
+    for (size_t i = 0; i < count; i++) {
+      const int32_t peer = classify_inside(b.packets[i], b.lengths[i], *b.table, c);
       if (peer < 0) continue;
-      gpe_write(scratch.data(), uint32_t(vni));
-      memcpy(scratch.data() + kGpeHeaderLen, pkts[i], lens[i]);
-      accepted += accept_outside(scratch.data(), lens[i] + kGpeHeaderLen, static_cast<uint32_t*>(src)[i], *t, self, uint32_t(vni), c);
+      gpe_write(scratch.data(), b.vni);
+      memcpy(scratch.data() + kGpeHeaderLen, b.packets[i], b.lengths[i]);
+      accepted += accept_outside(scratch.data(), b.lengths[i] + kGpeHeaderLen, b.outer_src[i], *b.table, b.self, b.vni, c);
     }
   }
-  clock_gettime(CLOCK_MONOTONIC, &b);
-  const double ns = double(b.tv_sec - a.tv_sec) * 1e9 + double(b.tv_nsec - a.tv_nsec);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  const double ns = double(t1.tv_sec - t0.tv_sec) * 1e9 + double(t1.tv_nsec - t0.tv_nsec);
   napi_value result;
   // `accepted` keeps the loop from being optimized away; a run that accepted nothing measured nothing.
-  if (napi_create_double(env, accepted == 0 ? -1.0 : ns / (iterations * count), &result) != napi_ok) {
+  if (napi_create_double(env, accepted == 0 ? -1.0 : ns / (iterations * double(count)), &result) != napi_ok) {
     throw_last_napi_error(env);
     return nullptr;
   }
