@@ -24,4 +24,7 @@ runMain('weftd', async () => {
   // SIGHUP is ignored: every setting is read at start; restart to change one.
   process.on('SIGHUP', () => log.info({ event: 'sighup_ignored' }, 'SIGHUP ignored; restart weftd to apply new settings'));
   await daemon.run();
+  // Teardown is done; an etcd that stopped answering can leave gRPC calls
+  // that keep the loop alive until it answers. Exit once the logs flushed.
+  setTimeout(() => process.exit(), 1000).unref();
 });

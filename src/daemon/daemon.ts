@@ -226,7 +226,7 @@ export class Daemon implements StatusSource {
 
     // Whether etcd answers, for readiness: a cheap read every few seconds
     // (renewals are hours apart and the watch can be silent).
-    const probe = setInterval(() => void registry.ping().catch(() => undefined), ETCD_PROBE_MS);
+    const probe = setInterval(() => void this.probeEtcd(registry, watcher), ETCD_PROBE_MS);
     this.undo.push({ what: 'etcd probe', run: () => clearInterval(probe) });
 
     if (o.statsIntervalS > 0) {
@@ -241,6 +241,24 @@ export class Daemon implements StatusSource {
       { event: 'ready', node: o.nodeName, subnet: formatCidr(subnet), public_ip: underlay.ip, tun: tun.name, mtu, engine: engine.kind, ...engine.details(), peers: watcher.peers().length, version: VERSION },
       'weftd ready',
     );
+  }
+
+  /**
+   * One probe of etcd: logs when it stops and starts answering (renewals are
+   * hours apart, so without this an outage would be silent), and on its
+   * return re-lists the leases at once.
+   */
+  private async probeEtcd(registry: EtcdRegistry, watcher: LeaseWatcher): Promise<void> {
+    const wasReachable = registry.reachable;
+    try {
+      await registry.ping();
+      if (!wasReachable) {
+        this.log.info({ event: 'etcd_reconnected' }, 'etcd answers again; resyncing leases');
+        watcher.resyncNow('etcd reconnected');
+      }
+    } catch (err) {
+      if (wasReachable) this.log.warn({ event: 'etcd_unavailable', what: 'probe', err: errorMessage(err) }, 'etcd unreachable; forwarding with the last table');
+    }
   }
 
   /**

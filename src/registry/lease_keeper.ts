@@ -8,7 +8,7 @@
 
 import type { Logger } from 'pino';
 import { WeftError, errorMessage, isWeftError } from '../errors.js';
-import { cidrEquals, formatCidr } from '../net/ipv4.js';
+import { formatCidr } from '../net/ipv4.js';
 import type { LeaseManager } from './lease_manager.js';
 import type { LeaseRecord } from './registry.js';
 
@@ -114,18 +114,9 @@ export class LeaseKeeper {
   private async reacquire(): Promise<number> {
     const old = this.rec;
     try {
-      const rec = await this.manager.acquire(old.subnet);
+      // This subnet or none: the dataplane forwards for it (another holder is WEFT_LEASE_CONFLICT).
+      const rec = await this.manager.reclaim(old.subnet);
       if (this.stopped) return -1;
-      if (!cidrEquals(rec.subnet, old.subnet)) {
-        await this.manager.release(rec).catch(() => undefined);
-        this.events.onFatal(
-          new WeftError('WEFT_LEASE_CONFLICT', `lost the lease on ${formatCidr(old.subnet)} and another node holds it now; a restart will lease another one`, {
-            subnet: formatCidr(old.subnet),
-            got: formatCidr(rec.subnet),
-          }),
-        );
-        return -1;
-      }
       this.rec = rec;
       this.lost = false;
       this.reacquisitions++;
@@ -134,8 +125,8 @@ export class LeaseKeeper {
       this.log.info({ event: 'lease_reacquired', subnet: formatCidr(rec.subnet) }, 'lease re-acquired');
       return this.intervalMs();
     } catch (err) {
-      if (isWeftError(err, 'WEFT_NETWORK_FULL') || isWeftError(err, 'WEFT_LEASE_CONFLICT')) {
-        this.events.onFatal(err);
+      if (isWeftError(err, 'WEFT_LEASE_CONFLICT')) {
+        this.events.onFatal(new WeftError('WEFT_LEASE_CONFLICT', `${err.message}; stopping rather than forwarding for it (a restart will lease another subnet)`, err.details, { cause: err }));
         return -1;
       }
       this.log.warn({ event: 'lease_reacquire_failed', subnet: formatCidr(old.subnet), err: errorMessage(err) }, 'cannot re-acquire the lease yet; retrying');

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { WeftError, errorMessage } from '../errors.js';
 import { type Cidr, cidrEquals, contains, formatCidr, parseCidr } from '../net/ipv4.js';
 import { chooseSubnet } from './allocation.js';
-import { parseSubnetKey } from './keys.js';
+import { parseSubnetKey, subnetKey } from './keys.js';
 import type { EtcdRegistry, LeaseRecord } from './registry.js';
 import type { NetworkConfig, SubnetLease } from './schema.js';
 
@@ -72,6 +72,37 @@ export class LeaseManager {
     throw new WeftError('WEFT_LEASE_CONFLICT', `could not lease a subnet of ${formatCidr(config.network)} after ${MAX_ATTEMPTS} attempts: too much contention`, {
       network: formatCidr(config.network),
     });
+  }
+
+  /**
+   * Takes back exactly `subnet` after this node lost its lease on it (the key
+   * was deleted, or its etcd lease expired or vanished with etcd's data):
+   * rewrites the key if it still names this weftd, creates it if free.
+   * Another holder is WEFT_LEASE_CONFLICT naming it, and no other subnet is
+   * leased instead: a running dataplane forwards for this one only.
+   */
+  async reclaim(subnet: Cidr): Promise<LeaseRecord> {
+    const { registry, value, ttlS } = this.o;
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const listing = await registry.listLeases();
+      const held = listing.records.find((r) => cidrEquals(r.subnet, subnet));
+      if (held && (held.lease.nodeName !== value.nodeName || held.lease.instance !== value.instance)) {
+        const who = held.lease.nodeName === value.nodeName ? `another weftd under node name ${held.lease.nodeName}` : `node ${held.lease.nodeName}`;
+        throw new WeftError('WEFT_LEASE_CONFLICT', `lost the lease on ${formatCidr(subnet)} and another node holds it now: ${who} (${held.lease.publicIp})`, {
+          subnet: formatCidr(subnet),
+          node: held.lease.nodeName,
+          publicIp: held.lease.publicIp,
+        });
+      }
+      const bad = listing.invalid.find((e) => e.key === subnetKey(registry.prefix, subnet));
+      if (bad) {
+        throw new WeftError('WEFT_LEASE_CONFLICT', `lost the lease on ${formatCidr(subnet)} and its key now holds an invalid value: ${bad.error.message}`, { subnet: formatCidr(subnet), key: bad.key });
+      }
+      const rec = held ? await registry.replaceLease(held, value, ttlS) : await registry.createLease(subnet, value, ttlS);
+      if (rec) return this.remember(rec, held ? 'kept' : 'reclaimed');
+      await sleep(Math.floor((this.o.random ?? Math.random)() * 20 * attempt));
+    }
+    throw new WeftError('WEFT_LEASE_CONFLICT', `could not take back ${formatCidr(subnet)} after ${MAX_ATTEMPTS} attempts: too much contention`, { subnet: formatCidr(subnet) });
   }
 
   private async remember(rec: LeaseRecord, how: 'kept' | 'reclaimed' | 'new'): Promise<LeaseRecord> {

@@ -73,6 +73,8 @@ export class LeaseWatcher {
       await this.watch?.cancel();
       this.watch = undefined;
       const listing = await this.o.registry.listLeases();
+      // Closed meanwhile: hand nothing more to the (closed) dataplane or keeper.
+      if (this.closed) return;
       for (const bad of listing.invalid) this.o.log.error({ event: 'lease_invalid', key: bad.key, err: bad.error.message }, 'ignoring invalid lease');
       const before = new Map(this.leases);
       this.leases.clear();
@@ -82,24 +84,40 @@ export class LeaseWatcher {
       this.logDiff(before);
       this.publish();
       if (this.closed) return;
-      this.watch = await this.o.registry.watchLeases((BigInt(listing.revision) + 1n).toString(), {
+      const watch = await this.o.registry.watchLeases((BigInt(listing.revision) + 1n).toString(), {
         onEvent: (ev) => this.apply(ev),
         onBroken: (err) => this.resyncSoon(`watch broken: ${errorMessage(err)}`),
       });
+      // Closed while the watch was being created: close() could not cancel it.
+      if (this.closed) {
+        await watch.cancel();
+        return;
+      }
+      this.watch = watch;
       this.backoffMs = BACKOFF_MIN_MS;
     } finally {
       this.syncing = false;
     }
   }
 
-  private resyncSoon(reason: string): void {
+  /** etcd answers again after an outage: re-list now instead of at the next backed-off retry. */
+  resyncNow(reason: string): void {
+    if (this.closed || this.syncing) return;
+    clearTimeout(this.resyncTimer);
+    this.resyncTimer = undefined;
+    this.backoffMs = BACKOFF_MIN_MS;
+    this.resyncSoon(reason, 0);
+  }
+
+  private resyncSoon(reason: string, delayMs?: number): void {
     if (this.closed || this.syncing || this.resyncTimer) return;
-    const delay = reason === 'periodic' ? 0 : this.backoffMs;
+    const delay = delayMs ?? (reason === 'periodic' ? 0 : this.backoffMs);
     this.resyncTimer = setTimeout(() => {
       this.resyncTimer = undefined;
       this.resyncs++;
       this.o.log.info({ event: 'watch_resync', reason }, 'resyncing leases');
       this.sync().catch((err) => {
+        if (this.closed) return;
         // Never wait longer than a periodic resync would: after an outage the
         // table (and nodes that joined meanwhile) comes back within that.
         this.backoffMs = Math.min(BACKOFF_MAX_MS, this.o.resyncIntervalMs, this.backoffMs * 2);

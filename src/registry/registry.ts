@@ -111,6 +111,15 @@ function muteIpServernameWarning(): void {
   }) as typeof process.emitWarning;
 }
 
+/** `p`, or a rejection after `ms` if it has not settled by then. */
+function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 export class EtcdRegistry {
   readonly prefix: string;
   readonly endpoints: readonly string[];
@@ -284,11 +293,13 @@ export class EtcdRegistry {
   async renewLease(rec: LeaseRecord): Promise<number> {
     const ttl = await this.call(`renew lease of ${rec.key}`, async () => {
       const stream = await this.client.leaseClient.leaseKeepAlive();
+      let answered = false;
       try {
         return await new Promise<number>((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error(`no keepalive answer in ${this.callTimeoutMs} ms`)), this.callTimeoutMs);
           stream.on('data', (res: { TTL: string }) => {
             clearTimeout(timer);
+            answered = true;
             resolve(Number(res.TTL));
           });
           stream.on('error', (err: Error) => {
@@ -298,7 +309,10 @@ export class EtcdRegistry {
           stream.write({ ID: rec.etcdLease });
         });
       } finally {
-        stream.end();
+        // Unanswered, the call would stay open on the connection until etcd
+        // answers (an etcd that stopped answering piles them up): cancel it.
+        if (answered) stream.end();
+        else stream.cancel();
       }
     });
     if (ttl <= 0) throw new WeftError('WEFT_LEASE_LOST', `the etcd lease of ${rec.key} has expired`, { key: rec.key, subnet: formatCidr(rec.subnet) });
@@ -322,10 +336,31 @@ export class EtcdRegistry {
 
   /** Watches every subnet key from `fromRevision` (inclusive). */
   async watchLeases(fromRevision: string, h: LeaseWatchHandlers): Promise<LeaseWatch> {
-    const watcher: Watcher = await this.call('watch leases', () =>
-      this.client.watch().prefix(subnetsPrefix(this.prefix)).startRevision(fromRevision).create(),
-    );
+    // etcd3's create() and cancel() wait for etcd's answer with no deadline:
+    // an etcd that is frozen or cut off without a reset would hang them (and
+    // with them every re-list, and weftd's shutdown). Both are bounded here.
+    const watcher: Watcher = this.client.watch().prefix(subnetsPrefix(this.prefix)).startRevision(fromRevision).watcher();
+    const cancelBounded = (): Promise<void> => withDeadline(watcher.cancel(), this.callTimeoutMs, 'cancel watch').catch(() => undefined);
+    // An 'error' with no listener would throw; a watch abandoned on a timeout may still emit one.
+    watcher.on('error', () => undefined);
+    try {
+      await this.call('watch leases', () =>
+        withDeadline(
+          new Promise<void>((resolve, reject) => {
+            watcher.once('connected', () => resolve());
+            watcher.once('error', reject);
+          }),
+          this.callTimeoutMs,
+          'create watch',
+        ),
+      );
+    } catch (err) {
+      void cancelBounded();
+      throw err;
+    }
     let broken = false;
+    /** Set once cancelled: a watch whose cancel went unanswered may still deliver; its events are stale. */
+    let cancelled = false;
     let connectedOnce = true;
     const breakOnce = (err: Error): void => {
       if (broken) return;
@@ -333,12 +368,14 @@ export class EtcdRegistry {
       h.onBroken(err);
     };
     watcher.on('put', (kv) => {
+      if (cancelled) return;
       const r = this.toRecord(kv);
       if (!r) return;
       if ('error' in r) h.onEvent({ type: 'invalid', entry: r, revision: kv.mod_revision });
       else h.onEvent({ type: 'put', record: r, revision: kv.mod_revision });
     });
     watcher.on('delete', (kv) => {
+      if (cancelled) return;
       const key = kv.key.toString();
       const subnet = parseSubnetKey(this.prefix, key);
       if (subnet) h.onEvent({ type: 'delete', subnet, key, revision: kv.mod_revision });
@@ -354,7 +391,8 @@ export class EtcdRegistry {
     return {
       cancel: async () => {
         broken = true;
-        await watcher.cancel().catch(() => undefined);
+        cancelled = true;
+        await cancelBounded();
       },
     };
   }

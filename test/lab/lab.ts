@@ -11,8 +11,10 @@
 // Nothing is added to the root namespace. All commands are bounded in time,
 // every process is tracked by PID and stopped by PID, and destroy() (or, for
 // an aborted run, the exit/SIGINT/SIGTERM handlers) deletes every namespace
-// the run created. Set WEFT_LAB_KEEP=1 to keep the run directory (logs,
-// etcd data); WEFT_LAB_DEBUG=1 echoes the lab's own log to stderr.
+// the run created. stopEtcd() and startEtcd({ wipe }) take etcd down and
+// bring it back (same address; its old data, or none) for fault tests. Set
+// WEFT_LAB_KEEP=1 to keep the run directory (logs, etcd data);
+// WEFT_LAB_DEBUG=1 echoes the lab's own log to stderr.
 
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
@@ -66,6 +68,7 @@ const MAX_NODES = 253;
 const ETCD_HEALTH_TIMEOUT_MS = 15_000;
 const TERM_GRACE_MS = 3000;
 const KILL_GRACE_MS = 2000;
+const ETCD_STOP_GRACE_MS = 5000;
 
 // ---------------------------------------------------------------------------
 // Emergency cleanup: one set of process handlers shared by all live labs.
@@ -306,6 +309,52 @@ export class Lab {
     return r.code === 0;
   }
 
+  // ---- etcd faults -----------------------------------------------------------
+
+  /** True while the lab's etcd runs (between startEtcd/create and stopEtcd). */
+  get etcdRunning(): boolean {
+    return !!this.etcd && !this.etcd.hasExited;
+  }
+
+  /**
+   * Stops the lab's etcd: SIGTERM by PID, waits for it to exit (SIGKILL after
+   * 5 s). Its data directory stays, for startEtcd(). Idempotent.
+   */
+  async stopEtcd(): Promise<{ code: number | null; signal: string | null }> {
+    this.checkAlive();
+    const etcd = this.etcd;
+    if (!etcd) throw new Error(`lab ${this.prefix}: etcd not started`);
+    if (etcd.hasExited) return etcd.exitStatus!;
+    etcd.kill('SIGTERM');
+    etcd.kill('SIGCONT'); // in case a test froze it
+    const exited = await Promise.race([etcd.exited, sleep(ETCD_STOP_GRACE_MS).then(() => undefined)]);
+    if (exited) {
+      this.note(`etcd stopped: ${etcd.describe()} (code ${exited.code} signal ${exited.signal})`);
+      return exited;
+    }
+    this.note(`SIGKILL etcd ${etcd.describe()} (no exit ${ETCD_STOP_GRACE_MS} ms after SIGTERM)`);
+    etcd.kill('SIGKILL');
+    const killed = await Promise.race([etcd.exited, sleep(KILL_GRACE_MS).then(() => undefined)]);
+    if (!killed) throw new Error(`lab ${this.prefix}: etcd ${etcd.describe()} did not exit after SIGKILL`);
+    return killed;
+  }
+
+  /**
+   * Starts the lab's etcd again at the same address, on its old data
+   * directory, or on an empty one with `wipe` (every key, lease and revision
+   * gone); resolves once `etcdctl endpoint health` succeeds.
+   */
+  async startEtcd(opts: { wipe?: boolean } = {}): Promise<void> {
+    this.checkAlive();
+    if (this.etcdRunning) throw new Error(`lab ${this.prefix}: etcd is already running (${this.etcd!.describe()}); stopEtcd() first`);
+    if (opts.wipe) {
+      await rm(this.etcdDataDir, { recursive: true, force: true });
+      this.note(`etcd data wiped: ${this.etcdDataDir}`);
+    }
+    this.spawnEtcd();
+    await this.waitEtcdHealthy();
+  }
+
   // ---- topology ------------------------------------------------------------
 
   async addNode(): Promise<number> {
@@ -399,7 +448,11 @@ export class Lab {
     const t0 = Date.now();
 
     const alive = [...this.procs].filter((p) => !p.hasExited);
-    for (const p of alive) p.kill('SIGTERM');
+    // SIGCONT after SIGTERM: a process a test left stopped (SIGSTOP) handles its TERM too.
+    for (const p of alive) {
+      p.kill('SIGTERM');
+      p.kill('SIGCONT');
+    }
     const allExited = (ps: LabProcessImpl[]) => Promise.all(ps.map((p) => p.exited));
     await Promise.race([allExited(alive), sleep(TERM_GRACE_MS)]);
     const stubborn = alive.filter((p) => !p.hasExited);
@@ -450,7 +503,10 @@ export class Lab {
     this.destroying ??= Promise.resolve();
     try {
       const alive = [...this.procs].filter((p) => !p.hasExited && pidAlive(p.pid));
-      for (const p of alive) p.kill('SIGTERM');
+      for (const p of alive) {
+        p.kill('SIGTERM');
+        p.kill('SIGCONT');
+      }
       const deadline = Date.now() + 1000;
       while (Date.now() < deadline && alive.some((p) => pidAlive(p.pid))) sleepSync(20);
       for (const p of alive) if (pidAlive(p.pid)) p.kill('SIGKILL');
@@ -480,13 +536,29 @@ export class Lab {
 
     await this.newNs(this.etcdNs);
     await this.attachToSwitch(this.etcdNs, 'pe', `${ETCD_IP}/${UNDERLAY_PREFIX_LEN}`);
-    const dataDir = join(this.dir, 'etcd');
+    this.spawnEtcd();
+
+    // Build the nodes while etcd starts.
+    const results = await Promise.allSettled([
+      this.waitEtcdHealthy(),
+      (async () => {
+        for (let i = 0; i < nodes; i++) await this.addNode();
+      })(),
+    ]);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  private get etcdDataDir(): string {
+    return join(this.dir, 'etcd');
+  }
+
+  private spawnEtcd(): void {
     this.etcd = this.spawn(this.etcdNs, [
       'etcd',
       '--name',
       'lab',
       '--data-dir',
-      dataDir,
+      this.etcdDataDir,
       '--listen-client-urls',
       this.etcdEndpoint,
       '--advertise-client-urls',
@@ -498,15 +570,6 @@ export class Lab {
       '--initial-cluster',
       'lab=http://127.0.0.1:2380',
     ]) as LabProcessImpl;
-
-    // Build the nodes while etcd starts.
-    const results = await Promise.allSettled([
-      this.waitEtcdHealthy(),
-      (async () => {
-        for (let i = 0; i < nodes; i++) await this.addNode();
-      })(),
-    ]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
   private async waitEtcdHealthy(): Promise<void> {
