@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IPT_CHAIN, iptablesRules, nftInstallScript, nftRemoveScript } from '../../src/host/masquerade.js';
 import { formatIp, parseCidr } from '../../src/net/ipv4.js';
-import { PREFIX, WEFTD, WeftCluster } from '../lab/cluster.js';
+import { WeftCluster } from '../lab/cluster.js';
 import type { LabProcess } from '../lab/lab.js';
 import { rootSkipReason } from '../harness/privilege.js';
 
@@ -181,22 +181,7 @@ describe.skipIf(rootSkipReason())('--ip-masq (needs root: network namespaces, TU
       await symlink(join(dir, cmd), join(bin, cmd));
     }
     const start = async (): Promise<LabProcess> => {
-      const p = c.lab.spawn(
-        nodeNs(1),
-        [
-          process.execPath, WEFTD,
-          '--etcd-endpoints', c.lab.etcdEndpoint,
-          '--etcd-prefix', PREFIX,
-          '--node-name', 'node1',
-          '--iface', 'eth0',
-          '--engine', c.engineOf(1),
-          '--subnet-file', join(c.nodeDir(1), 'subnet.env'),
-          '--state-dir', join(c.nodeDir(1), 'state'),
-          '--ip-masq',
-        ],
-        { env: { PATH: bin } },
-      );
-      await p.waitForLog(/"event":"ready"/, 20_000);
+      const p = (await c.startNode(1, 0, [], { PATH: bin })).weftd!;
       expect(p.log()).toMatch(/"event":"ip_masq","backend":"iptables"/);
       return p;
     };
