@@ -27,7 +27,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WEFTD, WeftCluster } from '../test/lab/cluster.js';
-import { createEmptyCluster, startKernelNode } from '../test/lab/kernel_node.js';
+import { startKernelNode } from '../test/lab/kernel_node.js';
 import type { Lab, LabProcess } from '../test/lab/lab.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -239,7 +239,7 @@ async function measure(lab: Lab, name: string, engine: string, clientNs: string,
 // rows
 
 async function kernelRow(): Promise<RowResult> {
-  const c = await createEmptyCluster({ nodes: 2, name: 'bench-kernel' });
+  const c = await WeftCluster.create({ nodes: 2, podsPerNode: 0, name: 'bench-kernel', startNodes: false });
   try {
     // Kernel to kernel: the receiving kernel accepts partial checksums, so
     // the offloads stay on, as on a real pair of kernel nodes.

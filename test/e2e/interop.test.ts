@@ -8,8 +8,8 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WeftCluster } from '../lab/cluster.js';
-import { createEmptyCluster, startKernelNode, type KernelNode } from '../lab/kernel_node.js';
+import { WeftCluster } from '../lab/cluster.js';
+import { startKernelNode, type KernelNode } from '../lab/kernel_node.js';
 import { rootSkipReason } from '../harness/privilege.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -39,7 +39,7 @@ for (const engine of ENGINES) {
     const weftPods: string[] = [];
 
     beforeAll(async () => {
-      c = await createEmptyCluster({ nodes: 3, name: `interop-${engine}`, engine });
+      c = await WeftCluster.create({ nodes: 3, podsPerNode: 0, name: `interop-${engine}`, engine, startNodes: false });
       k = await startKernelNode(c, 1, { subnet: KERNEL_SUBNET, pods: 1 });
       await Promise.all([c.startNode(2, 1), c.startNode(3, 1)]);
       await k.refreshRoutes();

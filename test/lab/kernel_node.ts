@@ -126,15 +126,6 @@ async function readConfig(c: WeftCluster): Promise<NetworkConfigValue | undefine
 }
 
 /**
- * A cluster on a fresh lab of `nodes` nodes with the network config written
- * (weftctl init) and no weftd started: nodes become weftd nodes with
- * `c.startNode(i, ...)` or kernel nodes with `startKernelNode(c, i, ...)`.
- */
-export function createEmptyCluster(opts: { nodes: number; name: string; engine?: string; flags?: string[] }): Promise<WeftCluster> {
-  return WeftCluster.create({ ...opts, podsPerNode: 0, startNodes: false });
-}
-
-/**
  * Turns lab node `i` (added if the lab has fewer) into a kernel VXLAN-GPE
  * node: vxgpe0 (MTU = pod MTU) with the subnet's network address and the
  * cluster prefix, its SubnetLease in etcd (created only if the key is free),
