@@ -29,7 +29,7 @@ async function main(): Promise<void> {
 
     const server = pods.find((p) => p.node === 3)!;
     const client = pods.find((p) => p.node === 1)!;
-    say(`\niperf3 TCP, 5 s, ${client.ip} (node1) -> ${server.ip} (node3), js engine:`);
+    say(`\niperf3 TCP, 5 s, ${client.ip} (node1) -> ${server.ip} (node3), native engine (the default):`);
     const srv = c.lab.spawn(server.ns, ['iperf3', '-s', '-1', '--forceflush', '-B', server.ip]);
     await srv.waitForLog(/Server listening/, 5000);
     const r = await c.lab.exec(client.ns, ['iperf3', '-c', server.ip, '-t', '5', '-J'], { timeoutMs: 30_000 });
