@@ -286,7 +286,8 @@ void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const Ro
   // with UDP_SEGMENT; without GSO, one message per datagram.
   const size_t stride = plan.hdr_stride + plan.mss;  // one full datagram
   const int fit = int(kGsoTrainMax / stride);
-  const int per_train = !gso ? 1 : fit < kGsoTrainSegs ? fit : kGsoTrainSegs;
+  // fit is 0 only for a datagram over kGsoTrainMax (a huge --mtu): send those one by one.
+  const int per_train = !gso || fit < 1 ? 1 : fit < kGsoTrainSegs ? fit : kGsoTrainSegs;
   sockaddr_in& addr = tx[sock].addr[0];  // the queue is empty: flushed before us
   int msgs = 0;
   size_t v = 0;

@@ -4,8 +4,8 @@
 // pushes whole route tables (set_routes) and reads counters from memory it
 // owns; nothing crosses per packet.
 //
-//   worker loop:  poll(tun, udp, stop) -> inside batch  (inside.cc)
-//                                      -> outside batch (outside.cc)
+//   worker loop:  poll(tun, udp, stop) -> inside batch  (dataplane.cc, deciding with inside.h)
+//                                      -> outside batch (dataplane.cc, deciding with outside.h)
 #ifndef WEFT_DATAPLANE_H_
 #define WEFT_DATAPLANE_H_
 

@@ -86,7 +86,12 @@ inline uint32_t flow_hash(const uint8_t* p, size_t len) {
   if ((proto == kProtoTcp || proto == kProtoUdp) && !fragmented && len >= ihl + 4) {
     h = (h ^ load_be32(p + ihl) ^ (h >> 16)) * 0x85ebca6bu;
   }
-  h ^= h >> 15;
+  // murmur3's finalizer: every input bit reaches the low bits, which pick the socket.
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
   return h;
 }
 

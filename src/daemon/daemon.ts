@@ -235,6 +235,8 @@ export class Daemon implements StatusSource {
     }
 
     await writeSubnetEnv(o.subnetFile, { network: config.network, subnet, mtu, ipMasq: o.ipMasq });
+    // Asked to stop while the last steps ran: do not claim readiness now.
+    signal.throwIfAborted();
     this.state = 'running';
     this.startSystemd(engine, formatCidr(subnet), watcher);
     this.log.info(

@@ -1,6 +1,7 @@
 // Retrying etcd calls while etcd is unreachable, with capped exponential
 // backoff, logged once per attempt, abandoned when the daemon stops.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { errorMessage, isWeftError } from '../errors.js';
 
@@ -22,13 +23,7 @@ export async function retryWhileEtcdDown<T>(what: string, fn: () => Promise<T>, 
       if (!isWeftError(err, 'WEFT_ETCD_UNAVAILABLE')) throw err;
       log.warn({ event: 'etcd_unavailable', what, attempt, retry_ms: delay, err: errorMessage(err) }, `etcd unreachable: ${what}; retrying`);
     }
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(resolve, delay);
-      signal.addEventListener('abort', () => {
-        clearTimeout(t);
-        reject(signal.reason);
-      }, { once: true });
-    });
+    await sleep(delay, undefined, { signal });
     delay = Math.min(MAX_MS, delay * 2);
   }
 }

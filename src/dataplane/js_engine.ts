@@ -14,7 +14,7 @@ import type { Engine, EngineConfig } from './engine.js';
 import { INSIDE_DROP, INSIDE_UNREACHABLE, classifyInside } from './inside.js';
 import { acceptOutside } from './outside.js';
 import type { TunPort } from './tun.js';
-import type { UdpTransport } from './udp.js';
+import type { SendDone, UdpTransport } from './udp.js';
 
 /** Send buffers in flight at most; past that, packets are dropped as send errors. */
 const SEND_POOL = 256;
@@ -24,7 +24,7 @@ interface SendSlot {
   readonly buf: Buffer;
   /** Inner bytes in flight, counted when the send completes. */
   len: number;
-  readonly done: (ok: boolean) => void;
+  readonly done: SendDone;
 }
 
 export class JsEngine implements Engine {
@@ -48,8 +48,8 @@ export class JsEngine implements Engine {
       const slot: SendSlot = {
         buf: Buffer.alloc(cfg.mtu + VXLAN_GPE_HEADER_LEN),
         len: 0,
-        done: (ok) => {
-          if (ok) {
+        done: (err) => {
+          if (!err) {
             this.c[C.inside_packets]!++;
             this.c[C.inside_bytes]! += slot.len;
           } else this.c[C.inside_drop_send_error]!++;

@@ -7,14 +7,17 @@
  */
 export type DatagramHandler = (buf: Buffer, len: number, srcHost: string) => void;
 
+export type SendDone = (err: Error | null) => void;
+
 export interface UdpTransport {
   /**
    * Sends `len` bytes of `buf` to host:port, from a source port chosen by
    * the flow hash `hash`. The transport owns `buf` until it calls `done`
    * (exactly once, success or not); then the caller may reuse it. Failures
-   * are reported to `done` as false, never thrown.
+   * are reported to `done` as an error, never thrown. `done` has dgram's
+   * callback shape so the kernel transport can hand it over as it is.
    */
-  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: (ok: boolean) => void): void;
+  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: SendDone): void;
   /** Starts delivering datagrams to `handler`. */
   start(handler: DatagramHandler): Promise<void>;
   close(): Promise<void>;

@@ -5,7 +5,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { JS_ENTROPY_SOCKETS } from '../constants.js';
-import type { DatagramHandler, UdpTransport } from '../dataplane/udp.js';
+import type { DatagramHandler, SendDone, UdpTransport } from '../dataplane/udp.js';
 
 export class DgramUdp implements UdpTransport {
   private readonly rx: dgram.Socket;
@@ -34,8 +34,8 @@ export class DgramUdp implements UdpTransport {
     }
   }
 
-  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: (ok: boolean) => void): void {
-    this.tx[hash % this.tx.length]!.send(buf, 0, len, port, host, (err) => done(!err));
+  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: SendDone): void {
+    this.tx[hash % this.tx.length]!.send(buf, 0, len, port, host, done);
   }
 
   async close(): Promise<void> {

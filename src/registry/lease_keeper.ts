@@ -51,8 +51,9 @@ export class LeaseKeeper {
     return Math.max(0, Math.round((this.expiresAtMs - Date.now()) / 1000));
   }
 
+  /** Starts renewing; a loss reported before start (lostNow) is acted on at once. */
   start(): void {
-    this.schedule(this.intervalMs());
+    this.schedule(this.lost ? 0 : this.intervalMs());
   }
 
   stop(): void {
@@ -116,8 +117,8 @@ export class LeaseKeeper {
     try {
       // This subnet or none: the dataplane forwards for it (another holder is WEFT_LEASE_CONFLICT).
       const rec = await this.manager.reclaim(old.subnet);
-      if (this.stopped) return -1;
       this.rec = rec;
+      if (this.stopped) return -1;
       this.lost = false;
       this.reacquisitions++;
       this.expiresAtMs = Date.now() + this.ttlS * 1000;

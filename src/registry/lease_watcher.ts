@@ -42,6 +42,7 @@ export class LeaseWatcher {
   private periodic: NodeJS.Timeout | undefined;
   private backoffMs = BACKOFF_MIN_MS;
   private closed = false;
+  private published: RouteTable | undefined;
   private syncing = false;
   resyncs = 0;
 
@@ -63,8 +64,9 @@ export class LeaseWatcher {
     await this.watch?.cancel();
   }
 
-  peers(): Peer[] {
-    return this.table().peers.slice();
+  /** The peers of the last table published (status requests read this; they build nothing). */
+  peers(): readonly Peer[] {
+    return this.published?.peers ?? [];
   }
 
   private async sync(): Promise<void> {
@@ -162,7 +164,8 @@ export class LeaseWatcher {
   }
 
   private publish(): void {
-    this.o.events.onTable(this.table());
+    this.published = this.table();
+    this.o.events.onTable(this.published);
   }
 
   private logDiff(before: Map<number, LeaseRecord>): void {

@@ -361,7 +361,6 @@ export class EtcdRegistry {
     let broken = false;
     /** Set once cancelled: a watch whose cancel went unanswered may still deliver; its events are stale. */
     let cancelled = false;
-    let connectedOnce = true;
     const breakOnce = (err: Error): void => {
       if (broken) return;
       broken = true;
@@ -382,12 +381,10 @@ export class EtcdRegistry {
     });
     watcher.on('error', (err) => breakOnce(err));
     watcher.on('end', () => breakOnce(new Error('watch ended')));
-    // A reconnected watch resumes from its last revision, but events of a
-    // compacted range are gone: treat every reconnect as a reason to re-list.
-    watcher.on('connected', () => {
-      if (connectedOnce) breakOnce(new Error('watch reconnected'));
-      connectedOnce = true;
-    });
+    // Registered after create() saw the first 'connected', so each one here is
+    // a reconnect. It resumes from its last revision, but events of a
+    // compacted range (or a wiped etcd) are gone: re-list.
+    watcher.on('connected', () => breakOnce(new Error('watch reconnected')));
     return {
       cancel: async () => {
         broken = true;

@@ -66,7 +66,12 @@ export function flowHash(buf: Uint8Array, off: number): number {
     const ihl = (buf[off]! & 0x0f) * 4;
     h = Math.imul(h ^ readU32(buf, off + ihl) ^ (h >>> 16), 0x85ebca6b);
   }
-  h ^= h >>> 15;
+  // murmur3's finalizer: every input bit reaches the low bits, which pick the socket.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
   return h >>> 0;
 }
 

@@ -3,7 +3,7 @@
 // come out of the engine as datagrams on a MemoryNetwork, and back.
 
 import type { TunBatchHandler, TunPort } from '../../src/dataplane/tun.js';
-import type { DatagramHandler, UdpTransport } from '../../src/dataplane/udp.js';
+import type { DatagramHandler, SendDone, UdpTransport } from '../../src/dataplane/udp.js';
 
 export class MemoryTun implements TunPort {
   readonly name = 'mem0';
@@ -93,9 +93,9 @@ export class MemoryUdp implements UdpTransport {
     this.net.register(`${this.ip}:${this.port}`, { handler });
   }
 
-  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: (ok: boolean) => void): void {
+  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: SendDone): void {
     this.net.deliver(this.ip, host, port, Buffer.from(buf.subarray(0, len)), hash);
-    done(true);
+    done(null);
   }
 
   async close(): Promise<void> {

@@ -53,12 +53,13 @@ describe('weftd flags', () => {
     for (const m of [badFlag(['--bogus']), badFlag(['--mtu', 'x'])]) expect(m).not.toContain('\n');
   });
 
-  it('names only real settings in the shipped environment file example', () => {
+  it('names every setting, and only real ones, in the shipped environment file example', () => {
     const text = readFileSync(new URL('../../systemd/weftd.env.example', import.meta.url), 'utf8');
     const names = [...text.matchAll(/^#?(WEFT_[A-Z_]+)=/gm)].map((m) => m[1]);
     const known = new Set(WEFTD_FLAGS.filter((f) => f.env !== false).map((f) => envName(f.name)));
     expect(names.length).toBeGreaterThan(10);
     expect(names.filter((n) => !known.has(n!))).toEqual([]);
+    expect([...known].filter((n) => !names.includes(n))).toEqual([]);
   });
 
   it('recognizes --help and --version before anything else', () => {

@@ -3,6 +3,7 @@
 
 import { setImmediate as tick } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
+import { JS_ENTROPY_SOCKETS } from '../../src/constants.js';
 import { totalDrops } from '../../src/dataplane/counters.js';
 import { JsEngine } from '../../src/dataplane/js_engine.js';
 import { parseCidr, parseIp } from '../../src/net/ipv4.js';
@@ -147,12 +148,14 @@ describe('js engine (in-memory TUN and network)', () => {
     expect(a.engine.counters()).toMatchObject({ inside_packets: 1, inside_drop_no_route: 2 });
   });
 
-  it('spreads flows over source sockets by flow hash, one flow on one', async () => {
+  it('spreads flows over its source sockets by flow hash, one flow on one socket', async () => {
     const network = new MemoryNetwork();
     const a = await node(network, 1, [2]);
-    a.tun.inject([udpPacket('198.19.1.5', '198.19.2.2', 1000, 53), udpPacket('198.19.1.5', '198.19.2.2', 1000, 53), udpPacket('198.19.1.5', '198.19.2.2', 1001, 53)]);
-    const [h1, h2, h3] = network.sent.map((d) => d.hash);
-    expect(h1).toBe(h2);
-    expect(h3).not.toBe(h1);
+    const flows = Array.from({ length: 64 }, (_, i) => udpPacket('198.19.1.5', '198.19.2.2', 1000 + i, 53));
+    a.tun.inject([...flows, ...flows]);
+    // DgramUdp sends from socket hash % JS_ENTROPY_SOCKETS: the sockets the flows land on.
+    const sockets = network.sent.map((d) => d.hash % JS_ENTROPY_SOCKETS);
+    expect(sockets.slice(64)).toEqual(sockets.slice(0, 64));
+    expect(new Set(sockets).size).toBe(JS_ENTROPY_SOCKETS);
   });
 });
