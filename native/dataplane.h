@@ -32,7 +32,6 @@ struct EngineConfig {
   uint32_t vni = 1;
   SelfSubnet self{0, 0};
   uint32_t tun_addr = 0;
-  uint32_t mtu = 1464;
   uint64_t* counters = nullptr;  // tun_fds.size() blocks of kCounterCount, written by the workers
 };
 

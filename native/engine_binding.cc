@@ -87,7 +87,7 @@ EngineHandle* handle_arg(napi_env env, napi_value v) {
   return static_cast<EngineHandle*>(data);
 }
 
-// createEngine({ tunFds, vnetHdr, udpGso, udpGro, bindIp, port, vni, selfBase, selfLen, tunAddr, mtu, counters })
+// createEngine({ tunFds, vnetHdr, udpGso, udpGro, bindIp, port, vni, selfBase, selfLen, tunAddr, counters })
 napi_value js_create_engine(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv, "createEngine(options)") || !typed_arg(env, argv[0], napi_object, "options", "an object")) {
@@ -96,7 +96,7 @@ napi_value js_create_engine(napi_env env, napi_callback_info info) {
   }
   napi_value o = argv[0], fds_v, counters_v;
   EngineConfig cfg;
-  double bind_ip, port, vni, self_base, self_len, tun_addr, mtu;
+  double bind_ip, port, vni, self_base, self_len, tun_addr;
   bool is_array = false;
   uint32_t nfds = 0;
   if (!get_prop(env, o, "tunFds", &fds_v) || napi_is_array(env, fds_v, &is_array) != napi_ok) {
@@ -122,7 +122,7 @@ napi_value js_create_engine(napi_env env, napi_callback_info info) {
       !bool_prop(env, o, "udpGro", &cfg.udp_gro) || !int_prop(env, o, "bindIp", 0, 4294967295.0, &bind_ip) ||
       !int_prop(env, o, "port", 1, 65535, &port) || !int_prop(env, o, "vni", 0, 0xffffff, &vni) ||
       !int_prop(env, o, "selfBase", 0, 4294967295.0, &self_base) || !int_prop(env, o, "selfLen", 0, 32, &self_len) ||
-      !int_prop(env, o, "tunAddr", 0, 4294967295.0, &tun_addr) || !int_prop(env, o, "mtu", 576, 65535, &mtu) ||
+      !int_prop(env, o, "tunAddr", 0, 4294967295.0, &tun_addr) ||
       !get_prop(env, o, "counters", &counters_v) ||
       !typed_array_arg(env, counters_v, napi_biguint64_array, "counters", "BigUint64Array", &counters, &counter_len)) {
     throw_last_napi_error(env);
@@ -137,7 +137,6 @@ napi_value js_create_engine(napi_env env, napi_callback_info info) {
   cfg.vni = uint32_t(vni);
   cfg.self = self_arg(self_base, self_len);
   cfg.tun_addr = uint32_t(tun_addr);
-  cfg.mtu = uint32_t(mtu);
   cfg.counters = static_cast<uint64_t*>(counters);
 
   EngineHandle* h = new (std::nothrow) EngineHandle();

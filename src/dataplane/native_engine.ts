@@ -59,7 +59,6 @@ export class NativeEngine implements Engine {
       selfBase: c.self.base,
       selfLen: c.self.len,
       tunAddr: c.tunAddr,
-      mtu: c.mtu,
       counters: this.counterSlots,
     });
     this.addon.engineSetRoutes(this.handle, this.table.arrays());

@@ -58,7 +58,6 @@ export interface NativeEngineOptions {
   selfBase: number;
   selfLen: number;
   tunAddr: number;
-  mtu: number;
   /** tunFds.length blocks of COUNTER_NAMES.length slots; written by the workers, read by JS. */
   counters: BigUint64Array;
 }
