@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/host/addon.js';
+import { rootSkipReason } from '../harness/privilege.js';
 import { internetChecksum } from '../../src/wire/ipv4_packet.js';
 import {
   icmpEcho,
@@ -651,7 +652,7 @@ function run(cmd: string, args: readonly string[], timeoutMs: number): Promise<{
   });
 }
 
-describe.skipIf(process.getuid?.() !== 0)('kernel accepts coalesced super-packets (needs root: a network namespace and TUN devices)', () => {
+describe.skipIf(rootSkipReason())('kernel accepts coalesced super-packets (needs root: a network namespace and TUN devices)', () => {
   const ns = `wof-${process.pid}-${randomBytes(2).toString('hex')}`;
   let child: ChildProcess | undefined;
 
