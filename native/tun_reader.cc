@@ -135,11 +135,12 @@ bool get_views(TunReader* r, Views* v) {
   return true;
 }
 
-// Calls onBatch(count, err). A JS exception goes to the uncaught-exception
-// path. False if the callback threw or could not run.
-bool deliver(TunReader* r, uint32_t count, int err) {
+// Calls onBatch(count, err, last); `last` says the reader stopped itself
+// after this call (the fd failed). A JS exception goes to the
+// uncaught-exception path. False if the callback threw or could not run.
+bool deliver(TunReader* r, uint32_t count, int err, bool last = false) {
   napi_env env = r->env;
-  napi_value cb, recv, result, argv[2];
+  napi_value cb, recv, result, argv[3];
   if (r->callback == nullptr) return false;
   if (napi_get_reference_value(env, r->callback, &cb) != napi_ok || cb == nullptr) return false;
   // `this` is the reader object (MakeCallback wants an object); it is
@@ -147,7 +148,8 @@ bool deliver(TunReader* r, uint32_t count, int err) {
   if (napi_get_reference_value(env, r->self, &recv) != napi_ok || recv == nullptr) return false;
   if (napi_create_uint32(env, count, &argv[0]) != napi_ok) return false;
   if (napi_create_int32(env, err, &argv[1]) != napi_ok) return false;
-  napi_status status = napi_make_callback(env, r->async_context, recv, cb, 2, argv, &result);
+  if (napi_get_boolean(env, last, &argv[2]) != napi_ok) return false;
+  napi_status status = napi_make_callback(env, r->async_context, recv, cb, 3, argv, &result);
   if (status == napi_pending_exception) {
     napi_value exception;
     if (napi_get_and_clear_last_exception(env, &exception) == napi_ok) napi_fatal_exception(env, exception);
@@ -166,13 +168,13 @@ void on_poll(uv_poll_t* handle, int status, int /*events*/) {
 
   if (status < 0) {
     // libuv already stopped the handle (POLLERR, e.g. the device was deleted).
-    deliver(r, 0, -status);
+    deliver(r, 0, -status, true);
     if (box->owner != nullptr) stop(r);
   } else {
     for (int b = 0; b < kMaxBatchesPerPoll; b++) {
       Views v;
       if (!get_views(r, &v)) {
-        deliver(r, 0, EFAULT);
+        deliver(r, 0, EFAULT, true);
         if (box->owner != nullptr) stop(r);
         break;
       }

@@ -72,7 +72,7 @@ export class JsEngine implements Engine {
   }
 
   healthy(): boolean {
-    return this.started && !this.closed;
+    return this.started && !this.closed && !this.tun.failed;
   }
 
   details(): Record<string, unknown> {

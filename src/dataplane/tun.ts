@@ -14,6 +14,8 @@ export interface TunPort {
   startReading(slotSize: number, batch: number, onBatch: TunBatchHandler): void;
   /** Writes one packet; false when the kernel refused it (the caller counts it). `buf` is not retained. */
   write(buf: Buffer, offset: number, length: number): boolean;
+  /** True once reading stopped on a device error (the device was deleted, say): nothing more will be read. */
+  readonly failed: boolean;
   /** Stops reading and releases the device. Idempotent. */
   close(): void;
 }

@@ -12,11 +12,11 @@ export const TUN_VNET_HDR = 2;
  * Called once per batch: packets 0..count-1 are in the reader's slab at
  * i * slotSize, their lengths in lengths[i]; both are borrowed until the
  * call returns. errno is 0, or the errno of the read error that ended the
- * batch (the count packets before it are valid); count 0 with an errno and
- * the reader stopped itself means the fd failed (e.g. the device is gone).
- * A throw becomes an uncaught exception.
+ * batch (the count packets before it are valid). `last` is true on the
+ * final call after the fd failed (e.g. the device is gone): the reader has
+ * stopped itself. A throw becomes an uncaught exception.
  */
-export type TunReaderCallback = (count: number, errno: number) => void;
+export type TunReaderCallback = (count: number, errno: number, last: boolean) => void;
 
 /** Batch reader over a non-blocking fd, driven by Node's event loop. Does not own the fd. */
 export interface TunReader {

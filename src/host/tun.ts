@@ -50,6 +50,7 @@ const OPEN_HINTS: Readonly<Record<string, string>> = {
 export class KernelTun implements TunDevice {
   private reader: TunReader | undefined;
   private closed = false;
+  failed = false;
 
   private constructor(
     private readonly addon: WeftAddon,
@@ -95,8 +96,9 @@ export class KernelTun implements TunDevice {
     // Allocated once; every batch lands in the same memory.
     const slab = Buffer.alloc(slotSize * batch);
     const lengths = new Uint32Array(batch);
-    const reader = new this.addon.TunReader(this.fd, slab, slotSize, lengths, (count, errno) => {
+    const reader = new this.addon.TunReader(this.fd, slab, slotSize, lengths, (count, errno, last) => {
       if (count > 0) onBatch(slab, lengths, count);
+      if (last) this.failed = true;
       if (errno !== 0 && onError !== undefined) onError(errno, getSystemErrorName(-errno));
     });
     reader.start();

@@ -52,6 +52,26 @@ describe.skipIf(rootSkipReason())('weftd as a service (needs root: network names
     listener.kill();
   }, 60_000);
 
+  it.each(['native', 'js'])('says not ready and withholds the watchdog once its TUN is gone (%s engine)', async (engine) => {
+    const socket = join(dir, `notify-${engine}.sock`);
+    const listener = c.lab.spawn(c.lab.etcdNs, ['python3', '-c', LISTENER, socket]);
+    await listener.waitForLog(/^listening$/, 10_000);
+    const s = await c.startNode(2, 0, ['--engine', engine], { NOTIFY_SOCKET: socket, WATCHDOG_USEC: '400000' });
+    expect((await c.http(2, '/readyz')).code).toBe(200);
+    await c.lab.exec(c.lab.nodeNs(2), ['ip', 'link', 'del', 'weft0']);
+    const deadline = Date.now() + 5000;
+    while ((await c.http(2, '/readyz')).code !== 503 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const ready = await c.http(2, '/readyz');
+    expect(ready.code).toBe(503);
+    expect(ready.body).toContain('the dataplane stopped forwarding');
+    await s.weftd!.waitForLog(/"event":"watchdog_withheld"/, 5000);
+    const keepalives = (listener.log().match(/WATCHDOG=1/g) ?? []).length;
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((listener.log().match(/WATCHDOG=1/g) ?? []).length).toBe(keepalives);
+    expect((await c.stopNode(2, 'SIGTERM')).code).toBe(0);
+    listener.kill();
+  }, 60_000);
+
   it('keeps the lease on SIGTERM, and gives it back with --release-on-exit', async () => {
     const kept = c.nodes.get(1)!.subnet!;
     expect(await lease(kept)).toContain('"nodeName":"node1"');

@@ -14,6 +14,7 @@ export class MemoryTun implements TunPort {
   private slotSize = 0;
   private onBatch: TunBatchHandler | undefined;
   closed = false;
+  failed = false;
 
   startReading(slotSize: number, batch: number, onBatch: TunBatchHandler): void {
     this.slotSize = slotSize;
