@@ -18,9 +18,9 @@
 // a chain WEFT-POSTROUTING jumped to from nat POSTROUTING. Runs at
 // control-plane rate only; every failure names the command.
 
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { WeftError } from '../errors.js';
+import { type CmdResult, CommandMissing, mustRun, runCommand } from './command.js';
 import { type Cidr, formatCidr } from '../net/ipv4.js';
 
 export type MasqBackend = 'nftables' | 'iptables';
@@ -33,7 +33,6 @@ export const NFT_CHAIN = 'postrouting';
 export const IPT_CHAIN = 'WEFT-POSTROUTING';
 const IPT_JUMP_COMMENT = 'weft: ip-masq';
 const MULTICAST = '224.0.0.0/4';
-const CMD_TIMEOUT_MS = 10_000;
 
 interface MasqRule {
   /** Match on the source: in the cluster network, or outside it. */
@@ -97,51 +96,11 @@ export function iptablesRules(network: Cidr, subnet: Cidr): string[][] {
 
 const IPT_JUMP = ['POSTROUTING', '-m', 'comment', '--comment', IPT_JUMP_COMMENT, '-j', IPT_CHAIN];
 
-interface CmdResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-class CommandMissing extends Error {}
-
-/** Runs `file args` (with `input` on stdin), bounded in time; a non-zero exit is returned, not thrown. */
-function exec(file: string, args: readonly string[], input?: string): Promise<CmdResult> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(file, [...args], { timeout: CMD_TIMEOUT_MS }, (err, stdout, stderr) => {
-      if (!err) return resolve({ code: 0, stdout, stderr });
-      const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean };
-      if (e.code === 'ENOENT') return reject(new CommandMissing(`${file}: command not found`));
-      if (typeof e.code === 'number' && !e.killed) return resolve({ code: e.code, stdout, stderr });
-      reject(hostError(file, args, e.killed ? `timed out after ${CMD_TIMEOUT_MS} ms` : e.message));
-    });
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(input ?? '');
-  });
-}
-
-function hostError(file: string, args: readonly string[], why: string, extra: Record<string, unknown> = {}): WeftError {
-  return new WeftError('WEFT_HOST_SETUP', `${[file, ...args].join(' ')}: ${why.trim()}`, { command: [file, ...args], ...extra });
-}
-
-/** Runs a command that must succeed. */
-async function must(file: string, args: readonly string[], input?: string): Promise<string> {
-  let r: CmdResult;
-  try {
-    r = await exec(file, args, input);
-  } catch (err) {
-    if (err instanceof CommandMissing) throw hostError(file, args, err.message);
-    throw err;
-  }
-  if (r.code !== 0) throw hostError(file, args, r.stderr || r.stdout || `exit code ${r.code}`, input === undefined ? {} : { input });
-  return r.stdout;
-}
-
 /** nftables where `nft` is installed, else iptables where it is; neither is an error naming both. */
 export async function detectBackend(): Promise<MasqBackend> {
   for (const [backend, file] of [['nftables', 'nft'], ['iptables', 'iptables']] as const) {
     try {
-      await exec(file, ['--version']);
+      await runCommand(file, ['--version']);
       return backend;
     } catch (err) {
       if (!(err instanceof CommandMissing)) throw err;
@@ -150,8 +109,8 @@ export async function detectBackend(): Promise<MasqBackend> {
   throw new WeftError('WEFT_HOST_SETUP', '--ip-masq needs nft (nftables) or iptables on PATH, and neither was found', { command: ['nft', '--version'] });
 }
 
-const ipt = (args: readonly string[]): Promise<CmdResult> => exec('iptables', ['-w', '5', '-t', 'nat', ...args]);
-const iptMust = (args: readonly string[]): Promise<string> => must('iptables', ['-w', '5', '-t', 'nat', ...args]);
+const ipt = (args: readonly string[]): Promise<CmdResult> => runCommand('iptables', ['-w', '5', '-t', 'nat', ...args]);
+const iptMust = (args: readonly string[]): Promise<string> => mustRun('iptables', ['-w', '5', '-t', 'nat', ...args]);
 
 /**
  * Installs (or replaces) the masquerade rules for `network`, this node being
@@ -161,7 +120,7 @@ const iptMust = (args: readonly string[]): Promise<string> => must('iptables', [
 export async function installMasquerade(network: Cidr, subnet: Cidr, backend?: MasqBackend): Promise<MasqBackend> {
   const b = backend ?? (await detectBackend());
   if (b === 'nftables') {
-    await must('nft', ['-f', '-'], nftInstallScript(network, subnet));
+    await mustRun('nft', ['-f', '-'], nftInstallScript(network, subnet));
     return b;
   }
   // The chain: created when absent, else flushed, then filled.
@@ -175,7 +134,7 @@ export async function installMasquerade(network: Cidr, subnet: Cidr, backend?: M
 /** Removes what installMasquerade put in place with `backend`; no error when it is already gone. */
 export async function removeMasquerade(backend: MasqBackend): Promise<void> {
   if (backend === 'nftables') {
-    await must('nft', ['-f', '-'], nftRemoveScript());
+    await mustRun('nft', ['-f', '-'], nftRemoveScript());
     return;
   }
   // Every jump (a crashed run and a later one may have left more than one), then the chain.

@@ -2,21 +2,12 @@
 // link state, and facts about the underlay interface. Runs at control-plane
 // rate only; every failure names the command and the device.
 
-import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { WeftError } from '../errors.js';
+import { mustRun } from './command.js';
 
-const run = promisify(execFile);
-
-async function ip(args: string[]): Promise<string> {
-  try {
-    const { stdout } = await run('ip', args, { timeout: 10_000 });
-    return stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new WeftError('WEFT_HOST_SETUP', `ip ${args.join(' ')}: ${(e.stderr ?? e.message).trim()}`, { command: ['ip', ...args] });
-  }
+function ip(args: string[]): Promise<string> {
+  return mustRun('ip', args);
 }
 
 /**

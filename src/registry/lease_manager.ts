@@ -36,12 +36,12 @@ export class LeaseManager {
   /**
    * Leases a subnet: the one this node name already holds (rewritten with a
    * fresh etcd lease), else the one recorded locally if free, else a random
-   * free one; `prefer` overrides the local record (re-acquiring after a loss).
+   * free one (re-acquiring a lost subnet is reclaim's job).
    * Each write is a transaction that fails if the key changed, and is retried.
    */
-  async acquire(prefer?: Cidr): Promise<LeaseRecord> {
+  async acquire(): Promise<LeaseRecord> {
     const { registry, config, value, ttlS } = this.o;
-    const preferred = prefer ?? (await this.readLastSubnet());
+    const preferred = await this.readLastSubnet();
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const listing = await registry.listLeases();
       const mine = listing.records

@@ -1,0 +1,49 @@
+// Running the host's configuration commands (ip, nft, iptables): bounded in
+// time, at control-plane rate only, every failure a WEFT_HOST_SETUP error
+// that names the command line.
+
+import { execFile } from 'node:child_process';
+import { WeftError } from '../errors.js';
+
+const CMD_TIMEOUT_MS = 10_000;
+
+export interface CmdResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The command is not installed (ENOENT), told apart so callers can fall back. */
+export class CommandMissing extends Error {}
+
+/** Runs `file args` (with `input` on stdin); a non-zero exit is returned, not thrown. */
+export function runCommand(file: string, args: readonly string[], input?: string): Promise<CmdResult> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(file, [...args], { timeout: CMD_TIMEOUT_MS }, (err, stdout, stderr) => {
+      if (!err) return resolve({ code: 0, stdout, stderr });
+      const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean };
+      if (e.code === 'ENOENT') return reject(new CommandMissing(`${file}: command not found`));
+      if (typeof e.code === 'number' && !e.killed) return resolve({ code: e.code, stdout, stderr });
+      reject(hostError(file, args, e.killed ? `timed out after ${CMD_TIMEOUT_MS} ms` : e.message));
+    });
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(input ?? '');
+  });
+}
+
+function hostError(file: string, args: readonly string[], why: string, extra: Record<string, unknown> = {}): WeftError {
+  return new WeftError('WEFT_HOST_SETUP', `${[file, ...args].join(' ')}: ${why.trim()}`, { command: [file, ...args], ...extra });
+}
+
+/** Runs a command that must succeed; its stdout. */
+export async function mustRun(file: string, args: readonly string[], input?: string): Promise<string> {
+  let r: CmdResult;
+  try {
+    r = await runCommand(file, args, input);
+  } catch (err) {
+    if (err instanceof CommandMissing) throw hostError(file, args, err.message);
+    throw err;
+  }
+  if (r.code !== 0) throw hostError(file, args, r.stderr || r.stdout || `exit code ${r.code}`, input === undefined ? {} : { input });
+  return r.stdout;
+}
