@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // weftctl: operator commands against etcd: init the network config, show it, list the leases.
 
-import { DEFAULT_NETWORK, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
+import { DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
+import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni } from '../cni/install.js';
+import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
 import { configKey } from '../registry/keys.js';
@@ -10,6 +12,7 @@ import { validateNetworkConfig } from '../registry/schema.js';
 import { VERSION } from '../version.js';
 import { ETCD_FLAGS, type FlagSpec, type FlagValues, etcdConnection, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { runMain } from './main.js';
+import { resolve } from 'node:path';
 import { fetchStatusText, formatDuration, formatStatus, parseStatus } from './weftctl_status.js';
 import { DEFAULT_METRICS_ADDR, parseListenAddr } from '../observe/http_server.js';
 
@@ -22,6 +25,13 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'force', type: 'boolean', help: 'init: replace a different existing config', env: false },
   { name: 'json', type: 'boolean', help: 'leases, status: print JSON instead of a table', env: false },
   { name: 'metrics-addr', type: 'string', help: 'status: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
+  { name: 'bin-dir', type: 'string', help: 'cni install: where runtimes find CNI plugins', default: DEFAULT_CNI_BIN_DIR, env: false },
+  { name: 'conf-dir', type: 'string', help: 'cni install: where runtimes read *.conflist', default: DEFAULT_CNI_CONF_DIR, env: false },
+  { name: 'network-name', type: 'string', help: 'cni install: the CNI network name (podman --network NAME)', default: DEFAULT_CNI_NETWORK, env: false },
+  { name: 'bridge', type: 'string', help: 'cni install: the bridge pods attach to', default: DEFAULT_BRIDGE, env: false },
+  { name: 'subnet-file', type: 'string', help: 'cni install: the subnet file weftd writes', default: DEFAULT_SUBNET_FILE },
+  { name: 'data-dir', type: 'string', help: 'cni install: the plugin\'s per-attachment state', default: DEFAULT_CNI_DATA_DIR, env: false },
+  { name: 'ipam-dir', type: 'string', help: 'cni install: host-local\'s reservations', default: DEFAULT_IPAM_DIR, env: false },
   { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
   { name: 'version', type: 'boolean', help: 'print the version and exit', env: false },
 ];
@@ -34,7 +44,10 @@ Commands:
   config         print the network config
   leases         list the subnet leases: subnet, node, public IP, expires in
   status [--json] [--metrics-addr HOST:PORT]
-                 ask the local weftd: node, subnet, lease, engine, readiness, peers, counters`;
+                 ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
+  cni install [--bin-dir D] [--conf-dir D] [--network-name N] [--bridge B]
+              [--subnet-file F] [--data-dir D] [--ipam-dir D]
+                 install the weft CNI plugin and its conflist (weft, then portmap)`;
 
 function registryFrom(values: FlagValues): EtcdRegistry {
   return new EtcdRegistry(etcdConnection(values));
@@ -75,6 +88,21 @@ async function leases(reg: EtcdRegistry, json: boolean): Promise<void> {
   for (const bad of listing.invalid) process.stderr.write(`weftctl: invalid lease: ${bad.error.message}\n`);
 }
 
+/** Writes the plugin and its conflist; touches neither etcd nor weftd. */
+function cniInstall(values: FlagValues): void {
+  const flag = (name: string, fallback: string): string => stringFlag(values, name) ?? fallback;
+  const done = installCni({
+    binDir: resolve(flag('bin-dir', DEFAULT_CNI_BIN_DIR)),
+    confDir: resolve(flag('conf-dir', DEFAULT_CNI_CONF_DIR)),
+    networkName: flag('network-name', DEFAULT_CNI_NETWORK),
+    bridge: flag('bridge', DEFAULT_BRIDGE),
+    subnetFile: flag('subnet-file', DEFAULT_SUBNET_FILE),
+    dataDir: flag('data-dir', DEFAULT_CNI_DATA_DIR),
+    ipamDir: flag('ipam-dir', DEFAULT_IPAM_DIR),
+  });
+  for (const f of done) process.stdout.write(`${f.path}: ${f.written ? 'written' : 'unchanged'}\n`);
+}
+
 /** Asks the local weftd (not etcd) over its HTTP endpoint. */
 async function status(values: FlagValues): Promise<void> {
   const addr = parseListenAddr(stringFlag(values, 'metrics-addr') ?? DEFAULT_METRICS_ADDR, (why) => new WeftError('WEFT_BAD_FLAG', `--metrics-addr: ${why}`, { flag: 'metrics-addr' }));
@@ -96,8 +124,12 @@ runMain('weftctl', async () => {
     if (command === undefined && !values.help) process.exitCode = 2;
     return;
   }
+  if (command === 'cni') {
+    if (extra[0] !== 'install' || extra.length > 1) throw new WeftError('WEFT_BAD_FLAG', `cni: expected "cni install", got "cni ${extra.join(' ')}"`, { flag: extra[0] ?? 'cni' });
+    return cniInstall(values);
+  }
   if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
-  if (!['init', 'config', 'leases', 'status'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases, status)`, { flag: command });
+  if (!['init', 'config', 'leases', 'status'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases, status, cni install)`, { flag: command });
   if (command === 'status') return status(values);
   const reg = registryFrom(values);
   try {

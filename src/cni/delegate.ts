@@ -1,0 +1,94 @@
+// The delegates weft hands the pod's interface to, as flannel's plugin does:
+// the bridge config rendered from the node's subnet file (a pure function),
+// and running a plugin found on CNI_PATH with the spec's environment.
+
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants as fsConstants } from 'node:fs';
+import { join } from 'node:path';
+import { formatCidr, formatIp } from '../net/ipv4.js';
+import type { SubnetEnv } from '../host/subnet_env.js';
+import type { WeftNetConf } from './netconf.js';
+import { type CniCommand, CniCode, CniError } from './spec.js';
+
+/** Debian's bridge (containernetworking-plugins 1.1.1) speaks up to 1.0.0; 1.1.0 results have the same shape. */
+const DELEGATE_MAX_VERSION = '1.0.0';
+const DELEGATE_TIMEOUT_MS = 60_000;
+
+export type DelegateConfig = Record<string, unknown>;
+
+/**
+ * The bridge + host-local config for one node subnet: bridge `conf.bridge`
+ * with the subnet's first address as gateway and the pods' default route,
+ * the node's MTU, hairpin on, no masquerade (pods reach each other with
+ * their own addresses), reservations under conf.ipamDir. `forceAddress`
+ * lets bridge replace an address left from an earlier subnet.
+ */
+export function bridgeConfig(conf: WeftNetConf, env: SubnetEnv, forceAddress: boolean): DelegateConfig {
+  return {
+    cniVersion: conf.cniVersion === '1.1.0' ? DELEGATE_MAX_VERSION : conf.cniVersion,
+    name: conf.name,
+    type: 'bridge',
+    bridge: conf.bridge,
+    isGateway: true,
+    isDefaultGateway: true,
+    forceAddress,
+    ipMasq: false,
+    hairpinMode: true,
+    mtu: env.mtu,
+    ipam: {
+      type: 'host-local',
+      dataDir: conf.ipamDir,
+      ranges: [[{ subnet: formatCidr(env.subnet), gateway: formatIp(env.subnet.base + 1) }]],
+      routes: [{ dst: formatCidr(env.network) }],
+    },
+  };
+}
+
+/** The first executable named `type` in the CNI_PATH directories. */
+export function findPlugin(type: string, path: readonly string[]): string {
+  for (const dir of path) {
+    const file = join(dir, type);
+    try {
+      accessSync(file, fsConstants.X_OK);
+      return file;
+    } catch {
+      // not in this directory
+    }
+  }
+  throw new CniError(CniCode.BadEnvironment, `delegate plugin "${type}" not found on CNI_PATH (${path.join(':') || 'empty'}); install containernetworking-plugins`);
+}
+
+/**
+ * Runs `config.type` with `command` and the runtime's own CNI_* variables,
+ * the config on stdin, its stderr passed through. Returns its result (or
+ * undefined for an empty stdout); its failure is thrown with its own code
+ * and a message prefixed by its name.
+ */
+export function runDelegate(command: CniCommand, config: DelegateConfig, path: readonly string[], env: NodeJS.ProcessEnv): Record<string, unknown> | undefined {
+  const type = String(config.type);
+  const file = findPlugin(type, path);
+  const r = spawnSync(file, [], {
+    input: JSON.stringify(config),
+    env: { ...env, CNI_COMMAND: command },
+    stdio: ['pipe', 'pipe', 'inherit'],
+    timeout: DELEGATE_TIMEOUT_MS,
+    killSignal: 'SIGKILL',
+    maxBuffer: 4 << 20,
+  });
+  if (r.error) throw new CniError(CniCode.DelegateFailed, `${type} ${command}: ${r.error.message}`);
+  const out = r.stdout.toString('utf8').trim();
+  let parsed: Record<string, unknown> | undefined;
+  try {
+    parsed = out === '' ? undefined : (JSON.parse(out) as Record<string, unknown>);
+  } catch {
+    parsed = undefined;
+  }
+  if (r.status === 0) {
+    if (out !== '' && parsed === undefined) throw new CniError(CniCode.DelegateFailed, `${type} ${command}: printed a result that is not JSON: ${out.slice(0, 200)}`);
+    return parsed;
+  }
+  if (parsed && typeof parsed.code === 'number' && typeof parsed.msg === 'string') {
+    throw new CniError(parsed.code, `${type}: ${parsed.msg}`, typeof parsed.details === 'string' ? parsed.details : '');
+  }
+  throw new CniError(CniCode.DelegateFailed, `${type} ${command} exited with ${r.status ?? r.signal}${out ? `: ${out.slice(0, 200)}` : ''}`);
+}
