@@ -1,7 +1,7 @@
 // outside (UDP -> TUN): the per-datagram checks, same checks, order and
 // counters as src/dataplane/outside.ts:
 //   header (length, flags, VNI, next protocol) -> outer sender is a node
-//   -> inner IPv4 well formed -> inner source in that node's subnet
+//   -> inner IPv4 well formed -> inner source in that node's subnet (or the node itself)
 //   -> inner destination in ours -> TTL not expired -> deliver
 #ifndef WEFT_OUTSIDE_H_
 #define WEFT_OUTSIDE_H_

@@ -32,7 +32,10 @@ struct RouteTable {
     return slots[(ip - net_base) >> shift];
   }
   bool known_sender(uint32_t ip) const;
+  // An address in a subnet the sender leases, or the sender's own underlay
+  // address (as RouteTable.senderOwns in TypeScript).
   bool sender_owns(uint32_t outer, uint32_t inner) const {
+    if (inner == outer) return true;
     const int32_t i = lookup(inner);
     return i != kNoPeer && peer_ip[size_t(i)] == outer;
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what weft's demo, tests and benchmarks need on a Debian machine,
 # as root: Debian packages (etcd, iproute2, iperf3, ping, ethtool, tcpdump, nftables,
-# iptables, a C++ toolchain)
+# iptables, a C++ toolchain; podman, runc, containernetworking-plugins and
+# busybox-static for the CNI plugin's runtime tests and the demo's containers)
 # and the npm packages, which also builds the native addon and weftd.
 # Idempotent: installs only what is missing.
 set -euo pipefail
@@ -13,8 +14,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 need=()
-for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux ethtool:ethtool tcpdump:tcpdump systemd-analyze:systemd nft:nftables iptables:iptables; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux ethtool:ethtool tcpdump:tcpdump systemd-analyze:systemd nft:nftables iptables:iptables \
+  podman:podman runc:runc nsenter:util-linux /usr/lib/cni/bridge:containernetworking-plugins /bin/busybox:busybox-static; do
+  what=${pair%%:*}
+  case $what in
+    /*) [ -x "$what" ] || need+=("${pair#*:}") ;;
+    *) command -v "$what" >/dev/null 2>&1 || need+=("${pair#*:}") ;;
+  esac
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"

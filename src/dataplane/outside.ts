@@ -2,7 +2,7 @@
 // specification every engine follows (same checks, same order, same counters).
 //
 //   header (length, flags, VNI, next protocol) -> outer sender is a node
-//   -> inner IPv4 well formed -> inner source inside that node's subnet
+//   -> inner IPv4 well formed -> inner source inside that node's subnet (or the node itself)
 //   -> inner destination inside ours -> TTL not expired -> deliver
 
 import { GPE_NEXT_PROTO_IPV4, VXLAN_GPE_HEADER_LEN } from '../constants.js';

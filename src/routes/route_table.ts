@@ -117,8 +117,13 @@ export class RouteTable {
     return this.byIp.has(outerSrc);
   }
 
-  /** True when `innerSrc` lies in a subnet leased by the node at `outerSrc`. */
+  /**
+   * True when `innerSrc` may come from the node at `outerSrc`: an address in
+   * a subnet it leases, or its own underlay address (a node answering a pod
+   * that reached it, or its hostPort, replies from that address).
+   */
   senderOwns(outerSrc: number, innerSrc: number): boolean {
+    if (innerSrc === outerSrc) return true;
     const i = this.lookup(innerSrc);
     return i !== NO_PEER && this.peerIp[i] === outerSrc;
   }

@@ -37,6 +37,9 @@ describe('route table', () => {
     expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('198.19.2.77'))).toBe(true);
     expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('198.19.3.77'))).toBe(false);
     expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('10.0.0.1'))).toBe(false);
+    // A node's own underlay address, but only from that node.
+    expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('198.18.0.2'))).toBe(true);
+    expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('198.18.0.3'))).toBe(false);
   });
 
   it('refuses inconsistent tables with the culprit named', () => {
