@@ -63,7 +63,8 @@ export function parseSubnetEnv(text: string, path: string): SubnetEnv {
   };
   const network = cidr('FLANNEL_NETWORK', false);
   const subnet = cidr('FLANNEL_SUBNET', true);
-  if (subnet.len < network.len || subnet.len > 30 || ((subnet.base & maskOf(network.len)) >>> 0) !== network.base) {
+  if (subnet.len > 30) throw bad('FLANNEL_SUBNET', `/${subnet.len} leaves no address for pods (at most /30)`);
+  if (subnet.len < network.len || ((subnet.base & maskOf(network.len)) >>> 0) !== network.base) {
     throw bad('FLANNEL_SUBNET', `${formatCidr(subnet)} is not a subnet of FLANNEL_NETWORK ${formatCidr(network)}`);
   }
   const mtuText = get('FLANNEL_MTU');
