@@ -20,7 +20,9 @@ export type DelegateConfig = Record<string, unknown>;
  * The bridge + host-local config for one node subnet: bridge `conf.bridge`
  * with the subnet's first address as gateway and the pods' default route,
  * the node's MTU, hairpin on, no masquerade (pods reach each other with
- * their own addresses), reservations under conf.ipamDir. `forceAddress`
+ * their own addresses), reservations under conf.ipamDir. No route for the
+ * cluster network beside the default one: bridge's CHECK would want it
+ * gatewayless, and the default route already covers it. `forceAddress`
  * lets bridge replace an address left from an earlier subnet.
  */
 export function bridgeConfig(conf: WeftNetConf, env: SubnetEnv, forceAddress: boolean): DelegateConfig {
@@ -39,7 +41,6 @@ export function bridgeConfig(conf: WeftNetConf, env: SubnetEnv, forceAddress: bo
       type: 'host-local',
       dataDir: conf.ipamDir,
       ranges: [[{ subnet: formatCidr(env.subnet), gateway: formatIp(env.subnet.base + 1) }]],
-      routes: [{ dst: formatCidr(env.network) }],
     },
   };
 }

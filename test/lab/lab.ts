@@ -11,7 +11,8 @@
 // Nothing is added to the root namespace. All commands are bounded in time,
 // every process is tracked by PID and stopped by PID, and destroy() (or, for
 // an aborted run, the exit/SIGINT/SIGTERM handlers) deletes every namespace
-// the run created. stopEtcd() and startEtcd({ wipe }) take etcd down and
+// the run created; cleanup registered with addTeardown() (podman.ts) runs
+// before anything else. stopEtcd() and startEtcd({ wipe }) take etcd down and
 // bring it back (same address; its old data, or none) for fault tests. Set
 // WEFT_LAB_KEEP=1 to keep the run directory (logs, etcd data);
 // WEFT_LAB_DEBUG=1 echoes the lab's own log to stderr.
@@ -57,6 +58,14 @@ export interface LabExecOptions {
   /** Return non-zero exit codes instead of throwing (a timeout still throws). */
   allowFail?: boolean;
   env?: Record<string, string>;
+}
+
+/** Cleanup the lab runs before it stops any process or deletes any namespace (see Lab.addTeardown). */
+export interface TeardownHook {
+  /** Awaited by destroy(); a rejection is reported by destroy() after the rest of the teardown. */
+  destroy(): Promise<void>;
+  /** Called by the exit/signal handlers; synchronous, must not throw. */
+  destroySync(): void;
 }
 
 export const UNDERLAY_PREFIX_LEN = 24;
@@ -159,6 +168,7 @@ export class Lab {
 
   private readonly namespaces: string[] = [];
   private readonly procs = new Set<LabProcessImpl>();
+  private readonly teardownHooks: TeardownHook[] = [];
   private readonly podIps = new Map<string, string>();
   private readonly nodePods = new Map<number, { subnet: PodSubnet; count: number }>();
   private nodes = 0;
@@ -437,6 +447,16 @@ export class Lab {
 
   // ---- teardown ------------------------------------------------------------
 
+  /**
+   * Registers cleanup that needs the lab still whole: e.g. podman containers,
+   * whose veth peers and CNI DEL live in a node namespace. Hooks run last
+   * registered first, before processes are stopped and namespaces deleted.
+   */
+  addTeardown(hook: TeardownHook): void {
+    this.checkAlive();
+    this.teardownHooks.push(hook);
+  }
+
   /** Idempotent. Stops tracked processes (SIGTERM, 3 s, SIGKILL), deletes the namespaces, removes dir unless WEFT_LAB_KEEP=1. */
   destroy(): Promise<void> {
     this.destroying ??= this.doDestroy();
@@ -446,6 +466,14 @@ export class Lab {
   private async doDestroy(): Promise<void> {
     const errors: string[] = [];
     const t0 = Date.now();
+
+    for (const h of [...this.teardownHooks].reverse()) {
+      try {
+        await h.destroy();
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
 
     const alive = [...this.procs].filter((p) => !p.hasExited);
     // SIGCONT after SIGTERM: a process a test left stopped (SIGSTOP) handles its TERM too.
@@ -501,6 +529,13 @@ export class Lab {
     if (!liveLabs.has(this)) return;
     liveLabs.delete(this);
     this.destroying ??= Promise.resolve();
+    for (const h of [...this.teardownHooks].reverse()) {
+      try {
+        h.destroySync();
+      } catch {
+        // best effort
+      }
+    }
     try {
       const alive = [...this.procs].filter((p) => !p.hasExited && pidAlive(p.pid));
       for (const p of alive) {

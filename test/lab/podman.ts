@@ -11,16 +11,17 @@
 //     `podman ... --all` only ever sees this instance's containers;
 //   - containers run `--read-only` on one shared busybox rootfs per lab run
 //     (a per-container tmpfs on /tmp and /run), with no image or registry;
-//   - destroy() (and, if the process dies, an exit/signal handler that runs
-//     BEFORE the lab's) removes the containers while the node namespace still
-//     exists, then the network's /var/lib/cni/results files, then its dir.
-//     Call podman.destroy() before lab.destroy().
+//   - destroy() removes the containers while the node namespace (and the
+//     lab's processes, which a CNI DEL may need) still exist, then the
+//     network's /var/lib/cni/results files, then its dir. It is a lab teardown
+//     hook: lab.destroy() and the lab's exit/signal handlers run it (or its
+//     synchronous twin) before they stop processes or delete namespaces.
 
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, copyFile, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, runSync, type ExecResult } from './exec.js';
-import type { Lab } from './lab.js';
+import type { Lab, TeardownHook } from './lab.js';
 import { pidAlive } from './netns.js';
 
 export interface PodmanOptions {
@@ -107,39 +108,8 @@ async function buildRootfs(dir: string): Promise<string> {
   return dir;
 }
 
-// ---------------------------------------------------------------------------
-// Emergency cleanup. prependListener: these run before the lab's own handlers,
-// i.e. while the node namespaces still exist.
-
-const livePodmans = new Set<Podman>();
-let handlersInstalled = false;
-
-function onExit(): void {
-  for (const p of [...livePodmans]) p.destroySync();
-}
-function onSignal(signal: NodeJS.Signals): void {
-  onExit();
-  removeHandlers();
-  // The lab's handler (if still installed) runs next in this same emit and re-raises.
-  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-}
-const onSigint = (): void => onSignal('SIGINT');
-const onSigterm = (): void => onSignal('SIGTERM');
-
-function installHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.prependListener('exit', onExit);
-  process.prependListener('SIGINT', onSigint);
-  process.prependListener('SIGTERM', onSigterm);
-}
-function removeHandlers(): void {
-  if (!handlersInstalled) return;
-  handlersInstalled = false;
-  process.off('exit', onExit);
-  process.off('SIGINT', onSigint);
-  process.off('SIGTERM', onSigterm);
-}
+/** Dirs of the live instances: one Podman per lab node. */
+const liveDirs = new Set<string>();
 
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -147,7 +117,7 @@ function escapeRe(s: string): string {
 
 // ---------------------------------------------------------------------------
 
-export class Podman {
+export class Podman implements TeardownHook {
   /** `<lab.dir>/n<i>/podman`: containers.conf, storage/, run/, tmp/. */
   readonly dir: string;
   readonly ns: string;
@@ -177,7 +147,7 @@ export class Podman {
     if (!NAME_RE.test(opts.network)) throw new Error(`podman: bad network name ${JSON.stringify(opts.network)}`);
     lab.nodeNs(node); // throws for a node the lab does not have
     const p = new Podman(lab, node, opts, await busyboxRootfs(lab));
-    if ([...livePodmans].some((o) => o.dir === p.dir)) throw new Error(`podman: node ${node} of lab ${lab.prefix} already has a Podman`);
+    if (liveDirs.has(p.dir)) throw new Error(`podman: node ${node} of lab ${lab.prefix} already has a Podman`);
     await mkdir(p.dir, { recursive: true });
     const q = (v: string): string => JSON.stringify(v); // JSON strings are TOML basic strings
     await writeFile(
@@ -199,8 +169,8 @@ export class Podman {
         '',
       ].join('\n'),
     );
-    livePodmans.add(p);
-    installHandlers();
+    liveDirs.add(p.dir);
+    lab.addTeardown(p);
     return p;
   }
 
@@ -331,16 +301,15 @@ export class Podman {
     } catch (e) {
       errors.push(`rm -rf ${this.dir}: ${(e as Error).message}`);
     }
-    livePodmans.delete(this);
-    if (livePodmans.size === 0) removeHandlers();
+    liveDirs.delete(this.dir);
     if (errors.length) throw new Error(`podman on ${this.ns}: destroy: ${errors.join('; ')}`);
   }
 
-  /** @internal Synchronous best-effort cleanup for exit/signal handlers. Never throws. */
+  /** @internal Synchronous best-effort destroy() for the lab's exit/signal handlers. Never throws. */
   destroySync(): void {
-    if (!livePodmans.has(this)) return;
-    livePodmans.delete(this);
-    this.destroying ??= Promise.resolve();
+    if (this.destroying) return;
+    this.destroying = Promise.resolve();
+    liveDirs.delete(this.dir);
     try {
       if (existsSync(`/run/netns/${this.ns}`)) {
         runSync(

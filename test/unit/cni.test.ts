@@ -105,7 +105,7 @@ describe('delegate config', () => {
       ipMasq: false,
       hairpinMode: true,
       mtu: 1400,
-      ipam: { type: 'host-local', dataDir: '/x/ipam', ranges: [[{ subnet: '198.19.4.0/24', gateway: '198.19.4.1' }]], routes: [{ dst: '198.19.0.0/16' }] },
+      ipam: { type: 'host-local', dataDir: '/x/ipam', ranges: [[{ subnet: '198.19.4.0/24', gateway: '198.19.4.1' }]] },
     });
   });
 });
