@@ -95,6 +95,8 @@ describe.skipIf(skip)(`CNI plugin executed in a namespace${skip ? ` (skipped: ${
       expect(reservations(), lose).toEqual([]);
       expect(states(), lose).toEqual([]);
       subnetFile(4);
+      // The runtime deletes the pod's netns after DEL, and the veth pair with it.
+      if (lose !== 'netns') await deleteNamespace(p.netns!.split('/').pop()!);
     }
     expect(await veths()).toBe('');
   });

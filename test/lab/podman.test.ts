@@ -70,13 +70,8 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     pm = await Podman.create(lab, 1, { network, confDir, pluginDirs: ['/usr/lib/cni'] });
   }, 60_000);
 
-  afterAll(async () => {
-    try {
-      await pm?.destroy();
-    } finally {
-      await lab?.destroy();
-    }
-  }, 60_000);
+  // The Podman is a lab teardown hook: lab.destroy() removes its containers first.
+  afterAll(() => lab?.destroy(), 60_000);
 
   it('gives each container its own address from host-local', async () => {
     const a = await start('a', ['sleep', '600']);

@@ -2,7 +2,8 @@
 // node's podman config and container store, the containers it starts, their
 // CNI result-cache files, and the lab run's shared busybox root filesystem.
 //
-// Settings are those /work/shared/CNI.md found to work on this machine. Every
+// The settings are the ones podman 4.3.1 needs on this Debian machine (runc,
+// not crun; cgroupfs; file events; explicit rlimits; vfs storage). Every
 // podman call is `nsenter --net=/run/netns/<node> podman <global flags> ...`
 // (never `ip netns exec`: its private mount namespace hides the container
 // netns podman mounts under /run/netns from the next call), bounded in time.
@@ -307,9 +308,9 @@ export class Podman implements TeardownHook {
 
   /** @internal Synchronous best-effort destroy() for the lab's exit/signal handlers. Never throws. */
   destroySync(): void {
-    if (this.destroying) return;
-    this.destroying = Promise.resolve();
+    if (!liveDirs.has(this.dir)) return; // done
     liveDirs.delete(this.dir);
+    this.destroying ??= Promise.resolve();
     try {
       if (existsSync(`/run/netns/${this.ns}`)) {
         runSync(
