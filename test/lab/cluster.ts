@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, type LabProcess } from './lab.js';
+import { Podman } from './podman.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const WEFTD = join(ROOT, 'dist/cli/weftd.js');
@@ -49,8 +50,18 @@ function metricsAddrOf(flags: readonly string[], fromEnv: string | undefined): s
 /** Fetches a URL with Node's http (no curl needed) and prints {code, body} as JSON. */
 const HTTP_GET_SCRIPT = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(JSON.stringify({ code: r.statusCode, body: b }))); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
 
+/** Where `weftctl cni install` put node i's plugin, conflist and state. */
+export interface NodeCni {
+  readonly network: string;
+  readonly binDir: string;
+  readonly confDir: string;
+  readonly dataDir: string;
+  readonly ipamDir: string;
+}
+
 export class WeftCluster {
   readonly nodes = new Map<number, NodeState>();
+  private readonly podmans = new Map<number, Podman>();
 
   private constructor(
     readonly lab: Lab,
@@ -111,6 +122,35 @@ export class WeftCluster {
     return state;
   }
 
+  /** Node i's CNI dirs; the network name is the run's own (podman's result cache in /var/lib/cni is shared). */
+  cniOf(i: number): NodeCni {
+    const d = join(this.nodeDir(i), 'cni');
+    return { network: `weft-${this.lab.prefix}`, binDir: join(d, 'bin'), confDir: join(d, 'net.d'), dataDir: join(d, 'state'), ipamDir: join(d, 'ipam') };
+  }
+
+  /**
+   * A podman on node i whose containers get their network from weft's
+   * plugin, installed by `weftctl cni install` as an operator would (once per
+   * node; the same Podman after that).
+   */
+  async podman(i: number): Promise<Podman> {
+    const known = this.podmans.get(i);
+    if (known) return known;
+    const cni = this.cniOf(i);
+    await this.lab.exec(this.lab.nodeNs(i), [
+      process.execPath, WEFTCTL, 'cni', 'install',
+      '--bin-dir', cni.binDir,
+      '--conf-dir', cni.confDir,
+      '--network-name', cni.network,
+      '--subnet-file', join(this.nodeDir(i), 'subnet.env'),
+      '--data-dir', cni.dataDir,
+      '--ipam-dir', cni.ipamDir,
+    ]);
+    const p = await Podman.create(this.lab, i, { network: cni.network, confDir: cni.confDir, pluginDirs: [cni.binDir, '/usr/lib/cni'] });
+    this.podmans.set(i, p);
+    return p;
+  }
+
   engineOf(i: number): string {
     const e = this.opts.engine ?? 'native';
     return typeof e === 'function' ? e(i) : e;
@@ -139,7 +179,12 @@ export class WeftCluster {
   async http(i: number, path: string): Promise<{ code: number; body: string }> {
     const addr = this.nodes.get(i)?.metricsAddr;
     if (!addr) throw new Error(`node ${i}: weftd serves no HTTP (--metrics-addr off)`);
-    const r = await this.lab.exec(this.lab.nodeNs(i), [process.execPath, '-e', HTTP_GET_SCRIPT, `http://${addr}${path}`]);
+    return this.httpGet(i, `http://${addr}${path}`);
+  }
+
+  /** GET any `url` from node i's namespace (Node's http: the host's busybox wget is static and crashes here). */
+  async httpGet(i: number, url: string): Promise<{ code: number; body: string }> {
+    const r = await this.lab.exec(this.lab.nodeNs(i), [process.execPath, '-e', HTTP_GET_SCRIPT, url]);
     return JSON.parse(r.stdout) as { code: number; body: string };
   }
 

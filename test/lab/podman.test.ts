@@ -14,6 +14,27 @@ const SUBNET_RE = /^198\.19\.7\.\d+$/;
 /** Fetches a URL with Node's http (no proxy variables honoured) and prints the body. */
 const HTTP_GET = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => { process.stdout.write(b); process.exit(r.statusCode === 200 ? 0 : 2); }); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
 
+/** Debian's bridge (cni0, gateway, default route, no masquerade, hairpin, MTU 1464) with host-local, then portmap. */
+function conflist(name: string, subnet: string, dataDir: string): string {
+  return JSON.stringify({
+    cniVersion: '1.0.0',
+    name,
+    plugins: [
+      {
+        type: 'bridge',
+        bridge: 'cni0',
+        isGateway: true,
+        isDefaultGateway: true,
+        ipMasq: false,
+        hairpinMode: true,
+        mtu: 1464,
+        ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir },
+      },
+      { type: 'portmap', capabilities: { portMappings: true } },
+    ],
+  });
+}
+
 function mountsUnder(dir: string): string[] {
   return readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
@@ -47,26 +68,7 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     const confDir = join(lab.dir, 'n1', 'cni');
     ipamDir = join(lab.dir, 'n1', 'ipam');
     await mkdir(confDir, { recursive: true });
-    await writeFile(
-      join(confDir, `${network}.conflist`),
-      JSON.stringify({
-        cniVersion: '1.0.0',
-        name: network,
-        plugins: [
-          {
-            type: 'bridge',
-            bridge: 'cni0',
-            isGateway: true,
-            isDefaultGateway: true,
-            ipMasq: false,
-            hairpinMode: true,
-            mtu: 1464,
-            ipam: { type: 'host-local', ranges: [[{ subnet: '198.19.7.0/24' }]], dataDir: ipamDir },
-          },
-          { type: 'portmap', capabilities: { portMappings: true } },
-        ],
-      }),
-    );
+    await writeFile(join(confDir, `${network}.conflist`), conflist(network, '198.19.7.0/24', ipamDir));
     pm = await Podman.create(lab, 1, { network, confDir, pluginDirs: ['/usr/lib/cni'] });
   }, 60_000);
 
@@ -97,12 +99,7 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     // podman 4.3's default capabilities include NET_RAW: busybox ping needs no --cap-add.
     const r = await pm!.exec('a', ['ping', '-c', '2', '-W', '1', '-w', '5', bIp], { allowFail: true, timeoutMs: 10_000 });
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    // The host has no ping(8); busybox's serves.
-    const n = await lab!.exec(lab!.nodeNs(1), ['/bin/busybox', 'ping', '-c', '2', '-W', '1', '-w', '5', started.get('a')!.ip], {
-      allowFail: true,
-      timeoutMs: 10_000,
-    });
-    expect(n.code, n.stdout + n.stderr).toBe(0);
+    expect(await lab!.ping(lab!.nodeNs(1), started.get('a')!.ip)).toBe(true);
   }, 60_000);
 
   it('publishes a port through portmap', async () => {
@@ -158,15 +155,35 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     started.clear();
   }, 60_000);
 
-  it('destroy() removes running containers and all their state', async () => {
-    const c = await start('last', ['sleep', '600']);
-    expect(cniResultFiles(network).length).toBe(1);
+  it("destroy() leaves another node's containers on the same network; lab.destroy() removes the rest first", async () => {
+    // Node 2: same network name, its own subnet, host-local dataDir and store.
+    const confDir2 = join(lab!.dir, 'n2', 'cni');
+    await mkdir(confDir2, { recursive: true });
+    await writeFile(join(confDir2, `${network}.conflist`), conflist(network, '198.19.8.0/24', join(lab!.dir, 'n2', 'ipam')));
+    const pm2 = await Podman.create(lab!, 2, { network, confDir: confDir2, pluginDirs: ['/usr/lib/cni'] });
+    const mine = await start('last', ['sleep', '600']);
+    await pm2.run('other', ['sleep', '600']);
+    const other = await pm2.inspect('other');
+    expect(other.ip).toMatch(/^198\.19\.8\.\d+$/);
+    expect(cniResultFiles(network).length).toBe(2);
+
     await pm!.destroy();
     await pm!.destroy(); // idempotent
-    expect(pidAlive(c.pid)).toBe(false);
-    expect(existsSync(c.netns)).toBe(false);
-    expect(cniResultFiles(network)).toEqual([]);
+    expect(pidAlive(mine.pid)).toBe(false);
+    expect(existsSync(mine.netns)).toBe(false);
     expect(existsSync(pm!.dir)).toBe(false);
+    expect(cniResultFiles(network)).toEqual([`${network}-${other.id}-eth0`]);
+    expect(pidAlive(other.pid)).toBe(true);
     await expect(pm!.run('again', ['true'])).rejects.toThrow(/destroyed/);
+
+    const labNs = lab!.allNamespaces;
+    await lab!.destroy(); // runs pm2.destroy() before it stops processes or deletes namespaces
+    expect(pidAlive(other.pid)).toBe(false);
+    expect(pidAlive(other.conmonPid)).toBe(false);
+    expect(existsSync(other.netns)).toBe(false);
+    expect(existsSync(pm2.dir)).toBe(false);
+    expect(cniResultFiles(network)).toEqual([]);
+    const left = await listNamespaces();
+    for (const ns of labNs) expect(left).not.toContain(ns);
   }, 60_000);
 });

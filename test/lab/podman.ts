@@ -13,8 +13,8 @@
 //   - containers run `--read-only` on one shared busybox rootfs per lab run
 //     (a per-container tmpfs on /tmp and /run), with no image or registry;
 //   - destroy() removes the containers while the node namespace (and the
-//     lab's processes, which a CNI DEL may need) still exist, then the
-//     network's /var/lib/cni/results files, then its dir. It is a lab teardown
+//     lab's processes, which a CNI DEL may need) still exist, then their
+//     /var/lib/cni/results files, then its dir. It is a lab teardown
 //     hook: lab.destroy() and the lab's exit/signal handlers run it (or its
 //     synchronous twin) before they stop processes or delete namespaces.
 
@@ -26,7 +26,7 @@ import type { Lab, TeardownHook } from './lab.js';
 import { pidAlive } from './netns.js';
 
 export interface PodmanOptions {
-  /** CNI network name (the conflist's "name"). Must be unique on the machine for this run: /var/lib/cni/results is shared. */
+  /** CNI network name (the conflist's "name"): unique to this run on the machine (/var/lib/cni/results is shared); the lab's nodes may share it. */
   network: string;
   /** Directory holding the node's *.conflist (podman reads nothing else there). */
   confDir: string;
@@ -127,8 +127,9 @@ export class Podman implements TeardownHook {
   private readonly confFile: string;
   /** Every container started and not yet removed, by name (info filled in once it runs). */
   private readonly containers = new Map<string, Partial<ContainerInfo>>();
-  /** Netns paths of every container ever started, checked at destroy. */
+  /** Netns paths and ids of every detached container ever started, checked at destroy. */
   private readonly netnsSeen = new Set<string>();
+  private readonly idsSeen = new Set<string>();
   private destroying: Promise<void> | undefined;
 
   private constructor(
@@ -218,6 +219,7 @@ export class Podman implements TeardownHook {
       const info = await this.inspect(name);
       this.containers.set(name, info);
       if (info.netns) this.netnsSeen.add(info.netns);
+      if (info.id) this.idsSeen.add(info.id);
     }
     return r;
   }
@@ -269,7 +271,7 @@ export class Podman implements TeardownHook {
     return lines.join('\n');
   }
 
-  /** Idempotent. Removes every container of this instance, its network's CNI result files, and its dir. */
+  /** Idempotent. Removes every container of this instance, their CNI result files, and its dir. */
   destroy(): Promise<void> {
     this.destroying ??= this.doDestroy();
     return this.destroying;
@@ -277,12 +279,12 @@ export class Podman implements TeardownHook {
 
   private async doDestroy(): Promise<void> {
     const errors: string[] = [];
+    const ids = this.containerIds();
     if (this.lab.allNamespaces.includes(this.ns)) {
       try {
         await this.call(['rm', '-f', '-t', '0', '--all'], { timeoutMs: 60_000 });
         const left = (await this.call(['ps', '-aq'], { timeoutMs: 10_000 })).stdout.trim();
         if (left) errors.push(`containers left after rm --all: ${left.split('\n').join(' ')}`);
-        this.containers.clear();
       } catch (e) {
         errors.push((e as Error).message);
       }
@@ -296,7 +298,8 @@ export class Podman implements TeardownHook {
         runSync('ip', ['netns', 'del', n.slice('/run/netns/'.length)]);
       }
     }
-    this.removeCniResults();
+    this.containers.clear();
+    this.removeCniResults(ids);
     try {
       await rm(this.dir, { recursive: true, force: true });
     } catch (e) {
@@ -312,6 +315,7 @@ export class Podman implements TeardownHook {
     liveDirs.delete(this.dir);
     this.destroying ??= Promise.resolve();
     try {
+      const ids = this.containerIds();
       if (existsSync(`/run/netns/${this.ns}`)) {
         runSync(
           'nsenter',
@@ -320,7 +324,7 @@ export class Podman implements TeardownHook {
         );
       }
       this.forceCleanup();
-      this.removeCniResults();
+      this.removeCniResults(ids);
       rmSync(this.dir, { recursive: true, force: true });
     } catch {
       // best effort
@@ -352,12 +356,26 @@ export class Podman implements TeardownHook {
     }
   }
 
-  /** podman's CNI cache, /var/lib/cni/results/<network>-<container id>-<ifname>, of this network only. */
-  private removeCniResults(): void {
-    const re = new RegExp(`^${escapeRe(this.network)}-[0-9a-f]{64}-[^-]+$`);
+  /** This instance's containers: every one it saw start, plus any in its store (e.g. a run that timed out). */
+  private containerIds(): Set<string> {
+    const ids = new Set(this.idsSeen);
+    try {
+      for (const e of readdirSync(join(this.dir, 'storage', 'vfs-containers'))) if (/^[0-9a-f]{64}$/.test(e)) ids.add(e);
+    } catch {
+      // no store yet
+    }
+    return ids;
+  }
+
+  /**
+   * podman's CNI cache, /var/lib/cni/results/<network>-<container id>-<ifname>,
+   * of `ids` only: several nodes' Podmans may share one network name.
+   */
+  private removeCniResults(ids: Set<string>): void {
+    const re = resultFileRe(this.network);
     let files: string[] = [];
     try {
-      files = readdirSync(CNI_RESULTS_DIR).filter((f) => re.test(f));
+      files = readdirSync(CNI_RESULTS_DIR).filter((f) => ids.has(re.exec(f)?.[1] ?? ''));
     } catch {
       return;
     }
@@ -365,9 +383,13 @@ export class Podman implements TeardownHook {
   }
 }
 
+function resultFileRe(network: string): RegExp {
+  return new RegExp(`^${escapeRe(network)}-([0-9a-f]{64})-[^-]+$`);
+}
+
 /** The /var/lib/cni/results files of `network` (for tests asserting none are left). */
 export function cniResultFiles(network: string): string[] {
-  const re = new RegExp(`^${escapeRe(network)}-[0-9a-f]{64}-[^-]+$`);
+  const re = resultFileRe(network);
   try {
     return readdirSync(CNI_RESULTS_DIR).filter((f) => re.test(f));
   } catch {
