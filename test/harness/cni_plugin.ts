@@ -5,7 +5,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export interface PluginCall {
   containerId?: string;
@@ -29,25 +29,26 @@ export function pluginConf(confDir: string, extra: Record<string, unknown> = {})
   return { ...list.plugins[0], cniVersion: list.cniVersion, name: list.name, ...extra };
 }
 
-export function callPlugin(binDir: string, ns: string, command: string, stdin: string | Record<string, unknown>, call: PluginCall = {}): PluginAnswer {
+/** Runs the plugin executable `plugin` (weft's, or any other) in namespace `ns`; CNI_PATH defaults to its dir, then Debian's. */
+export function callPlugin(plugin: string, ns: string, command: string, stdin: string | Record<string, unknown>, call: PluginCall = {}): PluginAnswer {
   const vars: Record<string, string | undefined> = {
     PATH: process.env.PATH,
     CNI_COMMAND: command,
     CNI_CONTAINERID: call.containerId,
     CNI_NETNS: call.netns,
     CNI_IFNAME: call.ifname ?? 'eth0',
-    CNI_PATH: call.path ?? `${binDir}:/usr/lib/cni`,
+    CNI_PATH: call.path ?? `${dirname(plugin)}:/usr/lib/cni`,
     ...call.env,
   };
   const env = Object.fromEntries(Object.entries(vars).filter((e): e is [string, string] => e[1] !== undefined));
-  const r = spawnSync('ip', ['netns', 'exec', ns, join(binDir, 'weft')], {
+  const r = spawnSync('nsenter', [`--net=/run/netns/${ns}`, plugin], {
     env,
     input: typeof stdin === 'string' ? stdin : JSON.stringify(stdin),
     encoding: 'utf8',
     timeout: 20_000,
     killSignal: 'SIGKILL',
   });
-  if (r.error) throw new Error(`weft ${command} in ${ns}: ${r.error.message}`);
+  if (r.error) throw new Error(`${plugin} ${command} in ${ns}: ${r.error.message}`);
   const out = r.stdout.trim();
   return { status: r.status ?? -1, json: out ? (JSON.parse(out) as Record<string, unknown>) : undefined, stderr: r.stderr };
 }

@@ -35,7 +35,7 @@ async function pod(name: string): Promise<PluginCall> {
   return { containerId: `${name}-${randomBytes(4).toString('hex')}`, netns: `/run/netns/${ns}` };
 }
 
-const plugin = (command: string, call: PluginCall, stdin: string | Record<string, unknown> = conf) => callPlugin(bin, nodeNs, command, stdin, call);
+const plugin = (command: string, call: PluginCall, stdin: string | Record<string, unknown> = conf) => callPlugin(join(bin, 'weft'), nodeNs, command, stdin, call);
 const reservations = (): string[] => (existsSync(join(dir, 'ipam', 'wtest')) ? readdirSync(join(dir, 'ipam', 'wtest')).filter((f) => /^\d/.test(f)) : []);
 const states = (): string[] => (existsSync(join(dir, 'state', 'wtest')) ? readdirSync(join(dir, 'state', 'wtest')) : []);
 const veths = async (): Promise<string> => ipIn(nodeNs, ['-o', 'link', 'show', 'type', 'veth']);

@@ -166,9 +166,12 @@ export class WeftCluster {
     return exit;
   }
 
+  subnetEnvText(i: number): string {
+    return readFileSync(join(this.nodeDir(i), 'subnet.env'), 'utf8');
+  }
+
   subnetEnv(i: number): Record<string, string> {
-    const text = readFileSync(join(this.nodeDir(i), 'subnet.env'), 'utf8');
-    return Object.fromEntries(text.trim().split('\n').map((l) => l.split('=') as [string, string]));
+    return Object.fromEntries(this.subnetEnvText(i).trim().split('\n').map((l) => l.split('=') as [string, string]));
   }
 
   pods(): { node: number; ns: string; ip: string }[] {

@@ -17,8 +17,8 @@ import { stalePods, subnetChangedMessage } from '../../src/cni/subnet_change.js'
 import { formatSubnetEnv, parseSubnetEnv } from '../../src/host/subnet_env.js';
 import { parseCidr } from '../../src/net/ipv4.js';
 
-/** The built entry (the source's own URL points into src/ under vitest). */
-const PLUGIN_ENTRY = fileURLToPath(new URL('../../dist/cni/main.js', import.meta.url));
+/** The built bundle (the source's own URL points into src/ under vitest). */
+const PLUGIN_ENTRY = fileURLToPath(new URL('../../dist/cni/plugin.cjs', import.meta.url));
 
 function codeOf(f: () => unknown): number {
   try {
