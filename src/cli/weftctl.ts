@@ -125,7 +125,9 @@ runMain('weftctl', async () => {
     return;
   }
   if (command === 'cni') {
-    if (extra[0] !== 'install' || extra.length > 1) throw new WeftError('WEFT_BAD_FLAG', `cni: expected "cni install", got "cni ${extra.join(' ')}"`, { flag: extra[0] ?? 'cni' });
+    if (extra[0] !== 'install' || extra.length > 1) {
+      throw new WeftError('WEFT_BAD_FLAG', `cni: expected "cni install"${extra.length ? `, got "cni ${extra.join(' ')}"` : ''}`, { flag: extra[0] ?? 'cni' });
+    }
     return cniInstall(values);
   }
   if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
