@@ -1,9 +1,10 @@
 // Module init and argument unpacking for the weft addon: openTun, writePacket,
-// TunReader and the TUN flag constants. The work is in tun_linux.cc and
+// lockFile, TunReader and the TUN flag constants. The work is in tun_linux.cc and
 // tun_reader.cc; this file only converts between JS values and C.
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <string>
@@ -99,6 +100,29 @@ napi_value js_write_packet(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// lockFile(fd): 0 once this process holds an exclusive flock on fd, or the
+// errno (EWOULDBLOCK: another process holds it). Never waits. The lock lives
+// as long as the fd: closing it, or the process dying, releases it.
+napi_value js_lock_file(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  double fd;
+  if (!get_args(env, info, 1, argv, "lockFile(fd)")) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  if (!integer_arg(env, argv[0], "fd", 0, INT32_MAX, &fd)) return nullptr;
+  int rc;
+  do {
+    rc = flock(static_cast<int>(fd), LOCK_EX | LOCK_NB);
+  } while (rc < 0 && errno == EINTR);
+  napi_value result;
+  if (napi_create_int32(env, rc < 0 ? errno : 0, &result) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  return result;
+}
+
 // sdNotify(socketPath, state): 0, or the errno of the failed send. Throws only for bad arguments.
 napi_value js_sd_notify(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -146,6 +170,7 @@ NAPI_MODULE_INIT() {
   if (!weft::set_function(env, exports, "openTun", weft::js_open_tun) ||
       !weft::set_function(env, exports, "writePacket", weft::js_write_packet) ||
       !weft::set_function(env, exports, "sdNotify", weft::js_sd_notify) ||
+      !weft::set_function(env, exports, "lockFile", weft::js_lock_file) ||
       napi_set_named_property(env, exports, "TunReader", reader_class) != napi_ok ||
       !weft::set_int(env, exports, "TUN_MULTI_QUEUE", weft::kTunMultiQueue) ||
       !weft::set_int(env, exports, "TUN_VNET_HDR", weft::kTunVnetHdr) ||

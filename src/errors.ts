@@ -16,7 +16,9 @@ export type WeftErrorCode =
   | 'WEFT_HOST_SETUP'
   | 'WEFT_TUN_OPEN'
   | 'WEFT_ADDON_MISSING'
-  | 'WEFT_NO_PUBLIC_IP';
+  | 'WEFT_NO_PUBLIC_IP'
+  /** Another weftd holds this node's instance lock. */
+  | 'WEFT_ALREADY_RUNNING';
 
 export class WeftError extends Error {
   readonly code: WeftErrorCode;

@@ -14,6 +14,7 @@ import type { Engine } from '../dataplane/engine.js';
 import { WeftError, errorMessage } from '../errors.js';
 import { DgramUdp } from '../host/dgram_udp.js';
 import { configureTun, defaultRouteInterface, interfaceInfo, interfaceWithAddress } from '../host/netconf.js';
+import { InstanceLock } from '../host/instance_lock.js';
 import { installMasquerade, ipForwarding, removeMasquerade } from '../host/masquerade.js';
 import { writeSubnetEnv } from '../host/subnet_env.js';
 import { TUN_MULTI_QUEUE, TUN_VNET_HDR } from '../host/addon.js';
@@ -151,6 +152,10 @@ export class Daemon implements StatusSource {
     }
     this.parts.config = config;
     this.log.info({ event: 'config', network: formatCidr(config.network), subnet_len: config.subnetLen, vni: config.vni, port: config.port }, 'network config read');
+
+    // Before anything a second daemon on this node would fight over: the lease, the TUN, the port.
+    const lock = InstanceLock.acquire(o.stateDir, o.nodeName);
+    this.undo.push({ what: 'instance lock', run: () => lock.release() });
 
     const underlay = await this.underlay();
     this.parts.publicIp = underlay.ip;

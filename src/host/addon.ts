@@ -76,6 +76,8 @@ export interface WeftAddon {
   openTun(name: string, flags: number): { fd: number; name: string };
   /** Sends one systemd notification datagram to `socketPath` ('@' = abstract): 0, or the errno. */
   sdNotify(socketPath: string, state: string): number;
+  /** flock(fd, LOCK_EX | LOCK_NB): 0 when held (until fd closes or the process dies), else the errno (EWOULDBLOCK: held elsewhere). */
+  lockFile(fd: number): number;
   /** One write(): bytes written, or -errno. Throws only for bad arguments. */
   writePacket(fd: number, buf: Buffer, offset: number, length: number): number;
   TunReader: TunReaderConstructor;

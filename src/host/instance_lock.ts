@@ -1,0 +1,60 @@
+// One weftd per node: an exclusive flock on <stateDir>/weftd.lock, held for
+// the daemon's life (the kernel drops it when the process dies, however it
+// dies), whose content names the holder for the one that is refused.
+
+import { closeSync, constants, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { WeftError } from '../errors.js';
+import { loadAddon } from './addon.js';
+
+const EWOULDBLOCK = 11;
+
+export class InstanceLock {
+  private constructor(
+    private fd: number | undefined,
+    readonly path: string,
+  ) {}
+
+  /**
+   * Takes the lock or throws WEFT_ALREADY_RUNNING naming the holder (pid,
+   * node name, start time). The file is opened without following a symlink.
+   */
+  static acquire(stateDir: string, node: string): InstanceLock {
+    const path = join(stateDir, 'weftd.lock');
+    let fd: number;
+    try {
+      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    } catch (err) {
+      throw new WeftError('WEFT_HOST_SETUP', `cannot open the instance lock ${path}: ${(err as Error).message}`, { path });
+    }
+    const rc = loadAddon().lockFile(fd);
+    if (rc !== 0) {
+      let holder = '';
+      try {
+        holder = readFileSync(path, 'utf8').trim();
+      } catch {
+        // unreadable: the message says less
+      }
+      closeSync(fd);
+      if (rc === EWOULDBLOCK) {
+        throw new WeftError(
+          'WEFT_ALREADY_RUNNING',
+          `another weftd already runs on this node (${holder || 'holder unknown'}; lock ${path}): stop it first, two daemons would split the node's traffic`,
+          { path, holder },
+        );
+      }
+      throw new WeftError('WEFT_HOST_SETUP', `cannot lock ${path}: errno ${rc}`, { path });
+    }
+    const me = `pid ${process.pid}, node ${node}, started ${new Date().toISOString()}`;
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${me}\n`, 0);
+    return new InstanceLock(fd, path);
+  }
+
+  release(): void {
+    if (this.fd === undefined) return;
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
