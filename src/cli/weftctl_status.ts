@@ -63,7 +63,7 @@ export function formatStatus(s: DaemonStatus): string {
     ['engine', details.length > 0 ? `${s.engine.kind} (${details.join(', ')})` : s.engine.kind],
     [
       'etcd',
-      `${s.etcd.connected ? 'connected' : 'not connected'} (${s.etcd.endpoints.join(',')}; ${s.etcd.lastContactAgoS === null ? 'never answered' : `last answer ${s.etcd.lastContactAgoS} s ago`}; watch resyncs ${s.watchResyncs})`,
+      `${s.etcd.connected ? 'connected' : 'not connected'} (${s.etcd.endpoints.join(',')}; ${s.etcd.lastContactAgoS === null ? 'never answered' : `last answer ${s.etcd.lastContactAgoS} s ago`}; watch resyncs ${s.watchResyncs}; ignored leases ${s.ignoredLeases})`,
     ],
   ];
   const width = Math.max(...summary.map(([k]) => k.length)) + 2;

@@ -20,7 +20,7 @@ import { writeSubnetEnv } from '../host/subnet_env.js';
 import { TUN_MULTI_QUEUE, TUN_VNET_HDR } from '../host/addon.js';
 import { SystemdNotifier } from '../host/systemd.js';
 import { KernelTun } from '../host/tun.js';
-import { formatCidr, formatIp, parseIp } from '../net/ipv4.js';
+import { contains, formatCidr, formatIp, parseIp, underlayAddressProblem } from '../net/ipv4.js';
 import { ObserveServer, formatListenAddr } from '../observe/http_server.js';
 import { configKey } from '../registry/keys.js';
 import { LeaseKeeper } from '../registry/lease_keeper.js';
@@ -109,6 +109,7 @@ export class Daemon implements StatusSource {
       renewals: keeper?.renewals ?? 0,
       reacquisitions: keeper?.reacquisitions ?? 0,
       watchResyncs: watcher?.resyncs ?? 0,
+      ignoredLeases: watcher?.ignored ?? 0,
       peers: (watcher?.peers() ?? []).map((p) => ({ subnet: formatCidr(p.subnet), node: p.node, publicIp: formatIp(p.ip), port: p.port })),
       counters: engine ? engine.counters() : null,
       readiness: { status: readiness, reasons },
@@ -158,6 +159,10 @@ export class Daemon implements StatusSource {
     this.undo.push({ what: 'instance lock', run: () => lock.release() });
 
     const underlay = await this.underlay();
+    const problem = underlayAddressProblem(parseIp(underlay.ip)) ?? (contains(config.network, parseIp(underlay.ip)) ? `is inside the cluster network ${formatCidr(config.network)}` : undefined);
+    if (problem) {
+      throw new WeftError('WEFT_NO_PUBLIC_IP', `the underlay address ${underlay.ip} ${problem}: give --public-ip (or --iface) an address other nodes reach this node at`, { publicIp: underlay.ip });
+    }
     this.parts.publicIp = underlay.ip;
     const mtu = o.mtu ?? underlay.mtu - ENCAP_OVERHEAD;
     const manager = new LeaseManager({
@@ -207,6 +212,7 @@ export class Daemon implements StatusSource {
       self: subnet,
       nodeName: o.nodeName,
       instance: this.instance,
+      publicIp: parseIp(underlay.ip),
       log: this.log,
       resyncIntervalMs: o.resyncIntervalS * 1000,
       events: {

@@ -32,6 +32,8 @@ export interface DaemonStatus {
   readonly renewals: number;
   readonly reacquisitions: number;
   readonly watchResyncs: number;
+  /** Leases left out of the route table now (a value that does not parse, an unreachable or looping public IP). */
+  readonly ignoredLeases: number;
   readonly peers: readonly PeerStatus[];
   readonly counters: CounterSnapshot | null;
   /** ready: forwarding with a held lease and etcd reachable; degraded: forwarding, etcd unreachable within the grace period. */

@@ -71,3 +71,18 @@ export function subnetAt(network: Cidr, subnetLen: number, index: number): Cidr 
 export function subnetIndexOf(network: Cidr, subnetLen: number, ip: number): number {
   return Math.floor(((ip - network.base) >>> 0) / 2 ** (32 - subnetLen));
 }
+
+/**
+ * Why `ip` cannot be a node's underlay address, or undefined when it can:
+ * "this network" (0/8), loopback (127/8), link-local (169.254/16),
+ * multicast (224/4), reserved and broadcast (240/4).
+ */
+export function underlayAddressProblem(ip: number): string | undefined {
+  const a = ip >>> 24;
+  if (a === 0) return 'is in 0.0.0.0/8 ("this network")';
+  if (a === 127) return 'is a loopback address';
+  if (a === 169 && ((ip >>> 16) & 255) === 254) return 'is a link-local address';
+  if (a >= 224 && a < 240) return 'is a multicast address';
+  if (a >= 240) return 'is reserved or broadcast';
+  return undefined;
+}

@@ -80,5 +80,6 @@ export function renderMetrics(s: DaemonStatus): string {
   metric('weft_lease_renewals_total', 'counter', 'successful renewals of the subnet lease', one(s.renewals));
   metric('weft_lease_reacquisitions_total', 'counter', 'times the subnet lease was lost and acquired again', one(s.reacquisitions));
   metric('weft_watch_resyncs_total', 'counter', 'full re-lists of the leases started (periodic, or after a broken watch)', one(s.watchResyncs));
+  metric('weft_ignored_leases', 'gauge', 'leases left out of the route table: values that do not parse, or public IPs no node can have or that would loop', one(s.ignoredLeases));
   return `${out.join('\n')}\n`;
 }

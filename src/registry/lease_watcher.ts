@@ -25,6 +25,8 @@ export interface LeaseWatcherOptions {
   readonly nodeName: string;
   /** This weftd's instance id, as written in its lease. */
   readonly instance: string;
+  /** This node's underlay address: no other lease may name it. */
+  readonly publicIp: number;
   readonly log: Logger;
   readonly resyncIntervalMs: number;
   readonly events: LeaseWatcherEvents;
@@ -44,6 +46,8 @@ export class LeaseWatcher {
   private closed = false;
   private published: RouteTable | undefined;
   private syncing = false;
+  /** Leases left out of the table, by key, with the reason (logged once each). */
+  private readonly ignoredLeases = new Map<string, string>();
   resyncs = 0;
 
   constructor(opts: LeaseWatcherOptions) {
@@ -64,6 +68,11 @@ export class LeaseWatcher {
     await this.watch?.cancel();
   }
 
+  /** How many leases are left out of the table now: values that do not parse, or name an address no node can be reached at. */
+  get ignored(): number {
+    return this.ignoredLeases.size;
+  }
+
   /** The peers of the last table published (status requests read this; they build nothing). */
   peers(): readonly Peer[] {
     return this.published?.peers ?? [];
@@ -77,12 +86,15 @@ export class LeaseWatcher {
       const listing = await this.o.registry.listLeases();
       // Closed meanwhile: hand nothing more to the (closed) dataplane or keeper.
       if (this.closed) return;
-      for (const bad of listing.invalid) this.o.log.error({ event: 'lease_invalid', key: bad.key, err: bad.error.message }, 'ignoring invalid lease');
       const before = new Map(this.leases);
       this.leases.clear();
+      const wasIgnored = new Map(this.ignoredLeases);
+      this.ignoredLeases.clear();
+      for (const bad of listing.invalid) this.ignore(bad.key, bad.error.message, wasIgnored);
       for (const r of listing.records) this.leases.set(r.subnet.base, r);
       if (!this.leases.has(this.o.self.base)) this.o.events.onSelfDeleted();
       this.checkSelf();
+      for (const r of this.leases.values()) this.refuseIfUnroutable(r, wasIgnored);
       this.logDiff(before);
       this.publish();
       if (this.closed) return;
@@ -131,13 +143,19 @@ export class LeaseWatcher {
   }
 
   private apply(ev: LeaseEvent): void {
-    if (ev.type === 'invalid') {
-      this.o.log.error({ event: 'lease_invalid', key: ev.entry.key, err: ev.entry.error.message }, 'ignoring invalid lease');
-      return;
-    }
     const before = new Map(this.leases);
-    if (ev.type === 'put') this.leases.set(ev.record.subnet.base, ev.record);
-    else this.leases.delete(ev.subnet.base);
+    if (ev.type === 'invalid') {
+      // The key's old value, if any, no longer stands: route nothing to it.
+      this.dropKey(ev.entry.key);
+      this.ignore(ev.entry.key, ev.entry.error.message);
+    } else if (ev.type === 'put') {
+      this.ignoredLeases.delete(ev.record.key);
+      this.leases.set(ev.record.subnet.base, ev.record);
+      this.refuseIfUnroutable(ev.record);
+    } else {
+      this.ignoredLeases.delete(ev.key);
+      this.leases.delete(ev.subnet.base);
+    }
     if (ev.type === 'delete' && cidrEquals(ev.subnet, this.o.self)) this.o.events.onSelfDeleted();
     this.checkSelf();
     this.logDiff(before);
@@ -149,9 +167,34 @@ export class LeaseWatcher {
     if (mine && (mine.lease.nodeName !== this.o.nodeName || mine.lease.instance !== this.o.instance)) this.o.events.onSelfTaken(mine);
   }
 
+  private dropKey(key: string): void {
+    for (const [base, r] of this.leases) if (r.key === key) this.leases.delete(base);
+  }
+
+  /** Records `key` as left out; logs it unless it was already (in `before`, or now) for the same reason. */
+  private ignore(key: string, reason: string, before: ReadonlyMap<string, string> = this.ignoredLeases): void {
+    const known = before.get(key) === reason;
+    this.ignoredLeases.set(key, reason);
+    if (!known) this.o.log.error({ event: 'lease_ignored', key, err: reason }, `ignoring lease ${key}: ${reason}`);
+  }
+
+  /**
+   * A lease whose public IP lies inside the cluster network (packets to it
+   * would re-enter the TUN and loop) or is this node's own address is never
+   * routed; the schema already refused addresses no node can have.
+   */
+  private refuseIfUnroutable(r: LeaseRecord, before?: ReadonlyMap<string, string>): void {
+    if (cidrEquals(r.subnet, this.o.self)) return;
+    const ip = parseIp(r.lease.publicIp);
+    let reason: string | undefined;
+    if (contains(this.o.config.network, ip)) reason = `publicIp ${r.lease.publicIp} of node ${r.lease.nodeName} is inside the cluster network ${formatCidr(this.o.config.network)}: packets to it would loop through the TUN`;
+    else if (ip === this.o.publicIp) reason = `node ${r.lease.nodeName} names this node's own address ${r.lease.publicIp} as its publicIp`;
+    if (reason) this.ignore(r.key, reason, before);
+  }
+
   private usable(r: LeaseRecord): boolean {
     const { network, subnetLen } = this.o.config;
-    return r.subnet.len === subnetLen && contains(network, r.subnet.base) && !cidrEquals(r.subnet, this.o.self);
+    return r.subnet.len === subnetLen && contains(network, r.subnet.base) && !cidrEquals(r.subnet, this.o.self) && !this.ignoredLeases.has(r.key);
   }
 
   private table(): RouteTable {

@@ -6,7 +6,7 @@ import protobuf from 'protobufjs';
 import protojson from 'protobufjs/ext/protojson.js';
 import { DEFAULT_UDP_PORT, DEFAULT_VNI, MAX_SUBNET_BITS } from '../constants.js';
 import { WeftError, errorMessage } from '../errors.js';
-import { type Cidr, formatCidr, parseCidr, parseIp } from '../net/ipv4.js';
+import { type Cidr, formatCidr, parseCidr, parseIp, underlayAddressProblem } from '../net/ipv4.js';
 
 const root = protobuf.loadSync(fileURLToPath(new URL('../../proto/weft.proto', import.meta.url)));
 const NetworkConfigType = root.lookupType('weft.v1.NetworkConfig');
@@ -89,10 +89,22 @@ export function encodeNetworkConfig(cfg: NetworkConfig): string {
   });
 }
 
+/** A node name is a DNS name, as Kubernetes' are: at most 253 bytes. */
+export const MAX_NODE_NAME_BYTES = 253;
+/** Larger than any honest lease value (a 253-byte name and short fields): a bound on what a listing can hold per key. */
+export const MAX_LEASE_VALUE_BYTES = 1024;
+
 export function decodeSubnetLease(key: string, text: string): SubnetLease {
+  const size = Buffer.byteLength(text);
+  if (size > MAX_LEASE_VALUE_BYTES) throw invalid(key, `value of ${size} bytes is over the ${MAX_LEASE_VALUE_BYTES}-byte limit of a lease`);
   const o = parseStrict(SubnetLeaseType, key, text) as unknown as SubnetLease;
   if (o.nodeName === '') throw invalid(key, 'nodeName is empty');
-  if (parseIp(o.publicIp) < 0) throw invalid(key, `publicIp "${o.publicIp}" is not an IPv4 address`);
+  const nameBytes = Buffer.byteLength(o.nodeName);
+  if (nameBytes > MAX_NODE_NAME_BYTES) throw invalid(key, `nodeName of ${nameBytes} bytes is longer than ${MAX_NODE_NAME_BYTES}`);
+  const ip = parseIp(o.publicIp);
+  if (ip < 0) throw invalid(key, `publicIp "${o.publicIp}" is not an IPv4 address`);
+  const problem = underlayAddressProblem(ip);
+  if (problem) throw invalid(key, `publicIp ${o.publicIp} ${problem}: no node can be reached there`);
   if (o.port === 0 || o.port > 65535) throw invalid(key, `port ${o.port} is not a UDP port`);
   if (o.vni > 0xffffff) throw invalid(key, `vni ${o.vni} does not fit in 24 bits`);
   return o;

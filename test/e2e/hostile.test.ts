@@ -1,6 +1,6 @@
 // What an attacker or a careless operator does to a running cluster, and
-// what weft does about it: a second weftd on a node, leases naming unusable
-// public IPs.
+// what weft does about it: a second weftd on a node, leases naming public
+// IPs no node can have or that would loop.
 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,5 +36,58 @@ describe.skipIf(skip)(`hostile input on a running cluster${skip ? ` (skipped: ${
     expect(await c.lab.ping(c.pods()[0]!.ns, c.pods()[1]!.ip)).toBe(true);
     const leases = JSON.parse(await c.weftctl(['leases', '--json'])) as { leases: { node: string }[] };
     expect(leases.leases.map((l) => l.node).sort()).toEqual(['node1', 'node2']);
+  });
+
+  it('leases naming a public IP no node can have, inside the cluster network, or this node\'s own are refused, counted and never routed', async () => {
+    const key = (third: number): string => `${PREFIX}/network/subnets/198.19.${third}.0-24`;
+    const put = (third: number, nodeName: string, publicIp: string) =>
+      c.lab.etcdctl(['put', key(third), JSON.stringify({ nodeName, publicIp, port: 4790, vni: 1, version: 'hand' })]);
+    const status = async (i: number) => JSON.parse((await c.http(i, '/status')).body) as { ignoredLeases: number; peers: { subnet: string }[] };
+    const waitIgnored = async (i: number, n: number): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while ((await status(i)).ignoredLeases !== n) {
+        if (Date.now() > deadline) throw new Error(`node ${i}: ignoredLeases is ${(await status(i)).ignoredLeases}, not ${n}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    await put(9, 'looper', '198.19.9.5');
+    await put(10, 'loopback', '127.0.0.1');
+    await put(11, 'impostor', c.lab.nodeIp(1));
+    try {
+      await waitIgnored(1, 3);
+      const peers = (await status(1)).peers.map((p) => p.subnet);
+      expect(peers).not.toContain('198.19.9.0/24');
+      expect(peers).not.toContain('198.19.10.0/24');
+      expect(peers).not.toContain('198.19.11.0/24');
+      // Only node 1 is named by the impostor: to node 2 that lease is another node's address.
+      await waitIgnored(2, 2);
+      const log = c.nodes.get(1)!.weftd!.log();
+      expect(log).toContain('inside the cluster network 198.19.0.0/16: packets to it would loop through the TUN');
+      expect(log).toContain('publicIp 127.0.0.1 is a loopback address');
+      expect(log).toContain(`names this node's own address ${c.lab.nodeIp(1)}`);
+
+      // Twenty pings toward the looping lease's subnet: answered unreachable, no packet storm.
+      const before = await c.counters(1);
+      const pod = c.pods().find((p) => p.node === 1)!;
+      expect(await c.lab.ping(pod.ns, '198.19.9.1', { count: 20, timeoutS: 3 })).toBe(false);
+      const after = await c.counters(1);
+      expect(after.inside_packets! - before.inside_packets!).toBeLessThan(100);
+      expect(after.inside_icmp_unreachable! - before.inside_icmp_unreachable!).toBeGreaterThan(0);
+    } finally {
+      await c.lab.etcdctl(['del', '--prefix', `${PREFIX}/network/subnets/198.19.9.0`]);
+      await c.lab.etcdctl(['del', key(10)]);
+      await c.lab.etcdctl(['del', key(11)]);
+    }
+    await waitIgnored(1, 0);
+
+    // A good lease overwritten with a bad value loses its route at once, not at the next re-list.
+    await put(12, 'fine', '198.18.0.99');
+    const routed = async (): Promise<boolean> => (await status(1)).peers.some((p) => p.subnet === '198.19.12.0/24');
+    for (let t = Date.now(); !(await routed()); ) if (Date.now() - t > 5000) throw new Error('the good lease was never routed');
+    await put(12, 'fine', '0.0.0.0');
+    await waitIgnored(1, 1);
+    expect(await routed()).toBe(false);
+    await c.lab.etcdctl(['del', key(12)]);
+    await waitIgnored(1, 0);
   });
 });

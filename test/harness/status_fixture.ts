@@ -20,6 +20,7 @@ export function sampleStatus(over: Partial<DaemonStatus> = {}): DaemonStatus {
     renewals: 3,
     reacquisitions: 1,
     watchResyncs: 7,
+    ignoredLeases: 0,
     peers: [
       { subnet: '198.19.2.0/24', node: 'node2', publicIp: '198.18.0.2', port: 4790 },
       { subnet: '198.19.3.0/24', node: 'node3', publicIp: '198.18.0.3', port: 4790 },

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { WeftError } from '../../src/errors.js';
-import { formatCidr, formatIp } from '../../src/net/ipv4.js';
+import { formatCidr, formatIp, parseIp } from '../../src/net/ipv4.js';
 import { LeaseKeeper } from '../../src/registry/lease_keeper.js';
 import { LeaseManager } from '../../src/registry/lease_manager.js';
 import { LeaseWatcher } from '../../src/registry/lease_watcher.js';
@@ -82,6 +82,7 @@ describe('lease churn: 50 clients joining, leaving, crashing, restarting (real e
         self: rec.subnet,
         nodeName: name,
         instance,
+        publicIp: parseIp(ip),
         log: silent,
         resyncIntervalMs: RESYNC_MS,
         events: {

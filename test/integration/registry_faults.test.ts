@@ -50,6 +50,7 @@ describe('registry under etcd faults (real etcd on loopback)', () => {
       self,
       nodeName: 'n1',
       instance: 'n1-i',
+      publicIp: 0,
       log,
       resyncIntervalMs: 1000,
       events: { onTable: () => undefined, onSelfDeleted: () => undefined, onSelfTaken: () => undefined },

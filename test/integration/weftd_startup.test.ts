@@ -2,6 +2,9 @@
 // clear line. Runs against the loopback etcd; fails before touching the host.
 
 import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { WEFTD } from '../lab/cluster.js';
@@ -46,6 +49,21 @@ describe('weftd start-up errors', () => {
     const r = await weftd(['--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, '--public-ip', '198.18.0.1', '--mtu', '1464']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`^weftd: etcd key ${prefix}/network/config: subnetLen 8 must be longer`));
+  });
+
+  it('refuses an underlay address no node can have, or one inside the cluster network', async () => {
+    const prefix = uniquePrefix('badip');
+    await run('etcdctl', ['--endpoints', etcdEndpoint(), 'put', `${prefix}/network/config`, '{"network":"198.19.0.0/16","subnetLen":24}']);
+    const stateDir = mkdtempSync(join(tmpdir(), 'weft-badip-'));
+    try {
+      for (const [ip, why] of [['224.0.0.9', 'is a multicast address'], ['198.19.4.4', 'is inside the cluster network 198.19.0.0/16']] as const) {
+        const r = await weftd(['--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, '--public-ip', ip, '--mtu', '1464', '--state-dir', stateDir]);
+        expect(r.code, ip).toBe(1);
+        expect(r.stderr).toBe(`weftd: the underlay address ${ip} ${why}: give --public-ip (or --iface) an address other nodes reach this node at\n`);
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   });
 
   it('retries an unreachable etcd with growing backoff, logging each attempt, and stops cleanly on SIGTERM', async () => {

@@ -112,6 +112,7 @@ describe('renderMetrics', () => {
         renewals: 0,
         reacquisitions: 0,
         watchResyncs: 0,
+        ignoredLeases: 0,
         peers: [],
         counters: null,
         readiness: { status: 'not_ready', reasons: ['starting: no lease or dataplane yet'] },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isWeftError } from '../../src/errors.js';
-import { formatCidr, parseCidr } from '../../src/net/ipv4.js';
+import { formatCidr, parseCidr, parseIp, underlayAddressProblem } from '../../src/net/ipv4.js';
 import { configKey, normalizePrefix, parseSubnetKey, subnetKey } from '../../src/registry/keys.js';
 import { decodeNetworkConfig, decodeSubnetLease, encodeNetworkConfig, encodeSubnetLease } from '../../src/registry/schema.js';
 
@@ -63,5 +63,20 @@ describe('etcd values (proto3 JSON)', () => {
     expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, nodeName: '' })))).toMatch(/nodeName/);
     expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, port: 0 })))).toMatch(/port/);
     expect(invalidMessage(() => decodeSubnetLease(key, '[]'))).toContain(key);
+    for (const [publicIp, why] of [['0.0.0.0', '"this network"'], ['127.0.0.1', 'loopback'], ['169.254.1.1', 'link-local'], ['224.0.0.5', 'multicast'], ['255.255.255.255', 'broadcast']]) {
+      expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, publicIp })))).toContain(`publicIp ${publicIp} `);
+      expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, publicIp })))).toContain(why);
+    }
+    expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, nodeName: 'n'.repeat(254) })))).toMatch(/nodeName of 254 bytes is longer than 253/);
+    expect(decodeSubnetLease(key, JSON.stringify({ ...lease, nodeName: 'n'.repeat(253) })).nodeName).toHaveLength(253);
+    expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, version: 'v'.repeat(2000) })))).toMatch(/over the 1024-byte limit/);
+  });
+
+  it('knows which addresses no node can have, to the edge of each range', () => {
+    const good = ['1.0.0.0', '126.255.255.255', '128.0.0.0', '169.253.255.255', '169.255.0.0', '223.255.255.255', '10.0.0.1', '198.19.1.1'];
+    const bad = ['0.0.0.0', '0.255.255.255', '127.0.0.0', '127.255.255.255', '169.254.0.0', '169.254.255.255', '224.0.0.0', '239.255.255.255', '240.0.0.0', '255.255.255.255'];
+    for (const ip of good) expect(underlayAddressProblem(parseIp(ip)), ip).toBeUndefined();
+    for (const ip of bad) expect(underlayAddressProblem(parseIp(ip)), ip).toBeDefined();
+    expect(underlayAddressProblem(parseIp('198.18.0.1'))).toBeUndefined();
   });
 });
