@@ -16,6 +16,21 @@ import {
 } from './schema.js';
 
 /** A subnet lease as stored: the value plus the etcd facts needed to renew or replace it. */
+/** Keys per page of a lease listing: with values capped at 1 KiB, well under gRPC's 4 MiB per response. */
+const LIST_PAGE = 1000;
+
+/** The end of the key range holding every key that starts with `prefix`. */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
 export interface LeaseRecord {
   readonly subnet: Cidr;
   readonly key: string;
@@ -219,16 +234,33 @@ export class EtcdRegistry {
     }
   }
 
+  /**
+   * Every lease, read in pages of LIST_PAGE keys all at the first page's
+   * revision (one consistent snapshot), so no single response nears gRPC's
+   * 4 MiB limit however many leases there are.
+   */
   async listLeases(): Promise<LeaseListing> {
-    const res = await this.call('list leases', () => this.client.getAll().prefix(subnetsPrefix(this.prefix)).exec());
+    const prefix = Buffer.from(subnetsPrefix(this.prefix));
+    const rangeEnd = prefixEnd(prefix);
     const records: LeaseRecord[] = [];
     const invalid: InvalidEntry[] = [];
-    for (const kv of res.kvs) {
-      const r = this.toRecord(kv);
-      if (r && 'error' in r) invalid.push(r);
-      else if (r) records.push(r);
+    let from = prefix;
+    let revision: string | undefined;
+    for (let page = 1; ; page++) {
+      const res = await this.call(`list leases (page ${page})`, () =>
+        this.client.kv.range({ key: from, range_end: rangeEnd, limit: LIST_PAGE, ...(revision ? { revision } : {}) }),
+      );
+      revision ??= res.header.revision;
+      for (const kv of res.kvs) {
+        const r = this.toRecord(kv);
+        if (r && 'error' in r) invalid.push(r);
+        else if (r) records.push(r);
+      }
+      const last = res.kvs.at(-1);
+      if (!res.more || !last) break;
+      from = Buffer.concat([last.key, Buffer.from([0])]);
     }
-    return { records, invalid, revision: res.header.revision };
+    return { records, invalid, revision };
   }
 
   private async grant(ttlS: number): Promise<string> {

@@ -3,9 +3,12 @@
 // IPs no node can have or that would loop.
 
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootSkipReason } from '../harness/privilege.js';
-import { PREFIX, WEFTD, WeftCluster } from '../lab/cluster.js';
+import { POD_NETWORK, PREFIX, WEFTD, WeftCluster } from '../lab/cluster.js';
+
+const FILL_LEASES = fileURLToPath(new URL('./fixtures/fill_leases.mjs', import.meta.url));
 
 const skip = rootSkipReason();
 
@@ -90,4 +93,27 @@ describe.skipIf(skip)(`hostile input on a running cluster${skip ? ` (skipped: ${
     await c.lab.etcdctl(['del', key(12)]);
     await waitIgnored(1, 0);
   });
+});
+
+describe.skipIf(skip)(`16,000 leases with 253-byte node names${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  let c: WeftCluster;
+  afterAll(async () => {
+    await c?.destroy();
+  });
+
+  it('a listing of several MB (over gRPC\'s 4 MiB) still lets nodes join and forward', async () => {
+    c = await WeftCluster.create({ nodes: 2, podsPerNode: 0, startNodes: false, name: 'many-leases' });
+    // /30 subnets: 16,384 of them in the lab's /16, so 16,000 taken still leaves room.
+    await c.weftctl(['init', '--network', POD_NETWORK, '--subnet-len', '30', '--force']);
+    const fill = await c.lab.exec(c.lab.nodeNs(1), [process.execPath, FILL_LEASES, c.lab.etcdEndpoint, PREFIX, '198.19.0.0', '30', '16000', '253'], { timeoutMs: 70_000 });
+    expect(Number(fill.stdout)).toBeGreaterThan(4 * 1024 * 1024);
+    const t0 = Date.now();
+    await Promise.all([c.startNode(1, 1), c.startNode(2, 1)]);
+    process.stdout.write(`[many-leases] 16,000 leases (${(Number(fill.stdout) / 1e6).toFixed(1)} MB of values): both nodes ready ${Date.now() - t0} ms after start\n`);
+    const [a, b] = c.pods();
+    expect(await c.lab.ping(a!.ns, b!.ip, { count: 2, timeoutS: 10 })).toBe(true);
+    const status = JSON.parse((await c.http(1, '/status')).body) as { peers: unknown[]; ignoredLeases: number };
+    expect(status.peers.length).toBe(16_001);
+    expect(status.ignoredLeases).toBe(0);
+  }, 150_000);
 });
