@@ -14,6 +14,7 @@ import type { Engine } from '../dataplane/engine.js';
 import { WeftError, errorMessage } from '../errors.js';
 import { DgramUdp } from '../host/dgram_udp.js';
 import { configureTun, defaultRouteInterface, interfaceInfo, interfaceWithAddress } from '../host/netconf.js';
+import { installEncapFilter, removeEncapFilter } from '../host/encap_filter.js';
 import { InstanceLock } from '../host/instance_lock.js';
 import { installMasquerade, ipForwarding, removeMasquerade } from '../host/masquerade.js';
 import { writeSubnetEnv } from '../host/subnet_env.js';
@@ -194,6 +195,15 @@ export class Daemon implements StatusSource {
 
     // Forwarding is the host's policy (the CNI bridge plugin turns it on): report it, do not change it.
     if ((await ipForwarding()) === false) this.log.warn({ event: 'ip_forward_off' }, 'net.ipv4.ip_forward is 0: pods cannot reach beyond this node (sysctl -w net.ipv4.ip_forward=1)');
+    if (o.podEncapFilter) {
+      try {
+        const backend = await installEncapFilter(config.network, config.port);
+        this.undo.push({ what: 'pod encapsulation filter', run: () => removeEncapFilter(backend, config.port) });
+        this.log.info({ event: 'encap_filter', backend, network: formatCidr(config.network), port: config.port }, `dropping UDP to port ${config.port} from pods (${backend})`);
+      } catch (err) {
+        this.log.warn({ event: 'encap_filter_unavailable', err: errorMessage(err) }, `pods can send encapsulated packets to port ${config.port}: ${errorMessage(err)}`);
+      }
+    }
     if (o.ipMasq) {
       const backend = await installMasquerade(config.network, subnet);
       this.undo.push({ what: 'ip-masq rules', run: () => removeMasquerade(backend) });

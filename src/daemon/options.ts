@@ -29,6 +29,7 @@ export const WEFTD_FLAGS: readonly FlagSpec[] = [
   { name: 'stats-interval', type: 'string', help: 'seconds between counter logs (0: never)', default: '60' },
   { name: 'metrics-addr', type: 'string', help: 'host:port of /metrics, /healthz, /readyz, /status; "off" or "" turns it off', default: DEFAULT_METRICS_ADDR },
   { name: 'ip-masq', type: 'boolean', help: 'masquerade pod traffic leaving the cluster network (nftables, else iptables) and write FLANNEL_IPMASQ=true to the subnet file', default: 'false' },
+  { name: 'pod-encap-filter', type: 'boolean', help: 'drop UDP to the cluster port from pod addresses, so pods cannot forge encapsulated packets (nftables table weft_encap, else iptables)', default: 'true' },
   { name: 'release-on-exit', type: 'boolean', help: 'give the subnet back on SIGTERM (default: keep it for the next start)', default: 'false' },
   { name: 'log-level', type: 'string', help: `one of ${LOG_LEVELS.join(', ')}`, default: 'info' },
   { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
@@ -61,6 +62,7 @@ export interface DaemonOptions {
   readonly etcdGraceS: number;
   readonly ipMasq: boolean;
   readonly releaseOnExit: boolean;
+  readonly podEncapFilter: boolean;
   readonly logLevel: LogLevel;
 }
 
@@ -117,6 +119,7 @@ export function parseDaemonArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
       etcdGraceS: intFlag(values, 'etcd-grace', 0, 86400) ?? 300,
       ipMasq: values['ip-masq'] === true,
       releaseOnExit: values['release-on-exit'] === true,
+      podEncapFilter: values['pod-encap-filter'] !== false,
       logLevel: logLevel as LogLevel,
     },
   };

@@ -1,7 +1,7 @@
 // --ip-masq: source NAT for pod traffic that leaves the cluster network, the
 // rules flannel installs, in a table (nftables) or chain (iptables) of weft's
-// own, so they are replaced whole on start and removed whole on shutdown
-// without touching anybody else's rules.
+// own (host/firewall.ts), so they are replaced whole on start and removed
+// whole on shutdown without touching anybody else's rules.
 //
 // For cluster network N (e.g. 10.244.0.0/16) and this node's subnet S:
 //
@@ -15,23 +15,32 @@
 //                                      and the reply comes back through here)
 //
 // nftables (`nft`) is used where it is installed; without it, iptables with
-// a chain WEFT-POSTROUTING jumped to from nat POSTROUTING. Runs at
-// control-plane rate only; every failure names the command.
+// a chain WEFT-POSTROUTING jumped to from nat POSTROUTING.
 
 import { readFile } from 'node:fs/promises';
-import { WeftError } from '../errors.js';
-import { type CmdResult, CommandMissing, mustRun, runCommand } from './command.js';
 import { type Cidr, formatCidr } from '../net/ipv4.js';
+import {
+  type FirewallBackend,
+  type IptChain,
+  NFT_FAMILY,
+  detectBackend,
+  nftRemoveTableScript,
+  nftTableScript,
+  removeIptChain,
+  removeNftTable,
+  replaceIptChain,
+  replaceNftTable,
+} from './firewall.js';
 
-export type MasqBackend = 'nftables' | 'iptables';
+export type MasqBackend = FirewallBackend;
 
 /** nftables: `table ip weft`, chain `postrouting` (inspect: `nft list table ip weft`). */
-export const NFT_FAMILY = 'ip';
+export { NFT_FAMILY };
 export const NFT_TABLE = 'weft';
 export const NFT_CHAIN = 'postrouting';
 /** iptables: this chain in the nat table, jumped to from POSTROUTING. */
 export const IPT_CHAIN = 'WEFT-POSTROUTING';
-const IPT_JUMP_COMMENT = 'weft: ip-masq';
+const IPT: IptChain = { table: 'nat', chain: IPT_CHAIN, jumps: [['POSTROUTING', '-m', 'comment', '--comment', 'weft: ip-masq', '-j', IPT_CHAIN]] };
 const MULTICAST = '224.0.0.0/4';
 
 interface MasqRule {
@@ -50,12 +59,7 @@ const RULES: readonly MasqRule[] = [
   { src: 'out', dst: 'network', action: 'masquerade', comment: 'weft: outside to a remote pod' },
 ];
 
-/**
- * The nft script that (re)creates `table ip weft` in one transaction:
- * creating the table first makes the delete succeed when it is absent, so
- * running it again replaces the rules, never duplicates them.
- */
-export function nftInstallScript(network: Cidr, subnet: Cidr): string {
+function nftBody(network: Cidr, subnet: Cidr): string[] {
   const n = formatCidr(network);
   const s = formatCidr(subnet);
   const rule = (r: MasqRule): string => {
@@ -64,22 +68,17 @@ export function nftInstallScript(network: Cidr, subnet: Cidr): string {
     const action = r.action === 'return' ? 'return' : 'masquerade fully-random';
     return `    ${src} ${dst} ${action} comment "${r.comment}"`;
   };
-  return [
-    `add table ${NFT_FAMILY} ${NFT_TABLE}`,
-    `delete table ${NFT_FAMILY} ${NFT_TABLE}`,
-    `table ${NFT_FAMILY} ${NFT_TABLE} {`,
-    `  chain ${NFT_CHAIN} {`,
-    '    type nat hook postrouting priority srcnat; policy accept;',
-    ...RULES.map(rule),
-    '  }',
-    '}',
-    '',
-  ].join('\n');
+  return [`  chain ${NFT_CHAIN} {`, '    type nat hook postrouting priority srcnat; policy accept;', ...RULES.map(rule), '  }'];
+}
+
+/** The nft script that (re)creates `table ip weft` in one transaction. */
+export function nftInstallScript(network: Cidr, subnet: Cidr): string {
+  return nftTableScript(NFT_TABLE, nftBody(network, subnet));
 }
 
 /** Deletes `table ip weft`; no error when it is absent. */
 export function nftRemoveScript(): string {
-  return `add table ${NFT_FAMILY} ${NFT_TABLE}\ndelete table ${NFT_FAMILY} ${NFT_TABLE}\n`;
+  return nftRemoveTableScript(NFT_TABLE);
 }
 
 /** The `iptables -t nat -A WEFT-POSTROUTING ...` arguments after the chain name, one array per rule. */
@@ -94,54 +93,22 @@ export function iptablesRules(network: Cidr, subnet: Cidr): string[][] {
   ]);
 }
 
-const IPT_JUMP = ['POSTROUTING', '-m', 'comment', '--comment', IPT_JUMP_COMMENT, '-j', IPT_CHAIN];
-
-/** nftables where `nft` is installed, else iptables where it is; neither is an error naming both. */
-export async function detectBackend(): Promise<MasqBackend> {
-  for (const [backend, file] of [['nftables', 'nft'], ['iptables', 'iptables']] as const) {
-    try {
-      await runCommand(file, ['--version']);
-      return backend;
-    } catch (err) {
-      if (!(err instanceof CommandMissing)) throw err;
-    }
-  }
-  throw new WeftError('WEFT_HOST_SETUP', '--ip-masq needs nft (nftables) or iptables on PATH, and neither was found', { command: ['nft', '--version'] });
-}
-
-const ipt = (args: readonly string[]): Promise<CmdResult> => runCommand('iptables', ['-w', '5', '-t', 'nat', ...args]);
-const iptMust = (args: readonly string[]): Promise<string> => mustRun('iptables', ['-w', '5', '-t', 'nat', ...args]);
-
 /**
  * Installs (or replaces) the masquerade rules for `network`, this node being
  * `subnet`, and returns the backend used, which removeMasquerade needs.
  * Idempotent: a second run, e.g. after a crash, leaves one set of rules.
  */
 export async function installMasquerade(network: Cidr, subnet: Cidr, backend?: MasqBackend): Promise<MasqBackend> {
-  const b = backend ?? (await detectBackend());
-  if (b === 'nftables') {
-    await mustRun('nft', ['-f', '-'], nftInstallScript(network, subnet));
-    return b;
-  }
-  // The chain: created when absent, else flushed, then filled.
-  if ((await ipt(['-S', IPT_CHAIN])).code !== 0) await iptMust(['-N', IPT_CHAIN]);
-  else await iptMust(['-F', IPT_CHAIN]);
-  for (const rule of iptablesRules(network, subnet)) await iptMust(['-A', IPT_CHAIN, ...rule]);
-  if ((await ipt(['-C', ...IPT_JUMP])).code !== 0) await iptMust(['-A', ...IPT_JUMP]);
+  const b = backend ?? (await detectBackend('--ip-masq'));
+  if (b === 'nftables') await replaceNftTable(NFT_TABLE, nftBody(network, subnet));
+  else await replaceIptChain(IPT, iptablesRules(network, subnet));
   return b;
 }
 
 /** Removes what installMasquerade put in place with `backend`; no error when it is already gone. */
 export async function removeMasquerade(backend: MasqBackend): Promise<void> {
-  if (backend === 'nftables') {
-    await mustRun('nft', ['-f', '-'], nftRemoveScript());
-    return;
-  }
-  // Every jump (a crashed run and a later one may have left more than one), then the chain.
-  for (let i = 0; i < 16 && (await ipt(['-C', ...IPT_JUMP])).code === 0; i++) await iptMust(['-D', ...IPT_JUMP]);
-  if ((await ipt(['-S', IPT_CHAIN])).code !== 0) return;
-  await iptMust(['-F', IPT_CHAIN]);
-  await iptMust(['-X', IPT_CHAIN]);
+  if (backend === 'nftables') await removeNftTable(NFT_TABLE);
+  else await removeIptChain(IPT);
 }
 
 /**

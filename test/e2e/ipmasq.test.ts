@@ -9,6 +9,7 @@ import { mkdir, symlink } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encapFilterNftScript } from '../../src/host/encap_filter.js';
 import { IPT_CHAIN, iptablesRules, nftInstallScript, nftRemoveScript } from '../../src/host/masquerade.js';
 import { formatIp, parseCidr } from '../../src/net/ipv4.js';
 import { WeftCluster } from '../lab/cluster.js';
@@ -17,6 +18,28 @@ import { rootSkipReason } from '../harness/privilege.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const PEER_ADDR = join(FIXTURES, 'peer_addr.mjs');
+
+describe('pod encapsulation filter (text)', () => {
+  it('drops UDP to the port from the cluster network on input and forward, in one nft transaction', () => {
+    expect(encapFilterNftScript(parseCidr('10.244.0.0/16'), 4790)).toBe(
+      [
+        'add table ip weft_encap',
+        'delete table ip weft_encap',
+        'table ip weft_encap {',
+        '  chain input {',
+        '    type filter hook input priority filter; policy accept;',
+        '    ip saddr 10.244.0.0/16 udp dport 4790 counter drop comment "weft: pods may not send encapsulated traffic"',
+        '  }',
+        '  chain forward {',
+        '    type filter hook forward priority filter; policy accept;',
+        '    ip saddr 10.244.0.0/16 udp dport 4790 counter drop comment "weft: pods may not send encapsulated traffic"',
+        '  }',
+        '}',
+        '',
+      ].join('\n'),
+    );
+  });
+});
 
 describe('masquerade rules (text)', () => {
   const network = parseCidr('10.244.0.0/16');
@@ -145,6 +168,21 @@ describe.skipIf(rootSkipReason())('--ip-masq (needs root: network namespaces, TU
     // Without NAT node 2 would drop it: the inner source is outside node 1's subnet.
     expect(await seenBy(pod(2), outsideNs, podIp(2))).toBe(tunAddr);
     expect(await seenBy(pod(1), outsideNs, podIp(1))).toBe(outsideIp);
+  });
+
+  it("drops a pod's forged encapsulated datagrams before they leave its node, masquerade or not", async () => {
+    // The forgery: a pod on node 1 sends node 2's weftd a valid VXLAN-GPE datagram whose inner
+    // packet claims another address of node 1's subnet; masquerade gives it node 1's outer source.
+    const forgedSrc = formatIp(parseCidr(c.nodes.get(1)!.subnet!).base + 77);
+    const before = (await c.counters(2)).outside_packets!;
+    const sent = await c.lab.exec(pod(1), [process.execPath, '--import', 'tsx', join(FIXTURES, 'udp_spray.ts'), c.lab.nodeIp(2), '4790', 'spoofed', '50', forgedSrc, podIp(2)], { timeoutMs: 30_000 });
+    expect(Number(sent.stdout)).toBe(50);
+    expect((await c.counters(2)).outside_packets! - before).toBe(0);
+    const dropped = (await c.lab.exec(nodeNs(1), ['nft', 'list', 'table', 'ip', 'weft_encap'])).stdout;
+    expect(dropped).toMatch(/ip saddr 198\.19\.0\.0\/16 udp dport 4790 counter packets (\d+) .*drop/);
+    expect(Number(/chain forward[\s\S]*?counter packets (\d+)/.exec(dropped)![1])).toBeGreaterThanOrEqual(50);
+    // Pod to pod traffic is untouched.
+    expect(await seenBy(pod(2), pod(1), podIp(2))).toBe(podIp(1));
   });
 
   it('replaces the rules on restart instead of adding to them', async () => {
