@@ -53,10 +53,10 @@ export class LeaseManager {
         if (rec) return this.remember(rec, 'kept');
         continue;
       }
-      const taken = new Set<number>(listing.records.map((r) => r.subnet.base));
+      const taken = listing.records.map((r) => r.subnet);
       for (const bad of listing.invalid) {
         const s = parseSubnetKey(registry.prefix, bad.key);
-        if (s) taken.add(s.base);
+        if (s) taken.push(s);
       }
       const subnet = chooseSubnet(config.network, config.subnetLen, taken, preferred, this.o.random ?? Math.random);
       if (!subnet) {
