@@ -3,10 +3,10 @@
 //
 //   header (length, flags, VNI, next protocol) -> outer sender is a node
 //   -> inner IPv4 well formed -> inner source inside that node's subnet (or the node itself)
-//   -> inner destination inside ours -> TTL not expired -> deliver
+//   -> inner destination a pod address of ours -> TTL not expired -> deliver
 
 import { GPE_NEXT_PROTO_IPV4, VXLAN_GPE_HEADER_LEN } from '../constants.js';
-import { type Cidr, contains } from '../net/ipv4.js';
+import { type Cidr, contains, maskOf } from '../net/ipv4.js';
 import type { RouteTable } from '../routes/route_table.js';
 import { GpeCheck, checkGpeHeader } from '../wire/vxlan_gpe.js';
 import { dstAddr, isValidIpv4, srcAddr } from '../wire/ipv4_packet.js';
@@ -55,7 +55,9 @@ export function acceptOutside(
     c[C.outside_drop_spoofed_source]!++;
     return false;
   }
-  if (!contains(self, dstAddr(buf, inner))) {
+  const dst = dstAddr(buf, inner);
+  // A pod's address: not the subnet's network address (the TUN's own) or broadcast, which would reach this host.
+  if (!contains(self, dst) || dst === self.base || dst === (self.base | ~maskOf(self.len)) >>> 0) {
     c[C.outside_drop_not_local]!++;
     return false;
   }
