@@ -2,7 +2,8 @@
 // <dataDir>/<network>/, written atomically before and after the delegated ADD,
 // so DEL replays exactly the config ADD used and GC knows what exists.
 
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../host/atomic_write.js';
 import { join } from 'node:path';
 import type { DelegateConfig } from './delegate.js';
 import type { Attachment, WeftNetConf } from './netconf.js';
@@ -45,13 +46,10 @@ function ioError(what: string, err: unknown): CniError {
 
 export function saveAttachment(conf: WeftNetConf, s: AttachmentState): void {
   const file = fileOf(conf, s);
-  const tmp = `${file}.${process.pid}.tmp`;
   try {
     mkdirSync(dirOf(conf), { recursive: true, mode: 0o700 });
-    writeFileSync(tmp, `${JSON.stringify(s)}\n`, { mode: 0o600 });
-    renameSync(tmp, file);
+    writeFileAtomic(file, `${JSON.stringify(s)}\n`, 0o600);
   } catch (err) {
-    rmSync(tmp, { force: true });
     throw ioError(`cannot write plugin state ${file}`, err);
   }
 }

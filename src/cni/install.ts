@@ -2,7 +2,8 @@
 // in the plugin dir, the conflist in the config dir), as flannel's DaemonSet
 // does; each file written atomically and only when its content changes.
 
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../host/atomic_write.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WeftError } from '../errors.js';
@@ -77,12 +78,9 @@ function writeIfChanged(path: string, content: string, mode: number): boolean {
   } catch {
     // absent or unreadable: write it
   }
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, content, { mode });
-    renameSync(tmp, path);
+    writeFileAtomic(path, content, mode);
   } catch (err) {
-    rmSync(tmp, { force: true });
     throw new WeftError('WEFT_HOST_SETUP', `cannot write ${path}: ${(err as Error).message}`, { path });
   }
   return true;

@@ -1,8 +1,9 @@
 // /run/weft/subnet.env: the lease as flannel's CNI plugin reads it, written
-// atomically (temp file + rename) so a reader never sees half a file, and
+// atomically (host/atomic_write.ts) so a reader never sees half a file, and
 // parsed back by weft's own CNI plugin.
 
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { writeFileAtomic } from './atomic_write.js';
 import { dirname } from 'node:path';
 import { WeftError } from '../errors.js';
 import { type Cidr, formatCidr, formatIp, maskOf, parseCidr } from '../net/ipv4.js';
@@ -27,9 +28,7 @@ export function formatSubnetEnv(e: SubnetEnv): string {
 
 export async function writeSubnetEnv(path: string, e: SubnetEnv): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, formatSubnetEnv(e), { mode: 0o644 });
-  await rename(tmp, path);
+  writeFileAtomic(path, formatSubnetEnv(e), 0o644);
 }
 
 /**

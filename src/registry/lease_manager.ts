@@ -1,7 +1,8 @@
 // Lease policy: which subnet this node holds, keeping it across restarts, and
 // renewing it with margin. etcd I/O is the registry's; this file decides.
 
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../host/atomic_write.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { WeftError, errorMessage } from '../errors.js';
@@ -138,8 +139,7 @@ export class LeaseManager {
     if (!path || !this.o.stateDir) return;
     try {
       await mkdir(this.o.stateDir, { recursive: true });
-      await writeFile(`${path}.tmp`, `${formatCidr(subnet)}\n`);
-      await rename(`${path}.tmp`, path);
+      writeFileAtomic(path, `${formatCidr(subnet)}\n`, 0o644);
     } catch (err) {
       this.o.log.warn({ event: 'state_write_failed', path, err: errorMessage(err) }, 'cannot record the subnet held; a restart may get another one');
     }

@@ -1,0 +1,36 @@
+// Atomic small-file writes: content replaced whole, and a symlink planted at
+// the target or at the old fixed temp name is never followed.
+
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { writeFileAtomic } from '../../src/host/atomic_write.js';
+
+let dir = '';
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('writeFileAtomic', () => {
+  it('replaces the file whole, leaves no temp file, and follows no symlink', () => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-atomic-'));
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'precious\n');
+    const target = join(dir, 'last-subnet');
+    symlinkSync(victim, `${target}.tmp`);
+    symlinkSync(victim, target);
+    writeFileAtomic(target, '198.19.4.0/24\n', 0o644);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(lstatSync(target).isSymbolicLink()).toBe(false);
+    expect(readFileSync(target, 'utf8')).toBe('198.19.4.0/24\n');
+    expect(lstatSync(target).mode & 0o777).toBe(0o644);
+    writeFileAtomic(target, 'again\n', 0o600);
+    expect(readFileSync(target, 'utf8')).toBe('again\n');
+    expect(readdirSync(dir).sort()).toEqual(['last-subnet', 'last-subnet.tmp', 'victim']);
+  });
+
+  it('throws, leaving the old content and no temp file, when the directory is missing', () => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-atomic-'));
+    expect(() => writeFileAtomic(join(dir, 'nope', 'f'), 'x', 0o644)).toThrow(/ENOENT/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
