@@ -26,12 +26,14 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <endian.h>
 
 #include <new>
 
 #include "counters.h"
+#include "icmp_budget.h"
 #include "inside.h"
 #include "offload.h"
 #include "udp_linux.h"
@@ -95,6 +97,7 @@ struct Worker {
   uint32_t tso_bytes[kMaxSegs];
   alignas(cmsghdr) char tso_ctrl[kMaxSegs][CMSG_SPACE(sizeof(uint16_t))];
   uint8_t icmp[kVnetLen + kIcmpErrorMax];
+  IcmpBudget icmp_budget;
 
   // outside scratch
   std::unique_ptr<uint8_t[]> out_slab;  // kBatch slots of kSlot
@@ -312,6 +315,13 @@ void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const Ro
 }
 
 void Worker::send_unreachable(const uint8_t* pkt, size_t len) {
+  timespec now;
+  // CLOCK_MONOTONIC_COARSE: a vDSO read, and jiffy resolution is plenty for a per-second budget.
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  if (!icmp_budget.take(uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec))) {
+    counters.add(kInsideIcmpRateLimited);
+    return;
+  }
   memset(icmp, 0, kVnetLen);  // a plain vnet header: no GSO, checksums complete
   uint8_t* out = vnet ? icmp + kVnetLen : icmp;
   const size_t n = write_icmp_unreachable(out, pkt, len, tun_addr, 0);

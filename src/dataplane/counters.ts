@@ -11,6 +11,8 @@ export const COUNTER_NAMES = [
   'inside_drop_no_route',
   'inside_drop_send_error',
   'inside_icmp_unreachable',
+  /** ICMP errors not sent: over the budget (icmp_budget.ts). */
+  'inside_icmp_rate_limited',
   // outside: UDP -> check -> decapsulate -> TUN
   'outside_packets',
   'outside_bytes',

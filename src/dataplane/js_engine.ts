@@ -11,6 +11,7 @@ import { ICMP_NET_UNREACHABLE, flowHash, icmpErrorLength, writeIcmpUnreachable }
 import { writeGpeHeader } from '../wire/vxlan_gpe.js';
 import { C, COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
 import type { Engine, EngineConfig } from './engine.js';
+import { IcmpBudget } from './icmp_budget.js';
 import { INSIDE_DROP, INSIDE_UNREACHABLE, classifyInside } from './inside.js';
 import { acceptOutside } from './outside.js';
 import type { TunPort } from './tun.js';
@@ -33,6 +34,7 @@ export class JsEngine implements Engine {
   private readonly c = new Float64Array(COUNTER_NAMES.length);
   private readonly freeSlots: SendSlot[] = [];
   private readonly icmpScratch: Buffer;
+  private readonly icmpBudget = new IcmpBudget();
   private started = false;
   private closed = false;
 
@@ -116,6 +118,10 @@ export class JsEngine implements Engine {
 
   private sendUnreachable(pkt: Buffer, off: number, len: number): void {
     if (icmpErrorLength(pkt, off, len) > this.icmpScratch.length) return;
+    if (!this.icmpBudget.take(performance.now())) {
+      this.c[C.inside_icmp_rate_limited]!++;
+      return;
+    }
     const n = writeIcmpUnreachable(this.icmpScratch, pkt, off, len, this.cfg.tunAddr, ICMP_NET_UNREACHABLE);
     if (this.tun.write(this.icmpScratch, 0, n)) this.c[C.inside_icmp_unreachable]!++;
   }

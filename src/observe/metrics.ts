@@ -66,6 +66,7 @@ export function renderMetrics(s: DaemonStatus): string {
   metric('weft_outside_packets_total', 'counter', 'packets received from nodes and written to the TUN', one(counter('outside_packets')));
   metric('weft_outside_bytes_total', 'counter', 'bytes of the packets received from nodes and written to the TUN', one(counter('outside_bytes')));
   metric('weft_inside_icmp_unreachable_total', 'counter', 'ICMP net-unreachable messages written back into the TUN', one(counter('inside_icmp_unreachable')));
+  metric('weft_inside_icmp_rate_limited_total', 'counter', 'ICMP errors not sent: over the budget of 50 at once, then 100 per second per worker', one(counter('inside_icmp_rate_limited')));
   metric(
     'weft_drops_total',
     'counter',

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootSkipReason } from '../harness/privilege.js';
 import { POD_NETWORK, PREFIX, WEFTD, WeftCluster } from '../lab/cluster.js';
 
-const FILL_LEASES = fileURLToPath(new URL('./fixtures/fill_leases.mjs', import.meta.url));
+const FIXTURE = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const FILL_LEASES = FIXTURE('fill_leases.mjs');
 
 const skip = rootSkipReason();
 
@@ -39,6 +40,23 @@ describe.skipIf(skip)(`hostile input on a running cluster${skip ? ` (skipped: ${
     expect(await c.lab.ping(c.pods()[0]!.ns, c.pods()[1]!.ip)).toBe(true);
     const leases = JSON.parse(await c.weftctl(['leases', '--json'])) as { leases: { node: string }[] };
     expect(leases.leases.map((l) => l.node).sort()).toEqual(['node1', 'node2']);
+  });
+
+  it('answers a flood toward an unowned subnet (subnet 0, never leased) with a bounded number of ICMP errors, counting the rest', async () => {
+    const pod = c.pods().find((p) => p.node === 1)!;
+    const before = await c.counters(1);
+    const t0 = Date.now();
+    const sent = await c.lab.exec(pod.ns, [process.execPath, '--import', 'tsx', FIXTURE('udp_spray.ts'), '198.19.0.9', '9999', 'random', '2s'], { timeoutMs: 30_000 });
+    const after = await c.counters(1);
+    const seconds = (Date.now() - t0) / 1000;
+    const errors = after.inside_icmp_unreachable! - before.inside_icmp_unreachable!;
+    const limited = after.inside_icmp_rate_limited! - before.inside_icmp_rate_limited!;
+    process.stdout.write(`[hostile] ${sent.stdout.trim()} datagrams toward 198.19.0.9 in ~2 s: ${errors} ICMP errors sent, ${limited} rate limited\n`);
+    expect(Number(sent.stdout)).toBeGreaterThan(1000);
+    // 50 at once, then 100 per second per worker (two workers at most here).
+    expect(errors).toBeLessThanOrEqual(2 * (50 + 100 * seconds));
+    expect(limited).toBeGreaterThan(0);
+    expect(errors + limited).toBeGreaterThan(1000);
   });
 
   it('leases naming a public IP no node can have, inside the cluster network, or this node\'s own are refused, counted and never routed', async () => {
