@@ -204,6 +204,10 @@ export function etcdEndpoints(values: FlagValues): string[] {
       throw badFlag('etcd-endpoints', `"${e}" is not a URL like http://127.0.0.1:2379`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw badFlag('etcd-endpoints', `"${e}" must use http or https`);
+    // Never echoed back: status, logs and errors print the endpoints.
+    if (url.username || url.password) {
+      throw badFlag('etcd-endpoints', `an endpoint carries credentials (${url.protocol}//***@${url.host}); give them with --etcd-username and --etcd-password-file instead`);
+    }
   }
   if (list.length === 0) throw badFlag('etcd-endpoints', 'is empty');
   return list;

@@ -16,10 +16,21 @@ export interface CmdResult {
 /** The command is not installed (ENOENT), told apart so callers can fall back. */
 export class CommandMissing extends Error {}
 
+/**
+ * What a host command sees of weftd's environment: PATH and the locale only.
+ * weftd's own environment can hold the etcd password (WEFT_ETCD_PASSWORD),
+ * which no child has any use for.
+ */
+export function commandEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { PATH: env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  for (const k of ['LANG', 'LC_ALL']) if (env[k] !== undefined) out[k] = env[k];
+  return out;
+}
+
 /** Runs `file args` (with `input` on stdin); a non-zero exit is returned, not thrown. */
 export function runCommand(file: string, args: readonly string[], input?: string): Promise<CmdResult> {
   return new Promise((resolve, reject) => {
-    const child = execFile(file, [...args], { timeout: CMD_TIMEOUT_MS }, (err, stdout, stderr) => {
+    const child = execFile(file, [...args], { timeout: CMD_TIMEOUT_MS, env: commandEnv() }, (err, stdout, stderr) => {
       if (!err) return resolve({ code: 0, stdout, stderr });
       const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean };
       if (e.code === 'ENOENT') return reject(new CommandMissing(`${file}: command not found`));

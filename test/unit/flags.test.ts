@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { envName, parseFlags } from '../../src/cli/flags.js';
 import { WEFTD_FLAGS, parseDaemonArgs } from '../../src/daemon/options.js';
 import { isWeftError } from '../../src/errors.js';
+import { commandEnv, runCommand } from '../../src/host/command.js';
 
 function badFlag(argv: string[], env: NodeJS.ProcessEnv = {}): string {
   try {
@@ -45,6 +46,9 @@ describe('weftd flags', () => {
     expect(badFlag(['--mtu', 'big'])).toMatch(/^--mtu: expects a whole number/);
     expect(badFlag(['--mtu', '100'])).toMatch(/^--mtu/);
     expect(badFlag(['--etcd-endpoints', 'localhost:2379'])).toMatch(/^--etcd-endpoints/);
+    const creds = badFlag(['--etcd-endpoints', 'http://root:s3cret@198.18.0.254:2379']);
+    expect(creds).toMatch(/^--etcd-endpoints: an endpoint carries credentials \(http:\/\/\*\*\*@198\.18\.0\.254:2379\)/);
+    expect(creds).not.toContain('s3cret');
     expect(badFlag(['--tun-name', 'this-name-is-too-long'])).toMatch(/^--tun-name/);
     expect(badFlag(['--log-level', 'loud'])).toMatch(/^--log-level/);
     expect(badFlag(['--node-name'])).toBe('--node-name: needs a value');
@@ -70,5 +74,23 @@ describe('weftd flags', () => {
   it('keeps positionals apart from flags', () => {
     const r = parseFlags(['init', '--force', 'x'], {}, [{ name: 'force', type: 'boolean', help: '' }]);
     expect(r).toEqual({ values: { force: true }, positionals: ['init', 'x'] });
+  });
+});
+
+describe('host command environment', () => {
+  it('passes PATH and the locale to ip, nft and iptables, never the etcd password', () => {
+    const env = commandEnv({ PATH: '/usr/bin', LANG: 'C.UTF-8', WEFT_ETCD_PASSWORD: 's3cret', WEFT_ETCD_USERNAME: 'root', HOME: '/root' });
+    expect(env).toEqual({ PATH: '/usr/bin', LANG: 'C.UTF-8' });
+  });
+
+  it('is what a real child gets', async () => {
+    process.env.WEFT_ETCD_PASSWORD = 's3cret';
+    try {
+      const r = await runCommand('sh', ['-c', 'env']);
+      expect(r.stdout).not.toContain('s3cret');
+      expect(r.stdout).toContain('PATH=');
+    } finally {
+      delete process.env.WEFT_ETCD_PASSWORD;
+    }
   });
 });
