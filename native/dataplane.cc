@@ -356,17 +356,7 @@ void Worker::outside_batch(const RouteTable& t) {
         if (gso_size > 0) seg = size_t(gso_size);
       }
     }
-    if (len == 0) {
-      counters.add(kOutsideDropShort);
-      continue;
-    }
-    for (size_t off = 0; off < len; off += seg) {
-      const size_t dlen = len - off < seg ? len - off : seg;
-      const uint8_t* dg = buf + off;
-      if (!accept_outside(dg, dlen, src, t, self, vni, counters)) continue;
-      const uint8_t* inner = dg + kGpeHeaderLen;
-      deliver(inner, load_be16(inner + 2));
-    }
+    accept_train(buf, len, seg, src, t, self, vni, counters, [this](const uint8_t* inner, size_t n) { deliver(inner, n); });
   }
   flush_coalescer();
 }

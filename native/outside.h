@@ -59,6 +59,28 @@ inline bool accept_outside(const uint8_t* dg, size_t len, uint32_t outer_src, co
   return true;
 }
 
+// One received buffer: a single datagram, or a UDP GRO train of equal
+// datagrams of `seg` bytes (the last one shorter; seg 0 or >= len: one
+// datagram). Calls deliver(inner, inner_len) for every datagram that passes
+// accept_outside, inner_len being the inner IPv4 total length (which
+// accept_outside checked lies within the datagram).
+template <typename Deliver>
+inline void accept_train(const uint8_t* buf, size_t len, size_t seg, uint32_t outer_src, const RouteTable& t,
+                         SelfSubnet self, uint32_t vni, Counters& c, Deliver&& deliver) {
+  if (len == 0) {
+    c.add(kOutsideDropShort);
+    return;
+  }
+  if (seg == 0 || seg > len) seg = len;
+  for (size_t off = 0; off < len; off += seg) {
+    const size_t dlen = len - off < seg ? len - off : seg;
+    const uint8_t* dg = buf + off;
+    if (!accept_outside(dg, dlen, outer_src, t, self, vni, c)) continue;
+    const uint8_t* inner = dg + kGpeHeaderLen;
+    deliver(inner, size_t(load_be16(inner + 2)));
+  }
+}
+
 }  // namespace weft
 
 #endif  // WEFT_OUTSIDE_H_

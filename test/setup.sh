@@ -2,7 +2,8 @@
 # Installs what weft's demo, tests and benchmarks need on a Debian machine,
 # as root: Debian packages (etcd, iproute2, iperf3, ping, ethtool, tcpdump, nftables,
 # iptables, a C++ toolchain; podman, runc, containernetworking-plugins and
-# busybox-static for the CNI plugin's runtime tests and the demo's containers)
+# busybox-static for the CNI plugin's runtime tests and the demo's containers;
+# clang and its runtime libraries for the libFuzzer targets in native/fuzz)
 # and the npm packages, which also builds the native addon and weftd.
 # Idempotent: installs only what is missing.
 set -euo pipefail
@@ -15,13 +16,16 @@ fi
 
 need=()
 for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux ethtool:ethtool tcpdump:tcpdump systemd-analyze:systemd nft:nftables iptables:iptables \
-  podman:podman runc:runc nsenter:util-linux /usr/lib/cni/bridge:containernetworking-plugins /bin/busybox:busybox-static; do
+  podman:podman runc:runc nsenter:util-linux /usr/lib/cni/bridge:containernetworking-plugins /bin/busybox:busybox-static \
+  clang++:clang; do
   what=${pair%%:*}
   case $what in
     /*) [ -x "$what" ] || need+=("${pair#*:}") ;;
     *) command -v "$what" >/dev/null 2>&1 || need+=("${pair#*:}") ;;
   esac
 done
+# libFuzzer's runtime (clang's compiler-rt): a library, not a command.
+dpkg -s libclang-rt-14-dev >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -qq

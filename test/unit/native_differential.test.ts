@@ -2,6 +2,9 @@
 // specification: the same packets must get the same verdicts and the same
 // drop counters, inside and outside. Runs in-process, no root, no I/O.
 
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { C, COUNTER_NAMES } from '../../src/dataplane/counters.js';
@@ -66,6 +69,32 @@ describe('native engine vs the js specification (in-process)', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('agrees on every input of the fuzz corpora (native/fuzz), split as the worker splits them', () => {
+    const corpus = (target: string): Buffer[] => {
+      const dir = fileURLToPath(new URL(`../../native/fuzz/corpus/${target}/`, import.meta.url));
+      return readdirSync(dir).map((f) => readFileSync(join(dir, f)));
+    };
+    const fuzzSources = ['198.18.0.1', '198.18.0.3', '198.18.0.7', '198.18.0.99'].map(parseIp);
+    const datagrams: Buffer[] = [];
+    const sources: number[] = [];
+    for (const input of corpus('outside')) {
+      const buf = input.subarray(3);
+      const seg = input.readUInt16BE(1) || buf.length;
+      for (let off = 0; off < buf.length; off += seg) {
+        datagrams.push(buf.subarray(off, Math.min(buf.length, off + seg)));
+        sources.push(fuzzSources[input[0]! & 3]!);
+      }
+    }
+    const outside = both(1, datagrams, sources);
+    expect(outside.native).toEqual(outside.js);
+    expect(outside.nativeCounters).toEqual(outside.jsCounters);
+    expect(outside.js.filter((v) => v === 1).length).toBeGreaterThan(0);
+    const packets = corpus('inside').map((b) => b.subarray(10));
+    const inside = both(0, packets, packets.map(() => 0));
+    expect(inside.native).toEqual(inside.js);
+    expect(inside.nativeCounters).toEqual(inside.jsCounters);
   });
 
   it('agrees on the hand-picked cases too, and they hit every outside drop reason', () => {

@@ -1,0 +1,42 @@
+// What the fuzz targets share: a fixed route table (the lab's plan: network
+// 198.19.0.0/16 in /24s, this node 198.19.2.0/24, peers 1, 3 and 7) and a
+// counters block, built once.
+#ifndef WEFT_FUZZ_COMMON_H_
+#define WEFT_FUZZ_COMMON_H_
+
+#include <stdint.h>
+
+#include <memory>
+
+#include "../counters.h"
+#include "../outside.h"
+#include "../routes.h"
+
+namespace weft {
+
+inline const RouteTable& fuzz_table() {
+  static const std::unique_ptr<RouteTable> t = [] {
+    const uint32_t net = 0xc6130000u;  // 198.19.0.0
+    static int32_t slots[256];
+    for (int32_t& s : slots) s = kNoPeer;
+    slots[1] = 0;
+    slots[3] = 1;
+    slots[7] = 2;
+    static const uint32_t ips[3] = {0xc6120001u, 0xc6120003u, 0xc6120007u};  // 198.18.0.1, .3, .7
+    static const uint16_t ports[3] = {4790, 4790, 4790};
+    return build_route_table(net, 16, 24, slots, 256, ips, ports, 3);
+  }();
+  return *t;
+}
+
+inline constexpr SelfSubnet kFuzzSelf{0xc6130200u, 0xffffff00u};  // 198.19.2.0/24
+
+inline Counters& fuzz_counters() {
+  static uint64_t slots[kCounterCount];
+  static Counters c(slots);
+  return c;
+}
+
+}  // namespace weft
+
+#endif  // WEFT_FUZZ_COMMON_H_
