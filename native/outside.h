@@ -2,7 +2,7 @@
 // counters as src/dataplane/outside.ts:
 //   header (length, flags, VNI, next protocol) -> outer sender is a node
 //   -> inner IPv4 well formed -> inner source in that node's subnet (or the node itself)
-//   -> inner destination a pod address of ours -> TTL not expired -> deliver
+//   -> inner destination in ours, not its broadcast -> TTL not expired -> deliver
 #ifndef WEFT_OUTSIDE_H_
 #define WEFT_OUTSIDE_H_
 
@@ -19,9 +19,10 @@ struct SelfSubnet {
   uint32_t base;
   uint32_t mask;
   bool contains(uint32_t ip) const { return (ip & mask) == base; }
-  // A pod's address: in the subnet, but neither its network address (the
-  // TUN's own) nor its broadcast address, which would reach the host itself.
-  bool holds_pod(uint32_t ip) const { return contains(ip) && ip != base && ip != (base | ~mask); }
+  // A destination we deliver: in the subnet, but not its broadcast address
+  // (which would reach every host on the bridge). The network address is the
+  // TUN's own, this node's overlay address: replies to its traffic come there.
+  bool delivers(uint32_t ip) const { return contains(ip) && ip != (base | ~mask); }
 };
 
 // True when the inner packet at dg + 8 should be written to the TUN.
@@ -48,7 +49,7 @@ inline bool accept_outside(const uint8_t* dg, size_t len, uint32_t outer_src, co
     c.add(kOutsideDropSpoofedSource);
     return false;
   }
-  if (!self.holds_pod(ip_dst(inner))) {
+  if (!self.delivers(ip_dst(inner))) {
     c.add(kOutsideDropNotLocal);
     return false;
   }

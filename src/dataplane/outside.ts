@@ -3,7 +3,7 @@
 //
 //   header (length, flags, VNI, next protocol) -> outer sender is a node
 //   -> inner IPv4 well formed -> inner source inside that node's subnet (or the node itself)
-//   -> inner destination a pod address of ours -> TTL not expired -> deliver
+//   -> inner destination in ours, not its broadcast -> TTL not expired -> deliver
 
 import { GPE_NEXT_PROTO_IPV4, VXLAN_GPE_HEADER_LEN } from '../constants.js';
 import { type Cidr, contains, maskOf } from '../net/ipv4.js';
@@ -56,8 +56,8 @@ export function acceptOutside(
     return false;
   }
   const dst = dstAddr(buf, inner);
-  // A pod's address: not the subnet's network address (the TUN's own) or broadcast, which would reach this host.
-  if (!contains(self, dst) || dst === self.base || dst === (self.base | ~maskOf(self.len)) >>> 0) {
+  // Not the subnet's broadcast address (every host on the bridge). Its network address is the TUN's own: replies to this node come there.
+  if (!contains(self, dst) || dst === (self.base | ~maskOf(self.len)) >>> 0) {
     c[C.outside_drop_not_local]!++;
     return false;
   }

@@ -247,7 +247,7 @@ export class EtcdRegistry {
     let from = prefix;
     let revision: string | undefined;
     for (let page = 1; ; page++) {
-      const res = await this.call(`list leases (page ${page})`, () =>
+      const res = await this.call(page === 1 ? 'list leases' : `list leases (page ${page})`, () =>
         this.client.kv.range({ key: from, range_end: rangeEnd, limit: LIST_PAGE, ...(revision ? { revision } : {}) }),
       );
       revision ??= res.header.revision;
