@@ -36,6 +36,7 @@
 #include "icmp_budget.h"
 #include "inside.h"
 #include "offload.h"
+#include "path_mtu.h"
 #include "udp_linux.h"
 #include "wire.h"
 
@@ -98,6 +99,8 @@ struct Worker {
   alignas(cmsghdr) char tso_ctrl[kMaxSegs][CMSG_SPACE(sizeof(uint16_t))];
   uint8_t icmp[kVnetLen + kIcmpErrorMax];
   IcmpBudget icmp_budget;
+  int probe_fd = -1;  // unconnected UDP socket for path MTU reads
+  std::unique_ptr<PathMtuCache> pmtu;
 
   // outside scratch
   std::unique_ptr<uint8_t[]> out_slab;  // kBatch slots of kSlot
@@ -115,6 +118,7 @@ struct Worker {
       if (q.fd >= 0) close(q.fd);
     }
     if (rx_fd >= 0) close(rx_fd);
+    if (probe_fd >= 0) close(probe_fd);
   }
 
   void run();
@@ -128,8 +132,11 @@ struct Worker {
   void flush_all() {
     for (int s = 0; s < kSendSockets; s++) flush(s);
   }
-  void send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock);
-  void send_unreachable(const uint8_t* pkt, size_t len);
+  void send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock, size_t limit);
+  // The largest inner packet the path to `peer` carries (SIZE_MAX when unknown).
+  size_t inner_limit(const RouteTable& t, int32_t peer);
+  // ICMP destination-unreachable back into the TUN, within the budget: code 0 (no route) or 4 (fragmentation needed, mtu).
+  void send_icmp_error(const uint8_t* pkt, size_t len, uint8_t code, uint16_t mtu);
 
   // ---- outside
   void outside_batch(const RouteTable& t);
@@ -188,13 +195,21 @@ void Worker::inside_batch(const RouteTable& t) {
     const int32_t peer = classify_inside(pkt, len, t, counters);
     if (peer == kInsideDrop) continue;
     if (peer == kInsideUnreachable) {
-      send_unreachable(pkt, len);
+      send_icmp_error(pkt, len, 0, 0);
       continue;
     }
     const int sock = int(flow_hash(pkt, len) % kSendSockets);
+    const size_t limit = inner_limit(t, peer);
     if (vnet && h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
       flush(sock);  // keep the flow's order: earlier packets go first
-      send_tso(pkt, len, h, t, peer, sock);
+      send_tso(pkt, len, h, t, peer, sock, limit);
+      continue;
+    }
+    // Too long for the path: with DF the sender must learn the MTU (as a
+    // router would tell it); without, the kernel fragments the datagram.
+    if (len > limit && (pkt[6] & 0x40) != 0) {
+      counters.add(kInsideDropTooBig);
+      send_icmp_error(pkt, len, 4, uint16_t(limit));
       continue;
     }
     if (vnet && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && !complete_checksum(pkt, len, h.csum_start, h.csum_offset)) {
@@ -276,12 +291,33 @@ void fill_msg(mmsghdr* m, sockaddr_in* addr, const RouteTable& t, int32_t peer, 
 
 }  // namespace
 
-void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock) {
+size_t Worker::inner_limit(const RouteTable& t, int32_t peer) {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  const size_t mtu = pmtu->get(t.peer_ip[size_t(peer)], uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec));
+  return mtu > kEncapOverhead ? mtu - kEncapOverhead : SIZE_MAX;
+}
+
+void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock,
+                      size_t limit) {
   TsoPlan plan;
-  const int segs = tso_headers(pkt, len, h, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs);
+  int segs = tso_headers(pkt, len, h, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs);
   if (segs <= 0) {
     counters.add(kInsideDropMalformed);
     return;
+  }
+  // Segments too long for the path: cut them shorter (the sender's TCP sees
+  // nothing but ordinary segments). When that takes more than kMaxSegs,
+  // tell the sender the path MTU instead, so its next super-packets fit.
+  if (plan.hdrs + plan.mss > limit) {
+    VnetHdr shorter = h;
+    shorter.gso_size = uint16_t(limit > plan.hdrs ? limit - plan.hdrs : 0);
+    segs = shorter.gso_size > 0 ? tso_headers(pkt, len, shorter, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs) : -1;
+    if (segs <= 0) {
+      counters.add(kInsideDropTooBig);
+      send_icmp_error(pkt, len, 4, uint16_t(limit));
+      return;
+    }
   }
   // Each datagram gathers [VXLAN-GPE + segment headers] from seg_hdrs and
   // the segment's payload straight from the super-packet: no payload copy.
@@ -314,7 +350,7 @@ void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const Ro
   send_all(tx[sock].fd, tso_msgs, msgs, tso_packets, tso_bytes);
 }
 
-void Worker::send_unreachable(const uint8_t* pkt, size_t len) {
+void Worker::send_icmp_error(const uint8_t* pkt, size_t len, uint8_t code, uint16_t mtu) {
   timespec now;
   // CLOCK_MONOTONIC_COARSE: a vDSO read, and jiffy resolution is plenty for a per-second budget.
   clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
@@ -324,7 +360,7 @@ void Worker::send_unreachable(const uint8_t* pkt, size_t len) {
   }
   memset(icmp, 0, kVnetLen);  // a plain vnet header: no GSO, checksums complete
   uint8_t* out = vnet ? icmp + kVnetLen : icmp;
-  const size_t n = write_icmp_unreachable(out, pkt, len, tun_addr, 0);
+  const size_t n = write_icmp_unreachable(out, pkt, len, tun_addr, code, mtu);
   if (write(tun_fd, icmp, n + (vnet ? kVnetLen : 0)) > 0) counters.add(kInsideIcmpUnreachable);
 }
 
@@ -461,13 +497,16 @@ std::unique_ptr<Engine> Engine::start(const EngineConfig& cfg, int* err, const c
         return fail("open a sending UDP socket");
       }
     }
+    // Without a probe socket the path MTU is unknown and no limit applies.
+    wk->probe_fd = udp_open(cfg.bind_ip, 0, false, &e2);
+    wk->pmtu.reset(new (std::nothrow) PathMtuCache(wk->probe_fd));
     if (gro && !udp_enable_gro(wk->rx_fd)) gro = false;
     if (gso && !udp_gso_supported(wk->tx[0].fd)) gso = false;
     wk->in_slab.reset(new (std::nothrow) uint8_t[kBatch * kSlot]);
     wk->out_slab.reset(new (std::nothrow) uint8_t[kBatch * kSlot]);
     wk->co_buf.reset(new (std::nothrow) uint8_t[kCoalescerBufLen]);
     if (wk->co_buf) wk->co.reset(new (std::nothrow) TcpCoalescer(wk->co_buf.get(), kCoalescerBufLen));
-    if (!wk->in_slab || !wk->out_slab || !wk->co) {
+    if (!wk->in_slab || !wk->out_slab || !wk->co || !wk->pmtu) {
       errno = ENOMEM;
       e->workers_.push_back(std::move(wk));
       return fail("allocate worker buffers");

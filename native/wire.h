@@ -15,6 +15,8 @@ namespace weft {
 
 // ---- Specification constants (DESIGN.md)
 constexpr size_t kGpeHeaderLen = 8;
+// Outer IPv4 (20) + UDP (8) + VXLAN-GPE: what encapsulation adds to an inner packet.
+constexpr size_t kEncapOverhead = 20 + 8 + kGpeHeaderLen;
 constexpr uint8_t kGpeFlags = 0x0c;  // I | P, version 0
 constexpr uint8_t kGpeFlagI = 0x08, kGpeFlagP = 0x04, kGpeFlagO = 0x01, kGpeVersionMask = 0x30;
 constexpr uint8_t kGpeNextProtoIpv4 = 0x01;
@@ -112,8 +114,11 @@ inline bool may_answer_with_icmp(const uint8_t* p, size_t len) {
 
 // Writes an ICMP destination-unreachable (type 3, `code`) from `from` to the
 // packet's source, quoting its header and 8 payload bytes, into `out`
-// (kIcmpErrorMax bytes). Returns its length. Same bytes as the TS writer.
-inline size_t write_icmp_unreachable(uint8_t* out, const uint8_t* pkt, size_t len, uint32_t from, uint8_t code) {
+// (kIcmpErrorMax bytes); `mtu` is the next-hop MTU of code 4
+// (fragmentation needed), 0 otherwise. Returns its length. Same bytes as
+// the TS writer.
+inline size_t write_icmp_unreachable(uint8_t* out, const uint8_t* pkt, size_t len, uint32_t from, uint8_t code,
+                                     uint16_t mtu = 0) {
   size_t quoted = size_t(pkt[0] & 0x0f) * 4 + 8;
   if (quoted > len) quoted = len;
   const size_t total = 28 + quoted;
@@ -128,6 +133,7 @@ inline size_t write_icmp_unreachable(uint8_t* out, const uint8_t* pkt, size_t le
   store_csum(out + 10, csum_fold(csum_partial(out, 20, 0)));
   out[20] = 3;
   out[21] = code;
+  store_be16(out + 26, mtu);
   memcpy(out + 28, pkt, quoted);
   store_csum(out + 22, csum_fold(csum_partial(out + 20, 8 + quoted, 0)));
   return total;

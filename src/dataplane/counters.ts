@@ -10,6 +10,8 @@ export const COUNTER_NAMES = [
   'inside_drop_not_ipv4',
   'inside_drop_no_route',
   'inside_drop_send_error',
+  /** Longer than the path to its node allows, with DF set: answered with ICMP fragmentation-needed (native engine). */
+  'inside_drop_too_big',
   'inside_icmp_unreachable',
   /** ICMP errors not sent: over the budget (icmp_budget.ts). */
   'inside_icmp_rate_limited',

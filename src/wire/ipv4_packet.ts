@@ -109,9 +109,10 @@ export function icmpErrorLength(buf: Uint8Array, off: number, len: number): numb
 /**
  * Writes into `out` at 0 an ICMP destination-unreachable (type 3, `code`)
  * from `from` to the offending packet's source, quoting its header and
- * first 8 payload bytes. `out` must hold icmpErrorLength() bytes; returns it.
+ * first 8 payload bytes; `mtu` is the next-hop MTU of code 4 (fragmentation
+ * needed). `out` must hold icmpErrorLength() bytes; returns it.
  */
-export function writeIcmpUnreachable(out: Uint8Array, pkt: Uint8Array, off: number, len: number, from: number, code: number): number {
+export function writeIcmpUnreachable(out: Uint8Array, pkt: Uint8Array, off: number, len: number, from: number, code: number, mtu = 0): number {
   const quoted = Math.min(len, (pkt[off]! & 0x0f) * 4 + 8);
   const total = 28 + quoted;
   out[0] = 0x45;
@@ -137,8 +138,8 @@ export function writeIcmpUnreachable(out: Uint8Array, pkt: Uint8Array, off: numb
   out[23] = 0;
   out[24] = 0;
   out[25] = 0;
-  out[26] = 0;
-  out[27] = 0;
+  out[26] = mtu >>> 8;
+  out[27] = mtu & 0xff;
   for (let i = 0; i < quoted; i++) out[28 + i] = pkt[off + i]!;
   const icmpSum = internetChecksum(out, 20, 8 + quoted);
   out[22] = icmpSum >>> 8;
@@ -147,3 +148,4 @@ export function writeIcmpUnreachable(out: Uint8Array, pkt: Uint8Array, off: numb
 }
 
 export const ICMP_NET_UNREACHABLE = 0;
+export const ICMP_FRAG_NEEDED = 4;

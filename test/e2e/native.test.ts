@@ -82,6 +82,29 @@ describe.skipIf(rootSkipReason())('native engine on the lab (needs root: network
     expect((await c.counters(1)).inside_drop_malformed).toBe(0);
   }, 60_000);
 
+  it('finishes bulk TCP over a path narrower than the underlay interface (route MTU 1400), and tells a DF sender the path MTU', async () => {
+    const n1 = c.lab.nodeNs(1);
+    const dst = c.lab.podIp(pod(2));
+    await c.lab.exec(n1, ['ip', 'route', 'add', `${c.lab.nodeIp(2)}/32`, 'dev', 'eth0', 'mtu', '1400']);
+    try {
+      const sink = c.lab.spawn(pod(2), [process.execPath, join(FIXTURES, 'tcp_transfer.mjs'), 'sink', '5003']);
+      await sink.waitForLog(/listening/, 10_000);
+      const t0 = Date.now();
+      const sent = await c.lab.exec(pod(1), [process.execPath, join(FIXTURES, 'tcp_transfer.mjs'), 'send', dst, '5003', String(20 * 1024 * 1024)], { timeoutMs: 60_000 });
+      const received = await sink.waitForLog(/^\d+ [0-9a-f]{64}$/, 30_000);
+      process.stdout.write(`[native] 20 MiB over a path MTU of 1400: ${((20 * 8 * 1.048576) / ((Date.now() - t0) / 1000)).toFixed(0)} Mbit/s\n`);
+      expect(sent.stdout.trim()).toMatch(/^20971520 [0-9a-f]{64}$/);
+      expect(received.trim()).toBe(sent.stdout.trim());
+      // A DF packet longer than the path allows: ICMP fragmentation-needed with the inner MTU (1400 - 36).
+      const big = await c.lab.exec(pod(1), ['ping', '-n', '-c', '1', '-W', '2', '-M', 'do', '-s', '1400', dst], { allowFail: true });
+      expect(`${big.stdout}${big.stderr}`).toMatch(/mtu = 1364|mtu=1364/);
+      expect((await c.counters(1)).inside_drop_too_big).toBeGreaterThan(0);
+      expect(await c.lab.ping(pod(1), dst)).toBe(true);
+    } finally {
+      await c.lab.exec(n1, ['ip', 'route', 'del', `${c.lab.nodeIp(2)}/32`], { allowFail: true });
+    }
+  }, 120_000);
+
   it('survives 3 s of random datagrams at full rate, counting every one, and keeps forwarding', async () => {
     const node2 = c.lab.nodeNs(2);
     const before = await c.counters(2, 2500); // after the last test's traffic has been logged

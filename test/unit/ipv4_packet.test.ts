@@ -70,6 +70,16 @@ describe('IPv4 packets', () => {
     expect(out.subarray(28, n)).toEqual(pkt.subarray(0, 28));
   });
 
+  it('builds an ICMP fragmentation-needed carrying the next-hop MTU, with valid checksums', () => {
+    const pkt = udpPacket('198.19.1.2', '198.19.9.9', 4000, 80, 1400);
+    const out = Buffer.alloc(icmpErrorLength(pkt, 0, pkt.length));
+    const n = writeIcmpUnreachable(out, pkt, 0, pkt.length, parseIp('198.19.1.0'), 4, 1364);
+    expect([out[20], out[21]]).toEqual([3, 4]);
+    expect(out.readUInt16BE(26)).toBe(1364);
+    expect(out.readUInt16BE(24)).toBe(0);
+    expect(internetChecksum(out, 20, n - 20)).toBe(0);
+  });
+
   it('never answers ICMP errors, non-first fragments or multicast sources', () => {
     const echo = icmpEcho('198.19.1.2', '198.19.9.9');
     expect(mayAnswerWithIcmp(echo, 0, echo.length)).toBe(true);
