@@ -434,6 +434,9 @@ void Worker::flush_coalescer() {
 void* run_worker(void* w) {
   Worker* wk = static_cast<Worker*>(w);
   wk->run();
+  // However it stopped (the TUN gone, a poll error), it holds no table now:
+  // quiescent for good, or every table published later would stay allocated.
+  wk->routes->leave(wk->index);
   wk->engine->running_.fetch_sub(1, std::memory_order_relaxed);
   return nullptr;
 }

@@ -51,6 +51,7 @@ class Engine {
   // Workers still running: one that met an error it cannot go on from (the
   // TUN device deleted under it) has ended.
   int workers_running() const { return running_.load(std::memory_order_relaxed); }
+  size_t retired_tables() { return routes_.retired(); }
   bool udp_gso() const { return udp_gso_; }
   bool udp_gro() const { return udp_gro_; }
 

@@ -198,7 +198,8 @@ napi_value js_engine_stop(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// engineInfo(engine): { udpGso, udpGro, workersRunning }: the offloads in use after probing, and live workers.
+// engineInfo(engine): { udpGso, udpGro, workersRunning, retiredTables }: the offloads in use after probing,
+// live workers, and replaced route tables not yet freed.
 napi_value js_engine_info(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv, "engineInfo(engine)")) {
@@ -207,8 +208,10 @@ napi_value js_engine_info(napi_env env, napi_callback_info info) {
   }
   EngineHandle* h = handle_arg(env, argv[0]);
   if (h == nullptr) return nullptr;
-  napi_value result, gso, gro, running;
+  napi_value result, gso, gro, running, retired;
   if (napi_create_object(env, &result) != napi_ok ||
+      napi_create_int32(env, h->engine ? int32_t(h->engine->retired_tables()) : 0, &retired) != napi_ok ||
+      napi_set_named_property(env, result, "retiredTables", retired) != napi_ok ||
       napi_create_int32(env, h->engine ? h->engine->workers_running() : 0, &running) != napi_ok ||
       napi_set_named_property(env, result, "workersRunning", running) != napi_ok ||
       napi_get_boolean(env, h->engine && h->engine->udp_gso(), &gso) != napi_ok ||

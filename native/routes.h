@@ -63,6 +63,11 @@ class RouteHolder {
   void leave(int worker) { seen_[size_t(worker)].value.store(kQuiescent, std::memory_order_seq_cst); }
   // Takes ownership; frees retired tables no worker can still hold.
   void publish(std::unique_ptr<RouteTable> table);
+  // Replaced tables not yet freed (some worker may still read them).
+  size_t retired() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return retired_.size();
+  }
 
  private:
   static constexpr uint64_t kQuiescent = UINT64_MAX;

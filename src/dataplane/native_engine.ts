@@ -73,11 +73,11 @@ export class NativeEngine implements Engine {
     return this.handle !== undefined && !this.closed && this.addon.engineInfo(this.handle).workersRunning === this.queues.length;
   }
 
-  /** The queue count and the offloads the kernel let the engine use (after start). */
+  /** The queue count, the offloads the kernel let the engine use (after start), and replaced route tables not yet freed. */
   details(): Record<string, unknown> {
     if (this.handle === undefined) return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr };
-    const { udpGso, udpGro } = this.addon.engineInfo(this.handle);
-    return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr, udpGso, udpGro };
+    const { udpGso, udpGro, retiredTables } = this.addon.engineInfo(this.handle);
+    return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr, udpGso, udpGro, retiredTables };
   }
 
   counters(): CounterSnapshot {

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WEFTD, WeftCluster } from '../lab/cluster.js';
+import { PREFIX, WEFTD, WeftCluster } from '../lab/cluster.js';
 import { rootSkipReason } from '../harness/privilege.js';
 
 /** Prints every datagram received on the unix socket at argv[1], one line each, newlines as '|'. Exits after 60 s. */
@@ -65,6 +65,25 @@ describe.skipIf(rootSkipReason())('weftd as a service (needs root: network names
     expect(ready.code).toBe(503);
     expect(ready.body).toContain('the dataplane stopped forwarding');
     await s.weftd!.waitForLog(/"event":"watchdog_withheld"/, 5000);
+    if (engine === 'native') {
+      // Dead workers hold no route table: the ones replaced from now on are freed, not kept forever.
+      const used = new Set([...c.nodes.values()].map((n) => n.subnet));
+      const ghosts = Array.from({ length: 250 }, (_, k) => `198.19.${k + 2}.0/24`).filter((sn) => !used.has(sn)).slice(0, 5);
+      const key = (sn: string): string => `${PREFIX}/network/subnets/${sn.replace('/', '-')}`;
+      for (const [k, sn] of ghosts.entries()) {
+        await c.lab.etcdctl(['put', key(sn), JSON.stringify({ nodeName: `ghost${k}`, publicIp: `198.18.0.${100 + k}`, port: 4790, vni: 1, version: 'hand' })]);
+      }
+      const status = async () => JSON.parse((await c.http(2, '/status')).body) as { engine: { details: { retiredTables: number } }; peers: { subnet: string }[] };
+      const deadline2 = Date.now() + 5000;
+      for (;;) {
+        const st = await status();
+        if (ghosts.every((g) => st.peers.some((p) => p.subnet === g))) break;
+        if (Date.now() > deadline2) throw new Error('the ghost leases never reached node 2');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect((await status()).engine.details.retiredTables).toBeLessThanOrEqual(1);
+      for (const sn of ghosts) await c.lab.etcdctl(['del', key(sn)]);
+    }
     const keepalives = (listener.log().match(/WATCHDOG=1/g) ?? []).length;
     await new Promise((r) => setTimeout(r, 1000));
     expect((listener.log().match(/WATCHDOG=1/g) ?? []).length).toBe(keepalives);
