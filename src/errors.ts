@@ -18,7 +18,9 @@ export type WeftErrorCode =
   | 'WEFT_ADDON_MISSING'
   | 'WEFT_NO_PUBLIC_IP'
   /** Another weftd holds this node's instance lock. */
-  | 'WEFT_ALREADY_RUNNING';
+  | 'WEFT_ALREADY_RUNNING'
+  /** A weftd on another machine took over this node name: two machines share it. Exit 3, which the unit does not restart. */
+  | 'WEFT_NODE_NAME_TAKEN';
 
 export class WeftError extends Error {
   readonly code: WeftErrorCode;

@@ -5,9 +5,13 @@ import { errorMessage, isWeftError } from '../errors.js';
 
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** Displaced by a weftd on another machine under the same node name: restarting would only displace it back. */
+export const EXIT_NODE_NAME_TAKEN = 3;
 
 export function exitCodeFor(err: unknown): number {
-  return isWeftError(err, 'WEFT_BAD_FLAG') ? EXIT_USAGE : EXIT_FAILURE;
+  if (isWeftError(err, 'WEFT_BAD_FLAG')) return EXIT_USAGE;
+  if (isWeftError(err, 'WEFT_NODE_NAME_TAKEN')) return EXIT_NODE_NAME_TAKEN;
+  return EXIT_FAILURE;
 }
 
 /** Runs a command's main, printing `<command>: <reason>` on stderr and exiting with the right status on failure. */

@@ -229,9 +229,13 @@ export class Daemon implements StatusSource {
         onTable: (table) => engine.setRoutes(table),
         onSelfDeleted: () => keeper.lostNow('our subnet key was deleted from etcd'),
         onSelfTaken: (rec) =>
-          this.fail(new WeftError('WEFT_LEASE_CONFLICT', rec.lease.nodeName === o.nodeName
-            ? `another weftd took over node name ${o.nodeName} and subnet ${formatCidr(subnet)} from ${rec.lease.publicIp} (a cloned machine, or this node started elsewhere); stopping rather than forwarding for it`
-            : `subnet ${formatCidr(subnet)} is now leased by node ${rec.lease.nodeName} (${rec.lease.publicIp}); stopping rather than forwarding for it`, {
+          this.fail(rec.lease.nodeName === o.nodeName
+            ? new WeftError('WEFT_NODE_NAME_TAKEN', `another weftd took over node name ${o.nodeName} and subnet ${formatCidr(subnet)} from ${rec.lease.publicIp} (a cloned machine, or this node started elsewhere); stopping rather than forwarding for it, with exit status 3 so systemd does not start it again to take the name back: give one of the two machines another --node-name`, {
+              subnet: formatCidr(subnet),
+              node: rec.lease.nodeName,
+              publicIp: rec.lease.publicIp,
+            })
+            : new WeftError('WEFT_LEASE_CONFLICT', `subnet ${formatCidr(subnet)} is now leased by node ${rec.lease.nodeName} (${rec.lease.publicIp}); stopping rather than forwarding for it`, {
             subnet: formatCidr(subnet),
             node: rec.lease.nodeName,
             publicIp: rec.lease.publicIp,

@@ -125,8 +125,10 @@ describe.skipIf(rootSkipReason())('weftd as a service (needs root: network names
     const clone = await c.startNode(3, 0, ['--node-name', 'node1']);
     expect(clone.subnet).toBe(subnet);
     const exit = await old.exited;
-    expect(exit.code).toBe(1);
+    // 3, which the unit's RestartPreventExitStatus keeps systemd from restarting: no tug of war over the name.
+    expect(exit.code).toBe(3);
     expect(old.log()).toMatch(/another weftd took over node name node1 and subnet .* from 198\.18\.0\.3/);
+    expect(old.log()).toContain('give one of the two machines another --node-name');
     expect(await lease(subnet)).toContain('"publicIp":"198.18.0.3"');
     expect((await c.lab.exec(c.lab.nodeNs(1), ['ip', 'link', 'show', 'weft0'], { allowFail: true })).code).not.toBe(0);
   }, 60_000);

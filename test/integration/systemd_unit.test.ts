@@ -2,6 +2,7 @@
 // promises the README makes (notify, watchdog, CAP_NET_ADMIN only, no
 // option that would kill V8 or hide the TUN).
 
+import { EXIT_NODE_NAME_TAKEN, EXIT_USAGE } from '../../src/cli/main.js';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -34,6 +35,8 @@ describe('systemd/weftd.service', () => {
     expect(s.get('DeviceAllow')).toEqual(['/dev/net/tun rw']);
     expect(s.get('EnvironmentFile')).toEqual(['/etc/weft/weftd.env']);
     expect(s.get('Restart')).toEqual(['on-failure']);
+    // Bad flags (2) and a node name another machine took over (3) are not restarted: see src/cli/main.ts.
+    expect(s.get('RestartPreventExitStatus')).toEqual([`${EXIT_USAGE} ${EXIT_NODE_NAME_TAKEN}`]);
     for (const forbidden of ['MemoryDenyWriteExecute', 'PrivateDevices', 'ProtectKernelTunables', 'PrivateNetwork']) expect(s.has(forbidden), forbidden).toBe(false);
     for (const wanted of ['ProtectSystem', 'ProtectHome', 'PrivateTmp', 'NoNewPrivileges', 'ReadWritePaths']) expect(s.has(wanted), wanted).toBe(true);
   });
