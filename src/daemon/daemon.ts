@@ -96,6 +96,9 @@ export class Daemon implements StatusSource {
       const downS = lastContact === undefined ? Infinity : (Date.now() - lastContact) / 1000;
       readiness = downS <= this.opts.etcdGraceS ? 'degraded' : 'not_ready';
       reasons.push(`etcd unreachable for ${Number.isFinite(downS) ? Math.round(downS) : '?'} s (grace ${this.opts.etcdGraceS} s); forwarding with the last table`);
+    } else if (watcher?.resyncFailure) {
+      readiness = 'degraded';
+      reasons.push(`re-listing the leases fails (${watcher.resyncFailure}); forwarding with the last table`);
     }
     return {
       node: this.opts.nodeName,

@@ -46,6 +46,8 @@ export class LeaseWatcher {
   private closed = false;
   private published: RouteTable | undefined;
   private syncing = false;
+  /** Why the last re-list failed, until one succeeds. */
+  private failing: string | undefined;
   /** Leases left out of the table, by key, with the reason (logged once each). */
   private readonly ignoredLeases = new Map<string, string>();
   resyncs = 0;
@@ -71,6 +73,11 @@ export class LeaseWatcher {
   /** How many leases are left out of the table now: values that do not parse, or name an address no node can be reached at. */
   get ignored(): number {
     return this.ignoredLeases.size;
+  }
+
+  /** Why re-listing the leases fails, while it does (the table is then the last one that listed): undefined when the last listing went through. */
+  get resyncFailure(): string | undefined {
+    return this.failing;
   }
 
   /** The peers of the last table published (status requests read this; they build nothing). */
@@ -109,6 +116,7 @@ export class LeaseWatcher {
       }
       this.watch = watch;
       this.backoffMs = BACKOFF_MIN_MS;
+      this.failing = undefined;
     } finally {
       this.syncing = false;
     }
@@ -132,6 +140,7 @@ export class LeaseWatcher {
       this.o.log.info({ event: 'watch_resync', reason }, 'resyncing leases');
       this.sync().catch((err) => {
         if (this.closed) return;
+        this.failing = errorMessage(err);
         // Never wait longer than a periodic resync would: after an outage the
         // table (and nodes that joined meanwhile) comes back within that.
         this.backoffMs = Math.min(BACKOFF_MAX_MS, this.o.resyncIntervalMs, this.backoffMs * 2);

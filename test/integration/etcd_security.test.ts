@@ -13,10 +13,11 @@ import { type EtcdConnection, etcdConnection } from '../../src/cli/flags.js';
 import { WeftError, isWeftError } from '../../src/errors.js';
 import { parseCidr } from '../../src/net/ipv4.js';
 import { EtcdRegistry } from '../../src/registry/registry.js';
+import { LeaseWatcher } from '../../src/registry/lease_watcher.js';
 import type { SubnetLease } from '../../src/registry/schema.js';
 import type { CliResult } from '../harness/cli.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd_server.js';
-import { config, uniquePrefix } from '../harness/registry_fixture.js';
+import { captureLogger, config, uniquePrefix } from '../harness/registry_fixture.js';
 import { WEFTCTL, WEFTD } from '../lab/cluster.js';
 
 const run = promisify(execFile);
@@ -275,6 +276,49 @@ describe('etcd with user/password auth', () => {
     expect(err.code).toBe('WEFT_ETCD_AUTH');
     expect(err.message).toBe(`etcd ${authEtcd!.endpoint}: list leases: permission denied: user "weft" needs readwrite on the key prefix /elsewhere/`);
   });
+
+  it('a lease watcher whose re-list is refused says so until a listing goes through again', async () => {
+    const p = uniquePrefix('watchperm');
+    const ctl = (...args: string[]): Promise<unknown> => run('etcdctl', ['--endpoints', authEtcd!.endpoint, '--user', `root:${PASSWORD}`, ...args]);
+    const role = `watch-${p.slice(-8)}`;
+    await ctl('user', 'add', `${role}:${WEFT_PASSWORD}`);
+    await ctl('role', 'add', role);
+    await ctl('role', 'grant-permission', role, '--prefix=true', 'readwrite', `${p}/`);
+    await ctl('user', 'grant-role', role, role);
+    const reg = new EtcdRegistry(etcdConnection({ 'etcd-endpoints': authEtcd!.endpoint, 'etcd-prefix': p, 'etcd-username': role, 'etcd-password': WEFT_PASSWORD }));
+    const self = parseCidr('198.19.9.0/24');
+    const watcher = new LeaseWatcher({
+      registry: reg,
+      config: config(),
+      self,
+      nodeName: 'n9',
+      instance: 'i9',
+      publicIp: 0,
+      log: captureLogger().log,
+      resyncIntervalMs: 60_000,
+      events: { onTable: () => undefined, onSelfDeleted: () => undefined, onSelfTaken: () => undefined },
+    });
+    try {
+      await reg.createLease(self, lease('n9', '198.18.0.9'), 60);
+      await watcher.start();
+      expect(watcher.resyncFailure).toBeUndefined();
+      await ctl('role', 'revoke-permission', role, '--prefix=true', `${p}/`);
+      watcher.resyncNow('test: permission revoked');
+      for (let t = Date.now(); watcher.resyncFailure === undefined; ) {
+        if (Date.now() - t > 10_000) throw new Error('the failing re-list was never reported');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(watcher.resyncFailure).toContain('permission denied');
+      await ctl('role', 'grant-permission', role, '--prefix=true', 'readwrite', `${p}/`);
+      for (let t = Date.now(); watcher.resyncFailure !== undefined; ) {
+        if (Date.now() - t > 40_000) throw new Error('the re-list never recovered');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await watcher.close();
+      reg.close();
+    }
+  }, 60_000);
 
   it('a wrong password or none: weftctl exits 1 with one line, within seconds', async () => {
     const p = uniquePrefix('authbad');
