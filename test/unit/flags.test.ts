@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { envName, parseFlags } from '../../src/cli/flags.js';
-import { WEFTD_FLAGS, parseDaemonArgs } from '../../src/daemon/options.js';
+import { WEFTD_FLAGS, autoQueues, parseDaemonArgs } from '../../src/daemon/options.js';
+import { availableParallelism } from 'node:os';
 import { isWeftError } from '../../src/errors.js';
 import { commandEnv, runCommand } from '../../src/host/command.js';
 
@@ -37,6 +38,15 @@ describe('weftd flags', () => {
     expect(cmd.options).toMatchObject({ offload: false, udpGso: false, udpGro: false, queues: 3 });
     expect(badFlag(['--offload=maybe'])).toBe('--offload: expects true or false, got "maybe"');
     expect(badFlag(['--queues', '0'])).toMatch(/^--queues: expects a whole number from 1 to 64/);
+  });
+
+  it('picks the queue count for the machine by default (--queues=auto)', () => {
+    expect([1, 2, 3, 4, 8, 16, 64].map(autoQueues)).toEqual([1, 1, 3, 4, 8, 8, 8]);
+    for (const argv of [[], ['--queues', 'auto'], ['--queues=auto']]) {
+      const cmd = parseDaemonArgs(argv, {});
+      if (cmd.kind !== 'run') throw new Error('not run');
+      expect(cmd.options.queues).toBe(autoQueues(availableParallelism()));
+    }
   });
 
   it('refuses bad flags with one line naming the flag', () => {
