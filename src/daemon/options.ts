@@ -77,10 +77,10 @@ function metricsAddr(text: string): ListenAddr | null {
 }
 
 /**
- * --queues=auto: one queue on a node of at most 2 CPUs (there the pods, the
- * kernel's softirqs and a second worker fight over the same two CPUs: one
- * queue measured 1.2-1.6x the TCP throughput of two, and 0.7x the ping RTT),
- * else one per CPU, at most 8.
+ * --queues=auto: one queue on a node of at most 2 CPUs, where a second
+ * worker competes with the pods and the kernel's softirqs for the same two
+ * CPUs (README, "Measured": it costs small-packet rate and latency, and on
+ * some machines bulk TCP too), else one per CPU, at most 8.
  */
 export function autoQueues(cpus: number): number {
   return cpus <= 2 ? 1 : Math.min(cpus, 8);
