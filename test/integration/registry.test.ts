@@ -113,7 +113,9 @@ describe('etcd registry (real etcd on loopback)', () => {
     expect(lines).toEqual([`${prefix}/network/config`, '{"network":"198.19.0.0/16","subnetLen":24,"vni":1,"port":4790}', rec.key, expect.stringMatching(/^\{"nodeName":"n1","publicIp":"198.18.0.1",/)]);
     expect(JSON.parse(lines[3]!)).toEqual(lease('n1'));
     // And a value written by etcdctl by hand is read by the code.
-    await run('etcdctl', ['--endpoints', etcdEndpoint(), 'put', `${prefix}/network/subnets/198.19.9.0-24`, '{"nodeName":"byhand","publicIp":"198.18.0.9","port":4790,"vni":1}']);
+    // Another subnet than n1's (allocation is random: 198.19.9.0/24 was n1's about once in 255 runs).
+    const hand = formatCidr(rec.subnet) === '198.19.9.0/24' ? '198.19.10.0-24' : '198.19.9.0-24';
+    await run('etcdctl', ['--endpoints', etcdEndpoint(), 'put', `${prefix}/network/subnets/${hand}`, '{"nodeName":"byhand","publicIp":"198.18.0.9","port":4790,"vni":1}']);
     const names = (await r.listLeases()).records.map((x) => x.lease.nodeName).sort();
     expect(names).toEqual(['byhand', 'n1']);
   });
