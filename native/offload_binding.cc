@@ -6,6 +6,10 @@
 //     Each segment as a new Buffer, without headroom; null when tso_segment
 //     returns -1 (also for a buffer shorter than the vnet header).
 //     headroomIntact: no byte outside the segments was written.
+//   tsoHeaders(vnetHdrAndPacket: Buffer, maxSegs?: number) -> Buffer[] | null
+//     What the engine sends for a super-packet: each segment as tso_headers'
+//     headers (headroom 8, as the engine's) followed by its payload slice
+//     of the super-packet; null when tso_headers returns -1.
 //   completeChecksum(packet: Buffer, csumStart: number, csumOffset: number) -> boolean   (in place)
 //   coalesce(packets: Buffer[]) -> Buffer[]   (each: vnet header + packet, as written to the TUN)
 #include "offload_binding.h"
@@ -126,6 +130,66 @@ napi_value js_tso_segment(napi_env env, napi_callback_info info) {
   return result;
 }
 
+napi_value js_tso_headers(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  if (argc < 1) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "tsoHeaders(vnetHdrAndPacket) needs 1 argument");
+    return nullptr;
+  }
+  uint8_t* data;
+  size_t len;
+  double max_segs;
+  if (!buffer_arg(env, argv[0], "vnetHdrAndPacket", &data, &len)) return nullptr;
+  if (!optional_integer(env, argc, argv, 1, "maxSegs", 0, 1 << 20, 1 << 16, &max_segs)) return nullptr;
+  napi_value null_value;
+  if (napi_get_null(env, &null_value) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  VnetHdr h;
+  if (!vnet_hdr_read(data, len, &h)) return null_value;
+  const uint8_t* pkt = data + kVnetHdrLen;
+  const size_t pkt_len = len - kVnetHdrLen;
+  constexpr size_t kHeadroom = 8;
+  const size_t seg_bound = h.gso_size > 0 ? (pkt_len + h.gso_size - 1) / h.gso_size + 1 : 1;
+  const size_t cap = seg_bound * (kHeadroom + 120);
+  Freer out{malloc(cap)};
+  if (out.p == nullptr) {
+    napi_throw_error(env, "ENOMEM", "tsoHeaders: out of memory");
+    return nullptr;
+  }
+  uint8_t* hdrs = static_cast<uint8_t*>(out.p);
+  TsoPlan plan;
+  const int n = tso_headers(pkt, pkt_len, h, hdrs, cap, kHeadroom, &plan, static_cast<int>(max_segs));
+  if (n < 0) return null_value;
+  napi_value result;
+  if (napi_create_array_with_length(env, static_cast<size_t>(n), &result) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  for (int i = 0; i < n; i++) {
+    const size_t payload = i + 1 < n ? plan.mss : plan.last_payload;
+    void* seg_data;
+    napi_value seg;
+    if (napi_create_buffer(env, plan.hdrs + payload, &seg_data, &seg) != napi_ok) {
+      throw_last_napi_error(env);
+      return nullptr;
+    }
+    memcpy(seg_data, hdrs + size_t(i) * plan.hdr_stride + kHeadroom, plan.hdrs);
+    memcpy(static_cast<uint8_t*>(seg_data) + plan.hdrs, pkt + plan.hdrs + size_t(i) * plan.mss, payload);
+    if (napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) {
+      throw_last_napi_error(env);
+      return nullptr;
+    }
+  }
+  return result;
+}
+
 napi_value js_complete_checksum(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (!get_args(env, info, 3, argv, "completeChecksum(packet, csumStart, csumOffset)")) {
@@ -219,6 +283,7 @@ napi_value js_coalesce(napi_env env, napi_callback_info info) {
 napi_status init_offload_exports(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"tsoSegment", nullptr, js_tso_segment, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"tsoHeaders", nullptr, js_tso_headers, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"completeChecksum", nullptr, js_complete_checksum, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"coalesce", nullptr, js_coalesce, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
