@@ -10,6 +10,7 @@
 //     What the engine sends for a super-packet: each segment as tso_headers'
 //     headers (headroom 8, as the engine's) followed by its payload slice
 //     of the super-packet; null when tso_headers returns -1.
+//   flowHash(packet: Buffer) -> number   (wire.h flow_hash, for the differential test)
 //   completeChecksum(packet: Buffer, csumStart: number, csumOffset: number) -> boolean   (in place)
 //   coalesce(packets: Buffer[]) -> Buffer[]   (each: vnet header + packet, as written to the TUN)
 #include "offload_binding.h"
@@ -19,6 +20,7 @@
 
 #include "napi_util.h"
 #include "offload.h"
+#include "wire.h"
 
 namespace weft {
 namespace {
@@ -190,6 +192,27 @@ napi_value js_tso_headers(napi_env env, napi_callback_info info) {
   return result;
 }
 
+napi_value js_flow_hash(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv, "flowHash(packet)")) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  uint8_t* data;
+  size_t len;
+  if (!buffer_arg(env, argv[0], "packet", &data, &len)) return nullptr;
+  if (len < 20) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "flowHash: an IPv4 header needs 20 bytes");
+    return nullptr;
+  }
+  napi_value result;
+  if (napi_create_uint32(env, flow_hash(data, len), &result) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  return result;
+}
+
 napi_value js_complete_checksum(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (!get_args(env, info, 3, argv, "completeChecksum(packet, csumStart, csumOffset)")) {
@@ -284,6 +307,7 @@ napi_status init_offload_exports(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"tsoSegment", nullptr, js_tso_segment, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"tsoHeaders", nullptr, js_tso_headers, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"flowHash", nullptr, js_flow_hash, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"completeChecksum", nullptr, js_complete_checksum, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"coalesce", nullptr, js_coalesce, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };

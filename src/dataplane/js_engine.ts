@@ -112,7 +112,7 @@ export class JsEngine implements Engine {
       writeGpeHeader(out.buf, 0, this.cfg.vni, GPE_NEXT_PROTO_IPV4);
       slab.copy(out.buf, VXLAN_GPE_HEADER_LEN, off, off + len);
       out.len = len;
-      this.udp.send(out.buf, len + VXLAN_GPE_HEADER_LEN, table.peerHostAt(peer), table.peerPortAt(peer), flowHash(slab, off), out.done);
+      this.udp.send(out.buf, len + VXLAN_GPE_HEADER_LEN, table.peerHostAt(peer), table.peerPortAt(peer), flowHash(slab, off, len), out.done);
     }
   }
 

@@ -133,6 +133,8 @@ export interface WeftAddon {
   ): (Buffer[] & { stride: number; headroomIntact: boolean }) | null;
   /** tso_headers(), the engine's splitter: each segment as its headers followed by its payload slice, or null when refused. */
   tsoHeaders(vnetHdrAndPacket: Buffer, maxSegs?: number): Buffer[] | null;
+  /** wire.h flow_hash() of an IPv4 packet (at least 20 bytes), for the differential test. */
+  flowHash(packet: Buffer): number;
   /** complete_checksum() in place: false (packet untouched) when the offsets do not fit. */
   completeChecksum(packet: Buffer, csumStart: number, csumOffset: number): boolean;
   /** Feeds the IPv4 packets through a TcpCoalescer: what would be written to the TUN, each with its vnet header. */

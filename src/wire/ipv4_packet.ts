@@ -56,14 +56,15 @@ export function internetChecksum(buf: Uint8Array, off: number, len: number, init
  * unfragmented TCP/UDP), so one flow keeps one outer source port and the
  * underlay can spread flows over paths.
  */
-export function flowHash(buf: Uint8Array, off: number): number {
+export function flowHash(buf: Uint8Array, off: number, len: number): number {
   const proto = buf[off + 9]!;
   let h = Math.imul(srcAddr(buf, off) ^ 0x9e3779b9, 0x85ebca6b);
   h = Math.imul(h ^ dstAddr(buf, off) ^ (h >>> 13), 0xc2b2ae35);
   h ^= proto;
   const fragmented = (((buf[off + 6]! & 0x3f) << 8) | buf[off + 7]!) !== 0;
-  if ((proto === PROTO_TCP || proto === PROTO_UDP) && !fragmented) {
-    const ihl = (buf[off]! & 0x0f) * 4;
+  const ihl = (buf[off]! & 0x0f) * 4;
+  // `len` bounds the port read, as in C++: a packet too short for its ports hashes without them.
+  if ((proto === PROTO_TCP || proto === PROTO_UDP) && !fragmented && len >= ihl + 4) {
     h = Math.imul(h ^ readU32(buf, off + ihl) ^ (h >>> 16), 0x85ebca6b);
   }
   // murmur3's finalizer: every input bit reaches the low bits, which pick the socket.

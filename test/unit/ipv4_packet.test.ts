@@ -44,10 +44,10 @@ describe('IPv4 packets', () => {
   it('hashes flows stably and spreads ports over the kernel range', () => {
     const a = udpPacket('198.19.1.2', '198.19.2.2', 1000, 53);
     const b = udpPacket('198.19.1.2', '198.19.2.2', 1001, 53);
-    expect(flowHash(a, 0)).toBe(flowHash(Buffer.from(a), 0));
-    expect(flowHash(a, 0)).not.toBe(flowHash(b, 0));
+    expect(flowHash(a, 0, a.length)).toBe(flowHash(Buffer.from(a), 0, a.length));
+    expect(flowHash(a, 0, a.length)).not.toBe(flowHash(b, 0, b.length));
     const ports = new Set<number>();
-    for (let sp = 1000; sp < 1200; sp++) ports.add(entropyPort(flowHash(udpPacket('198.19.1.2', '198.19.2.2', sp, 53), 0)));
+    for (let sp = 1000; sp < 1200; sp++) { const u = udpPacket('198.19.1.2', '198.19.2.2', sp, 53); ports.add(entropyPort(flowHash(u, 0, u.length))); }
     expect(ports.size).toBeGreaterThan(150);
     for (const p of ports) {
       expect(p).toBeGreaterThanOrEqual(ENTROPY_PORT_MIN);

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { C, COUNTER_NAMES } from '../../src/dataplane/counters.js';
 import { classifyInside } from '../../src/dataplane/inside.js';
 import { acceptOutside } from '../../src/dataplane/outside.js';
+import { flowHash } from '../../src/wire/ipv4_packet.js';
 import { loadAddon } from '../../src/host/addon.js';
 import { parseCidr, parseIp } from '../../src/net/ipv4.js';
 import { type Peer, RouteTable } from '../../src/routes/route_table.js';
@@ -68,6 +69,17 @@ describe('native engine vs the js specification (in-process)', () => {
         expect(r.nativeCounters).toEqual(r.jsCounters);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('hashes flows alike, short and fragmented packets included (the outer source port)', () => {
+    fc.assert(
+      fc.property(packet, fc.integer({ min: 20, max: 64 }), (p, cut) => {
+        if (p.length < 20) return;
+        const q = p.subarray(0, Math.min(p.length, cut));
+        expect(addon.flowHash(Buffer.from(q))).toBe(flowHash(q, 0, q.length));
+      }),
+      { numRuns: 500 },
     );
   });
 
