@@ -53,7 +53,6 @@ constexpr size_t kGsoTrainMax = 65000;  // UDP payload bytes per GSO send (IPv4 
 constexpr int kGsoTrainSegs = 64;       // segments per GSO send (the kernel's UDP_MAX_SEGMENTS floor)
 // Segments of one TSO super-packet. The TUN's gso_max_segs is set to this
 // (host/netconf.ts), so the kernel never hands over more.
-constexpr int kMaxSegs = 64;
 constexpr size_t kSegHdrBufLen = kMaxSegs * (kGpeHeaderLen + 60 + 60);  // headroom + IP + TCP headers, at most
 
 // One sending socket's queue of messages, flushed with sendmmsg.

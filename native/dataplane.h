@@ -22,6 +22,11 @@
 
 namespace weft {
 
+// Segments of one TSO super-packet a worker splits; the TUN's gso_max_segs
+// is capped at it (src/constants.ts NATIVE_MAX_TSO_SEGMENTS, held equal by
+// the differential test).
+inline constexpr int kMaxSegs = 64;
+
 struct EngineConfig {
   std::vector<int> tun_fds;  // one per queue; opened with IFF_VNET_HDR iff vnet_hdr
   bool vnet_hdr = false;     // TUN offloads: TSO super-packets in, GSO super-packets out

@@ -12,6 +12,7 @@
 
 #include "counters.h"
 #include "dataplane.h"
+#include "icmp_budget.h"
 #include "engine_binding.h"
 #include "inside.h"
 #include "napi_util.h"
@@ -370,7 +371,24 @@ napi_status init_engine_exports(napi_env env, napi_value exports) {
       return napi_generic_failure;
     }
   }
-  if (napi_set_named_property(env, exports, "COUNTER_NAMES", names) != napi_ok ||
+  // The numbers the TypeScript side must agree with (the differential test holds them equal).
+  napi_value constants;
+  const struct {
+    const char* name;
+    double value;
+  } shared[] = {
+      {"maxTsoSegments", kMaxSegs},   {"gpeHeaderLen", double(kGpeHeaderLen)}, {"encapOverhead", double(kEncapOverhead)},
+      {"icmpErrorMax", double(kIcmpErrorMax)}, {"icmpBurst", kIcmpBurst},      {"icmpPerSecond", kIcmpPerSecond},
+  };
+  if (napi_create_object(env, &constants) != napi_ok) return napi_generic_failure;
+  for (const auto& c : shared) {
+    napi_value v;
+    if (napi_create_double(env, c.value, &v) != napi_ok || napi_set_named_property(env, constants, c.name, v) != napi_ok) {
+      return napi_generic_failure;
+    }
+  }
+  if (napi_set_named_property(env, exports, "CONSTANTS", constants) != napi_ok ||
+      napi_set_named_property(env, exports, "COUNTER_NAMES", names) != napi_ok ||
       !set_fn(env, exports, "createEngine", js_create_engine) || !set_fn(env, exports, "engineSetRoutes", js_engine_set_routes) ||
       !set_fn(env, exports, "engineStop", js_engine_stop) || !set_fn(env, exports, "engineInfo", js_engine_info) ||
       !set_fn(env, exports, "classifyBatch", js_classify_batch) || !set_fn(env, exports, "benchEncap", js_bench_encap)) {

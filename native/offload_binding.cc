@@ -11,6 +11,7 @@
 //     headers (headroom 8, as the engine's) followed by its payload slice
 //     of the super-packet; null when tso_headers returns -1.
 //   flowHash(packet: Buffer) -> number   (wire.h flow_hash, for the differential test)
+//   icmpUnreachable(packet: Buffer, from: number, code: number, mtu: number) -> Buffer   (wire.h write_icmp_unreachable)
 //   completeChecksum(packet: Buffer, csumStart: number, csumOffset: number) -> boolean   (in place)
 //   coalesce(packets: Buffer[]) -> Buffer[]   (each: vnet header + packet, as written to the TUN)
 #include "offload_binding.h"
@@ -213,6 +214,33 @@ napi_value js_flow_hash(napi_env env, napi_callback_info info) {
   return result;
 }
 
+napi_value js_icmp_unreachable(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv, "icmpUnreachable(packet, from, code, mtu)")) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  uint8_t* data;
+  size_t len;
+  double from, code, mtu;
+  if (!buffer_arg(env, argv[0], "packet", &data, &len) || !integer_arg(env, argv[1], "from", 0, 4294967295.0, &from) ||
+      !integer_arg(env, argv[2], "code", 0, 255, &code) || !integer_arg(env, argv[3], "mtu", 0, 65535, &mtu)) {
+    return nullptr;
+  }
+  if (len < 20) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "icmpUnreachable: an IPv4 header needs 20 bytes");
+    return nullptr;
+  }
+  uint8_t out[kIcmpErrorMax];
+  const size_t n = write_icmp_unreachable(out, data, len, uint32_t(from), uint8_t(code), uint16_t(mtu));
+  napi_value result;
+  if (napi_create_buffer_copy(env, n, out, nullptr, &result) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  return result;
+}
+
 napi_value js_complete_checksum(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (!get_args(env, info, 3, argv, "completeChecksum(packet, csumStart, csumOffset)")) {
@@ -308,6 +336,7 @@ napi_status init_offload_exports(napi_env env, napi_value exports) {
       {"tsoSegment", nullptr, js_tso_segment, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"tsoHeaders", nullptr, js_tso_headers, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"flowHash", nullptr, js_flow_hash, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"icmpUnreachable", nullptr, js_icmp_unreachable, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"completeChecksum", nullptr, js_complete_checksum, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"coalesce", nullptr, js_coalesce, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };

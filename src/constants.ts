@@ -34,7 +34,7 @@ export const DEFAULT_STATE_DIR = '/var/lib/weft';
 export const DEFAULT_LEASE_TTL_S = 24 * 3600;
 /** Largest number of subnet slots a route table holds (network len to subnet len <= 20 bits). */
 export const MAX_SUBNET_BITS = 20;
-/** Segments of one TSO super-packet the native engine splits (native/dataplane.cc kMaxSegs). */
+/** Segments of one TSO super-packet the native engine splits (native/dataplane.h kMaxSegs; the differential test holds them equal). */
 export const NATIVE_MAX_TSO_SEGMENTS = 64;
 /** Packets read from the TUN per batch in the js engine. */
 export const JS_TUN_BATCH = 64;

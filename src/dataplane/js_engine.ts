@@ -7,7 +7,7 @@
 
 import { GPE_NEXT_PROTO_IPV4, JS_TUN_BATCH, VXLAN_GPE_HEADER_LEN } from '../constants.js';
 import type { RouteTable } from '../routes/route_table.js';
-import { ICMP_NET_UNREACHABLE, flowHash, icmpErrorLength, writeIcmpUnreachable } from '../wire/ipv4_packet.js';
+import { ICMP_ERROR_MAX, ICMP_NET_UNREACHABLE, flowHash, icmpErrorLength, writeIcmpUnreachable } from '../wire/ipv4_packet.js';
 import { writeGpeHeader } from '../wire/vxlan_gpe.js';
 import { C, COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
 import type { Engine, EngineConfig } from './engine.js';
@@ -45,7 +45,7 @@ export class JsEngine implements Engine {
     initial: RouteTable,
   ) {
     this.table = initial;
-    this.icmpScratch = Buffer.alloc(28 + 60 + 8);
+    this.icmpScratch = Buffer.alloc(ICMP_ERROR_MAX);
     for (let i = 0; i < SEND_POOL; i++) {
       const slot: SendSlot = {
         buf: Buffer.alloc(cfg.mtu + VXLAN_GPE_HEADER_LEN),

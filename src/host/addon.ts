@@ -84,6 +84,8 @@ export interface WeftAddon {
   readonly TUN_MULTI_QUEUE: typeof TUN_MULTI_QUEUE;
   readonly TUN_VNET_HDR: typeof TUN_VNET_HDR;
 
+  /** The numbers both sides must agree on; the differential test holds them equal to the TypeScript constants. */
+  readonly CONSTANTS: { maxTsoSegments: number; gpeHeaderLen: number; encapOverhead: number; icmpErrorMax: number; icmpBurst: number; icmpPerSecond: number };
   /** Counter names in the native layout; equal to src/dataplane/counters.ts COUNTER_NAMES. */
   readonly COUNTER_NAMES: readonly string[];
   /**
@@ -133,6 +135,8 @@ export interface WeftAddon {
   ): (Buffer[] & { stride: number; headroomIntact: boolean }) | null;
   /** tso_headers(), the engine's splitter: each segment as its headers followed by its payload slice, or null when refused. */
   tsoHeaders(vnetHdrAndPacket: Buffer, maxSegs?: number): Buffer[] | null;
+  /** wire.h write_icmp_unreachable() for an IPv4 packet (at least 20 bytes), for the differential test. */
+  icmpUnreachable(packet: Buffer, from: number, code: number, mtu: number): Buffer;
   /** wire.h flow_hash() of an IPv4 packet (at least 20 bytes), for the differential test. */
   flowHash(packet: Buffer): number;
   /** complete_checksum() in place: false (packet untouched) when the offsets do not fit. */

@@ -149,4 +149,6 @@ export function writeIcmpUnreachable(out: Uint8Array, pkt: Uint8Array, off: numb
 }
 
 export const ICMP_NET_UNREACHABLE = 0;
+/** The longest ICMP error weft writes: IPv4 (20) + ICMP (8) + the quoted header (at most 60) + 8 bytes. */
+export const ICMP_ERROR_MAX = 28 + 60 + 8;
 export const ICMP_FRAG_NEEDED = 4;

@@ -10,7 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { C, COUNTER_NAMES } from '../../src/dataplane/counters.js';
 import { classifyInside } from '../../src/dataplane/inside.js';
 import { acceptOutside } from '../../src/dataplane/outside.js';
-import { flowHash } from '../../src/wire/ipv4_packet.js';
+import { ICMP_ERROR_MAX, flowHash, icmpErrorLength, writeIcmpUnreachable } from '../../src/wire/ipv4_packet.js';
+import { ENCAP_OVERHEAD, NATIVE_MAX_TSO_SEGMENTS, VXLAN_GPE_HEADER_LEN } from '../../src/constants.js';
+import { ICMP_BURST, ICMP_PER_SECOND } from '../../src/dataplane/icmp_budget.js';
 import { loadAddon } from '../../src/host/addon.js';
 import { parseCidr, parseIp } from '../../src/net/ipv4.js';
 import { type Peer, RouteTable } from '../../src/routes/route_table.js';
@@ -69,6 +71,30 @@ describe('native engine vs the js specification (in-process)', () => {
         expect(r.nativeCounters).toEqual(r.jsCounters);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('shares the constants both sides depend on', () => {
+    expect(addon.CONSTANTS).toEqual({
+      maxTsoSegments: NATIVE_MAX_TSO_SEGMENTS,
+      gpeHeaderLen: VXLAN_GPE_HEADER_LEN,
+      encapOverhead: ENCAP_OVERHEAD,
+      icmpErrorMax: ICMP_ERROR_MAX,
+      icmpBurst: ICMP_BURST,
+      icmpPerSecond: ICMP_PER_SECOND,
+    });
+  });
+
+  it('writes the same ICMP errors, byte for byte, net-unreachable and fragmentation-needed', () => {
+    fc.assert(
+      fc.property(packet, fc.constantFrom(0, 4), fc.integer({ min: 0, max: 65535 }), (p, code, mtu) => {
+        if (p.length < 20) return;
+        const from = parseIp('198.19.2.0');
+        const ts = Buffer.alloc(icmpErrorLength(p, 0, p.length));
+        const n = writeIcmpUnreachable(ts, p, 0, p.length, from, code, mtu);
+        expect(addon.icmpUnreachable(Buffer.from(p), from, code, mtu).toString('hex')).toBe(ts.subarray(0, n).toString('hex'));
+      }),
+      { numRuns: 500 },
     );
   });
 
