@@ -1,0 +1,80 @@
+// outside, per batch (UDP -> TUN): recvmmsg up to kBatch buffers (each
+// maybe a UDP GRO train of equal datagrams) -> accept_train (outside.h) per
+// datagram -> TCP coalescer -> one TUN write per super-packet (or per
+// packet without vnet headers).
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+namespace weft {
+
+void Worker::outside_batch(const RouteTable& t) {
+  for (int i = 0; i < kBatch; i++) {
+    riov[i] = {out_slab.get() + size_t(i) * kSlot, kSlot};
+    msghdr& mh = rmsgs[i].msg_hdr;
+    mh.msg_name = &raddr[i];
+    mh.msg_namelen = sizeof(sockaddr_in);
+    mh.msg_iov = &riov[i];
+    mh.msg_iovlen = 1;
+    mh.msg_control = rctrl[i];
+    mh.msg_controllen = sizeof(rctrl[i]);
+    mh.msg_flags = 0;
+  }
+  const int n = recvmmsg(rx_fd, rmsgs, kBatch, MSG_DONTWAIT, nullptr);
+  if (n <= 0) return;  // EAGAIN, or an error poll will report again
+  for (int i = 0; i < n; i++) {
+    const uint8_t* buf = out_slab.get() + size_t(i) * kSlot;
+    const size_t len = rmsgs[i].msg_len;
+    const uint32_t src = ntohl(raddr[i].sin_addr.s_addr);
+    size_t seg = len;
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&rmsgs[i].msg_hdr); cm != nullptr; cm = CMSG_NXTHDR(&rmsgs[i].msg_hdr, cm)) {
+      if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+        int gso_size;
+        memcpy(&gso_size, CMSG_DATA(cm), sizeof(gso_size));
+        if (gso_size > 0) seg = size_t(gso_size);
+      }
+    }
+    accept_train(buf, len, seg, src, t, self, vni, counters, [this](const uint8_t* inner, size_t n) { deliver(inner, n); });
+  }
+  flush_coalescer();
+}
+
+void Worker::deliver(const uint8_t* inner, size_t len) {
+  if (!vnet) {
+    if (write(tun_fd, inner, len) == ssize_t(len)) {
+      counters.add(kOutsidePackets);
+      counters.add(kOutsideBytes, len);
+    } else {
+      counters.add(kOutsideDropTunWrite);
+    }
+    return;
+  }
+  if (!co->add(inner, len)) {
+    flush_coalescer();
+    co->add(inner, len);  // an empty coalescer takes any packet
+  }
+  co_packets++;
+  co_bytes += uint32_t(len);
+}
+
+void Worker::flush_coalescer() {
+  if (!vnet || co_packets == 0) return;
+  const uint8_t* out = nullptr;
+  const size_t n = co->flush(&out);
+  if (n > 0 && write(tun_fd, out, n) == ssize_t(n)) {
+    counters.add(kOutsidePackets, co_packets);
+    counters.add(kOutsideBytes, co_bytes);
+  } else {
+    counters.add(kOutsideDropTunWrite, co_packets);
+  }
+  co_packets = 0;
+  co_bytes = 0;
+}
+
+}  // namespace weft
