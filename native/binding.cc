@@ -150,12 +150,6 @@ napi_value js_sd_notify(napi_env env, napi_callback_info info) {
   return result;
 }
 
-bool set_function(napi_env env, napi_value exports, const char* name, napi_callback cb) {
-  napi_value fn;
-  return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn) == napi_ok &&
-         napi_set_named_property(env, exports, name, fn) == napi_ok;
-}
-
 bool set_int(napi_env env, napi_value exports, const char* name, int32_t value) {
   napi_value v;
   return napi_create_int32(env, value, &v) == napi_ok && napi_set_named_property(env, exports, name, v) == napi_ok;

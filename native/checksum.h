@@ -56,23 +56,8 @@ inline uint32_t ipv4_pseudo_sum(uint32_t saddr, uint32_t daddr, uint8_t proto, u
   return static_cast<uint32_t>((s & 0xffff) + (s >> 16));
 }
 
-// Loads / stores a 16-bit checksum field at any alignment, in the convention above.
-inline uint16_t load_csum(const uint8_t* field) {
-  uint16_t v;
-  memcpy(&v, field, 2);
-  return v;
-}
+// Stores a 16-bit checksum field at any alignment, in the convention above.
 inline void store_csum(uint8_t* field, uint16_t v) { memcpy(field, &v, 2); }
-
-// RFC 1624 (eqn. 3) incremental update: the checksum field `check` covered a
-// 16-bit word that changes from old_word to new_word (both as loaded with
-// memcpy from the packet). Returns the new field value.
-inline uint16_t csum_replace2(uint16_t check, uint16_t old_word, uint16_t new_word) {
-  uint32_t sum = static_cast<uint16_t>(~check);
-  sum += static_cast<uint16_t>(~old_word);
-  sum += new_word;
-  return csum_fold(sum);
-}
 
 // The IPv4 header checksum of the `ihl_bytes` header at `ip`, computed with
 // the checksum field taken as zero (the field itself is not written).

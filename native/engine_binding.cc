@@ -353,11 +353,6 @@ napi_value js_bench_encap(napi_env env, napi_callback_info info) {
   return result;
 }
 
-bool set_fn(napi_env env, napi_value exports, const char* name, napi_callback cb) {
-  napi_value fn;
-  return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn) == napi_ok &&
-         napi_set_named_property(env, exports, name, fn) == napi_ok;
-}
 
 }  // namespace
 
@@ -389,9 +384,9 @@ napi_status init_engine_exports(napi_env env, napi_value exports) {
   }
   if (napi_set_named_property(env, exports, "CONSTANTS", constants) != napi_ok ||
       napi_set_named_property(env, exports, "COUNTER_NAMES", names) != napi_ok ||
-      !set_fn(env, exports, "createEngine", js_create_engine) || !set_fn(env, exports, "engineSetRoutes", js_engine_set_routes) ||
-      !set_fn(env, exports, "engineStop", js_engine_stop) || !set_fn(env, exports, "engineInfo", js_engine_info) ||
-      !set_fn(env, exports, "classifyBatch", js_classify_batch) || !set_fn(env, exports, "benchEncap", js_bench_encap)) {
+      !set_function(env, exports, "createEngine", js_create_engine) || !set_function(env, exports, "engineSetRoutes", js_engine_set_routes) ||
+      !set_function(env, exports, "engineStop", js_engine_stop) || !set_function(env, exports, "engineInfo", js_engine_info) ||
+      !set_function(env, exports, "classifyBatch", js_classify_batch) || !set_function(env, exports, "benchEncap", js_bench_encap)) {
     return napi_generic_failure;
   }
   return napi_ok;

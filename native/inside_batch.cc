@@ -48,8 +48,8 @@ void Worker::inside_batch(const RouteTable& t) {
         counters.add(kInsideDropMalformed);
         continue;
       }
-      pkt += kVnetLen;
-      len -= kVnetLen;
+      pkt += kVnetHdrLen;
+      len -= kVnetHdrLen;
     }
     const int32_t peer = classify_inside(pkt, len, t, counters);
     if (peer == kInsideDrop) continue;
@@ -217,10 +217,10 @@ void Worker::send_icmp_error(const uint8_t* pkt, size_t len, uint8_t code, uint1
     counters.add(kInsideIcmpRateLimited);
     return;
   }
-  memset(icmp, 0, kVnetLen);  // a plain vnet header: no GSO, checksums complete
-  uint8_t* out = vnet ? icmp + kVnetLen : icmp;
+  memset(icmp, 0, kVnetHdrLen);  // a plain vnet header: no GSO, checksums complete
+  uint8_t* out = vnet ? icmp + kVnetHdrLen : icmp;
   const size_t n = write_icmp_unreachable(out, pkt, len, tun_addr, code, mtu);
-  if (write(tun_fd, icmp, n + (vnet ? kVnetLen : 0)) > 0) counters.add(kInsideIcmpUnreachable);
+  if (write(tun_fd, icmp, n + (vnet ? kVnetHdrLen : 0)) > 0) counters.add(kInsideIcmpUnreachable);
 }
 
 }  // namespace weft

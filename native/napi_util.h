@@ -96,6 +96,13 @@ inline bool typed_array_arg(napi_env env, napi_value value, napi_typedarray_type
 }
 
 // After a failed napi_* call: makes sure a JS exception is pending.
+// exports[name] = a function calling cb. False on any N-API failure (the caller throws).
+inline bool set_function(napi_env env, napi_value exports, const char* name, napi_callback cb) {
+  napi_value fn;
+  return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn) == napi_ok &&
+         napi_set_named_property(env, exports, name, fn) == napi_ok;
+}
+
 inline void throw_last_napi_error(napi_env env) {
   bool pending = false;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return;

@@ -217,9 +217,6 @@ class TcpCoalescer {
   // (and *out = nullptr) when empty.
   size_t flush(const uint8_t** out);
 
-  bool empty() const { return len_ == 0; }
-  // Segments held (0 when empty).
-  int segments() const { return segs_; }
 
  private:
   bool start(const uint8_t* pkt, size_t len);

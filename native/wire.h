@@ -20,7 +20,6 @@ constexpr size_t kEncapOverhead = 20 + 8 + kGpeHeaderLen;
 constexpr uint8_t kGpeFlags = 0x0c;  // I | P, version 0
 constexpr uint8_t kGpeFlagI = 0x08, kGpeFlagP = 0x04, kGpeFlagO = 0x01, kGpeVersionMask = 0x30;
 constexpr uint8_t kGpeNextProtoIpv4 = 0x01;
-constexpr uint16_t kEntropyPortMin = 32768, kEntropyPortMax = 60999;
 constexpr size_t kIpv4MinHeader = 20;
 constexpr uint8_t kProtoIcmp = 1, kProtoTcp = 6, kProtoUdp = 17;
 constexpr size_t kIcmpErrorMax = 28 + 60 + 8;

@@ -27,7 +27,6 @@ namespace weft {
 
 inline constexpr int kBatch = 64;            // TUN reads or received buffers per batch
 inline constexpr int kSendSockets = 4;       // per worker: outer source ports that flows hash onto
-inline constexpr size_t kVnetLen = kVnetHdrLen;
 inline constexpr size_t kCoalescerBufLen = kVnetHdrLen + kMaxIpv4Packet;
 inline constexpr size_t kSlot = 65536 + 64;  // one packet or one GRO train, with headroom
 inline constexpr size_t kGsoTrainMax = 65000;  // UDP payload bytes per GSO send (IPv4 datagram limit, less headers)
@@ -70,7 +69,7 @@ struct Worker {
   uint16_t tso_packets[kMaxSegs];
   uint32_t tso_bytes[kMaxSegs];
   alignas(cmsghdr) char tso_ctrl[kMaxSegs][CMSG_SPACE(sizeof(uint16_t))];
-  uint8_t icmp[kVnetLen + kIcmpErrorMax];
+  uint8_t icmp[kVnetHdrLen + kIcmpErrorMax];
   IcmpBudget icmp_budget;
   int probe_fd = -1;  // unconnected UDP socket for path MTU reads
   std::unique_ptr<PathMtuCache> pmtu;

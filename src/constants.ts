@@ -16,10 +16,6 @@ export const GPE_FLAG_P = 0x04;
 export const GPE_FLAG_O = 0x01;
 export const GPE_VERSION_MASK = 0x30;
 export const GPE_NEXT_PROTO_IPV4 = 0x01;
-export const GPE_NEXT_PROTO_IPV6 = 0x02;
-/** UDP source-port entropy range, as the kernel's vxlan driver uses. */
-export const ENTROPY_PORT_MIN = 32768;
-export const ENTROPY_PORT_MAX = 60999;
 export const DEFAULT_ETCD_PREFIX = '/weft';
 export const DEFAULT_NETWORK = '10.244.0.0/16';
 export const DEFAULT_SUBNET_LEN = 24;

@@ -84,19 +84,10 @@ export class RouteTable {
     return { netBase: this.network.base, netLen: this.network.len, subnetLen: this.subnetLen, slots: this.slots, peerIp: this.peerIp, peerPort: this.peerPort };
   }
 
-  /** True when `ip` is inside the cluster network. */
-  inNetwork(ip: number): boolean {
-    return ((ip & this.netMask) >>> 0) === this.network.base;
-  }
-
   /** The peer index owning `ip`, or NO_PEER (also for addresses outside the network). */
   lookup(ip: number): number {
     if (((ip & this.netMask) >>> 0) !== this.network.base) return NO_PEER;
     return this.slots[((ip - this.network.base) >>> 0) >>> this.shift]!;
-  }
-
-  peerIpAt(i: number): number {
-    return this.peerIp[i]!;
   }
 
   peerPortAt(i: number): number {

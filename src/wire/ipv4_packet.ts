@@ -1,7 +1,6 @@
 // Reading and writing the IPv4 packets that cross the TUN: header fields,
 // checksums, flow hashing and the ICMP errors weft originates.
 
-import { ENTROPY_PORT_MAX, ENTROPY_PORT_MIN } from '../constants.js';
 
 export const IPV4_MIN_HEADER = 20;
 export const PROTO_ICMP = 1;
@@ -74,11 +73,6 @@ export function flowHash(buf: Uint8Array, off: number, len: number): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
-}
-
-/** The outer UDP source port for a flow hash, in the kernel's range. */
-export function entropyPort(hash: number): number {
-  return ENTROPY_PORT_MIN + (hash % (ENTROPY_PORT_MAX - ENTROPY_PORT_MIN + 1));
 }
 
 /** ICMP types that are themselves errors: never answered with an error (RFC 1122 3.2.2). */
