@@ -23,7 +23,7 @@ export function envName(flag: string): string {
   return `WEFT_${flag.toUpperCase().replace(/-/g, '_')}`;
 }
 
-function badFlag(flag: string, why: string): WeftError {
+export function badFlag(flag: string, why: string): WeftError {
   return new WeftError('WEFT_BAD_FLAG', `--${flag}: ${why}`, { flag });
 }
 

@@ -6,7 +6,7 @@ import { ENGINE_KINDS, type EngineKind } from '../dataplane/engine.js';
 import { WeftError } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseIp } from '../net/ipv4.js';
-import { ETCD_FLAGS, type EtcdConnection, type FlagSpec, etcdConnection, intFlag, parseFlags, stringFlag } from '../cli/flags.js';
+import { ETCD_FLAGS, type EtcdConnection, type FlagSpec, badFlag, etcdConnection, intFlag, parseFlags, stringFlag } from '../cli/flags.js';
 import { DEFAULT_METRICS_ADDR, type ListenAddr, parseListenAddr } from '../observe/http_server.js';
 
 export const WEFTD_FLAGS: readonly FlagSpec[] = [
@@ -68,12 +68,8 @@ export interface DaemonOptions {
 
 export type ParsedCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; options: DaemonOptions };
 
-function bad(flag: string, why: string): WeftError {
-  return new WeftError('WEFT_BAD_FLAG', `--${flag}: ${why}`, { flag });
-}
-
 function metricsAddr(text: string): ListenAddr | null {
-  return text === '' || text === 'off' ? null : parseListenAddr(text, (why) => bad('metrics-addr', why));
+  return text === '' || text === 'off' ? null : parseListenAddr(text, (why) => badFlag('metrics-addr', why));
 }
 
 /**
@@ -93,15 +89,15 @@ export function parseDaemonArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (positionals.length > 0) throw new WeftError('WEFT_BAD_FLAG', `unexpected argument "${positionals[0]}" (weftd takes only flags)`, { flag: positionals[0] });
 
   const engine = stringFlag(values, 'engine') ?? 'native';
-  if (!(ENGINE_KINDS as readonly string[]).includes(engine)) throw bad('engine', `"${engine}" is not one of ${ENGINE_KINDS.join(', ')}`);
+  if (!(ENGINE_KINDS as readonly string[]).includes(engine)) throw badFlag('engine', `"${engine}" is not one of ${ENGINE_KINDS.join(', ')}`);
   const logLevel = stringFlag(values, 'log-level') ?? 'info';
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw bad('log-level', `"${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw badFlag('log-level', `"${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   const publicIp = stringFlag(values, 'public-ip');
-  if (publicIp !== undefined && parseIp(publicIp) < 0) throw bad('public-ip', `"${publicIp}" is not an IPv4 address`);
+  if (publicIp !== undefined && parseIp(publicIp) < 0) throw badFlag('public-ip', `"${publicIp}" is not an IPv4 address`);
   const tunName = stringFlag(values, 'tun-name') ?? DEFAULT_TUN_NAME;
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tunName)) throw bad('tun-name', `"${tunName}" is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)`);
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tunName)) throw badFlag('tun-name', `"${tunName}" is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)`);
   const nodeName = stringFlag(values, 'node-name') ?? hostname();
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(nodeName)) throw bad('node-name', `"${nodeName}" must be 1-253 of A-Z a-z 0-9 _ . - starting with a letter or digit`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(nodeName)) throw badFlag('node-name', `"${nodeName}" must be 1-253 of A-Z a-z 0-9 _ . - starting with a letter or digit`);
   const etcd = etcdConnection(values);
 
   return {

@@ -2,6 +2,7 @@
 // renewing it with margin. etcd I/O is the registry's; this file decides.
 
 import { mkdir, readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileAtomic } from '../host/atomic_write.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -164,8 +165,4 @@ export class LeaseManager {
   forget(rec: LeaseRecord): Promise<void> {
     return this.o.registry.revokeLease(rec.etcdLease);
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
