@@ -11,6 +11,7 @@ import { contains, parseCidr, parseIp } from '../../src/net/ipv4.js';
 import { rootSkipReason } from '../harness/privilege.js';
 import { WeftCluster } from '../lab/cluster.js';
 import type { Podman } from '../lab/podman.js';
+import { until } from '../harness/until.js';
 
 const skip = rootSkipReason();
 const NODES = [1, 2, 3];
@@ -24,13 +25,7 @@ describe.skipIf(skip)(`podman containers on weft${skip ? ` (skipped: ${skip})` :
   const pingFrom = async (node: number, name: string, to: string): Promise<boolean> =>
     (await pm.get(node)!.exec(name, ['ping', '-c', '1', '-W', '2', to], { allowFail: true })).code === 0;
 
-  async function eventually(what: string, f: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await f())) {
-      if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
+  const eventually = (what: string, f: () => Promise<boolean>): Promise<boolean> => until(what, f, 15_000, 250);
 
   beforeAll(async () => {
     c = await WeftCluster.create({ nodes: 3, podsPerNode: 0, name: 'cni-podman' });

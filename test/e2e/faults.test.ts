@@ -9,12 +9,12 @@ import { rootSkipReason } from '../harness/privilege.js';
 import { PREFIX, POD_NETWORK, WeftCluster } from '../lab/cluster.js';
 import type { LabProcess } from '../lab/lab.js';
 import { pidAlive } from '../lab/netns.js';
+import { sleep, until as pollUntil } from '../harness/until.js';
 
 const TTL_S = 15;
 const RESYNC_S = 5;
 const OUTAGE_MS = 30_000;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const keyOf = (subnet: string): string => `${PREFIX}/network/subnets/${subnet.replace('/', '-')}`;
 
 interface LogEvent {
@@ -33,15 +33,8 @@ function events(p: LabProcess, from = 0): LogEvent[] {
     .map((l) => JSON.parse(l) as LogEvent);
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
+/** Polls a cluster (HTTP, pings) five times a second at most. */
+const until = <T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, everyMs = 200): Promise<T> => pollUntil(what, fn, timeoutMs, everyMs);
 
 describe.skipIf(rootSkipReason())('faults (needs root: network namespaces, TUN, weftd)', () => {
   let c: WeftCluster;

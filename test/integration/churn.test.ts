@@ -15,6 +15,7 @@ import { LeaseWatcher } from '../../src/registry/lease_watcher.js';
 import type { EtcdRegistry } from '../../src/registry/registry.js';
 import type { RouteTable } from '../../src/routes/route_table.js';
 import { config, registry, uniquePrefix } from '../harness/registry_fixture.js';
+import { sleep } from '../harness/until.js';
 
 const CLIENTS = 50;
 /** etcd3 clients are heavy: the 50 lease clients share these (each still has its own lease and watch). */
@@ -29,7 +30,6 @@ const NETWORK = config('198.19.0.0/19', 26);
 const MAX_LINGERING = 10;
 
 const silent = pino({ level: 'silent' });
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Client {
   readonly name: string;

@@ -8,6 +8,7 @@ import { LeaseKeeper } from '../../src/registry/lease_keeper.js';
 import { LeaseManager } from '../../src/registry/lease_manager.js';
 import type { EtcdRegistry } from '../../src/registry/registry.js';
 import { captureLogger, config, etcdEndpoint, registry, uniquePrefix } from '../harness/registry_fixture.js';
+import { until } from '../harness/until.js';
 
 const run = promisify(execFile);
 const cleanup: (() => void)[] = [];
@@ -15,13 +16,6 @@ afterEach(() => {
   for (const f of cleanup.splice(0)) f();
 });
 
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function setUp(node: string, prefix = uniquePrefix('keeper')) {
   const r: EtcdRegistry = registry(prefix);

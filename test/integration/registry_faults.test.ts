@@ -13,6 +13,7 @@ import type { EtcdRegistry, LeaseEvent } from '../../src/registry/registry.js';
 import type { SubnetLease } from '../../src/registry/schema.js';
 import { startEtcd } from '../harness/etcd_server.js';
 import { captureLogger, config, registry, uniquePrefix } from '../harness/registry_fixture.js';
+import { sleep, until } from '../harness/until.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -20,15 +21,6 @@ afterEach(async () => {
 });
 
 const lease = (node: string, ip = '198.18.0.1'): SubnetLease => ({ nodeName: node, publicIp: ip, port: 4790, vni: 1, version: 't', engine: 'js', instance: `${node}-i` });
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('registry under etcd faults (real etcd on loopback)', () => {
   it('a watcher keeps re-listing on its deadlines while etcd is frozen, and closes within one', async () => {

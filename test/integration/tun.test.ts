@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/host/addon.js';
+import { until } from '../harness/until.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('./fixtures/tun_echo.ts', import.meta.url));
@@ -83,17 +84,6 @@ function waitExit(child: ChildProcess, timeoutMs: number): Promise<number | null
   });
 }
 
-function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const tick = (): void => {
-      if (cond()) resolve();
-      else if (Date.now() > deadline) reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      else setTimeout(tick, 10);
-    };
-    tick();
-  });
-}
 
 describe('weft addon (no privileges)', () => {
   it('loadAddon() returns the functions, the TunReader class and the flag constants', () => {
@@ -143,7 +133,7 @@ describe('weft addon (no privileges)', () => {
       reader.start();
       reader.start(); // idempotent
       writeSync(fd, Buffer.from('abcdefghij'));
-      await until(() => batches.reduce((n, b) => n + b.count, 0) >= 3, 5000, 'three reads');
+      await until('three reads', () => batches.reduce((n, b) => n + b.count, 0) >= 3, 5000, 10);
       // A pipe is a byte stream: 4-byte slots give abcd, efgh, ij; the first
       // batch is full, so the reader drains on to a second in the same event.
       expect(batches).toEqual([
