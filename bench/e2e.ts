@@ -1,4 +1,4 @@
-// End-to-end benchmark on the lab (DESIGN.md, "Performance method"): pod to
+// End-to-end benchmark on the lab (bench/README.md: the performance method): pod to
 // pod across two nodes, side by side in one run with the Linux kernel doing
 // the same job. One row per dataplane, each on a fresh lab of 2 nodes x 1 pod
 // (client pod on node 1, server pod on node 2, underlay MTU 1500, pod MTU 1464):
@@ -353,7 +353,7 @@ async function main(): Promise<number> {
 
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `e2e-${date.slice(0, 19).replace(/:/g, '-')}Z.json`);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'DESIGN.md, Performance method; see bench/README.md', rows, errors }, null, 2)}\n`);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'bench/README.md', rows, errors }, null, 2)}\n`);
   renameSync(`${file}.tmp`, file);
   say(`\nwrote ${file}`);
   return errors.length ? 1 : 0;

@@ -2,7 +2,7 @@
 // external` device (vxgpe0) with one encap route per other node's subnet, and
 // a SubnetLease in etcd so that weftd nodes route to it. It is the reference
 // peer of the interop test and the `kernel` row of the benchmarks: same
-// wire format (DESIGN.md, "Wire format"), same topology, same MTU.
+// wire format (README, "Wire format"), same topology, same MTU.
 //
 //   pod eth0 -> cni0 <subnet>.1/24 -> vxgpe0 <subnet>.0/16 -> route
 //   <other subnet>/24 encap ip id <vni> dst <other node> -> UDP <port> on eth0
@@ -29,7 +29,7 @@ export interface KernelNodeOptions {
    * Where to turn TX checksum offload off (`ethtool -K <dev> tx off`) so that
    * the inner TCP/UDP checksums this node sends are finished. Over a veth
    * underlay the kernel hands encapsulated packets over with the inner
-   * checksum still partial (nothing completes it, DESIGN.md "Facts checked"):
+   * checksum still partial (a veth hands it over unfinished and nothing completes it):
    * another kernel accepts them, but a userspace receiver (weftd) gets bad
    * TCP checksums, so ping works while TCP stalls in both directions.
    * Measured here, any one of these fixes it:

@@ -1,5 +1,5 @@
 // The weft test lab: a cluster made of network namespaces that this run
-// creates and deletes itself (DESIGN.md, "Test lab: address plan and rules").
+// creates and deletes itself (its address plan and rules: the README's opening section).
 //
 //   <prefix>-sw     bridge br0 (no address); every other namespace's eth0 has
 //                   its veth peer here, enslaved to br0
