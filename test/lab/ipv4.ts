@@ -1,4 +1,5 @@
-// Tiny IPv4 helpers for the lab's address plan.
+// Tiny IPv4 helpers for the lab's address plan. Independent of src/net/ipv4.ts on
+// purpose: the lab that checks weft does not lay out its addresses with weft's code.
 
 export function ipToInt(ip: string): number {
   const parts = ip.split('.');
