@@ -13,7 +13,7 @@ import { VERSION } from '../version.js';
 import { ETCD_FLAGS, type FlagSpec, type FlagValues, etcdConnection, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { runMain } from './main.js';
 import { resolve } from 'node:path';
-import { fetchStatusText, formatDuration, formatStatus, parseStatus } from './weftctl_status.js';
+import { fetchStatusText, formatDuration, formatStatus, formatTable, parseStatus } from './weftctl_status.js';
 import { DEFAULT_METRICS_ADDR, parseListenAddr } from '../observe/http_server.js';
 
 const FLAGS: readonly FlagSpec[] = [
@@ -83,8 +83,7 @@ async function leases(reg: EtcdRegistry, json: boolean): Promise<void> {
     return;
   }
   const table = [['SUBNET', 'NODE', 'PUBLIC IP', 'EXPIRES IN'], ...rows.map((r) => [r.subnet, r.node, `${r.publicIp}:${r.port}`, formatDuration(r.expiresInS)])];
-  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
-  for (const row of table) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+  process.stdout.write(formatTable(table));
   for (const bad of listing.invalid) process.stderr.write(`weftctl: invalid lease: ${bad.error.message}\n`);
 }
 

@@ -2,7 +2,7 @@
 // a person (a summary, the peers and the counters as tables) or as JSON.
 
 import { request } from 'node:http';
-import { COUNTER_NAMES } from '../dataplane/counters.js';
+import { COUNTER_NAMES, totalDrops } from '../dataplane/counters.js';
 import type { DaemonStatus } from '../daemon/status.js';
 import { type ListenAddr, formatListenAddr } from '../observe/http_server.js';
 
@@ -77,11 +77,10 @@ export function formatStatus(s: DaemonStatus): string {
 
   const c = s.counters;
   if (!c) return `${out}\ncounters: none (the dataplane has not started)\n`;
-  const drops = (dir: 'inside' | 'outside'): number => COUNTER_NAMES.filter((n) => n.startsWith(`${dir}_drop_`)).reduce((sum, n) => sum + c[n], 0);
   out += `\n${formatTable([
     ['DIRECTION', 'PACKETS', 'BYTES', 'DROPS'],
-    ['inside (pods -> nodes)', String(c.inside_packets), String(c.inside_bytes), String(drops('inside'))],
-    ['outside (nodes -> pods)', String(c.outside_packets), String(c.outside_bytes), String(drops('outside'))],
+    ['inside (pods -> nodes)', String(c.inside_packets), String(c.inside_bytes), String(totalDrops(c, 'inside'))],
+    ['outside (nodes -> pods)', String(c.outside_packets), String(c.outside_bytes), String(totalDrops(c, 'outside'))],
   ])}`;
   const nonzero = COUNTER_NAMES.filter((n) => (n.includes('_drop_') || n === 'inside_icmp_unreachable') && c[n] > 0);
   if (nonzero.length > 0) out += `by reason: ${nonzero.map((n) => `${n} ${c[n]}`).join(', ')}\n`;
