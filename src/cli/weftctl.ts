@@ -7,8 +7,7 @@ import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/n
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
 import { configKey } from '../registry/keys.js';
-import { EtcdRegistry } from '../registry/registry.js';
-import { validateNetworkConfig } from '../registry/schema.js';
+import type { EtcdRegistry } from '../registry/registry.js';
 import { VERSION } from '../version.js';
 import { ETCD_FLAGS, type FlagSpec, type FlagValues, etcdConnection, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { runMain } from './main.js';
@@ -49,8 +48,11 @@ Commands:
               [--subnet-file F] [--data-dir D] [--ipam-dir D]
                  install the weft CNI plugin and its conflist (weft, then portmap)`;
 
-function registryFrom(values: FlagValues): EtcdRegistry {
-  return new EtcdRegistry(etcdConnection(values));
+/** Loaded only by the commands that talk to etcd: the client and protobufjs cost most of weftctl's start. */
+async function registryFrom(values: FlagValues): Promise<EtcdRegistry> {
+  const connection = etcdConnection(values);
+  const { EtcdRegistry } = await import('../registry/registry.js');
+  return new EtcdRegistry(connection);
 }
 
 async function init(reg: EtcdRegistry, values: FlagValues): Promise<void> {
@@ -61,6 +63,7 @@ async function init(reg: EtcdRegistry, values: FlagValues): Promise<void> {
     vni: intFlag(values, 'vni', 1, 0xffffff) ?? DEFAULT_VNI,
     port: intFlag(values, 'port', 1, 65535) ?? DEFAULT_UDP_PORT,
   };
+  const { validateNetworkConfig } = await import('../registry/schema.js');
   const cfg = validateNetworkConfig(raw, (what) => new WeftError('WEFT_BAD_FLAG', `init: ${what}`, { flag: 'network' }));
   const result = await reg.putConfig(cfg, values.force === true);
   process.stdout.write(`${configKey(reg.prefix)}: ${result} (network ${formatCidr(cfg.network)}, subnets /${cfg.subnetLen}, vni ${cfg.vni}, port ${cfg.port})\n`);
@@ -132,7 +135,7 @@ runMain('weftctl', async () => {
   if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
   if (!['init', 'config', 'leases', 'status'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases, status, cni install)`, { flag: command });
   if (command === 'status') return status(values);
-  const reg = registryFrom(values);
+  const reg = await registryFrom(values);
   try {
     if (command === 'init') await init(reg, values);
     else if (command === 'config') await showConfig(reg);

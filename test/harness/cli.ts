@@ -11,9 +11,10 @@ export interface CliResult {
   stderr: string;
 }
 
-export async function runCli(script: string, args: string[], timeoutMs = 20_000): Promise<CliResult> {
+/** `nodeArgs` go to Node before the script (e.g. --import). */
+export async function runCli(script: string, args: string[], timeoutMs = 20_000, nodeArgs: string[] = []): Promise<CliResult> {
   try {
-    const r = await run(process.execPath, [script, ...args], { timeout: timeoutMs });
+    const r = await run(process.execPath, [...nodeArgs, script, ...args], { timeout: timeoutMs });
     return { code: 0, ...r };
   } catch (err) {
     const e = err as CliResult;

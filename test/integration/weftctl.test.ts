@@ -1,5 +1,9 @@
 // weftctl against the loopback etcd: init, config, leases, and its errors.
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { WEFTCTL } from '../lab/cluster.js';
 import { type CliResult, runCli } from '../harness/cli.js';
@@ -43,5 +47,30 @@ describe('weftctl', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('run: weftctl init');
     expect(JSON.parse((await weftctl(p, ['leases', '--json'])).stdout)).toEqual({ leases: [], invalid: [] });
+  });
+});
+
+describe('weftctl without the etcd client', () => {
+  // Preloaded: importing etcd3 or protobufjs throws. Commands that do not talk to etcd must not load them.
+  const DENY = fileURLToPath(new URL('./fixtures/deny_modules.mjs', import.meta.url));
+  const denied = (args: string[]): Promise<CliResult> => runCli(WEFTCTL, args, 20_000, ['--import', DENY]);
+
+  it('--help, --version, cni install and status start without etcd3 or protobufjs; leases needs them', async () => {
+    expect((await denied(['--help'])).stdout).toMatch(/^Usage: weftctl/);
+    expect((await denied(['--version'])).stdout).toMatch(/^weftctl \d/);
+    const dir = mkdtempSync(join(tmpdir(), 'weft-deny-'));
+    try {
+      const install = await denied(['cni', 'install', '--bin-dir', join(dir, 'bin'), '--conf-dir', join(dir, 'conf')]);
+      expect(install.stderr).toBe('');
+      expect(install.code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const status = await denied(['status', '--metrics-addr', '127.0.0.1:1']);
+    expect(status.code).toBe(1);
+    expect(status.stderr).not.toContain('denied by the test');
+    const leases = await denied(['--etcd-endpoints', etcdEndpoint(), 'leases']);
+    expect(leases.code).toBe(1);
+    expect(leases.stderr).toContain('denied by the test: etcd3');
   });
 });
