@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { WEFTD, WeftCluster } from '../test/lab/cluster.js';
 import { startKernelNode } from '../test/lab/kernel_node.js';
 import type { Lab, LabProcess } from '../test/lab/lab.js';
+import { ratioChart } from './ratio_chart.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'bench/results');
@@ -355,7 +356,9 @@ async function main(): Promise<number> {
   const file = join(RESULTS, `e2e-${date.slice(0, 19).replace(/:/g, '-')}Z.json`);
   writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'bench/README.md', rows, errors }, null, 2)}\n`);
   renameSync(`${file}.tmp`, file);
-  say(`\nwrote ${file}`);
+  const chart = file.replace(/\.json$/, '.svg');
+  writeFileSync(chart, ratioChart(rows, `weft vs the kernel's VXLAN-GPE (1x), ${date.slice(0, 16)} UTC, ${env.cpu}`));
+  say(`\nwrote ${file} and ${chart}`);
   return errors.length ? 1 : 0;
 }
 
