@@ -2,12 +2,15 @@
 // subnet back on exit when asked, and node identity (a cloned machine, a
 // node whose public IP changed).
 
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PREFIX, WEFTD, WeftCluster } from '../lab/cluster.js';
 import { rootSkipReason } from '../harness/privilege.js';
+
+const UNIT = fileURLToPath(new URL('../../systemd/weftd.service', import.meta.url));
 
 /** Prints every datagram received on the unix socket at argv[1], one line each, newlines as '|'. Exits after 60 s. */
 const LISTENER = `
@@ -105,7 +108,11 @@ describe.skipIf(rootSkipReason())('weftd as a service (needs root: network names
   it('runs with CAP_NET_ADMIN as its only capability, as the unit file grants', async () => {
     const dir2 = join(dir, 'capped');
     const flags = ['--etcd-endpoints', c.lab.etcdEndpoint, '--node-name', 'capped', '--iface', 'eth0', '--subnet-file', join(dir2, 'subnet.env'), '--state-dir', join(dir2, 'state'), '--ip-masq'];
-    const capped = c.lab.spawn(c.lab.nodeNs(2), ['setpriv', '--inh-caps', '-all,+net_admin', '--ambient-caps', '-all,+net_admin', '--bounding-set', '-all,+net_admin', '--no-new-privs', process.execPath, WEFTD, ...flags]);
+    // Node's flags as the unit gives them (ExecStart=/usr/bin/node <flags> .../weftd.js).
+    const execStart = /^ExecStart=(\S+) (.*) \S+weftd\.js$/m.exec(readFileSync(UNIT, 'utf8'));
+    expect(execStart, 'ExecStart of the unit').not.toBeNull();
+    const nodeFlags = execStart![2]!.split(' ');
+    const capped = c.lab.spawn(c.lab.nodeNs(2), ['setpriv', '--inh-caps', '-all,+net_admin', '--ambient-caps', '-all,+net_admin', '--bounding-set', '-all,+net_admin', '--no-new-privs', process.execPath, ...nodeFlags, WEFTD, ...flags]);
     const ready = JSON.parse(await capped.waitForLog(/"event":"ready"/, 20_000)) as { subnet: string; udpGso: boolean };
     expect(ready.udpGso).toBe(true);
     const [pod] = await c.lab.addPods(2, 1, { network: ready.subnet.split('/')[0]!, prefixLen: 24 });
