@@ -3,7 +3,8 @@
 # as root: Debian packages (etcd, iproute2, iperf3, ping, ethtool, tcpdump, nftables,
 # iptables, a C++ toolchain; podman, runc, containernetworking-plugins and
 # busybox-static for the CNI plugin's runtime tests and the demo's containers;
-# clang and its runtime libraries for the libFuzzer targets in native/fuzz)
+# clang and its runtime libraries for the libFuzzer targets in native/fuzz;
+# prometheus for promtool, which lints weftd's /metrics in a test)
 # and the npm packages, which also builds the native addon and weftd.
 # Idempotent: installs only what is missing.
 set -euo pipefail
@@ -17,7 +18,7 @@ fi
 need=()
 for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux ethtool:ethtool tcpdump:tcpdump systemd-analyze:systemd nft:nftables iptables:iptables \
   podman:podman runc:runc nsenter:util-linux /usr/lib/cni/bridge:containernetworking-plugins /bin/busybox:busybox-static \
-  clang++:clang; do
+  clang++:clang promtool:prometheus; do
   what=${pair%%:*}
   case $what in
     /*) [ -x "$what" ] || need+=("${pair#*:}") ;;

@@ -1,6 +1,6 @@
 // weftd's HTTP endpoints, on --metrics-addr (default 127.0.0.1:9474):
 //
-//   GET /metrics   Prometheus text format (metrics.ts)
+//   GET /metrics   Prometheus text format (metrics.ts, then process_metrics.ts)
 //   GET /healthz   200 while the event loop runs (it answers at all)
 //   GET /readyz    200 when ready or degraded, 503 when not ready; JSON status + reasons
 //   GET /status    the whole DaemonStatus as JSON (what `weftctl status` reads)
@@ -15,6 +15,7 @@ import type { StatusSource } from '../daemon/status.js';
 import { WeftError } from '../errors.js';
 import { parseIp } from '../net/ipv4.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
+import { processMetrics } from './process_metrics.js';
 
 export const DEFAULT_METRICS_ADDR = '127.0.0.1:9474';
 export const OBSERVE_PATHS = ['/metrics', '/healthz', '/readyz', '/status'] as const;
@@ -105,9 +106,14 @@ function handle(source: StatusSource, req: IncomingMessage, res: ServerResponse)
     }
     const path = (req.url ?? '/').split('?', 1)[0];
     switch (path) {
-      case '/metrics':
-        send(res, 200, renderMetrics(source.status()), METRICS_CONTENT_TYPE);
+      case '/metrics': {
+        const weft = renderMetrics(source.status());
+        processMetrics().then(
+          (proc) => send(res, 200, weft + proc, METRICS_CONTENT_TYPE),
+          (err: unknown) => sendJson(res, 500, { error: err instanceof Error ? err.message : String(err) }),
+        );
         return;
+      }
       case '/healthz':
         // Answering at all is the proof: the event loop runs.
         sendJson(res, 200, { status: 'alive', reasons: [`weftd is ${source.status().state}`] });

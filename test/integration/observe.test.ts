@@ -1,7 +1,7 @@
 // The HTTP endpoints over a fake StatusSource on 127.0.0.1 (port 0), weftd's
 // own server while it waits for etcd, and `weftctl status` against them. No root.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDaemonArgs } from '../../src/daemon/options.js';
@@ -35,7 +35,12 @@ describe('observe HTTP server', () => {
     const r = await fetch(`${base}/metrics`);
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
-    expect(await r.text()).toBe(renderMetrics(source.current));
+    const text = await r.text();
+    // weft's metrics, then the process's own (prom-client's default collectors).
+    expect(text.startsWith(renderMetrics(source.current))).toBe(true);
+    for (const m of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'process_start_time_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
+      expect(text, m).toMatch(new RegExp(`^${m} `, 'm'));
+    }
     source.current = sampleStatus({ peers: [] });
     expect(await (await fetch(`${base}/metrics?x=1`)).text()).toMatch(/^weft_peers 0$/m);
   });
@@ -180,7 +185,15 @@ describe('weftd serving while it waits for etcd', () => {
       const body = (await ready.json()) as { status: string; reasons: string[] };
       expect(body.status).toBe('not_ready');
       expect(body.reasons).toContain('waiting for etcd http://127.0.0.1:1: it has not answered yet');
-      expect(await (await fetch(`http://${addr}/metrics`)).text()).toMatch(/^weft_etcd_connected 0$/m);
+      const metrics = await (await fetch(`http://${addr}/metrics`)).text();
+      expect(metrics).toMatch(/^weft_etcd_connected 0$/m);
+      expect(metrics).toMatch(/^process_resident_memory_bytes \d+/m);
+      // promtool parses all of it; its only lint complaints may be prom-client's own nodejs_active_*_total gauges.
+      const lint = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8', timeout: 10_000 });
+      expect(lint.error, 'promtool (Debian package prometheus)').toBeUndefined();
+      expect([0, 3], `${lint.stdout}${lint.stderr}`).toContain(lint.status);
+      const complaints = `${lint.stdout}${lint.stderr}`.split('\n').filter((l) => l.trim() !== '');
+      expect(complaints.filter((l) => !/^nodejs_active_\w+_total non-counter metrics should not have "_total" suffix$/.test(l))).toEqual([]);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {
