@@ -64,6 +64,13 @@ describe.skipIf(rootSkipReason()).each(SETUPS)('3 nodes x 2 pods, %s engines (ne
     const spoofedSrc = sub3.replace(/\.0$/, '.9');
     const spray = (ns: string, kind: string, n: number, ...inner: string[]): Promise<unknown> =>
       c.lab.exec(ns, [process.execPath, '--import', 'tsx', join(FIXTURES, 'udp_spray.ts'), node2, '4790', kind, String(n), ...inner], { timeoutMs: 30_000 });
+    // The kernel may drop some of the spray itself, its receive buffer full while a busy weftd catches up: those count too.
+    const kernelDrops = async (): Promise<number> => {
+      const udp = (await c.lab.exec(c.lab.nodeNs(2), ['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+      const [names, values] = udp.map((l) => l.split(/\s+/).slice(1));
+      return Number(values![names!.indexOf('RcvbufErrors')]);
+    };
+    const kernelBefore = await kernelDrops();
     const before = await c.counters(2, 0);
     await spray(c.lab.nodeNs(1), 'random', 500);
     await spray(c.lab.nodeNs(1), 'short', 20);
@@ -79,7 +86,7 @@ describe.skipIf(rootSkipReason()).each(SETUPS)('3 nodes x 2 pods, %s engines (ne
     expect(delta('outside_drop_spoofed_source')).toBe(20);
     expect(delta('outside_drop_unknown_sender')).toBe(20);
     const drops = Object.keys(after).filter((k) => k.startsWith('outside_drop_')).reduce((s, k) => s + delta(k), 0);
-    expect(drops + delta('outside_packets')).toBeGreaterThanOrEqual(600);
+    expect(drops + delta('outside_packets') + (await kernelDrops()) - kernelBefore).toBeGreaterThanOrEqual(600);
     expect(c.nodes.get(2)!.weftd!.log()).not.toMatch(/"level":(50|60)/);
     const [p1] = c.nodes.get(1)!.pods;
     expect(await c.lab.ping(p1!, victim, { count: 2 })).toBe(true);
