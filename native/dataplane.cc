@@ -113,6 +113,12 @@ std::unique_ptr<Engine> Engine::start(const EngineConfig& cfg, int* err, const c
     }
     // Without a probe socket the path MTU is unknown and no limit applies.
     wk->probe_fd = udp_open(cfg.bind_ip, 0, false, &e2);
+    if (!cfg.bind_dev.empty()) {
+      bool bound = true;
+      for (const SendQueue& q : wk->tx) bound = udp_bind_device(q.fd, cfg.bind_dev.c_str()) && bound;
+      if (wk->probe_fd >= 0) bound = udp_bind_device(wk->probe_fd, cfg.bind_dev.c_str()) && bound;
+      e->bound_to_device_ = (w == 0 || e->bound_to_device_) && bound;
+    }
     wk->pmtu.reset(new (std::nothrow) PathMtuCache(wk->probe_fd));
     if (gro && !udp_enable_gro(wk->rx_fd)) gro = false;
     if (gso && !udp_gso_supported(wk->tx[0].fd)) gso = false;

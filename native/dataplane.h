@@ -15,6 +15,7 @@
 #include <memory>
 #include <pthread.h>
 
+#include <string>
 #include <vector>
 
 #include "outside.h"
@@ -33,6 +34,9 @@ struct EngineConfig {
   bool udp_gso = true;       // wanted; used only where the kernel has it
   bool udp_gro = true;
   uint32_t bind_ip = 0;
+  // The underlay interface the sending sockets are bound to (SO_BINDTODEVICE),
+  // so no encapsulated packet can be routed into the TUN; empty: not bound.
+  std::string bind_dev;
   uint16_t port = 4790;
   uint32_t vni = 1;
   SelfSubnet self{0, 0};
@@ -58,6 +62,8 @@ class Engine {
   int workers_running() const { return running_.load(std::memory_order_relaxed); }
   size_t retired_tables() { return routes_.retired(); }
   bool udp_gso() const { return udp_gso_; }
+  // True when the sending sockets are bound to bind_dev (the kernel may refuse without CAP_NET_RAW before 5.7).
+  bool bound_to_device() const { return bound_to_device_; }
   bool udp_gro() const { return udp_gro_; }
 
  private:
@@ -67,6 +73,7 @@ class Engine {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<pthread_t> threads_;
   bool udp_gso_ = false;
+  bool bound_to_device_ = false;
   bool udp_gro_ = false;
   bool stopped_ = false;
   std::atomic<int> running_{0};

@@ -88,7 +88,7 @@ EngineHandle* handle_arg(napi_env env, napi_value v) {
   return static_cast<EngineHandle*>(data);
 }
 
-// createEngine({ tunFds, vnetHdr, udpGso, udpGro, bindIp, port, vni, selfBase, selfLen, tunAddr, counters })
+// createEngine({ tunFds, vnetHdr, udpGso, udpGro, bindIp, bindDevice, port, vni, selfBase, selfLen, tunAddr, counters })
 napi_value js_create_engine(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv, "createEngine(options)") || !typed_arg(env, argv[0], napi_object, "options", "an object")) {
@@ -134,6 +134,19 @@ napi_value js_create_engine(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   cfg.bind_ip = uint32_t(bind_ip);
+  napi_value dev_v;
+  char dev[32];
+  size_t dev_len = 0;
+  if (!get_prop(env, o, "bindDevice", &dev_v) || !typed_arg(env, dev_v, napi_string, "bindDevice", "a string") ||
+      napi_get_value_string_utf8(env, dev_v, dev, sizeof(dev), &dev_len) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  if (dev_len >= 16) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bindDevice is an interface name of at most 15 bytes");
+    return nullptr;
+  }
+  cfg.bind_dev.assign(dev, dev_len);
   cfg.port = uint16_t(port);
   cfg.vni = uint32_t(vni);
   cfg.self = self_arg(self_base, self_len);
@@ -209,10 +222,12 @@ napi_value js_engine_info(napi_env env, napi_callback_info info) {
   }
   EngineHandle* h = handle_arg(env, argv[0]);
   if (h == nullptr) return nullptr;
-  napi_value result, gso, gro, running, retired;
+  napi_value result, gso, gro, running, retired, bound;
   if (napi_create_object(env, &result) != napi_ok ||
       napi_create_int32(env, h->engine ? int32_t(h->engine->retired_tables()) : 0, &retired) != napi_ok ||
       napi_set_named_property(env, result, "retiredTables", retired) != napi_ok ||
+      napi_get_boolean(env, h->engine && h->engine->bound_to_device(), &bound) != napi_ok ||
+      napi_set_named_property(env, result, "boundToDevice", bound) != napi_ok ||
       napi_create_int32(env, h->engine ? h->engine->workers_running() : 0, &running) != napi_ok ||
       napi_set_named_property(env, result, "workersRunning", running) != napi_ok ||
       napi_get_boolean(env, h->engine && h->engine->udp_gso(), &gso) != napi_ok ||

@@ -1,6 +1,8 @@
 // UDP sockets for the engine: see udp_linux.h.
 #include "udp_linux.h"
 
+#include <string.h>
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
@@ -51,6 +53,10 @@ int udp_open(uint32_t bind_ip, uint16_t port, bool receiver, int* err) {
   }
   *err = 0;
   return fd;
+}
+
+bool udp_bind_device(int fd, const char* dev) {
+  return setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev, socklen_t(strlen(dev) + 1)) == 0;
 }
 
 bool udp_enable_gro(int fd) {

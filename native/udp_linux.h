@@ -25,6 +25,10 @@ namespace weft {
 // with *err set; nothing is left open on failure.
 int udp_open(uint32_t bind_ip, uint16_t port, bool receiver, int* err);
 
+// SO_BINDTODEVICE: the socket sends only through `dev`. False when the kernel
+// refuses (unprivileged before Linux 5.7, or no such device).
+bool udp_bind_device(int fd, const char* dev);
+
 // Turns on UDP_GRO (the kernel hands over trains of equal datagrams as one
 // buffer, with the size in a cmsg). False when the kernel lacks it.
 bool udp_enable_gro(int fd);

@@ -213,10 +213,13 @@ export class Daemon implements StatusSource {
       this.log.info({ event: 'ip_masq', backend, network: formatCidr(config.network) }, `masquerading traffic leaving ${formatCidr(config.network)} (${backend})`);
     }
 
-    const engine = this.createEngine(config, queues, underlay.ip, mtu, subnet.base);
+    const engine = this.createEngine(config, queues, underlay, mtu, subnet.base);
     this.undo.push({ what: 'dataplane', run: () => engine.close() });
     await engine.start();
     this.parts.engine = engine;
+    if (underlay.iface && engine.details().boundToDevice === false) {
+      this.log.warn({ event: 'bind_device_failed', iface: underlay.iface }, `cannot bind the sending sockets to ${underlay.iface} (a kernel before 5.7 wants CAP_NET_RAW for it); a route into ${tun.name} could loop`);
+    }
 
     const keeper = new LeaseKeeper(manager, lease, o.leaseTtlS, this.log, { onFatal: (err) => this.fail(err) });
     const watcher = new LeaseWatcher({
@@ -333,15 +336,16 @@ export class Daemon implements StatusSource {
     return queues;
   }
 
-  private createEngine(config: NetworkConfig, queues: KernelTun[], bindIp: string, mtu: number, tunAddr: number): Engine {
-    const cfg = { self: { base: tunAddr, len: config.subnetLen }, tunAddr, vni: config.vni, port: config.port, bindIp: parseIp(bindIp), mtu };
+  private createEngine(config: NetworkConfig, queues: KernelTun[], underlay: { ip: string; iface?: string }, mtu: number, tunAddr: number): Engine {
+    const bindIp = underlay.ip;
+    const cfg = { self: { base: tunAddr, len: config.subnetLen }, tunAddr, vni: config.vni, port: config.port, bindIp: parseIp(bindIp), bindDevice: underlay.iface, mtu };
     const empty = RouteTable.empty(config.network, config.subnetLen);
     if (this.opts.engine === 'js') return new JsEngine(cfg, queues[0]!, new DgramUdp(bindIp, config.port), empty);
     return new NativeEngine(cfg, queues, { vnetHdr: this.opts.offload, udpGso: this.opts.udpGso, udpGro: this.opts.udpGro }, empty);
   }
 
   /** The underlay address and MTU: from --public-ip/--iface, else the default-route interface. */
-  private async underlay(): Promise<{ ip: string; mtu: number }> {
+  private async underlay(): Promise<{ ip: string; mtu: number; iface?: string }> {
     const o = this.opts;
     const iface = o.iface ?? (o.publicIp ? await interfaceWithAddress(o.publicIp) : await defaultRouteInterface());
     if (!iface) {
@@ -349,7 +353,7 @@ export class Daemon implements StatusSource {
       throw new WeftError('WEFT_NO_PUBLIC_IP', o.publicIp ? `no interface holds --public-ip ${o.publicIp}; give --iface or --mtu` : 'no default route to find the underlay interface; give --iface or --public-ip', {});
     }
     const info = await interfaceInfo(iface);
-    return { ip: o.publicIp ?? info.ip, mtu: info.mtu };
+    return { ip: o.publicIp ?? info.ip, mtu: info.mtu, iface };
   }
 
   private tearDown(): Promise<void> {

@@ -19,6 +19,12 @@ export interface EngineConfig {
   readonly port: number;
   /** Underlay address to bind; 0 binds all. */
   readonly bindIp: number;
+  /**
+   * The underlay interface: the native engine binds its sending sockets to
+   * it, so no encapsulated packet can be routed into the TUN; undefined when
+   * weftd does not know it. The js engine (Node's dgram) cannot bind to one.
+   */
+  readonly bindDevice?: string;
   /** TUN MTU: the largest inner packet. */
   readonly mtu: number;
 }

@@ -54,6 +54,7 @@ export class NativeEngine implements Engine {
       udpGso: this.offloads.udpGso,
       udpGro: this.offloads.udpGro,
       bindIp: c.bindIp,
+      bindDevice: c.bindDevice ?? '',
       port: c.port,
       vni: c.vni,
       selfBase: c.self.base,
@@ -76,8 +77,8 @@ export class NativeEngine implements Engine {
   /** The queue count, the offloads the kernel let the engine use (after start), and replaced route tables not yet freed. */
   details(): Record<string, unknown> {
     if (this.handle === undefined) return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr };
-    const { udpGso, udpGro, retiredTables } = this.addon.engineInfo(this.handle);
-    return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr, udpGso, udpGro, retiredTables };
+    const { udpGso, udpGro, retiredTables, boundToDevice } = this.addon.engineInfo(this.handle);
+    return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr, udpGso, udpGro, boundToDevice, retiredTables };
   }
 
   counters(): CounterSnapshot {

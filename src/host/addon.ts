@@ -53,6 +53,8 @@ export interface NativeEngineOptions {
   udpGso: boolean;
   udpGro: boolean;
   bindIp: number;
+  /** The underlay interface the sending sockets are bound to; '' for none. */
+  bindDevice: string;
   port: number;
   vni: number;
   selfBase: number;
@@ -98,7 +100,7 @@ export interface WeftAddon {
   /** Stops and joins the workers; idempotent. The fds are the caller's again. */
   engineStop(engine: NativeEngineHandle): void;
   /** The offloads in use after probing the kernel, and the workers still running. */
-  engineInfo(engine: NativeEngineHandle): { udpGso: boolean; udpGro: boolean; workersRunning: number; retiredTables: number };
+  engineInfo(engine: NativeEngineHandle): { udpGso: boolean; udpGro: boolean; workersRunning: number; retiredTables: number; boundToDevice: boolean };
   /**
    * Test entry point, no I/O: runs the native per-packet decision on each
    * packet. direction 0 (inside): classify_inside's verdict (peer index, -1

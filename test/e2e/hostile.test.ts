@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootSkipReason } from '../harness/privilege.js';
+import { until } from '../harness/until.js';
 import { POD_NETWORK, PREFIX, WEFTD, WeftCluster } from '../lab/cluster.js';
 
 const FIXTURE = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
@@ -57,6 +58,31 @@ describe.skipIf(skip)(`hostile input on a running cluster${skip ? ` (skipped: ${
     expect(errors).toBeLessThanOrEqual(2 * (50 + 100 * seconds));
     expect(limited).toBeGreaterThan(0);
     expect(errors + limited).toBeGreaterThan(1000);
+  });
+
+  it('sends through the underlay device only: a peer address routed into weft0 does not bring its packets back in', async () => {
+    const n1 = c.lab.nodeNs(1);
+    const status = async () => JSON.parse((await c.http(1, '/status')).body) as { engine: { details: { boundToDevice?: boolean } }; peers: { subnet: string }[] };
+    expect((await status()).engine.details.boundToDevice).toBe(true);
+    const held = new Set([...c.nodes.values()].map((n) => n.subnet));
+    const free = Array.from({ length: 250 }, (_, k) => k + 2).find((t) => !held.has(`198.19.${t}.0/24`))!;
+    const key = `${PREFIX}/network/subnets/198.19.${free}.0-24`;
+    // An operator's stray route sends 198.18.0.77 into the TUN; a lease names it as a node.
+    await c.lab.exec(n1, ['ip', 'route', 'add', '198.18.0.77/32', 'dev', 'weft0']);
+    await c.lab.etcdctl(['put', key, JSON.stringify({ nodeName: 'stray', publicIp: '198.18.0.77', port: 4790, vni: 1, version: 'hand' })]);
+    try {
+      await until('the stray lease routed', async () => (await status()).peers.some((p) => p.subnet === `198.19.${free}.0/24`), 10_000, 100);
+      const before = await c.counters(1);
+      const pod = c.pods().find((p) => p.node === 1)!;
+      await c.lab.ping(pod.ns, `198.19.${free}.1`, { count: 10, timeoutS: 3 });
+      const after = await c.counters(1);
+      expect(after.inside_packets! - before.inside_packets!).toBeGreaterThanOrEqual(10);
+      // Were the sockets not bound to eth0, each encapsulated echo would re-enter weft0, and be dropped there as unroutable.
+      expect(after.inside_drop_no_route! - before.inside_drop_no_route!).toBe(0);
+    } finally {
+      await c.lab.etcdctl(['del', key]);
+      await c.lab.exec(n1, ['ip', 'route', 'del', '198.18.0.77/32'], { allowFail: true });
+    }
   });
 
   it('leases naming a public IP no node can have, inside the cluster network, or this node\'s own are refused, counted and never routed', async () => {
