@@ -16,6 +16,7 @@
 //   coalesce(packets: Buffer[]) -> Buffer[]   (each: vnet header + packet, as written to the TUN)
 #include "offload_binding.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,6 +194,16 @@ napi_value js_tso_headers(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// A Buffer holding at least an IPv4 header, or a thrown error naming `fn`.
+bool ipv4_packet_arg(napi_env env, napi_value value, const char* fn, uint8_t** data, size_t* len) {
+  if (!buffer_arg(env, value, "packet", data, len)) return false;
+  if (*len >= 20) return true;
+  char msg[96];
+  snprintf(msg, sizeof(msg), "%s: an IPv4 header needs 20 bytes", fn);
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+  return false;
+}
+
 napi_value js_flow_hash(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv, "flowHash(packet)")) {
@@ -201,11 +212,7 @@ napi_value js_flow_hash(napi_env env, napi_callback_info info) {
   }
   uint8_t* data;
   size_t len;
-  if (!buffer_arg(env, argv[0], "packet", &data, &len)) return nullptr;
-  if (len < 20) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "flowHash: an IPv4 header needs 20 bytes");
-    return nullptr;
-  }
+  if (!ipv4_packet_arg(env, argv[0], "flowHash", &data, &len)) return nullptr;
   napi_value result;
   if (napi_create_uint32(env, flow_hash(data, len), &result) != napi_ok) {
     throw_last_napi_error(env);
@@ -223,12 +230,8 @@ napi_value js_icmp_unreachable(napi_env env, napi_callback_info info) {
   uint8_t* data;
   size_t len;
   double from, code, mtu;
-  if (!buffer_arg(env, argv[0], "packet", &data, &len) || !integer_arg(env, argv[1], "from", 0, 4294967295.0, &from) ||
+  if (!ipv4_packet_arg(env, argv[0], "icmpUnreachable", &data, &len) || !integer_arg(env, argv[1], "from", 0, 4294967295.0, &from) ||
       !integer_arg(env, argv[2], "code", 0, 255, &code) || !integer_arg(env, argv[3], "mtu", 0, 65535, &mtu)) {
-    return nullptr;
-  }
-  if (len < 20) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "icmpUnreachable: an IPv4 header needs 20 bytes");
     return nullptr;
   }
   uint8_t out[kIcmpErrorMax];
