@@ -119,14 +119,14 @@ std::unique_ptr<Engine> Engine::start(const EngineConfig& cfg, int* err, const c
       if (wk->probe_fd >= 0) bound = udp_bind_device(wk->probe_fd, cfg.bind_dev.c_str()) && bound;
       e->bound_to_device_ = (w == 0 || e->bound_to_device_) && bound;
     }
-    wk->pmtu.reset(new (std::nothrow) PathMtuCache(wk->probe_fd));
+    wk->pmtu = PathMtuCache(wk->probe_fd);
     if (gro && !udp_enable_gro(wk->rx_fd)) gro = false;
     if (gso && !udp_gso_supported(wk->tx[0].fd)) gso = false;
     wk->in_slab.reset(new (std::nothrow) uint8_t[kBatch * kSlot]);
     wk->out_slab.reset(new (std::nothrow) uint8_t[kBatch * kSlot]);
     wk->co_buf.reset(new (std::nothrow) uint8_t[kCoalescerBufLen]);
     if (wk->co_buf) wk->co.reset(new (std::nothrow) TcpCoalescer(wk->co_buf.get(), kCoalescerBufLen));
-    if (!wk->in_slab || !wk->out_slab || !wk->co || !wk->pmtu) {
+    if (!wk->in_slab || !wk->out_slab || !wk->co) {
       errno = ENOMEM;
       e->workers_.push_back(std::move(wk));
       return fail("allocate worker buffers");

@@ -11,7 +11,6 @@
 #include <netinet/udp.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "worker.h"
@@ -30,6 +29,7 @@ void Worker::inside_batch(const RouteTable& t) {
   // A slot: [8 headroom][vnet header?][packet]; the VXLAN-GPE header is
   // written into the 8 bytes right in front of the packet.
   const size_t read_at = vnet ? 0 : kGpeHeaderLen;
+  const uint64_t now = coarse_now_ns();
   for (int i = 0; i < kBatch; i++) {
     uint8_t* slot = in_slab.get() + size_t(i) * kSlot;
     const ssize_t n = read(tun_fd, slot + read_at, kSlot - read_at);
@@ -54,21 +54,21 @@ void Worker::inside_batch(const RouteTable& t) {
     const int32_t peer = classify_inside(pkt, len, t, counters);
     if (peer == kInsideDrop) continue;
     if (peer == kInsideUnreachable) {
-      send_icmp_error(pkt, len, 0, 0);
+      send_icmp_error(pkt, len, kIcmpNetUnreachable, 0, now);
       continue;
     }
     const int sock = int(flow_hash(pkt, len) % kSendSockets);
-    const size_t limit = inner_limit(t, peer);
+    const size_t limit = inner_limit(t, peer, now);
     if (vnet && h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
       flush(sock);  // keep the flow's order: earlier packets go first
-      send_tso(pkt, len, h, t, peer, sock, limit);
+      send_tso(pkt, len, h, t, peer, sock, limit, now);
       continue;
     }
     // Too long for the path: with DF the sender must learn the MTU (as a
     // router would tell it); without, the kernel fragments the datagram.
     if (len > limit && (pkt[6] & 0x40) != 0) {
       counters.add(kInsideDropTooBig);
-      send_icmp_error(pkt, len, 4, uint16_t(limit));
+      send_icmp_error(pkt, len, kIcmpFragNeeded, uint16_t(limit), now);
       continue;
     }
     if (vnet && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && !complete_checksum(pkt, len, h.csum_start, h.csum_offset)) {
@@ -150,15 +150,13 @@ void fill_msg(mmsghdr* m, sockaddr_in* addr, const RouteTable& t, int32_t peer, 
 
 }  // namespace
 
-size_t Worker::inner_limit(const RouteTable& t, int32_t peer) {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-  const size_t mtu = pmtu->get(t.peer_ip[size_t(peer)], uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec));
+size_t Worker::inner_limit(const RouteTable& t, int32_t peer, uint64_t now_ns) {
+  const size_t mtu = pmtu.get(t.peer_ip[size_t(peer)], now_ns);
   return mtu > kEncapOverhead ? mtu - kEncapOverhead : SIZE_MAX;
 }
 
 void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock,
-                      size_t limit) {
+                      size_t limit, uint64_t now_ns) {
   TsoPlan plan;
   int segs = tso_headers(pkt, len, h, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs);
   if (segs <= 0) {
@@ -174,7 +172,7 @@ void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const Ro
     segs = shorter.gso_size > 0 ? tso_headers(pkt, len, shorter, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs) : -1;
     if (segs <= 0) {
       counters.add(kInsideDropTooBig);
-      send_icmp_error(pkt, len, 4, uint16_t(limit));
+      send_icmp_error(pkt, len, kIcmpFragNeeded, uint16_t(limit), now_ns);
       return;
     }
   }
@@ -209,11 +207,8 @@ void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const Ro
   send_all(tx[sock].fd, tso_msgs, msgs, tso_packets, tso_bytes);
 }
 
-void Worker::send_icmp_error(const uint8_t* pkt, size_t len, uint8_t code, uint16_t mtu) {
-  timespec now;
-  // CLOCK_MONOTONIC_COARSE: a vDSO read, and jiffy resolution is plenty for a per-second budget.
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-  if (!icmp_budget.take(uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec))) {
+void Worker::send_icmp_error(const uint8_t* pkt, size_t len, uint8_t code, uint16_t mtu, uint64_t now_ns) {
+  if (!icmp_budget.take(now_ns)) {
     counters.add(kInsideIcmpRateLimited);
     return;
   }

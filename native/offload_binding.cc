@@ -159,7 +159,7 @@ napi_value js_tso_headers(napi_env env, napi_callback_info info) {
   if (!vnet_hdr_read(data, len, &h)) return null_value;
   const uint8_t* pkt = data + kVnetHdrLen;
   const size_t pkt_len = len - kVnetHdrLen;
-  constexpr size_t kHeadroom = 8;
+  constexpr size_t kHeadroom = kGpeHeaderLen;  // as the engine's
   const size_t seg_bound = h.gso_size > 0 ? (pkt_len + h.gso_size - 1) / h.gso_size + 1 : 1;
   const size_t cap = seg_bound * (kHeadroom + 120);
   Freer out{malloc(cap)};

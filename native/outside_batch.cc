@@ -2,12 +2,10 @@
 // maybe a UDP GRO train of equal datagrams) -> accept_train (outside.h) per
 // datagram -> TCP coalescer -> one TUN write per super-packet (or per
 // packet without vnet headers).
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "worker.h"

@@ -15,8 +15,9 @@ inline constexpr uint64_t kPathMtuTtlNs = 2000000000ull;  // 2 s
 
 class PathMtuCache {
  public:
-  // probe_fd: an unconnected UDP socket bound to the engine's address, owned by the caller.
-  explicit PathMtuCache(int probe_fd) : probe_fd_(probe_fd) {}
+  // probe_fd: an unconnected UDP socket bound to the engine's address, owned
+  // by the caller; -1 (the default) reads nothing.
+  explicit PathMtuCache(int probe_fd = -1) : probe_fd_(probe_fd) {}
 
   // The path MTU to `ip` (host order) at now_ns, or 0 when it cannot be read
   // (no probe socket, no route): the caller then applies no limit.

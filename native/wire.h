@@ -116,6 +116,9 @@ inline bool may_answer_with_icmp(const uint8_t* p, size_t len) {
 // (kIcmpErrorMax bytes); `mtu` is the next-hop MTU of code 4
 // (fragmentation needed), 0 otherwise. Returns its length. Same bytes as
 // the TS writer.
+// Destination-unreachable codes weft sends (src/wire/ipv4_packet.ts has the same).
+constexpr uint8_t kIcmpNetUnreachable = 0, kIcmpFragNeeded = 4;
+
 inline size_t write_icmp_unreachable(uint8_t* out, const uint8_t* pkt, size_t len, uint32_t from, uint8_t code,
                                      uint16_t mtu = 0) {
   size_t quoted = size_t(pkt[0] & 0x0f) * 4 + 8;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include <memory>
 
@@ -24,6 +25,14 @@
 #include "wire.h"
 
 namespace weft {
+
+// CLOCK_MONOTONIC_COARSE in ns: a vDSO read of jiffy resolution, plenty for
+// the per-second ICMP budget and the path-MTU cache; read once per batch.
+inline uint64_t coarse_now_ns() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec);
+}
 
 inline constexpr int kBatch = 64;            // TUN reads or received buffers per batch
 inline constexpr int kSendSockets = 4;       // per worker: outer source ports that flows hash onto
@@ -72,7 +81,7 @@ struct Worker {
   uint8_t icmp[kVnetHdrLen + kIcmpErrorMax];
   IcmpBudget icmp_budget;
   int probe_fd = -1;  // unconnected UDP socket for path MTU reads
-  std::unique_ptr<PathMtuCache> pmtu;
+  PathMtuCache pmtu;
 
   // outside scratch
   std::unique_ptr<uint8_t[]> out_slab;  // kBatch slots of kSlot
@@ -104,11 +113,13 @@ struct Worker {
   void flush_all() {
     for (int s = 0; s < kSendSockets; s++) flush(s);
   }
-  void send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock, size_t limit);
-  // The largest inner packet the path to `peer` carries (SIZE_MAX when unknown).
-  size_t inner_limit(const RouteTable& t, int32_t peer);
-  // ICMP destination-unreachable back into the TUN, within the budget: code 0 (no route) or 4 (fragmentation needed, mtu).
-  void send_icmp_error(const uint8_t* pkt, size_t len, uint8_t code, uint16_t mtu);
+  void send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock, size_t limit,
+                uint64_t now_ns);
+  // The largest inner packet the path to `peer` carries at now_ns (SIZE_MAX when unknown).
+  size_t inner_limit(const RouteTable& t, int32_t peer, uint64_t now_ns);
+  // ICMP destination-unreachable back into the TUN, within the budget: kIcmpNetUnreachable, or
+  // kIcmpFragNeeded with the next-hop mtu.
+  void send_icmp_error(const uint8_t* pkt, size_t len, uint8_t code, uint16_t mtu, uint64_t now_ns);
 
   // ---- outside
   void outside_batch(const RouteTable& t);

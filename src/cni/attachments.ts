@@ -6,7 +6,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../host/atomic_write.js';
 import { join } from 'node:path';
 import type { DelegateConfig } from './delegate.js';
-import type { Attachment, WeftNetConf } from './netconf.js';
+import { type Attachment, IFNAME_RE, NAME_RE, type WeftNetConf } from './netconf.js';
 import { CniCode, CniError } from './spec.js';
 
 export interface AttachmentState extends Attachment {
@@ -19,12 +19,9 @@ export interface AttachmentState extends Attachment {
   readonly ips: readonly string[];
 }
 
-const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-const IFNAME_RE = /^[^\s/:]{1,15}$/;
-
 /** Checks the spec's rules for the two IDs (they become a file name); a violation is code 4. */
 export function checkAttachment(a: Attachment): Attachment {
-  if (!CONTAINER_ID_RE.test(a.containerId)) throw new CniError(CniCode.BadEnvironment, `CNI_CONTAINERID "${a.containerId}" must be letters, digits, "_", "." and "-"`);
+  if (!NAME_RE.test(a.containerId)) throw new CniError(CniCode.BadEnvironment, `CNI_CONTAINERID "${a.containerId}" must be letters, digits, "_", "." and "-"`);
   if (!IFNAME_RE.test(a.ifname) || a.ifname === '.' || a.ifname === '..') {
     throw new CniError(CniCode.BadEnvironment, `CNI_IFNAME "${a.ifname}" must be an interface name of 1-15 characters without "/", ":" or spaces`);
   }

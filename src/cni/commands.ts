@@ -4,7 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
-import { type Cidr, contains, formatCidr, parseCidr } from '../net/ipv4.js';
+import { contains, formatCidr, parseIp } from '../net/ipv4.js';
 import { parseSubnetEnv, type SubnetEnv } from '../host/subnet_env.js';
 import { checkAttachment, listAttachments, loadAttachment, removeAttachment, saveAttachment, type AttachmentState } from './attachments.js';
 import { bridgeConfig, findPlugin, runDelegate } from './delegate.js';
@@ -140,14 +140,10 @@ function check(env: CniEnv, conf: WeftNetConf, processEnv: NodeJS.ProcessEnv): C
   const ips = prevAddresses(conf);
   const subnet = readSubnet(conf);
   for (const cidr of ips) {
-    let c: Cidr;
-    try {
-      c = parseCidr(cidr, true);
-    } catch {
-      throw new CniError(CniCode.InvalidConfig, `prevResult address "${cidr}" is not an IPv4 CIDR`);
-    }
-    const ip = parseCidr(`${cidr.split('/')[0]}/32`).base;
-    if (!contains(subnet.subnet, ip) || c.len !== subnet.subnet.len) {
+    const [addr = '', len = ''] = cidr.split('/');
+    const ip = parseIp(addr);
+    if (ip < 0 || !/^\d{1,2}$/.test(len) || Number(len) > 32) throw new CniError(CniCode.InvalidConfig, `prevResult address "${cidr}" is not an IPv4 CIDR`);
+    if (!contains(subnet.subnet, ip) || Number(len) !== subnet.subnet.len) {
       throw new CniError(
         CniCode.AddressOutsideSubnet,
         `pod address ${cidr} is outside the node's current subnet ${formatCidr(subnet.subnet)} (${conf.subnetFile}): the node's lease changed; recreate the pod`,

@@ -31,8 +31,10 @@ export interface WeftNetConf {
   readonly validAttachments: readonly Attachment[] | undefined;
 }
 
-const IFNAME_RE = /^[^\s/:]{1,15}$/;
-const NETWORK_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** An interface name (the bridge's, CNI_IFNAME): 1-15 bytes, no "/", ":" or spaces. */
+export const IFNAME_RE = /^[^\s/:]{1,15}$/;
+/** A network name or a container ID: letters, digits, "_", "." and "-" (both become file names). */
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 function invalid(msg: string): CniError {
   return new CniError(CniCode.InvalidConfig, msg);
@@ -88,7 +90,7 @@ export function parseNetConf(stdin: string): WeftNetConf {
     throw new CniError(CniCode.IncompatibleVersion, `cniVersion "${cniVersion}" is not supported (supported: ${SUPPORTED_VERSIONS.join(', ')})`);
   }
   const name = o.name;
-  if (typeof name !== 'string' || !NETWORK_NAME_RE.test(name)) {
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw invalid(`config field "name" must be a network name of letters, digits, "_", "." and "-", got ${JSON.stringify(name)}`);
   }
   const bridge = optionalString(o, 'bridge', DEFAULT_BRIDGE);

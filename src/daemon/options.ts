@@ -110,7 +110,7 @@ export function parseDaemonArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
       publicIp,
       iface: stringFlag(values, 'iface'),
       engine: engine as EngineKind,
-      queues: values.queues === 'auto' ? autoQueues(availableParallelism()) : (intFlag(values, 'queues', 1, 64) ?? autoQueues(availableParallelism())),
+      queues: (values.queues === 'auto' ? undefined : intFlag(values, 'queues', 1, 64)) ?? autoQueues(availableParallelism()),
       offload: values.offload !== false,
       udpGso: values['udp-gso'] !== false,
       udpGro: values['udp-gro'] !== false,

@@ -22,7 +22,6 @@ import { type Cidr, formatCidr } from '../net/ipv4.js';
 import {
   type FirewallBackend,
   type IptChain,
-  NFT_FAMILY,
   detectBackend,
   nftRemoveTableScript,
   nftTableScript,
@@ -32,10 +31,7 @@ import {
   replaceNftTable,
 } from './firewall.js';
 
-export type MasqBackend = FirewallBackend;
-
 /** nftables: `table ip weft`, chain `postrouting` (inspect: `nft list table ip weft`). */
-export { NFT_FAMILY };
 export const NFT_TABLE = 'weft';
 export const NFT_CHAIN = 'postrouting';
 /** iptables: this chain in the nat table, jumped to from POSTROUTING. */
@@ -98,7 +94,7 @@ export function iptablesRules(network: Cidr, subnet: Cidr): string[][] {
  * `subnet`, and returns the backend used, which removeMasquerade needs.
  * Idempotent: a second run, e.g. after a crash, leaves one set of rules.
  */
-export async function installMasquerade(network: Cidr, subnet: Cidr, backend?: MasqBackend): Promise<MasqBackend> {
+export async function installMasquerade(network: Cidr, subnet: Cidr, backend?: FirewallBackend): Promise<FirewallBackend> {
   const b = backend ?? (await detectBackend('--ip-masq'));
   if (b === 'nftables') await replaceNftTable(NFT_TABLE, nftBody(network, subnet));
   else await replaceIptChain(IPT, iptablesRules(network, subnet));
@@ -106,7 +102,7 @@ export async function installMasquerade(network: Cidr, subnet: Cidr, backend?: M
 }
 
 /** Removes what installMasquerade put in place with `backend`; no error when it is already gone. */
-export async function removeMasquerade(backend: MasqBackend): Promise<void> {
+export async function removeMasquerade(backend: FirewallBackend): Promise<void> {
   if (backend === 'nftables') await removeNftTable(NFT_TABLE);
   else await removeIptChain(IPT);
 }

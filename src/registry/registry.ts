@@ -15,7 +15,6 @@ import {
   encodeSubnetLease,
 } from './schema.js';
 
-/** A subnet lease as stored: the value plus the etcd facts needed to renew or replace it. */
 /** Keys per page of a lease listing: with values capped at 1 KiB, well under gRPC's 4 MiB per response. */
 const LIST_PAGE = 1000;
 
@@ -31,6 +30,7 @@ function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
+/** A subnet lease as stored: the value plus the etcd facts needed to renew or replace it. */
 export interface LeaseRecord {
   readonly subnet: Cidr;
   readonly key: string;

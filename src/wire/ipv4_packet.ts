@@ -1,7 +1,6 @@
 // Reading and writing the IPv4 packets that cross the TUN: header fields,
 // checksums, flow hashing and the ICMP errors weft originates.
 
-
 export const IPV4_MIN_HEADER = 20;
 export const PROTO_ICMP = 1;
 export const PROTO_TCP = 6;
@@ -142,7 +141,8 @@ export function writeIcmpUnreachable(out: Uint8Array, pkt: Uint8Array, off: numb
   return total;
 }
 
+/** Destination-unreachable codes weft sends: no node owns the destination; too long for the path with DF set. */
 export const ICMP_NET_UNREACHABLE = 0;
+export const ICMP_FRAG_NEEDED = 4;
 /** The longest ICMP error weft writes: IPv4 (20) + ICMP (8) + the quoted header (at most 60) + 8 bytes. */
 export const ICMP_ERROR_MAX = 28 + 60 + 8;
-export const ICMP_FRAG_NEEDED = 4;

@@ -4,6 +4,7 @@ import { parseIp } from '../../src/net/ipv4.js';
 import {
   dstAddr,
   flowHash,
+  ICMP_FRAG_NEEDED,
   icmpErrorLength,
   internetChecksum,
   isValidIpv4,
@@ -71,7 +72,7 @@ describe('IPv4 packets', () => {
   it('builds an ICMP fragmentation-needed carrying the next-hop MTU, with valid checksums', () => {
     const pkt = udpPacket('198.19.1.2', '198.19.9.9', 4000, 80, 1400);
     const out = Buffer.alloc(icmpErrorLength(pkt, 0, pkt.length));
-    const n = writeIcmpUnreachable(out, pkt, 0, pkt.length, parseIp('198.19.1.0'), 4, 1364);
+    const n = writeIcmpUnreachable(out, pkt, 0, pkt.length, parseIp('198.19.1.0'), ICMP_FRAG_NEEDED, 1364);
     expect([out[20], out[21]]).toEqual([3, 4]);
     expect(out.readUInt16BE(26)).toBe(1364);
     expect(out.readUInt16BE(24)).toBe(0);
