@@ -18,6 +18,7 @@ enum Counter : int {
   kInsideDropNoRoute,
   kInsideDropSendError,
   kInsideDropTooBig,
+  kInsideDropReadError,
   kInsideIcmpUnreachable,
   kInsideIcmpRateLimited,
   kOutsidePackets,
@@ -37,7 +38,7 @@ enum Counter : int {
 
 inline constexpr const char* kCounterNames[kCounterCount] = {
     "inside_packets",           "inside_bytes",           "inside_drop_malformed",     "inside_drop_not_ipv4",
-    "inside_drop_no_route",     "inside_drop_send_error", "inside_drop_too_big", "inside_icmp_unreachable",   "inside_icmp_rate_limited",
+    "inside_drop_no_route",     "inside_drop_send_error", "inside_drop_too_big", "inside_drop_read_error", "inside_icmp_unreachable",   "inside_icmp_rate_limited",
     "outside_packets",
     "outside_bytes",            "outside_drop_short",     "outside_drop_bad_flags",    "outside_drop_vni",
     "outside_drop_next_proto",  "outside_drop_unknown_sender", "outside_drop_spoofed_source",

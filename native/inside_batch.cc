@@ -38,7 +38,10 @@ void Worker::inside_batch(const RouteTable& t) {
         i--;
         continue;
       }
-      break;  // EAGAIN: drained (anything else shows up in poll's revents)
+      // EAGAIN: drained. Anything else lost one packet (EFAULT: longer than
+      // the slot) or the device (which poll's revents then reports).
+      if (errno != EAGAIN && errno != EWOULDBLOCK) counters.add(kInsideDropReadError);
+      break;
     }
     size_t len = size_t(n);
     uint8_t* pkt = slot + read_at;

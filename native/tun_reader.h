@@ -12,7 +12,9 @@
 //               slab and lengths are borrowed until it returns: the next batch
 //               overwrites them. errno is 0, or the errno of a read error that
 //               ended the batch (EAGAIN/EINTR never show); the count packets read
-//               before it are valid. errno with count 0 and the reader stopped
+//               before it are valid. A packet longer than slotSize is cut to
+//               slotSize without an error (the kernel copies what fits): size
+//               slots above the largest packet and treat a full slot as cut. errno with count 0 and the reader stopped
 //               means the fd itself failed (poll error, e.g. the device is gone).
 //               A throw becomes an uncaught exception (process 'uncaughtException').
 //   start()     begins polling; idempotent; throws once stopped.

@@ -12,6 +12,8 @@ export const COUNTER_NAMES = [
   'inside_drop_send_error',
   /** Longer than the path to its node allows, with DF set: answered with ICMP fragmentation-needed (native engine). */
   'inside_drop_too_big',
+  /** Reads the TUN refused (a packet longer than the read slot: the device's MTU raised under weft, say). */
+  'inside_drop_read_error',
   'inside_icmp_unreachable',
   /** ICMP errors not sent: over the budget (icmp_budget.ts). */
   'inside_icmp_rate_limited',

@@ -35,6 +35,8 @@ export class JsEngine implements Engine {
   private readonly freeSlots: SendSlot[] = [];
   private readonly icmpScratch: Buffer;
   private readonly icmpBudget = new IcmpBudget();
+  /** TUN read slots: one byte above the MTU, so a packet the kernel cut to fit fills its slot and shows. */
+  private readonly readSlot: number;
   private started = false;
   private closed = false;
 
@@ -45,6 +47,7 @@ export class JsEngine implements Engine {
     initial: RouteTable,
   ) {
     this.table = initial;
+    this.readSlot = cfg.mtu + 1;
     this.icmpScratch = Buffer.alloc(ICMP_ERROR_MAX);
     for (let i = 0; i < SEND_POOL; i++) {
       const slot: SendSlot = {
@@ -66,7 +69,12 @@ export class JsEngine implements Engine {
     if (this.started || this.closed) throw new Error('engine already started or closed');
     this.started = true;
     await this.udp.start((buf, len, host) => this.outside(buf, len, host));
-    this.tun.startReading(this.cfg.mtu, JS_TUN_BATCH, (slab, lengths, count) => this.inside(slab, lengths, count));
+    this.tun.startReading(
+      this.readSlot,
+      JS_TUN_BATCH,
+      (slab, lengths, count) => this.inside(slab, lengths, count),
+      () => this.c[C.inside_drop_read_error]!++,
+    );
   }
 
   setRoutes(table: RouteTable): void {
@@ -93,11 +101,15 @@ export class JsEngine implements Engine {
   }
 
   private inside(slab: Buffer, lengths: Uint32Array, count: number): void {
-    const slot = this.cfg.mtu;
+    const slot = this.readSlot;
     const table = this.table;
     for (let i = 0; i < count; i++) {
       const off = i * slot;
       const len = lengths[i]!;
+      if (len === slot) {
+        this.c[C.inside_drop_read_error]!++; // cut by the kernel: longer than the MTU weft configured
+        continue;
+      }
       const peer = classifyInside(slab, off, len, table, this.c);
       if (peer === INSIDE_DROP) continue;
       if (peer === INSIDE_UNREACHABLE) {

@@ -3,17 +3,9 @@
 
 import { closeSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
-import type { TunBatchHandler, TunPort } from '../dataplane/tun.js';
+import type { TunBatchHandler, TunErrorHandler, TunPort } from '../dataplane/tun.js';
 import { WeftError } from '../errors.js';
 import { loadAddon, type TunReader, type WeftAddon } from './addon.js';
-
-/**
- * A read error reported by the device: `errno` is positive, `code` its name
- * ('EFAULT', ...). Errors that end a batch are transient (the reader keeps
- * going); after a poll error such as EBADF (the device was deleted) the
- * reader has stopped and the owner should close the device.
- */
-export type TunErrorHandler = (errno: number, code: string) => void;
 
 /**
  * An L3 TUN device (no packet-info header). Lifecycle: open -> startReading
@@ -25,8 +17,9 @@ export interface TunDevice extends TunPort {
   /** The device's file descriptor, owned by the device until close(). */
   readonly fd: number;
   /**
-   * Reads batches of up to `batch` packets of up to `slotSize` bytes (a
-   * longer packet is dropped by the kernel and shows as EFAULT). onBatch
+   * Reads batches of up to `batch` packets of up to `slotSize` bytes (the
+   * kernel cuts a longer packet to slotSize and says nothing: a length of
+   * slotSize means the packet may have been cut). onBatch
    * borrows the slab and lengths until it returns: the next batch
    * overwrites them, so copy what must outlive the call. Read errors go to
    * onError, never thrown. Once per device.

@@ -92,6 +92,30 @@ describe.skipIf(rootSkipReason()).each(SETUPS)('3 nodes x 2 pods, %s engines (ne
     expect(await c.lab.ping(p1!, victim, { count: 2 })).toBe(true);
   }, 60_000);
 
+  it('counts packets the TUN cannot hand over when weft0\'s MTU is raised under weft, and keeps forwarding', async () => {
+    const ns = c.lab.nodeNs(2);
+    const [p1] = c.nodes.get(1)!.pods;
+    const before = await c.counters(2, 0);
+    await c.lab.exec(ns, ['ip', 'link', 'set', 'weft0', 'mtu', '2000']);
+    try {
+      // 1828-byte packets from node 2's own stack, DF set, into a TUN weft reads at the MTU it configured.
+      await c.lab.exec(ns, ['ping', '-c', '3', '-i', '0.2', '-W', '1', '-M', 'do', '-s', '1800', c.lab.podIp(p1!)], { allowFail: true });
+    } finally {
+      await c.lab.exec(ns, ['ip', 'link', 'set', 'weft0', 'mtu', '1464']);
+    }
+    const after = await c.counters(2);
+    const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
+    if (engine(2) === 'js') {
+      // The js engine reads at most the MTU: the kernel refuses each longer packet's read (EFAULT).
+      expect(delta('inside_drop_read_error')).toBeGreaterThanOrEqual(3);
+    } else {
+      // The native engine reads up to 64 KiB: it gets the packet, and answers DF with fragmentation-needed.
+      expect(delta('inside_drop_read_error')).toBe(0);
+      expect(delta('inside_drop_too_big')).toBeGreaterThanOrEqual(1);
+    }
+    expect(await c.lab.ping(ns, c.lab.podIp(p1!), { count: 2 })).toBe(true);
+  });
+
   it('shows the leases in etcdctl as JSON and in weftctl as a table', async () => {
     const out = await c.lab.etcdctl(['get', '--prefix', '/weft']);
     const lines = out.trim().split('\n');

@@ -208,6 +208,22 @@ describe.skipIf(!isRoot)('KernelTun (needs root: creates a network namespace and
     expect(show.code).not.toBe(0);
   }, 60_000);
 
+  it('cuts a packet longer than the read slot to the slot, without an error (what the js engine relies on)', async () => {
+    const child = startFixture(['echo']);
+    await nextJsonLine(child, 20_000, 'fixture ready');
+    // The fixture reads 2048-byte slots: raise the MTU so the kernel routes 3028-byte packets into the TUN.
+    expect((await run('ip', ['-n', ns, 'link', 'set', 'wtun0', 'mtu', '4000'], 5000)).code).toBe(0);
+    const big = await run('ip', ['netns', 'exec', ns, 'ping', '-c', '2', '-W', '1', '-i', '0.2', '-M', 'do', '-s', '3000', '198.19.77.2'], 15_000);
+    expect(big.code).not.toBe(0);
+    const stats = nextJsonLine(child, 5000, 'fixture stats');
+    child.kill('SIGTERM');
+    const { fullSlots, echoReplies, readErrors } = await stats;
+    expect(await waitExit(child, 5000)).toBe(0);
+    expect(fullSlots).toBe(2);
+    expect(echoReplies).toBe(0);
+    expect(readErrors).toEqual([]);
+  }, 60_000);
+
   it('refuses a 20-character device name with WEFT_TUN_OPEN naming it', async () => {
     const name = 'wtun-name-too-long-x';
     expect(name).toHaveLength(20);

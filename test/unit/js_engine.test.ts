@@ -63,6 +63,17 @@ describe('js engine (in-memory TUN and network)', () => {
     expect(b.engine.counters()).toMatchObject({ outside_packets: 5, inside_packets: 1 });
   });
 
+  it('counts a packet longer than the MTU, cut by the TUN read, as a read error and sends nothing of it', async () => {
+    const network = new MemoryNetwork();
+    const a = await node(network, 1, [2]);
+    const long = ipv4({ src: '198.19.1.5', dst: '198.19.2.7', payload: Buffer.alloc(MTU + 100 - 20, 7) });
+    const fits = ipv4({ src: '198.19.1.5', dst: '198.19.2.7', payload: Buffer.alloc(MTU - 20, 8) });
+    a.tun.inject([long, fits]);
+    await settle();
+    expect(a.engine.counters()).toMatchObject({ inside_drop_read_error: 1, inside_drop_malformed: 0, inside_packets: 1 });
+    expect(network.sent.map((d) => d.data.length)).toEqual([MTU + 8]);
+  });
+
   it('answers a destination no node owns with ICMP net-unreachable from its TUN address', async () => {
     const network = new MemoryNetwork();
     const a = await node(network, 1, [2]);
