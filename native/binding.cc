@@ -1,5 +1,5 @@
 // Module init and argument unpacking for the weft addon: openTun, writePacket,
-// lockFile, TunReader and the TUN flag constants. The work is in tun_linux.cc and
+// lockFile, setAcceptLocal, TunReader and the TUN flag constants. The work is in tun_linux.cc and
 // tun_reader.cc; this file only converts between JS values and C.
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +12,7 @@
 #include <node_api.h>
 
 #include "engine_binding.h"
+#include "link_conf.h"
 #include "napi_util.h"
 #include "sd_notify.h"
 #include "offload_binding.h"
@@ -123,6 +124,28 @@ napi_value js_lock_file(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// setAcceptLocal(ifname): 0, or the errno of the failed rtnetlink request. Throws only for bad arguments.
+napi_value js_set_accept_local(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv, "setAcceptLocal(ifname)") || !typed_arg(env, argv[0], napi_string, "ifname", "a string")) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  char name[IFNAMSIZ + 1];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  const int err = len >= IFNAMSIZ || strlen(name) != len ? EINVAL : set_accept_local(name);
+  napi_value result;
+  if (napi_create_int32(env, err, &result) != napi_ok) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  return result;
+}
+
 // sdNotify(socketPath, state): 0, or the errno of the failed send. Throws only for bad arguments.
 napi_value js_sd_notify(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -165,6 +188,7 @@ NAPI_MODULE_INIT() {
       !weft::set_function(env, exports, "writePacket", weft::js_write_packet) ||
       !weft::set_function(env, exports, "sdNotify", weft::js_sd_notify) ||
       !weft::set_function(env, exports, "lockFile", weft::js_lock_file) ||
+      !weft::set_function(env, exports, "setAcceptLocal", weft::js_set_accept_local) ||
       napi_set_named_property(env, exports, "TunReader", reader_class) != napi_ok ||
       !weft::set_int(env, exports, "TUN_MULTI_QUEUE", weft::kTunMultiQueue) ||
       !weft::set_int(env, exports, "TUN_VNET_HDR", weft::kTunVnetHdr) ||

@@ -80,6 +80,8 @@ export interface WeftAddon {
   sdNotify(socketPath: string, state: string): number;
   /** flock(fd, LOCK_EX | LOCK_NB): 0 when held (until fd closes or the process dies), else the errno (EWOULDBLOCK: held elsewhere). */
   lockFile(fd: number): number;
+  /** net.ipv4.conf.<ifname>.accept_local = 1 over rtnetlink (no /proc/sys): 0, or the errno (ENODEV, EPERM, EINVAL for a bad name). */
+  setAcceptLocal(ifname: string): number;
   /** One write(): bytes written, or -errno. Throws only for bad arguments. */
   writePacket(fd: number, buf: Buffer, offset: number, length: number): number;
   TunReader: TunReaderConstructor;

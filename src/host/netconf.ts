@@ -2,8 +2,10 @@
 // link state, and facts about the underlay interface. Runs at control-plane
 // rate only; every failure names the command and the device.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { getSystemErrorName } from 'node:util';
 import { WeftError } from '../errors.js';
+import { loadAddon } from './addon.js';
 import { mustRun } from './command.js';
 
 function ip(args: string[]): Promise<string> {
@@ -14,15 +16,16 @@ function ip(args: string[]): Promise<string> {
  * Gives the TUN `addr/prefixLen` (so the kernel routes the cluster network
  * into it), sets its MTU and brings it up. The ICMP errors weft writes into
  * the TUN come from the TUN's own address, which the kernel drops as a
- * martian unless the device accepts local sources. `gsoMaxSegs` bounds the
- * segments of the super-packets the kernel hands a vnet-header reader.
+ * martian unless the device accepts local sources: set over rtnetlink, so
+ * a read-only /proc/sys (the unit's ProtectKernelTunables) is no obstacle.
+ * `gsoMaxSegs` bounds the segments of the super-packets the kernel hands a
+ * vnet-header reader.
  */
 export async function configureTun(dev: string, addrWithPrefix: string, mtu: number, gsoMaxSegs?: number): Promise<void> {
-  const sysctl = `/proc/sys/net/ipv4/conf/${dev}/accept_local`;
-  try {
-    await writeFile(sysctl, '1');
-  } catch (err) {
-    throw new WeftError('WEFT_HOST_SETUP', `cannot write ${sysctl}: ${(err as Error).message}`, { path: sysctl });
+  const errno = loadAddon().setAcceptLocal(dev);
+  if (errno !== 0) {
+    const code = getSystemErrorName(-errno);
+    throw new WeftError('WEFT_HOST_SETUP', `cannot set net.ipv4.conf.${dev}.accept_local over rtnetlink: ${code}`, { iface: dev, errno: code });
   }
   await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu), ...(gsoMaxSegs === undefined ? [] : ['gso_max_segs', String(gsoMaxSegs)])]);
   await ip(['addr', 'replace', addrWithPrefix, 'dev', dev]);

@@ -105,16 +105,23 @@ describe.skipIf(rootSkipReason())('weftd as a service (needs root: network names
     expect(existsSync(join(c.nodeDir(2), 'subnet.env'))).toBe(false);
   }, 60_000);
 
-  it('runs with CAP_NET_ADMIN as its only capability, as the unit file grants', async () => {
+  it('runs with CAP_NET_ADMIN as its only capability and /proc/sys read-only, as the unit file grants', async () => {
     const dir2 = join(dir, 'capped');
     const flags = ['--etcd-endpoints', c.lab.etcdEndpoint, '--node-name', 'capped', '--iface', 'eth0', '--subnet-file', join(dir2, 'subnet.env'), '--state-dir', join(dir2, 'state'), '--ip-masq'];
     // Node's flags as the unit gives them (ExecStart=/usr/bin/node <flags> .../weftd.js).
     const execStart = /^ExecStart=(\S+) (.*) \S+weftd\.js$/m.exec(readFileSync(UNIT, 'utf8'));
     expect(execStart, 'ExecStart of the unit').not.toBeNull();
     const nodeFlags = execStart![2]!.split(' ');
-    const capped = c.lab.spawn(c.lab.nodeNs(2), ['setpriv', '--inh-caps', '-all,+net_admin', '--ambient-caps', '-all,+net_admin', '--bounding-set', '-all,+net_admin', '--no-new-privs', process.execPath, ...nodeFlags, WEFTD, ...flags]);
+    // ProtectKernelTunables=yes as systemd does it: /proc/sys bind-mounted read-only in a mount namespace of weftd's own.
+    const readOnlySysctl = 'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"';
+    const setpriv = ['setpriv', '--inh-caps', '-all,+net_admin', '--ambient-caps', '-all,+net_admin', '--bounding-set', '-all,+net_admin', '--no-new-privs'];
+    const capped = c.lab.spawn(c.lab.nodeNs(2), ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', readOnlySysctl, 'sh', ...setpriv, process.execPath, ...nodeFlags, WEFTD, ...flags]);
     const ready = JSON.parse(await capped.waitForLog(/"event":"ready"/, 20_000)) as { subnet: string; udpGso: boolean };
     expect(ready.udpGso).toBe(true);
+    const mounts = readFileSync(`/proc/${capped.pid}/mountinfo`, 'utf8').split('\n').filter((l) => l.split(' ')[4] === '/proc/sys').at(-1);
+    expect(mounts?.split(' ')[5]).toMatch(/^ro\b/);
+    // The ICMP errors weft writes into weft0 come from weft0's own address: accept_local, set without /proc/sys.
+    expect((await c.lab.exec(c.lab.nodeNs(2), ['cat', '/proc/sys/net/ipv4/conf/weft0/accept_local'])).stdout.trim()).toBe('1');
     const [pod] = await c.lab.addPods(2, 1, { network: ready.subnet.split('/')[0]!, prefixLen: 24 });
     const node1 = await c.startNode(1, 1);
     expect(await c.lab.ping(pod!, c.lab.podIp(node1.pods[0]!), { count: 2 })).toBe(true);

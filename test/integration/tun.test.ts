@@ -8,6 +8,7 @@ import { closeSync, mkdtempSync, openSync, readlinkSync, rmSync, writeSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { getSystemErrorName } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/host/addon.js';
 import { until } from '../harness/until.js';
@@ -93,6 +94,14 @@ describe('weft addon (no privileges)', () => {
     expect(typeof addon.TunReader).toBe('function');
     expect(addon.TUN_MULTI_QUEUE).toBe(1);
     expect(addon.TUN_VNET_HDR).toBe(2);
+  });
+
+  it('setAcceptLocal() answers an errno for a device that is not there or a name no device can have, and throws only for a non-string', () => {
+    const { setAcceptLocal } = loadAddon();
+    expect(getSystemErrorName(-setAcceptLocal('weftnothere0'))).toBe('ENODEV');
+    expect(getSystemErrorName(-setAcceptLocal('a'.repeat(16)))).toBe('EINVAL');
+    expect(getSystemErrorName(-setAcceptLocal('we\0ft'))).toBe('EINVAL');
+    expect(() => (setAcceptLocal as (n: unknown) => number)(7)).toThrow(TypeError);
   });
 
   it('TunReader rejects a slab smaller than lengths.length * slotSize with a RangeError', () => {
