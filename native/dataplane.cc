@@ -124,9 +124,7 @@ std::unique_ptr<Engine> Engine::start(const EngineConfig& cfg, int* err, const c
     if (gso && !udp_gso_supported(wk->tx[0].fd)) gso = false;
     wk->in_slab.reset(new (std::nothrow) uint8_t[kBatch * kSlot]);
     wk->out_slab.reset(new (std::nothrow) uint8_t[kBatch * kSlot]);
-    wk->co_buf.reset(new (std::nothrow) uint8_t[kCoalescerBufLen]);
-    if (wk->co_buf) wk->co.reset(new (std::nothrow) TcpCoalescer(wk->co_buf.get(), kCoalescerBufLen));
-    if (!wk->in_slab || !wk->out_slab || !wk->co) {
+    if (!wk->in_slab || !wk->out_slab) {
       errno = ENOMEM;
       e->workers_.push_back(std::move(wk));
       return fail("allocate worker buffers");

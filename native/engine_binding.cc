@@ -53,26 +53,28 @@ bool bool_prop(napi_env env, napi_value obj, const char* name, bool* out) {
          napi_get_value_bool(env, v, out) == napi_ok;
 }
 
-// routes: { netBase, netLen, subnetLen, slots: Int32Array, peerIp: Uint32Array, peerPort: Uint16Array }
+// routes: { netBase, netLen, subnetLen, slots: Int32Array, peerIp: Uint32Array, peerPort: Uint16Array, peerFlags: Uint8Array }
 std::unique_ptr<RouteTable> routes_arg(napi_env env, napi_value obj) {
   double net_base, net_len, subnet_len;
   napi_value v;
-  void *slots, *ips, *ports;
-  size_t slot_count, ip_count, port_count;
+  void *slots, *ips, *ports, *flags;
+  size_t slot_count, ip_count, port_count, flag_count;
   if (!typed_arg(env, obj, napi_object, "routes", "an object") || !int_prop(env, obj, "netBase", 0, 4294967295.0, &net_base) ||
       !int_prop(env, obj, "netLen", 0, 32, &net_len) || !int_prop(env, obj, "subnetLen", 1, 32, &subnet_len) ||
       !get_prop(env, obj, "slots", &v) || !typed_array_arg(env, v, napi_int32_array, "routes.slots", "Int32Array", &slots, &slot_count) ||
       !get_prop(env, obj, "peerIp", &v) || !typed_array_arg(env, v, napi_uint32_array, "routes.peerIp", "Uint32Array", &ips, &ip_count) ||
       !get_prop(env, obj, "peerPort", &v) ||
-      !typed_array_arg(env, v, napi_uint16_array, "routes.peerPort", "Uint16Array", &ports, &port_count)) {
+      !typed_array_arg(env, v, napi_uint16_array, "routes.peerPort", "Uint16Array", &ports, &port_count) ||
+      !get_prop(env, obj, "peerFlags", &v) ||
+      !typed_array_arg(env, v, napi_uint8_array, "routes.peerFlags", "Uint8Array", &flags, &flag_count)) {
     return nullptr;
   }
-  if (ip_count != port_count) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "routes.peerIp and routes.peerPort differ in length");
+  if (ip_count != port_count || ip_count != flag_count) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "routes.peerIp, routes.peerPort and routes.peerFlags differ in length");
     return nullptr;
   }
   auto t = build_route_table(uint32_t(net_base), int(net_len), int(subnet_len), static_cast<int32_t*>(slots), slot_count,
-                             static_cast<uint32_t*>(ips), static_cast<uint16_t*>(ports), ip_count);
+                             static_cast<uint32_t*>(ips), static_cast<uint16_t*>(ports), static_cast<uint8_t*>(flags), ip_count);
   if (!t) napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "inconsistent route table (slot count or peer index out of range)");
   return t;
 }
@@ -389,6 +391,7 @@ napi_status init_engine_exports(napi_env env, napi_value exports) {
   } shared[] = {
       {"maxTsoSegments", kMaxSegs},   {"gpeHeaderLen", double(kGpeHeaderLen)}, {"encapOverhead", double(kEncapOverhead)},
       {"icmpErrorMax", double(kIcmpErrorMax)}, {"icmpBurst", kIcmpBurst},      {"icmpPerSecond", kIcmpPerSecond},
+      {"peerTcpCsumPartial", kPeerTcpCsumPartial},
   };
   if (napi_create_object(env, &constants) != napi_ok) return napi_generic_failure;
   for (const auto& c : shared) {

@@ -74,7 +74,11 @@ void Worker::inside_batch(const RouteTable& t) {
       send_icmp_error(pkt, len, kIcmpFragNeeded, uint16_t(limit), now);
       continue;
     }
-    if (vnet && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && !complete_checksum(pkt, len, h.csum_start, h.csum_offset)) {
+    // A peer that takes partial TCP checksums gets every whole TCP packet
+    // so (a fully summed one too: the peer cannot tell them apart); the
+    // rest, and every packet to other peers, goes fully summed.
+    const bool partial = vnet && (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0 && leave_tcp_checksum_partial(pkt, len);
+    if (!partial && vnet && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && !complete_checksum(pkt, len, h.csum_start, h.csum_offset)) {
       counters.add(kInsideDropMalformed);
       continue;
     }
@@ -161,7 +165,8 @@ size_t Worker::inner_limit(const RouteTable& t, int32_t peer, uint64_t now_ns) {
 void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock,
                       size_t limit, uint64_t now_ns) {
   TsoPlan plan;
-  int segs = tso_headers(pkt, len, h, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs);
+  const bool partial = (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0;
+  int segs = tso_headers(pkt, len, h, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs, partial);
   if (segs <= 0) {
     counters.add(kInsideDropMalformed);
     return;
@@ -172,7 +177,7 @@ void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const Ro
   if (plan.hdrs + plan.mss > limit) {
     VnetHdr shorter = h;
     shorter.gso_size = uint16_t(limit > plan.hdrs ? limit - plan.hdrs : 0);
-    segs = shorter.gso_size > 0 ? tso_headers(pkt, len, shorter, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs) : -1;
+    segs = shorter.gso_size > 0 ? tso_headers(pkt, len, shorter, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs, partial) : -1;
     if (segs <= 0) {
       counters.add(kInsideDropTooBig);
       send_icmp_error(pkt, len, kIcmpFragNeeded, uint16_t(limit), now_ns);

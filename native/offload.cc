@@ -101,6 +101,13 @@ bool complete_checksum(uint8_t* pkt, size_t len, uint16_t csum_start, uint16_t c
   return true;
 }
 
+bool leave_tcp_checksum_partial(uint8_t* pkt, size_t len) {
+  TcpLayout l;
+  if (!parse_tcp(pkt, len, &l) || l.tot_len != len) return false;
+  store_csum(pkt + l.ihl + kTcpCsumOffset, csum_fold_partial(tcp_pseudo_sum(pkt, len - l.ihl)));
+  return true;
+}
+
 namespace {
 
 // The checks and arithmetic both segmenters share: see tso_segment in offload.h.
@@ -125,8 +132,10 @@ bool tso_shape(const uint8_t* pkt, size_t len, const VnetHdr& h, int max_segs, T
 
 // Writes segment i's IP and TCP headers at `ip`; `payload_sum` is the
 // partial sum of its payload (which starts at an even offset of the TCP
-// header: thl is a multiple of 4, so the sums chain).
-void tso_write_headers(uint8_t* ip, const uint8_t* pkt, const TsoShape& s, size_t i, uint32_t payload_sum) {
+// header: thl is a multiple of 4, so the sums chain). `partial`: the TCP
+// checksum is left as the pseudo-header sum (CHECKSUM_PARTIAL), and
+// payload_sum is not used.
+void tso_write_headers(uint8_t* ip, const uint8_t* pkt, const TsoShape& s, size_t i, uint32_t payload_sum, bool partial) {
   const size_t seg_payload = i + 1 < s.n ? s.mss : s.last_payload;
   uint8_t* tcp = ip + s.l.ihl;
   memcpy(ip, pkt, s.hdrs);
@@ -138,6 +147,10 @@ void tso_write_headers(uint8_t* ip, const uint8_t* pkt, const TsoShape& s, size_
   if (i > 0) flags &= static_cast<uint8_t>(~kCwr);
   tcp[kTcpFlags] = flags;
   store32be(tcp + kTcpSeq, load32be(pkt + s.l.ihl + kTcpSeq) + static_cast<uint32_t>(i * s.mss));
+  if (partial) {
+    store_csum(tcp + kTcpCsumOffset, csum_fold_partial(tcp_pseudo_sum(ip, s.l.thl + seg_payload)));
+    return;
+  }
   tcp[kTcpCsumOffset] = 0;
   tcp[kTcpCsumOffset + 1] = 0;
   const uint32_t sum = csum_partial(tcp, s.l.thl, tcp_pseudo_sum(ip, s.l.thl + seg_payload));
@@ -157,7 +170,7 @@ int tso_segment(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, 
     const size_t seg_payload = i + 1 < s.n ? s.mss : s.last_payload;
     uint8_t* ip = out + i * stride + headroom;
     const uint32_t payload_sum = csum_partial_copy(ip + s.hdrs, pkt + s.hdrs + i * s.mss, seg_payload, 0);
-    tso_write_headers(ip, pkt, s, i, payload_sum);
+    tso_write_headers(ip, pkt, s, i, payload_sum, false);
     seg_lens[i] = static_cast<uint16_t>(s.hdrs + seg_payload);
   }
   *stride_out = stride;
@@ -165,14 +178,15 @@ int tso_segment(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, 
 }
 
 int tso_headers(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, size_t out_cap, size_t headroom,
-                TsoPlan* plan, int max_segs) {
+                TsoPlan* plan, int max_segs, bool partial) {
   TsoShape s;
   if (!tso_shape(pkt, len, h, max_segs, &s) || headroom > out_cap) return -1;
   const size_t stride = headroom + s.hdrs;
   if (s.n > out_cap / stride) return -1;
   for (size_t i = 0; i < s.n; i++) {
     const size_t seg_payload = i + 1 < s.n ? s.mss : s.last_payload;
-    tso_write_headers(out + i * stride + headroom, pkt, s, i, csum_partial(pkt + s.hdrs + i * s.mss, seg_payload, 0));
+    const uint32_t payload_sum = partial ? 0 : csum_partial(pkt + s.hdrs + i * s.mss, seg_payload, 0);
+    tso_write_headers(out + i * stride + headroom, pkt, s, i, payload_sum, partial);
   }
   plan->hdr_stride = stride;
   plan->hdrs = s.hdrs;
@@ -181,12 +195,17 @@ int tso_headers(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, 
   return static_cast<int>(s.n);
 }
 
-TcpCoalescer::TcpCoalescer(uint8_t* buf, size_t cap) : buf_(buf), cap_(cap) {}
-
 // Takes pkt as the head of a new packet; true when it may be extended.
-bool TcpCoalescer::start(const uint8_t* pkt, size_t len) {
+bool TcpCoalescer::start(const uint8_t* pkt, size_t len, bool partial) {
   TcpLayout l;
-  if (!parse_tcp(pkt, len, &l) || l.ihl != kIpv4MinHdr || l.tot_len != len || l.payload == 0) return false;
+  partial_ = partial;
+  head_csum_start_ = 0;
+  if (!parse_tcp(pkt, len, &l) || l.tot_len != len) return false;
+  if (partial) {
+    head_csum_start_ = static_cast<uint16_t>(l.ihl);
+    head_hdrs_ = static_cast<uint16_t>(l.ihl + l.thl);
+  }
+  if (l.ihl != kIpv4MinHdr || l.payload == 0) return false;
   if (pkt[l.ihl + kTcpFlags] != kAck) return false;  // PSH closes at once; other flags never merge
   thl_ = static_cast<uint16_t>(l.thl);
   gso_size_ = static_cast<uint16_t>(l.payload);
@@ -198,35 +217,35 @@ bool TcpCoalescer::start(const uint8_t* pkt, size_t len) {
 }
 
 bool TcpCoalescer::head_checksum_ok() const {
-  const uint8_t* ip = buf_ + kVnetHdrLen;
-  return csum_fold(csum_partial(ip, kIpv4MinHdr, 0)) == 0 &&
-         csum_fold(csum_partial(ip + kIpv4MinHdr, len_ - kIpv4MinHdr, tcp_pseudo_sum(ip, len_ - kIpv4MinHdr))) == 0;
+  return csum_fold(csum_partial(head_, kIpv4MinHdr, 0)) == 0 &&
+         csum_fold(csum_partial(head_ + kIpv4MinHdr, head_len_ - kIpv4MinHdr, tcp_pseudo_sum(head_, head_len_ - kIpv4MinHdr))) == 0;
 }
 
-bool TcpCoalescer::add(const uint8_t* pkt, size_t len) {
-  if (len_ == 0) {
-    if (len == 0 || cap_ < kVnetHdrLen || len > cap_ - kVnetHdrLen) return false;
-    memcpy(buf_ + kVnetHdrLen, pkt, len);
+bool TcpCoalescer::add(const uint8_t* pkt, size_t len, bool partial) {
+  if (segs_ == 0) {
+    if (len == 0 || len > kMaxIpv4Packet) return false;
+    head_ = pkt;
+    head_len_ = len;
     len_ = len;
     segs_ = 1;
-    open_ = start(pkt, len);
+    psh_ = false;
+    open_ = start(pkt, len, partial);
     return true;
   }
-  if (!open_) return false;
+  if (!open_ || segs_ == kMaxCoalescedSegs || partial != partial_) return false;
 
   TcpLayout l;
   if (!parse_tcp(pkt, len, &l) || l.ihl != kIpv4MinHdr || l.tot_len != len || l.thl != thl_) return false;
   if (l.payload == 0 || l.payload > gso_size_) return false;
-  if (len_ + l.payload > kMaxIpv4Packet || kVnetHdrLen + len_ + l.payload > cap_) return false;
+  if (len_ + l.payload > kMaxIpv4Packet) return false;
 
-  uint8_t* head = buf_ + kVnetHdrLen;
   const uint8_t* tcp = pkt + kIpv4MinHdr;
-  uint8_t* head_tcp = head + kIpv4MinHdr;
+  const uint8_t* head_tcp = head_ + kIpv4MinHdr;
   const uint8_t flags = tcp[kTcpFlags];
   if (flags != kAck && flags != (kAck | kPsh)) return false;
   // IP: version/IHL, TOS; frag word (DF equal, no MF/offset: both parsed); TTL, protocol; addresses.
-  if (memcmp(pkt, head, 2) != 0 || load16be(pkt + kIpFrag) != load16be(head + kIpFrag) ||
-      memcmp(pkt + kIpTtl, head + kIpTtl, 2) != 0 || memcmp(pkt + kIpSaddr, head + kIpSaddr, 8) != 0) {
+  if (memcmp(pkt, head_, 2) != 0 || load16be(pkt + kIpFrag) != load16be(head_ + kIpFrag) ||
+      memcmp(pkt + kIpTtl, head_ + kIpTtl, 2) != 0 || memcmp(pkt + kIpSaddr, head_ + kIpSaddr, 8) != 0) {
     return false;
   }
   if (!df_ && load16be(pkt + kIpId) != static_cast<uint16_t>(head_id_ + segs_)) return false;
@@ -239,54 +258,75 @@ bool TcpCoalescer::add(const uint8_t* pkt, size_t len) {
     return false;
   }
 
-  if (!head_verified_) {
-    if (!head_checksum_ok()) {
-      open_ = false;  // the head goes to the kernel alone, which drops it
+  if (!partial_) {
+    if (!head_verified_) {
+      if (!head_checksum_ok()) {
+        open_ = false;  // the head goes to the kernel alone, which drops it
+        return false;
+      }
+      head_verified_ = true;
+    }
+    if (csum_fold(csum_partial(tcp, len - kIpv4MinHdr, tcp_pseudo_sum(pkt, len - kIpv4MinHdr))) != 0) return false;
+  } else if (!head_verified_) {
+    if (csum_fold(csum_partial(head_, kIpv4MinHdr, 0)) != 0) {
+      open_ = false;
       return false;
     }
     head_verified_ = true;
   }
-  // Copy the payload into place while checking the segment's checksum; the
-  // bytes past len_ count only once committed below.
-  uint32_t sum = csum_partial(tcp, thl_, tcp_pseudo_sum(pkt, len - kIpv4MinHdr));
-  sum = csum_partial_copy(head + len_, tcp + thl_, l.payload, sum);
-  if (csum_fold(sum) != 0) return false;
 
+  iov_[segs_ + 1] = {const_cast<uint8_t*>(tcp + thl_), l.payload};
   len_ += l.payload;
   segs_++;
   next_seq_ += static_cast<uint32_t>(l.payload);
   if (flags & kPsh) {
-    head_tcp[kTcpFlags] |= kPsh;
+    psh_ = true;
     open_ = false;
   }
   if (l.payload < gso_size_) open_ = false;
   return true;
 }
 
-size_t TcpCoalescer::flush(const uint8_t** out) {
-  if (len_ == 0) {
-    *out = nullptr;
+size_t TcpCoalescer::flush(const iovec** iov, int* iovcnt) {
+  if (segs_ == 0) {
+    *iov = nullptr;
+    *iovcnt = 0;
     return 0;
   }
   VnetHdr h = {};
-  if (segs_ > 1) {
-    uint8_t* ip = buf_ + kVnetHdrLen;
+  if (segs_ == 1) {
+    if (head_csum_start_ != 0) {
+      h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+      h.hdr_len = head_hdrs_;
+      h.csum_start = head_csum_start_;
+      h.csum_offset = kTcpCsumOffset;
+    }
+    iov_[0] = {hdr_, kVnetHdrLen};
+    iov_[1] = {const_cast<uint8_t*>(head_), head_len_};
+  } else {
+    const size_t hdrs = kIpv4MinHdr + thl_;
+    uint8_t* ip = hdr_ + kVnetHdrLen;
+    memcpy(ip, head_, hdrs);
     store16be(ip + kIpTotLen, static_cast<uint16_t>(len_));
     fix_ip_csum(ip, kIpv4MinHdr);
+    if (psh_) ip[kIpv4MinHdr + kTcpFlags] |= kPsh;
     store_csum(ip + kIpv4MinHdr + kTcpCsumOffset, csum_fold_partial(tcp_pseudo_sum(ip, len_ - kIpv4MinHdr)));
     h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
-    h.hdr_len = static_cast<uint16_t>(kIpv4MinHdr + thl_);
+    h.hdr_len = static_cast<uint16_t>(hdrs);
     h.gso_size = gso_size_;
     h.csum_start = kIpv4MinHdr;
     h.csum_offset = kTcpCsumOffset;
+    iov_[0] = {hdr_, kVnetHdrLen + hdrs};
+    iov_[1] = {const_cast<uint8_t*>(head_ + hdrs), head_len_ - hdrs};
   }
-  vnet_hdr_write(buf_, h);
+  vnet_hdr_write(hdr_, h);
+  *iov = iov_;
+  *iovcnt = segs_ + 1;
   const size_t n = kVnetHdrLen + len_;
-  len_ = 0;
   segs_ = 0;
+  len_ = 0;
   open_ = false;
-  *out = buf_;
   return n;
 }
 

@@ -11,13 +11,15 @@
 //     gso NONE, no NEEDS_CSUM  -> encapsulate as usual
 //     any other gso_type       -> a counted drop (TSO6/UDP_L4 are not offered to the kernel for IPv4-only weft)
 //   UDP receive (decapsulated inner packets, in arrival order)
-//     -> TcpCoalescer::add / flush -> one TUN write per flush (vnet header included)
+//     -> TcpCoalescer::add / flush -> one TUN writev per flush (vnet header
+//        and headers from the coalescer, payloads straight from the receive buffers)
 #ifndef WEFT_OFFLOAD_H_
 #define WEFT_OFFLOAD_H_
 
 #include <linux/if_tun.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 // The virtio_net_hdr constants (the kernel's ABI, from linux/virtio_net.h).
 // That header cannot be included from C++: a struct in it has a field named
@@ -140,8 +142,16 @@ struct TsoPlan {
 // super-packet with sendmsg. pkt must stay untouched while those are sent.
 // Returns the segment count, or -1 as tso_segment does (out_cap <
 // n * (headroom + hdrs) included).
+// partial: each segment's TCP checksum is left as the pseudo-header sum
+// (CHECKSUM_PARTIAL, for a peer that takes them: kPeerTcpCsumPartial), with
+// no pass over the payload.
 int tso_headers(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, size_t out_cap, size_t headroom,
-                TsoPlan* plan, int max_segs);
+                TsoPlan* plan, int max_segs, bool partial);
+// For a peer that takes partial TCP checksums: when pkt[0, len) is a whole
+// IPv4 TCP packet (not a fragment, total length = len), its TCP checksum
+// becomes the pseudo-header sum, whatever it was. False (nothing changed)
+// for anything else, which keeps its own checksums.
+bool leave_tcp_checksum_partial(uint8_t* pkt, size_t len);
 
 // TcpCoalescer: receive-side coalescing, like Linux's GRO for IPv4/TCP, so
 // that one TUN write carries up to 64 KB of one flow instead of one MSS.
@@ -150,18 +160,19 @@ int tso_headers(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, 
 //
 //   for each inner packet p:
 //     if (!c.add(p, n)) {                 // does not extend the held packet
-//       write_tun(c.flush(&out) bytes at out);
-//       if (!c.add(p, n)) count a drop;   // only when n == 0 or n > capacity - kVnetHdrLen
+//       writev_tun(c.flush(&iov, &iovcnt) bytes in iov[0, iovcnt));
+//       if (!c.add(p, n)) count a drop;   // only when n == 0 or n > 65535
 //     }
-//   at the end of the batch: write_tun(c.flush(&out) bytes at out), when > 0
+//   at the end of the batch: the same writev of c.flush(), when > 0
 //
-// Buffer contract: the coalescer borrows `buf` (cap bytes, at least
-// kVnetHdrLen + kMaxIpv4Packet to hold any packet) for its whole life and
-// copies each added packet into it, so the caller may reuse a packet's
-// memory as soon as add() returns. flush() returns a pointer into buf, valid
-// until the next add(). Not thread-safe: one coalescer per thread.
+// Buffer contract: the coalescer copies no payload. It keeps pointers into
+// every added packet, so each must stay in place and unchanged until the
+// next flush() (the worker's receive slots do: they are refilled only by the
+// next batch, after the last flush). flush() returns iovecs over the
+// coalescer's own header scratch and those packets, valid until the next
+// add(). Not thread-safe: one coalescer per thread.
 //
-// An empty coalescer accepts any packet (TCP or not) of 1 to cap - 10 bytes.
+// An empty coalescer accepts any packet (TCP or not) of 1 to 65535 bytes.
 // It may then hold further segments only when this first one, the head, is
 // a "mergeable segment" (below) without PSH. A non-empty coalescer appends a
 // packet only when all of these hold (each with its reason):
@@ -183,51 +194,66 @@ int tso_headers(const uint8_t* pkt, size_t len, const VnetHdr& h, uint8_t* out, 
 //     with DF, any id (like Linux: ids of DF packets carry nothing);
 //   - size: its payload is at most the head's payload (gso_size, the MSS);
 //     a shorter one is appended last (the resegmented packet must split
-//     back at the same boundaries); the IP total length stays <= 65535;
+//     back at the same boundaries); the IP total length stays <= 65535, and
+//     at most kMaxCoalescedSegs segments are held;
 //   - the packet is still open: the head was mergeable, and no PSH or short
 //     segment has been appended;
 //   - its IP header and TCP checksums are right, and the head's too (checked
 //     when the second segment arrives): the merged packet goes to the kernel
 //     as CHECKSUM_PARTIAL, which the kernel trusts, so a corrupt segment must
-//     never be merged (it goes through alone; the kernel drops it).
+//     never be merged (it goes through alone; the kernel drops it);
+//   - partial equals the head's. Packets added with partial (from a peer
+//     that leaves TCP checksums partial, kPeerTcpCsumPartial) carry no
+//     TCP checksum to check: the outer UDP checksum, which the kernel
+//     verified, covered them. Their IP header checksum is still checked.
 // A PSH segment is appended and sets PSH in the merged header, then closes
 // the packet (the data is meant for the application now).
 //
-// flush() output, kVnetHdrLen + IP length bytes:
+// flush() output, kVnetHdrLen + IP length bytes in order:
 //   - one packet held: a zero vnet header (GSO_NONE, no flags) and the
 //     packet's bytes untouched (its own checksums, which the kernel verifies);
+//     for a whole TCP packet added with partial, the vnet header says
+//     NEEDS_CSUM (csum_start = IHL, csum_offset = 16) instead;
 //   - several: vnet header {flags NEEDS_CSUM, gso_type TCPV4, hdr_len = IP +
 //     TCP header, gso_size = the head's payload, csum_start = 20 (the IP
 //     header), csum_offset = 16}, the head's headers with IP total length
 //     and IP header checksum fixed, PSH if one was appended, and the TCP
 //     checksum field = the pseudo-header sum over the new length, folded
-//     and not complemented (CHECKSUM_PARTIAL, as Linux's GRO leaves it).
+//     and not complemented (CHECKSUM_PARTIAL, as Linux's GRO leaves it);
+//     then each segment's payload, in order.
+constexpr int kMaxCoalescedSegs = 1023;  // IOV_MAX (1024) less the headers' iovec
+
 class TcpCoalescer {
  public:
-  TcpCoalescer(uint8_t* buf, size_t cap);
+  TcpCoalescer() = default;
   TcpCoalescer(const TcpCoalescer&) = delete;
   TcpCoalescer& operator=(const TcpCoalescer&) = delete;
-
-  // Appends (or, when empty, starts with) the IPv4 packet pkt[0, len).
+  // Appends (or, when empty, starts with) the IPv4 packet pkt[0, len);
+  // partial: its TCP checksum, if it is TCP, is the pseudo-header sum only.
   // False when it cannot be appended: nothing changed; flush, then add again.
-  bool add(const uint8_t* pkt, size_t len);
-
-  // Finalizes the held packet (see above): *out = its vnet header, returns
-  // the bytes to write to the TUN, and empties the coalescer. Returns 0
-  // (and *out = nullptr) when empty.
-  size_t flush(const uint8_t** out);
-
+  bool add(const uint8_t* pkt, size_t len, bool partial);
+  // Finalizes the held packet (see above): *iov, *iovcnt = what to write to
+  // the TUN with one writev; returns its byte count, and empties the
+  // coalescer. Returns 0 (*iov = nullptr, *iovcnt = 0) when empty.
+  size_t flush(const iovec** iov, int* iovcnt);
 
  private:
-  bool start(const uint8_t* pkt, size_t len);
+  bool start(const uint8_t* pkt, size_t len, bool partial);
   bool head_checksum_ok() const;
-
-  uint8_t* const buf_;
-  const size_t cap_;
-  size_t len_ = 0;  // IP bytes held at buf_ + kVnetHdrLen
+  // The vnet header, then (several segments) the head's IP + TCP headers.
+  uint8_t hdr_[kVnetHdrLen + 20 + 60] = {};
+  // [0] hdr_; [1] the head (whole, or its payload once merged); [2..] appended payloads.
+  iovec iov_[kMaxCoalescedSegs + 1] = {};
+  const uint8_t* head_ = nullptr;
+  size_t head_len_ = 0;
+  size_t len_ = 0;  // IP bytes held
   int segs_ = 0;
   bool open_ = false;  // may more segments be appended?
   bool head_verified_ = false;
+  bool psh_ = false;   // a PSH segment was appended
+  bool partial_ = false;  // the head came with partial
+  uint16_t head_csum_start_ = 0;  // partial: the head's IHL when it is a whole TCP packet, else 0
+  uint16_t head_hdrs_ = 0;        // with head_csum_start_: its IP + TCP header bytes
   uint16_t thl_ = 0;  // TCP header length of the head
   uint16_t gso_size_ = 0;
   uint16_t head_id_ = 0;  // host order

@@ -6,14 +6,15 @@
 //     Each segment as a new Buffer, without headroom; null when tso_segment
 //     returns -1 (also for a buffer shorter than the vnet header).
 //     headroomIntact: no byte outside the segments was written.
-//   tsoHeaders(vnetHdrAndPacket: Buffer, maxSegs?: number) -> Buffer[] | null
+//   tsoHeaders(vnetHdrAndPacket: Buffer, maxSegs?: number, partial?: boolean) -> Buffer[] | null
 //     What the engine sends for a super-packet: each segment as tso_headers'
 //     headers (headroom 8, as the engine's) followed by its payload slice
-//     of the super-packet; null when tso_headers returns -1.
+//     of the super-packet; null when tso_headers returns -1. partial: TCP
+//     checksums left partial, as toward a kPeerTcpCsumPartial peer.
 //   flowHash(packet: Buffer) -> number   (wire.h flow_hash, for the differential test)
 //   icmpUnreachable(packet: Buffer, from: number, code: number, mtu: number) -> Buffer   (wire.h write_icmp_unreachable)
 //   completeChecksum(packet: Buffer, csumStart: number, csumOffset: number) -> boolean   (in place)
-//   coalesce(packets: Buffer[]) -> Buffer[]   (each: vnet header + packet, as written to the TUN)
+//   coalesce(packets: Buffer[], partial?: boolean) -> Buffer[]   (each: vnet header + packet, as written to the TUN)
 #include "offload_binding.h"
 
 #include <stdio.h>
@@ -34,6 +35,16 @@ struct Freer {
   void* p;
   ~Freer() { free(p); }
 };
+
+// Reads argument i as an optional boolean; false when absent or undefined.
+bool optional_bool(napi_env env, size_t argc, napi_value* argv, size_t i, const char* what, bool* out) {
+  *out = false;
+  if (i >= argc) return true;
+  napi_valuetype type;
+  if (napi_typeof(env, argv[i], &type) != napi_ok) return false;
+  if (type == napi_undefined) return true;
+  return typed_arg(env, argv[i], napi_boolean, what, "a boolean") && napi_get_value_bool(env, argv[i], out) == napi_ok;
+}
 
 // Reads argument i as an optional integer in [min, max]; `def` when absent or undefined.
 bool optional_integer(napi_env env, size_t argc, napi_value* argv, size_t i, const char* what, double min, double max,
@@ -135,8 +146,8 @@ napi_value js_tso_segment(napi_env env, napi_callback_info info) {
 }
 
 napi_value js_tso_headers(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  size_t argc = 2;
+  napi_value argv[3];
+  size_t argc = 3;
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
     throw_last_napi_error(env);
     return nullptr;
@@ -149,7 +160,11 @@ napi_value js_tso_headers(napi_env env, napi_callback_info info) {
   size_t len;
   double max_segs;
   if (!buffer_arg(env, argv[0], "vnetHdrAndPacket", &data, &len)) return nullptr;
-  if (!optional_integer(env, argc, argv, 1, "maxSegs", 0, 1 << 20, 1 << 16, &max_segs)) return nullptr;
+  bool partial;
+  if (!optional_integer(env, argc, argv, 1, "maxSegs", 0, 1 << 20, 1 << 16, &max_segs) ||
+      !optional_bool(env, argc, argv, 2, "partial", &partial)) {
+    return nullptr;
+  }
   napi_value null_value;
   if (napi_get_null(env, &null_value) != napi_ok) {
     throw_last_napi_error(env);
@@ -169,7 +184,7 @@ napi_value js_tso_headers(napi_env env, napi_callback_info info) {
   }
   uint8_t* hdrs = static_cast<uint8_t*>(out.p);
   TsoPlan plan;
-  const int n = tso_headers(pkt, pkt_len, h, hdrs, cap, kHeadroom, &plan, static_cast<int>(max_segs));
+  const int n = tso_headers(pkt, pkt_len, h, hdrs, cap, kHeadroom, &plan, static_cast<int>(max_segs), partial);
   if (n < 0) return null_value;
   napi_value result;
   if (napi_create_array_with_length(env, static_cast<size_t>(n), &result) != napi_ok) {
@@ -267,24 +282,38 @@ napi_value js_complete_checksum(napi_env env, napi_callback_info info) {
 }
 
 // Appends the coalescer's flushed output (if any) to `result` at *count.
+// The iovecs are gathered into one Buffer, as writev hands them to the TUN.
 bool push_flushed(napi_env env, TcpCoalescer* c, napi_value result, uint32_t* count) {
-  const uint8_t* out;
-  const size_t n = c->flush(&out);
+  const iovec* iov;
+  int iovcnt;
+  const size_t n = c->flush(&iov, &iovcnt);
   if (n == 0) return true;
   napi_value buf;
-  if (napi_create_buffer_copy(env, n, out, nullptr, &buf) != napi_ok || napi_set_element(env, result, *count, buf) != napi_ok) {
-    return false;
+  void* data;
+  if (napi_create_buffer(env, n, &data, &buf) != napi_ok) return false;
+  uint8_t* at = static_cast<uint8_t*>(data);
+  for (int i = 0; i < iovcnt; i++) {
+    memcpy(at, iov[i].iov_base, iov[i].iov_len);
+    at += iov[i].iov_len;
   }
+  if (napi_set_element(env, result, *count, buf) != napi_ok) return false;
   (*count)++;
   return true;
 }
 
 napi_value js_coalesce(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv, "coalesce(packets)")) {
+  napi_value argv[2];
+  size_t argc = 2;
+  bool partial;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
     throw_last_napi_error(env);
     return nullptr;
   }
+  if (argc < 1) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "coalesce(packets) needs 1 argument");
+    return nullptr;
+  }
+  if (!optional_bool(env, argc, argv, 1, "partial", &partial)) return nullptr;
   bool is_array = false;
   uint32_t n = 0;
   if (napi_is_array(env, argv[0], &is_array) != napi_ok) {
@@ -301,13 +330,8 @@ napi_value js_coalesce(napi_env env, napi_callback_info info) {
     return nullptr;
   }
 
-  const size_t cap = kVnetHdrLen + kMaxIpv4Packet;
-  Freer buf{malloc(cap)};
-  if (buf.p == nullptr) {
-    napi_throw_error(env, "ENOMEM", "coalesce: out of memory");
-    return nullptr;
-  }
-  TcpCoalescer c(static_cast<uint8_t*>(buf.p), cap);
+  // The packets stay in their (JS-owned) Buffers, unchanged, for the whole call.
+  TcpCoalescer c;
   uint32_t count = 0;
   for (uint32_t i = 0; i < n; i++) {
     napi_value item;
@@ -318,12 +342,12 @@ napi_value js_coalesce(napi_env env, napi_callback_info info) {
       return nullptr;
     }
     if (!buffer_arg(env, item, "packets[i]", &data, &len)) return nullptr;
-    if (c.add(data, len)) continue;
+    if (c.add(data, len, partial)) continue;
     if (!push_flushed(env, &c, result, &count)) {
       throw_last_napi_error(env);
       return nullptr;
     }
-    c.add(data, len);  // refused only when empty or too long: a drop, as in the engine
+    c.add(data, len, partial);  // refused only when empty or too long: a drop, as in the engine
   }
   if (!push_flushed(env, &c, result, &count)) {
     throw_last_napi_error(env);

@@ -1,11 +1,13 @@
 // outside, per batch (UDP -> TUN): recvmmsg up to kBatch buffers (each
 // maybe a UDP GRO train of equal datagrams) -> accept_train (outside.h) per
-// datagram -> TCP coalescer -> one TUN write per super-packet (or per
-// packet without vnet headers).
+// datagram -> TCP coalescer -> one TUN writev per super-packet, its payloads
+// gathered from the receive slots (or one write per packet without vnet
+// headers). The coalescer is flushed before the slots are reused.
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "worker.h"
@@ -38,12 +40,14 @@ void Worker::outside_batch(const RouteTable& t) {
         if (gso_size > 0) seg = size_t(gso_size);
       }
     }
-    accept_train(buf, len, seg, src, t, self, vni, counters, [this](const uint8_t* inner, size_t n) { deliver(inner, n); });
+    // From a peer that leaves TCP checksums partial toward us (we list the feature only with vnet headers).
+    const bool partial = vnet && (t.flags_of_sender(src) & kPeerTcpCsumPartial) != 0;
+    accept_train(buf, len, seg, src, t, self, vni, counters, [this, partial](const uint8_t* inner, size_t n) { deliver(inner, n, partial); });
   }
   flush_coalescer();
 }
 
-void Worker::deliver(const uint8_t* inner, size_t len) {
+void Worker::deliver(const uint8_t* inner, size_t len, bool partial) {
   if (!vnet) {
     if (write(tun_fd, inner, len) == ssize_t(len)) {
       counters.add(kOutsidePackets);
@@ -53,9 +57,9 @@ void Worker::deliver(const uint8_t* inner, size_t len) {
     }
     return;
   }
-  if (!co->add(inner, len)) {
+  if (!co.add(inner, len, partial)) {
     flush_coalescer();
-    co->add(inner, len);  // an empty coalescer takes any packet
+    co.add(inner, len, partial);  // an empty coalescer takes any packet
   }
   co_packets++;
   co_bytes += uint32_t(len);
@@ -63,9 +67,10 @@ void Worker::deliver(const uint8_t* inner, size_t len) {
 
 void Worker::flush_coalescer() {
   if (!vnet || co_packets == 0) return;
-  const uint8_t* out = nullptr;
-  const size_t n = co->flush(&out);
-  if (n > 0 && write(tun_fd, out, n) == ssize_t(n)) {
+  const iovec* iov = nullptr;
+  int iovcnt = 0;
+  const size_t n = co.flush(&iov, &iovcnt);
+  if (n > 0 && writev(tun_fd, iov, iovcnt) == ssize_t(n)) {
     counters.add(kOutsidePackets, co_packets);
     counters.add(kOutsideBytes, co_bytes);
   } else {

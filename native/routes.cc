@@ -7,18 +7,18 @@ namespace {
 uint32_t mix(uint32_t ip) { return (ip * 0x9e3779b1u) ^ (ip >> 16); }
 }  // namespace
 
-bool RouteTable::known_sender(uint32_t ip) const {
-  if (ip == 0 || sender_ips.empty()) return false;
+int64_t RouteTable::sender_slot(uint32_t ip) const {
+  if (ip == 0 || sender_ips.empty()) return -1;
   const size_t mask = sender_ips.size() - 1;
   for (size_t i = mix(ip) & mask;; i = (i + 1) & mask) {
-    if (sender_ips[i] == ip) return true;
-    if (sender_ips[i] == 0) return false;
+    if (sender_ips[i] == ip) return int64_t(i);
+    if (sender_ips[i] == 0) return -1;
   }
 }
 
 std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, int subnet_len, const int32_t* slots,
                                               size_t slot_count, const uint32_t* peer_ip, const uint16_t* peer_port,
-                                              size_t peer_count) {
+                                              const uint8_t* peer_flags, size_t peer_count) {
   if (net_len < 0 || net_len > 32 || subnet_len <= net_len || subnet_len > 32 || subnet_len - net_len > 24) return nullptr;
   if (slot_count != (size_t(1) << (subnet_len - net_len))) return nullptr;
   auto t = std::make_unique<RouteTable>();
@@ -31,15 +31,22 @@ std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, in
   }
   t->peer_ip.assign(peer_ip, peer_ip + peer_count);
   t->peer_port.assign(peer_port, peer_port + peer_count);
+  t->peer_flags.assign(peer_flags, peer_flags + peer_count);
   size_t cap = 4;
   while (cap < peer_count * 2) cap <<= 1;
   t->sender_ips.assign(cap, 0);
-  for (uint32_t ip : t->peer_ip) {
+  t->sender_flags.assign(cap, 0);
+  for (size_t p = 0; p < peer_count; p++) {
+    const uint32_t ip = t->peer_ip[p];
     if (ip == 0) continue;
     for (size_t i = mix(ip) & (cap - 1);; i = (i + 1) & (cap - 1)) {
-      if (t->sender_ips[i] == ip) break;
+      if (t->sender_ips[i] == ip) {
+        t->sender_flags[i] &= t->peer_flags[p];  // one node's leases should agree; if not, the safe subset
+        break;
+      }
       if (t->sender_ips[i] == 0) {
         t->sender_ips[i] = ip;
+        t->sender_flags[i] = t->peer_flags[p];
         break;
       }
     }

@@ -16,6 +16,9 @@ namespace weft {
 
 constexpr int32_t kNoPeer = -1;
 
+// Peer flag bits (src/constants.ts, PEER_*): what a peer's lease says it accepts.
+constexpr uint8_t kPeerTcpCsumPartial = 1;  // inner TCP checksums may be left partial, both ways
+
 // Immutable once published. Same semantics as src/routes/route_table.ts.
 struct RouteTable {
   uint32_t net_base = 0;
@@ -24,14 +27,23 @@ struct RouteTable {
   std::vector<int32_t> slots;        // subnet slot -> peer index or kNoPeer
   std::vector<uint32_t> peer_ip;     // underlay address, host order
   std::vector<uint16_t> peer_port;
-  // Open-addressed set of peer IPs (power-of-two size, 0 = empty: 0.0.0.0 is never a peer).
+  std::vector<uint8_t> peer_flags;   // kPeer* bits
+  // Open-addressed set of peer IPs (power-of-two size, 0 = empty: 0.0.0.0 is never a peer),
+  // and beside it the flags every peer at that IP shares.
   std::vector<uint32_t> sender_ips;
+  std::vector<uint8_t> sender_flags;
 
   int32_t lookup(uint32_t ip) const {
     if ((ip & net_mask) != net_base) return kNoPeer;
     return slots[(ip - net_base) >> shift];
   }
-  bool known_sender(uint32_t ip) const;
+  bool known_sender(uint32_t ip) const { return sender_slot(ip) >= 0; }
+  // The kPeer* bits shared by the peers at underlay address ip (0 for a stranger).
+  uint8_t flags_of_sender(uint32_t ip) const {
+    const int64_t s = sender_slot(ip);
+    return s < 0 ? 0 : sender_flags[size_t(s)];
+  }
+  int64_t sender_slot(uint32_t ip) const;  // index into sender_ips, or -1
   // An address in a subnet the sender leases, or the sender's own underlay
   // address (as RouteTable.senderOwns in TypeScript).
   bool sender_owns(uint32_t outer, uint32_t inner) const {
@@ -45,7 +57,7 @@ struct RouteTable {
 // in TS; checked again here for bounds). Returns nullptr when inconsistent.
 std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, int subnet_len, const int32_t* slots,
                                               size_t slot_count, const uint32_t* peer_ip, const uint16_t* peer_port,
-                                              size_t peer_count);
+                                              const uint8_t* peer_flags, size_t peer_count);
 
 // A table that routes nothing, for the time before the first set_routes.
 std::unique_ptr<RouteTable> empty_route_table();

@@ -36,7 +36,6 @@ inline uint64_t coarse_now_ns() {
 
 inline constexpr int kBatch = 64;            // TUN reads or received buffers per batch
 inline constexpr int kSendSockets = 4;       // per worker: outer source ports that flows hash onto
-inline constexpr size_t kCoalescerBufLen = kVnetHdrLen + kMaxIpv4Packet;
 inline constexpr size_t kSlot = 65536 + 64;  // one packet or one GRO train, with headroom
 inline constexpr size_t kGsoTrainMax = 65000;  // UDP payload bytes per GSO send (IPv4 datagram limit, less headers)
 inline constexpr int kGsoTrainSegs = 64;       // segments per GSO send (the kernel's UDP_MAX_SEGMENTS floor)
@@ -89,8 +88,7 @@ struct Worker {
   iovec riov[kBatch];
   sockaddr_in raddr[kBatch];
   alignas(cmsghdr) char rctrl[kBatch][CMSG_SPACE(sizeof(int))];
-  std::unique_ptr<uint8_t[]> co_buf;    // the coalescer's super-packet
-  std::unique_ptr<TcpCoalescer> co;
+  TcpCoalescer co;  // points into out_slab until flushed, at the latest at the batch's end
   uint32_t co_packets = 0;  // inner packets in the coalescer, counted when written
   uint32_t co_bytes = 0;
 
@@ -123,7 +121,7 @@ struct Worker {
 
   // ---- outside
   void outside_batch(const RouteTable& t);
-  void deliver(const uint8_t* inner, size_t len);
+  void deliver(const uint8_t* inner, size_t len, bool partial);
   void flush_coalescer();
 };
 

@@ -32,6 +32,15 @@ export const DEFAULT_LEASE_TTL_S = 24 * 3600;
 export const MAX_SUBNET_BITS = 20;
 /** Segments of one TSO super-packet the native engine splits (native/dataplane.h kMaxSegs; the differential test holds them equal). */
 export const NATIVE_MAX_TSO_SEGMENTS = 64;
+/**
+ * Lease feature (proto/weft.proto, SubnetLease.features): this node takes
+ * inner TCP checksums left partial from a node that lists it too. Listed by
+ * the native engine with vnet headers, which writes such packets to its TUN
+ * as CHECKSUM_PARTIAL.
+ */
+export const FEATURE_TCP_CSUM_PARTIAL = 'tcp-csum-partial';
+/** Peer flag bits of the route table's peerFlags (native/routes.h, kPeerTcpCsumPartial). */
+export const PEER_TCP_CSUM_PARTIAL = 1;
 /** Packets read from the TUN per batch in the js engine. */
 export const JS_TUN_BATCH = 64;
 /** UDP sockets the js engine spreads flows over, for source-port entropy. */

@@ -32,7 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static std::unique_ptr<uint8_t[]> out(new uint8_t[cap]);
   if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
     TsoPlan plan;
-    tso_headers(pkt, len, h, out.get(), cap, kGpeHeaderLen, &plan, 64);
+    tso_headers(pkt, len, h, out.get(), cap, kGpeHeaderLen, &plan, 64, (fuzz_table().peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0);
     size_t stride;
     uint16_t seg_lens[64];
     tso_segment(pkt, len, h, out.get(), cap, kGpeHeaderLen, &stride, seg_lens, 64);
@@ -42,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static std::unique_ptr<uint8_t[]> copy(new uint8_t[65536 + 64]);
     if (len <= 65536 + 64) {
       memcpy(copy.get(), pkt, len);
-      complete_checksum(copy.get(), len, h.csum_start, h.csum_offset);
+      if (!leave_tcp_checksum_partial(copy.get(), len)) complete_checksum(copy.get(), len, h.csum_start, h.csum_offset);
     }
   }
   return 0;

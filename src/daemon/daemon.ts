@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { ENCAP_OVERHEAD, NATIVE_MAX_TSO_SEGMENTS } from '../constants.js';
+import { ENCAP_OVERHEAD, FEATURE_TCP_CSUM_PARTIAL, NATIVE_MAX_TSO_SEGMENTS } from '../constants.js';
 import { JsEngine } from '../dataplane/js_engine.js';
 import { NativeEngine } from '../dataplane/native_engine.js';
 import type { Engine } from '../dataplane/engine.js';
@@ -172,7 +172,7 @@ export class Daemon implements StatusSource {
     const manager = new LeaseManager({
       registry,
       config,
-      value: { nodeName: o.nodeName, publicIp: underlay.ip, port: config.port, vni: config.vni, version: VERSION, engine: o.engine, instance: this.instance },
+      value: { nodeName: o.nodeName, publicIp: underlay.ip, port: config.port, vni: config.vni, version: VERSION, engine: o.engine, instance: this.instance, features: this.features() },
       ttlS: o.leaseTtlS,
       stateDir: o.stateDir,
       log: this.log,
@@ -319,6 +319,11 @@ export class Daemon implements StatusSource {
     if (text === this.lastStats) return;
     this.lastStats = text;
     this.log.info({ event: 'stats', counters }, 'dataplane counters');
+  }
+
+  /** What this node's lease offers peers: the native engine with vnet headers writes partial TCP checksums to its TUN. */
+  private features(): string[] {
+    return this.opts.engine === 'native' && this.opts.offload ? [FEATURE_TCP_CSUM_PARTIAL] : [];
   }
 
   /** The TUN: one plain queue for the js engine; for the native one a queue per worker, with vnet headers if offloading. */

@@ -89,7 +89,7 @@ export interface WeftAddon {
   readonly TUN_VNET_HDR: typeof TUN_VNET_HDR;
 
   /** The numbers both sides must agree on; the differential test holds them equal to the TypeScript constants. */
-  readonly CONSTANTS: { maxTsoSegments: number; gpeHeaderLen: number; encapOverhead: number; icmpErrorMax: number; icmpBurst: number; icmpPerSecond: number };
+  readonly CONSTANTS: { maxTsoSegments: number; gpeHeaderLen: number; encapOverhead: number; icmpErrorMax: number; icmpBurst: number; icmpPerSecond: number; peerTcpCsumPartial: number };
   /** Counter names in the native layout; equal to src/dataplane/counters.ts COUNTER_NAMES. */
   readonly COUNTER_NAMES: readonly string[];
   /**
@@ -137,16 +137,16 @@ export interface WeftAddon {
     maxSegs?: number,
     outCap?: number,
   ): (Buffer[] & { stride: number; headroomIntact: boolean }) | null;
-  /** tso_headers(), the engine's splitter: each segment as its headers followed by its payload slice, or null when refused. */
-  tsoHeaders(vnetHdrAndPacket: Buffer, maxSegs?: number): Buffer[] | null;
+  /** tso_headers(), the engine's splitter: each segment as its headers followed by its payload slice, or null when refused; partial: TCP checksums left partial. */
+  tsoHeaders(vnetHdrAndPacket: Buffer, maxSegs?: number, partial?: boolean): Buffer[] | null;
   /** wire.h write_icmp_unreachable() for an IPv4 packet (at least 20 bytes), for the differential test. */
   icmpUnreachable(packet: Buffer, from: number, code: number, mtu: number): Buffer;
   /** wire.h flow_hash() of an IPv4 packet (at least 20 bytes), for the differential test. */
   flowHash(packet: Buffer): number;
   /** complete_checksum() in place: false (packet untouched) when the offsets do not fit. */
   completeChecksum(packet: Buffer, csumStart: number, csumOffset: number): boolean;
-  /** Feeds the IPv4 packets through a TcpCoalescer: what would be written to the TUN, each with its vnet header. */
-  coalesce(packets: Buffer[]): Buffer[];
+  /** Feeds the IPv4 packets through a TcpCoalescer (partial: as from a peer that leaves TCP checksums partial): what would be written to the TUN, each with its vnet header. */
+  coalesce(packets: Buffer[], partial?: boolean): Buffer[];
 }
 
 // src/host and dist/host are both two levels below the repository root.

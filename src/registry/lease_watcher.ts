@@ -3,6 +3,7 @@
 // breaks and periodically, since a watch can die silently.
 
 import type { Logger } from 'pino';
+import { FEATURE_TCP_CSUM_PARTIAL } from '../constants.js';
 import { errorMessage } from '../errors.js';
 import { type Cidr, cidrEquals, contains, formatCidr, parseIp } from '../net/ipv4.js';
 import { type Peer, RouteTable } from '../routes/route_table.js';
@@ -210,7 +211,7 @@ export class LeaseWatcher {
     const peers: Peer[] = [];
     for (const r of this.leases.values()) {
       if (!this.usable(r)) continue;
-      peers.push({ subnet: r.subnet, node: r.lease.nodeName, ip: parseIp(r.lease.publicIp), port: r.lease.port });
+      peers.push({ subnet: r.subnet, node: r.lease.nodeName, ip: parseIp(r.lease.publicIp), port: r.lease.port, tcpCsumPartial: r.lease.features?.includes(FEATURE_TCP_CSUM_PARTIAL) === true });
     }
     return RouteTable.build(this.o.config.network, this.o.config.subnetLen, peers);
   }

@@ -30,6 +30,8 @@ export interface SubnetLease {
   readonly engine: string;
   /** The writing weftd process's random id; "" in leases written by hand or by older versions. */
   readonly instance: string;
+  /** Dataplane features the owner accepts (FEATURE_* in constants.ts); unknown ones are ignored. Always set when decoded. */
+  readonly features?: readonly string[];
 }
 
 function parseStrict(type: protobuf.Type, key: string, text: string): Record<string, unknown> {

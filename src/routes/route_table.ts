@@ -2,7 +2,7 @@
 // cluster network to the node that leases it. Built whole by the control
 // plane and swapped into an engine whole; lookups are O(1) and allocate nothing.
 
-import { MAX_SUBNET_BITS } from '../constants.js';
+import { MAX_SUBNET_BITS, PEER_TCP_CSUM_PARTIAL } from '../constants.js';
 import { WeftError } from '../errors.js';
 import { type Cidr, contains, formatCidr, formatIp, maskOf, subnetIndexOf } from '../net/ipv4.js';
 
@@ -13,6 +13,8 @@ export interface Peer {
   /** Underlay IPv4 address, as an unsigned 32-bit integer. */
   readonly ip: number;
   readonly port: number;
+  /** Takes inner TCP checksums left partial (its lease lists FEATURE_TCP_CSUM_PARTIAL). */
+  readonly tcpCsumPartial?: boolean;
 }
 
 export const NO_PEER = -1;
@@ -25,6 +27,8 @@ export class RouteTable {
   private readonly slots: Int32Array;
   private readonly peerIp: Uint32Array;
   private readonly peerPort: Uint16Array;
+  /** PEER_* flag bits of each peer (constants.ts); only the native engine acts on them. */
+  private readonly peerFlags: Uint8Array;
   /** Dotted-quad underlay address of each peer, built once for socket APIs that take strings. */
   private readonly peerHost: string[];
   private readonly ipByHost: Map<string, number>;
@@ -42,6 +46,7 @@ export class RouteTable {
     this.slots = new Int32Array(2 ** (subnetLen - network.len)).fill(NO_PEER);
     this.peerIp = new Uint32Array(peers.length);
     this.peerPort = new Uint16Array(peers.length);
+    this.peerFlags = new Uint8Array(peers.length);
     this.byIp = new Map();
     this.peerHost = peers.map((p) => formatIp(p.ip));
     this.ipByHost = new Map(peers.map((p, i) => [this.peerHost[i]!, p.ip]));
@@ -49,6 +54,7 @@ export class RouteTable {
       this.slots[subnetIndexOf(network, subnetLen, p.subnet.base)] = i;
       this.peerIp[i] = p.ip;
       this.peerPort[i] = p.port;
+      this.peerFlags[i] = p.tcpCsumPartial === true ? PEER_TCP_CSUM_PARTIAL : 0;
       this.byIp.set(p.ip, i);
     });
   }
@@ -80,8 +86,8 @@ export class RouteTable {
   }
 
   /** The table as flat arrays, for the native engine (which copies them). */
-  arrays(): { netBase: number; netLen: number; subnetLen: number; slots: Int32Array; peerIp: Uint32Array; peerPort: Uint16Array } {
-    return { netBase: this.network.base, netLen: this.network.len, subnetLen: this.subnetLen, slots: this.slots, peerIp: this.peerIp, peerPort: this.peerPort };
+  arrays(): { netBase: number; netLen: number; subnetLen: number; slots: Int32Array; peerIp: Uint32Array; peerPort: Uint16Array; peerFlags: Uint8Array } {
+    return { netBase: this.network.base, netLen: this.network.len, subnetLen: this.subnetLen, slots: this.slots, peerIp: this.peerIp, peerPort: this.peerPort, peerFlags: this.peerFlags };
   }
 
   /** The peer index owning `ip`, or NO_PEER (also for addresses outside the network). */

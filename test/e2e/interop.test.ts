@@ -3,7 +3,8 @@
 // nodes 2 and 3 run weftd. Pods ping both ways, 20 MB over TCP arrive intact
 // both ways, and tcpdump on the underlay decodes both senders' datagrams as
 // VXLAN-GPE with the cluster's VNI, the header bytes README "Wire format" fixes, and the
-// pod addresses inside.
+// pod addresses inside. Inner TCP checksums are left partial only between
+// native weft nodes (both list tcp-csum-partial), never toward the kernel.
 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WeftCluster } from '../lab/cluster.js';
 import { startKernelNode, type KernelNode } from '../lab/kernel_node.js';
 import { rootSkipReason } from '../harness/privilege.js';
+import { pseudoHeaderSum } from '../harness/packets.js';
+import { internetChecksum } from '../../src/wire/ipv4_packet.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
@@ -29,6 +32,22 @@ function parseHexDump(text: string): { line: string; bytes: Buffer }[] {
     else if (/^\d\d:\d\d:\d\d/.test(l)) packets.push({ line: l, hex: [] });
   }
   return packets.map((p) => ({ line: p.line, bytes: Buffer.from(p.hex.join(''), 'hex') }));
+}
+
+/** The inner TCP data segments of captured VXLAN-GPE datagrams, and whether each one's checksum is full or partial. */
+function innerTcpChecksums(packets: { bytes: Buffer }[]): ('full' | 'partial' | 'bad')[] {
+  const out: ('full' | 'partial' | 'bad')[] = [];
+  for (const { bytes } of packets) {
+    const inner = bytes.subarray((bytes[0]! & 0x0f) * 4 + 16);
+    const ihl = (inner[0]! & 0x0f) * 4;
+    const len = inner.readUInt16BE(2);
+    if (inner[9] !== 6 || len - ihl <= 32 + 12 || len > inner.length) continue; // data segments only, captured whole
+    const pseudo = pseudoHeaderSum(inner, 6, len - ihl);
+    if (internetChecksum(inner, ihl, len - ihl, pseudo) === 0) out.push('full');
+    else if (inner.readUInt16BE(ihl + 16) === (~internetChecksum(inner, 0, 0, pseudo) & 0xffff)) out.push('partial');
+    else out.push('bad');
+  }
+  return out;
 }
 
 for (const engine of ENGINES) {
@@ -121,5 +140,27 @@ for (const engine of ENGINES) {
       }
       expect([...senders].sort()).toEqual(['198.18.0.1', '198.18.0.2']);
     }, 30_000);
+
+    it(`leaves inner TCP checksums partial ${engine === 'native' ? 'toward the other native weft node only' : 'toward nobody'}, and the data arrives intact`, async () => {
+      const features = JSON.parse((await c.lab.etcdctl(['get', '--print-value-only', `/weft/network/subnets/${c.nodes.get(2)!.subnet!.replace('/', '-')}`])).trim()) as { features?: string[] };
+      expect(features.features ?? []).toEqual(engine === 'native' ? ['tcp-csum-partial'] : []);
+      const seen: Record<string, ('full' | 'partial' | 'bad')[]> = {};
+      for (const [to, dstIp] of [[weftPods[1]!, '198.18.0.3'], [kPod, '198.18.0.1']] as const) {
+        const pcap = join(c.lab.dir, `csum-${dstIp}.pcap`);
+        const dump = c.lab.spawn(c.lab.nodeNs(2), ['timeout', '15', 'tcpdump', '-Z', 'root', '-i', 'eth0', '-c', '40', '-U', '-w', pcap, 'udp', 'dst', 'port', '4790', 'and', 'dst', 'host', dstIp]);
+        await dump.waitForLog(/listening on eth0/, 10_000);
+        const sink = c.lab.spawn(to, [process.execPath, join(FIXTURES, 'tcp_transfer.mjs'), 'sink', '5002']);
+        await sink.waitForLog(/listening/, 10_000);
+        const sent = await c.lab.exec(weftPods[0]!, [process.execPath, join(FIXTURES, 'tcp_transfer.mjs'), 'send', c.lab.podIp(to), '5002', String(2 * 1024 * 1024)], { timeoutMs: 60_000 });
+        expect((await sink.waitForLog(/^\d+ [0-9a-f]{64}$/, 30_000)).trim()).toBe(sent.stdout.trim());
+        expect((await dump.exited).code).toBe(0);
+        seen[dstIp] = innerTcpChecksums(parseHexDump((await c.lab.exec(c.lab.nodeNs(2), ['tcpdump', '-r', pcap, '-nn', '-x'])).stdout));
+      }
+      const only = (s: ('full' | 'partial' | 'bad')[]): string[] => [...new Set(s)];
+      expect(seen['198.18.0.3']!.length).toBeGreaterThan(10);
+      expect(only(seen['198.18.0.3']!)).toEqual([engine === 'native' ? 'partial' : 'full']);
+      expect(seen['198.18.0.1']!.length).toBeGreaterThan(10);
+      expect(only(seen['198.18.0.1']!)).toEqual(['full']);
+    }, 90_000);
   });
 }

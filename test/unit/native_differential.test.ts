@@ -11,7 +11,7 @@ import { C, COUNTER_NAMES } from '../../src/dataplane/counters.js';
 import { classifyInside } from '../../src/dataplane/inside.js';
 import { acceptOutside } from '../../src/dataplane/outside.js';
 import { ICMP_ERROR_MAX, ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, flowHash, icmpErrorLength, writeIcmpUnreachable } from '../../src/wire/ipv4_packet.js';
-import { ENCAP_OVERHEAD, NATIVE_MAX_TSO_SEGMENTS, VXLAN_GPE_HEADER_LEN } from '../../src/constants.js';
+import { ENCAP_OVERHEAD, NATIVE_MAX_TSO_SEGMENTS, PEER_TCP_CSUM_PARTIAL, VXLAN_GPE_HEADER_LEN } from '../../src/constants.js';
 import { ICMP_BURST, ICMP_PER_SECOND } from '../../src/dataplane/icmp_budget.js';
 import { loadAddon } from '../../src/host/addon.js';
 import { parseCidr, parseIp } from '../../src/net/ipv4.js';
@@ -82,6 +82,7 @@ describe('native engine vs the js specification (in-process)', () => {
       icmpErrorMax: ICMP_ERROR_MAX,
       icmpBurst: ICMP_BURST,
       icmpPerSecond: ICMP_PER_SECOND,
+      peerTcpCsumPartial: PEER_TCP_CSUM_PARTIAL,
     });
   });
 

@@ -350,6 +350,27 @@ describe('tsoHeaders, the splitter the engine runs', () => {
     );
     expect(accepted).toBeGreaterThan(100);
   });
+
+  it('toward a peer that takes partial checksums, leaves each TCP checksum as the pseudo-header sum and changes nothing else', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 9000 }), fc.integer({ min: 1, max: 1500 }), (payload, gso) => {
+        const buf = superPacket({ payload: pattern(payload) }, gso);
+        const full = addon.tsoHeaders(buf)!;
+        const partial = addon.tsoHeaders(buf, undefined, true)!;
+        expect(partial).toHaveLength(full.length);
+        partial.forEach((seg, i) => {
+          expect(fields(seg).check).toBe(partialSum(seg));
+          // What the receiving kernel does with CHECKSUM_PARTIAL gives the fully summed segment
+          // (up to how a sum of 0 is written: 0xffff by completion, as Linux does).
+          expect(addon.completeChecksum(seg, ihlOf(seg), 16)).toBe(true);
+          expect(tcpChecksumOk(seg)).toBe(true);
+          const at = ihlOf(seg) + 16;
+          expect(Buffer.concat([seg.subarray(0, at), seg.subarray(at + 2)]).equals(Buffer.concat([full[i]!.subarray(0, at), full[i]!.subarray(at + 2)]))).toBe(true);
+        });
+      }),
+      { numRuns: 200 },
+    );
+  });
 });
 
 describe('completeChecksum', () => {
@@ -612,6 +633,34 @@ describe('coalesce', () => {
     const out = addon.coalesce([udp, Buffer.alloc(0), ping, t[0]!, udp, t[1]!]);
     expectSingles(out, [udp, ping, t[0]!, udp, t[1]!]);
     expect(addon.coalesce([])).toEqual([]);
+  });
+
+  it('from a peer that leaves TCP checksums partial: merges without checking them, and marks a lone TCP packet NEEDS_CSUM', () => {
+    const sums = flow([1000, 1000, 400]);
+    const partial = sums.map((p) => {
+      const q = Buffer.from(p);
+      q.writeUInt16BE(partialSum(q), 20 + 16);
+      return q;
+    });
+    const [merged] = addon.coalesce(partial, true);
+    expectMerged(merged!, sums);
+    // Alone (a PSH head never merges), it goes out for the kernel to finish.
+    const lone = Buffer.from(partial[0]!);
+    lone[20 + 13] = TCP_ACK | TCP_PSH;
+    lone.writeUInt16BE(partialSum(lone), 20 + 16);
+    const [out] = addon.coalesce([lone], true);
+    const { hdr, pkt } = unpack(out!);
+    expect(hdr).toEqual({ flags: VNET_F_NEEDS_CSUM, gsoType: VNET_GSO_NONE, hdrLen: 20 + thlOf(lone), gsoSize: 0, csumStart: 20, csumOffset: 16 });
+    expect(pkt.equals(lone)).toBe(true);
+    // Non-TCP packets from such a peer keep their own checksums and a zero vnet header.
+    const udp = udpPacket(SRC, DST, 1, 2, 100);
+    expectSingles(addon.coalesce([udp], true), [udp]);
+    // A partial segment never joins a packet whose head was fully summed, nor the other way round.
+    expect(addon.coalesce([sums[0]!, ...partial.slice(1)], false)).toHaveLength(3);
+    // The IP header checksum is still checked.
+    const badIp = Buffer.from(partial[1]!);
+    badIp[10] = badIp[10]! ^ 0xff;
+    expect(addon.coalesce([partial[0]!, badIp], true)).toHaveLength(2);
   });
 
   it('passes garbage through unchanged, never crashing', () => {

@@ -57,7 +57,11 @@ describe('etcd values (proto3 JSON)', () => {
     const lease = { nodeName: 'n1', publicIp: '198.18.0.1', port: 4790, vni: 1, version: '0.1.0', engine: 'js', instance: 'a1b2' };
     const text = encodeSubnetLease(lease);
     expect(JSON.parse(text)).toEqual(lease);
-    expect(decodeSubnetLease('k', text)).toEqual(lease);
+    // A lease without features (hand-written, or by an older weftd) offers none.
+    expect(decodeSubnetLease('k', text)).toEqual({ ...lease, features: [] });
+    const offering = { ...lease, features: ['tcp-csum-partial', 'from-the-future'] };
+    expect(decodeSubnetLease('k', encodeSubnetLease(offering))).toEqual(offering);
+    expect(invalidMessage(() => decodeSubnetLease('k', JSON.stringify({ ...lease, features: 'tcp-csum-partial' })))).toContain('k');
     const key = '/weft/network/subnets/10.244.1.0-24';
     expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, publicIp: 'nope' })))).toContain(key);
     expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, nodeName: '' })))).toMatch(/nodeName/);
