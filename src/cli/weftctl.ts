@@ -7,7 +7,7 @@ import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/n
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
 import { configKey } from '../registry/keys.js';
-import type { EtcdRegistry } from '../registry/registry.js';
+import type { Registry } from '../registry/registry.js';
 import { VERSION } from '../version.js';
 import { ETCD_FLAGS, type FlagSpec, type FlagValues, etcdConnection, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { runMain } from './main.js';
@@ -49,13 +49,13 @@ Commands:
                  install the weft CNI plugin and its conflist (weft, then portmap)`;
 
 /** Loaded only by the commands that talk to etcd: the client and protobufjs cost most of weftctl's start. */
-async function registryFrom(values: FlagValues): Promise<EtcdRegistry> {
+async function registryFrom(values: FlagValues): Promise<Registry> {
   const connection = etcdConnection(values);
-  const { EtcdRegistry } = await import('../registry/registry.js');
+  const { EtcdRegistry } = await import('../registry/etcd_registry.js');
   return new EtcdRegistry(connection);
 }
 
-async function init(reg: EtcdRegistry, values: FlagValues): Promise<void> {
+async function init(reg: Registry, values: FlagValues): Promise<void> {
   const network = stringFlag(values, 'network') ?? DEFAULT_NETWORK;
   const raw = {
     network,
@@ -69,13 +69,13 @@ async function init(reg: EtcdRegistry, values: FlagValues): Promise<void> {
   process.stdout.write(`${configKey(reg.prefix)}: ${result} (network ${formatCidr(cfg.network)}, subnets /${cfg.subnetLen}, vni ${cfg.vni}, port ${cfg.port})\n`);
 }
 
-async function showConfig(reg: EtcdRegistry): Promise<void> {
+async function showConfig(reg: Registry): Promise<void> {
   const cfg = await reg.getConfig();
   if (!cfg) throw new WeftError('WEFT_CONFIG_MISSING', `no network config at ${configKey(reg.prefix)}; run: weftctl init --network 10.244.0.0/16`, { key: configKey(reg.prefix) });
   process.stdout.write(`${JSON.stringify({ network: formatCidr(cfg.network), subnetLen: cfg.subnetLen, vni: cfg.vni, port: cfg.port })}\n`);
 }
 
-async function leases(reg: EtcdRegistry, json: boolean): Promise<void> {
+async function leases(reg: Registry, json: boolean): Promise<void> {
   const listing = await reg.listLeases();
   const rows = await Promise.all(
     listing.records.map(async (r) => ({ subnet: formatCidr(r.subnet), node: r.lease.nodeName, publicIp: r.lease.publicIp, port: r.lease.port, expiresInS: await reg.leaseTtl(r) })),

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // weftd: the per-node daemon. Parses flags, runs the Daemon, maps signals to its one shutdown path.
 
+import { systemClock } from '../clock.js';
 import { Daemon } from '../daemon/daemon.js';
 import { WEFTD_FLAGS, parseDaemonArgs } from '../daemon/options.js';
 import { createLogger } from '../log.js';
+import { EtcdRegistry } from '../registry/etcd_registry.js';
 import { VERSION } from '../version.js';
 import { helpText } from './flags.js';
 import { runMain } from './main.js';
@@ -19,11 +21,17 @@ runMain('weftd', async () => {
     return;
   }
   const log = createLogger(cmd.options.logLevel);
-  const daemon = new Daemon(cmd.options, log);
+  // The real seams, wired here only: etcd, the system clock.
+  const registry = new EtcdRegistry({ ...cmd.options.etcd, clock: systemClock });
+  const daemon = new Daemon(cmd.options, log, { registry, clock: systemClock });
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => daemon.stop(sig));
   // SIGHUP is ignored: every setting is read at start; restart to change one.
   process.on('SIGHUP', () => log.info({ event: 'sighup_ignored' }, 'SIGHUP ignored; restart weftd to apply new settings'));
-  await daemon.run();
+  try {
+    await daemon.run();
+  } finally {
+    registry.close();
+  }
   // Teardown is done; an etcd that stopped answering can leave gRPC calls
   // that keep the loop alive until it answers. Exit once the logs flushed.
   setTimeout(() => process.exit(), 1000).unref();

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
 import { ENCAP_OVERHEAD, NATIVE_MAX_TSO_SEGMENTS } from '../constants.js';
 import { JsEngine } from '../dataplane/js_engine.js';
 import { NativeEngine } from '../dataplane/native_engine.js';
@@ -27,7 +28,7 @@ import { configKey } from '../registry/keys.js';
 import { LeaseKeeper } from '../registry/lease_keeper.js';
 import { LeaseManager } from '../registry/lease_manager.js';
 import { LeaseWatcher } from '../registry/lease_watcher.js';
-import { EtcdRegistry } from '../registry/registry.js';
+import type { Registry } from '../registry/registry.js';
 import type { NetworkConfig } from '../registry/schema.js';
 import { RouteTable } from '../routes/route_table.js';
 import { VERSION } from '../version.js';
@@ -41,6 +42,14 @@ const ETCD_PROBE_MS = 5000;
 /** Teardown steps, pushed as setup proceeds and run in reverse. */
 type Undo = { readonly what: string; readonly run: () => Promise<void> | void };
 
+/** What the daemon is assembled from; the caller made each one and closes it after run(). */
+export interface DaemonSeams {
+  /** The store of leases and config (etcd, in weftd). */
+  readonly registry: Registry;
+  /** What every timer and deadline of the daemon runs on. */
+  readonly clock: Clock;
+}
+
 export class Daemon implements StatusSource {
   private readonly undo: Undo[] = [];
   private readonly stopController = new AbortController();
@@ -52,7 +61,7 @@ export class Daemon implements StatusSource {
   private state: DaemonState = 'starting';
   /** What setUp built, kept for status(); fields fill in as setup proceeds. */
   private parts: {
-    registry?: EtcdRegistry;
+    registry?: Registry;
     config?: NetworkConfig;
     publicIp?: string;
     engine?: Engine;
@@ -63,6 +72,7 @@ export class Daemon implements StatusSource {
   constructor(
     private readonly opts: DaemonOptions,
     private readonly log: Logger,
+    private readonly seams: DaemonSeams,
   ) {}
 
   /** Resolves when the daemon has stopped; rejects with the error that stopped it, if any. */
@@ -93,7 +103,7 @@ export class Daemon implements StatusSource {
       readiness = 'not_ready';
       reasons.push('the dataplane stopped forwarding');
     } else if (registry && !registry.reachable) {
-      const downS = lastContact === undefined ? Infinity : (Date.now() - lastContact) / 1000;
+      const downS = lastContact === undefined ? Infinity : (this.seams.clock.now() - lastContact) / 1000;
       readiness = downS <= this.opts.etcdGraceS ? 'degraded' : 'not_ready';
       reasons.push(`etcd unreachable for ${Number.isFinite(downS) ? Math.round(downS) : '?'} s (grace ${this.opts.etcdGraceS} s); forwarding with the last table`);
     } else if (watcher?.resyncFailure) {
@@ -109,7 +119,7 @@ export class Daemon implements StatusSource {
       subnet: keeper ? formatCidr(keeper.record.subnet) : null,
       publicIp: publicIp ?? null,
       leaseExpiresInS: keeper ? keeper.secondsLeft() : null,
-      etcd: { endpoints: this.opts.etcdEndpoints, connected: registry?.reachable ?? false, lastContactAgoS: lastContact === undefined ? null : Math.round((Date.now() - lastContact) / 1000) },
+      etcd: { endpoints: this.opts.etcdEndpoints, connected: registry?.reachable ?? false, lastContactAgoS: lastContact === undefined ? null : Math.round((this.seams.clock.now() - lastContact) / 1000) },
       renewals: keeper?.renewals ?? 0,
       reacquisitions: keeper?.reacquisitions ?? 0,
       watchResyncs: watcher?.resyncs ?? 0,
@@ -138,6 +148,7 @@ export class Daemon implements StatusSource {
 
   private async setUp(): Promise<void> {
     const o = this.opts;
+    const { registry, clock } = this.seams;
     const signal = this.stopController.signal;
     // First, so /healthz answers and /readyz says why while we wait for etcd.
     if (o.metricsAddr) {
@@ -145,11 +156,9 @@ export class Daemon implements StatusSource {
       this.undo.push({ what: 'metrics server', run: () => http.close() });
       this.log.info({ event: 'metrics_listening', addr: formatListenAddr(http.address) }, `serving /metrics, /healthz, /readyz, /status on ${formatListenAddr(http.address)}`);
     }
-    const registry = new EtcdRegistry(o.etcd);
     this.parts.registry = registry;
-    this.undo.push({ what: 'etcd client', run: () => registry.close() });
 
-    const config = await retryWhileEtcdDown('read network config', () => registry.getConfig(), this.log, signal);
+    const config = await retryWhileEtcdDown('read network config', () => registry.getConfig(), this.log, signal, clock);
     if (!config) {
       throw new WeftError('WEFT_CONFIG_MISSING', `no network config at ${configKey(o.etcdPrefix)} in etcd ${o.etcdEndpoints.join(',')}; run: weftctl init --network 10.244.0.0/16`, {
         key: configKey(o.etcdPrefix),
@@ -176,8 +185,9 @@ export class Daemon implements StatusSource {
       ttlS: o.leaseTtlS,
       stateDir: o.stateDir,
       log: this.log,
+      clock,
     });
-    const lease = await retryWhileEtcdDown('acquire a subnet lease', () => manager.acquire(), this.log, signal);
+    const lease = await retryWhileEtcdDown('acquire a subnet lease', () => manager.acquire(), this.log, signal, clock);
     const subnet = lease.subnet;
     if (o.releaseOnExit) {
       this.undo.push({
@@ -221,7 +231,7 @@ export class Daemon implements StatusSource {
       this.log.warn({ event: 'bind_device_failed', iface: underlay.iface }, `cannot bind the sending sockets to ${underlay.iface} (a kernel before 5.7 wants CAP_NET_RAW for it); a route into ${tun.name} could loop`);
     }
 
-    const keeper = new LeaseKeeper(manager, lease, o.leaseTtlS, this.log, { onFatal: (err) => this.fail(err) });
+    const keeper = new LeaseKeeper({ manager, initial: lease, ttlS: o.leaseTtlS, log: this.log, events: { onFatal: (err) => this.fail(err) }, clock });
     const watcher = new LeaseWatcher({
       registry,
       config,
@@ -231,6 +241,7 @@ export class Daemon implements StatusSource {
       publicIp: parseIp(underlay.ip),
       log: this.log,
       resyncIntervalMs: o.resyncIntervalS * 1000,
+      clock,
       events: {
         onTable: (table) => engine.setRoutes(table),
         onSelfDeleted: () => keeper.lostNow('our subnet key was deleted from etcd'),
@@ -249,7 +260,7 @@ export class Daemon implements StatusSource {
       },
     });
     this.undo.push({ what: 'lease watch', run: () => watcher.close() });
-    await retryWhileEtcdDown('list leases', () => watcher.start(), this.log, signal);
+    await retryWhileEtcdDown('list leases', () => watcher.start(), this.log, signal, clock);
     keeper.start();
     this.undo.push({ what: 'lease renewal', run: () => keeper.stop() });
     this.parts.keeper = keeper;
@@ -257,12 +268,12 @@ export class Daemon implements StatusSource {
 
     // Whether etcd answers, for readiness: a cheap read every few seconds
     // (renewals are hours apart and the watch can be silent).
-    const probe = setInterval(() => void this.probeEtcd(registry, watcher), ETCD_PROBE_MS);
-    this.undo.push({ what: 'etcd probe', run: () => clearInterval(probe) });
+    const probe = clock.setInterval(() => void this.probeEtcd(registry, watcher), ETCD_PROBE_MS);
+    this.undo.push({ what: 'etcd probe', run: () => clock.clearTimeout(probe) });
 
     if (o.statsIntervalS > 0) {
-      const stats = setInterval(() => this.logStats(engine), o.statsIntervalS * 1000);
-      this.undo.push({ what: 'stats', run: () => clearInterval(stats) });
+      const stats = clock.setInterval(() => this.logStats(engine), o.statsIntervalS * 1000);
+      this.undo.push({ what: 'stats', run: () => clock.clearTimeout(stats) });
     }
 
     await writeSubnetEnv(o.subnetFile, { network: config.network, subnet, mtu, ipMasq: o.ipMasq });
@@ -281,7 +292,7 @@ export class Daemon implements StatusSource {
    * hours apart, so without this an outage would be silent), and on its
    * return re-lists the leases at once.
    */
-  private async probeEtcd(registry: EtcdRegistry, watcher: LeaseWatcher): Promise<void> {
+  private async probeEtcd(registry: Registry, watcher: LeaseWatcher): Promise<void> {
     const wasReachable = registry.reachable;
     try {
       await registry.ping();
@@ -305,11 +316,12 @@ export class Daemon implements StatusSource {
     sd.notify({ READY: 1, STATUS: `forwarding for ${subnet}, ${watcher.peers().length} peers`, MAINPID: process.pid });
     this.undo.push({ what: 'systemd notification', run: () => sd.notify({ STOPPING: 1, STATUS: 'stopping' }) });
     if (sd.watchdogIntervalMs === undefined) return;
-    const watchdog = setInterval(() => {
+    const { clock } = this.seams;
+    const watchdog = clock.setInterval(() => {
       if (engine.healthy()) sd.notify({ WATCHDOG: 1 });
       else this.log.error({ event: 'watchdog_withheld' }, 'dataplane not forwarding: withholding the systemd watchdog keepalive');
     }, sd.watchdogIntervalMs);
-    this.undo.push({ what: 'systemd watchdog', run: () => clearInterval(watchdog) });
+    this.undo.push({ what: 'systemd watchdog', run: () => clock.clearTimeout(watchdog) });
   }
 
   /** Logs the counters when they moved since the last log: a drop summary at most once per interval. */

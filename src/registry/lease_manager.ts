@@ -2,22 +2,22 @@
 // renewing it with margin. etcd I/O is the registry's; this file decides.
 
 import { mkdir, readFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileAtomic } from '../host/atomic_write.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { type Clock, sleep } from '../clock.js';
 import { WeftError, errorMessage } from '../errors.js';
 import { type Cidr, cidrEquals, contains, formatCidr, parseCidr } from '../net/ipv4.js';
 import { chooseSubnet } from './allocation.js';
 import { parseSubnetKey, subnetKey } from './keys.js';
-import type { EtcdRegistry, LeaseRecord } from './registry.js';
+import type { LeaseRecord, Registry } from './registry.js';
 import type { NetworkConfig, SubnetLease } from './schema.js';
 
 /** Create/replace attempts before giving up on a contended network. */
 const MAX_ATTEMPTS = 50;
 
 export interface LeaseManagerOptions {
-  readonly registry: EtcdRegistry;
+  readonly registry: Registry;
   readonly config: NetworkConfig;
   /** The value this node writes; nodeName identifies "its" lease. */
   readonly value: SubnetLease;
@@ -26,6 +26,8 @@ export interface LeaseManagerOptions {
   readonly stateDir: string | undefined;
   readonly log: Logger;
   readonly random?: () => number;
+  /** What the backoff between contended attempts waits on. */
+  readonly clock: Clock;
 }
 
 export class LeaseManager {
@@ -69,7 +71,7 @@ export class LeaseManager {
       }
       const rec = await registry.createLease(subnet, value, ttlS);
       if (rec) return this.remember(rec, preferred && cidrEquals(subnet, preferred) ? 'reclaimed' : 'new');
-      await sleep(Math.floor((this.o.random ?? Math.random)() * 20 * attempt));
+      await this.backOff(attempt);
     }
     throw new WeftError('WEFT_LEASE_CONFLICT', `could not lease a subnet of ${formatCidr(config.network)} after ${MAX_ATTEMPTS} attempts: too much contention`, {
       network: formatCidr(config.network),
@@ -102,9 +104,14 @@ export class LeaseManager {
       }
       const rec = held ? await registry.replaceLease(held, value, ttlS) : await registry.createLease(subnet, value, ttlS);
       if (rec) return this.remember(rec, held ? 'kept' : 'reclaimed');
-      await sleep(Math.floor((this.o.random ?? Math.random)() * 20 * attempt));
+      await this.backOff(attempt);
     }
     throw new WeftError('WEFT_LEASE_CONFLICT', `could not take back ${formatCidr(subnet)} after ${MAX_ATTEMPTS} attempts: too much contention`, { subnet: formatCidr(subnet) });
+  }
+
+  /** After a lost race: a random wait, longer with each attempt, so racers spread out. */
+  private backOff(attempt: number): Promise<void> {
+    return sleep(this.o.clock, Math.floor((this.o.random ?? Math.random)() * 20 * attempt));
   }
 
   private async remember(rec: LeaseRecord, how: 'kept' | 'reclaimed' | 'new'): Promise<LeaseRecord> {
