@@ -2,14 +2,15 @@
 // written as the transactions lease policy asks for, every value validated;
 // each failure typed as an outage or a refusal, naming the endpoints.
 
-import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
+import { type ComparatorBuilder, Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
 import { type Clock, systemClock } from '../clock.js';
 import { WeftError, errorMessage, isWeftError } from '../errors.js';
-import { type Cidr, formatCidr } from '../net/ipv4.js';
+import type { Cidr } from '../net/ipv4.js';
 import { type StoredEntry, deleteEvent, leaseEntries, putEvent, watchBroken } from './entries.js';
 import { refusalReason } from './etcd_refusal.js';
 import { muteIpServernameWarning } from './ip_servername_warning.js';
 import { configKey, subnetKey, subnetsPrefix } from './keys.js';
+import { grantedTtl, writeConfig, writeOnFreshLease } from './steps.js';
 import type { LeaseListing, LeaseRecord, LeaseWatch, LeaseWatchHandlers, Registry } from './registry.js';
 import { type NetworkConfig, type SubnetLease, decodeNetworkConfig, encodeNetworkConfig, encodeSubnetLease } from './schema.js';
 
@@ -126,18 +127,14 @@ export class EtcdRegistry implements Registry {
     return text === null ? undefined : decodeNetworkConfig(key, text);
   }
 
-  async putConfig(cfg: NetworkConfig, force: boolean): Promise<'created' | 'unchanged' | 'replaced'> {
+  putConfig(cfg: NetworkConfig, force: boolean): Promise<'created' | 'unchanged' | 'replaced'> {
     const key = configKey(this.prefix);
     const text = encodeNetworkConfig(cfg);
-    const created = await this.call(`create ${key}`, () => this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(text)).commit());
-    if (created.succeeded) return 'created';
-    const current = await this.call(`get ${key}`, () => this.client.get(key).string());
-    if (current === text) return 'unchanged';
-    if (!force) {
-      throw new WeftError('WEFT_CONFIG_CONFLICT', `${key} already holds a different config (${current}); pass --force to replace it`, { key, current });
-    }
-    await this.call(`put ${key}`, () => this.client.put(key).value(text).exec());
-    return 'replaced';
+    return writeConfig(key, text, force, {
+      create: async () => (await this.call(`create ${key}`, () => this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(text)).commit())).succeeded,
+      read: async () => (await this.call(`get ${key}`, () => this.client.get(key).string())) ?? undefined,
+      overwrite: async () => void (await this.call(`put ${key}`, () => this.client.put(key).value(text).exec())),
+    });
   }
 
   /**
@@ -164,9 +161,16 @@ export class EtcdRegistry implements Registry {
     return { ...leaseEntries(this.prefix, kvs), revision };
   }
 
-  private async grant(ttlS: number): Promise<string> {
-    const res = await this.call('grant lease', () => this.client.leaseClient.leaseGrant({ TTL: ttlS }));
-    return res.ID;
+  /** The compare-and-write of a subnet key on a fresh etcd lease; `compare` is the etcd3 builder's `if`. */
+  private writeOnFreshLease(what: string, subnet: Cidr, key: string, value: SubnetLease, ttlS: number, compare: () => ComparatorBuilder): Promise<LeaseRecord | undefined> {
+    return writeOnFreshLease(subnet, key, value, {
+      grant: async () => (await this.call('grant lease', () => this.client.leaseClient.leaseGrant({ TTL: ttlS }))).ID,
+      write: async (id) => {
+        const res = await this.call(what, () => compare().then(this.client.put(key).value(encodeSubnetLease(value)).lease(id)).commit());
+        return { succeeded: res.succeeded, revision: res.header.revision };
+      },
+      revoke: (id) => this.revokeLease(id),
+    });
   }
 
   async revokeLease(id: string): Promise<void> {
@@ -176,38 +180,13 @@ export class EtcdRegistry implements Registry {
 
   async createLease(subnet: Cidr, value: SubnetLease, ttlS: number): Promise<LeaseRecord | undefined> {
     const key = subnetKey(this.prefix, subnet);
-    const id = await this.grant(ttlS);
-    try {
-      const res = await this.call(`create ${key}`, () =>
-        this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(encodeSubnetLease(value)).lease(id)).commit(),
-      );
-      if (!res.succeeded) {
-        await this.revokeLease(id);
-        return undefined;
-      }
-      return { subnet, key, lease: value, etcdLease: id, modRevision: res.header.revision };
-    } catch (err) {
-      await this.revokeLease(id);
-      throw err;
-    }
+    return this.writeOnFreshLease(`create ${key}`, subnet, key, value, ttlS, () => this.client.if(key, 'Create', '==', 0));
   }
 
   async replaceLease(prev: LeaseRecord, value: SubnetLease, ttlS: number): Promise<LeaseRecord | undefined> {
-    const id = await this.grant(ttlS);
-    try {
-      const res = await this.call(`replace ${prev.key}`, () =>
-        this.client.if(prev.key, 'Mod', '==', prev.modRevision).then(this.client.put(prev.key).value(encodeSubnetLease(value)).lease(id)).commit(),
-      );
-      if (!res.succeeded) {
-        await this.revokeLease(id);
-        return undefined;
-      }
-      await this.revokeLease(prev.etcdLease);
-      return { subnet: prev.subnet, key: prev.key, lease: value, etcdLease: id, modRevision: res.header.revision };
-    } catch (err) {
-      await this.revokeLease(id);
-      throw err;
-    }
+    const rec = await this.writeOnFreshLease(`replace ${prev.key}`, prev.subnet, prev.key, value, ttlS, () => this.client.if(prev.key, 'Mod', '==', prev.modRevision));
+    if (rec) await this.revokeLease(prev.etcdLease);
+    return rec;
   }
 
   async renewLease(rec: LeaseRecord): Promise<number> {
@@ -235,8 +214,7 @@ export class EtcdRegistry implements Registry {
         else stream.cancel();
       }
     });
-    if (ttl <= 0) throw new WeftError('WEFT_LEASE_LOST', `the etcd lease of ${rec.key} has expired`, { key: rec.key, subnet: formatCidr(rec.subnet) });
-    return ttl;
+    return grantedTtl(rec, ttl);
   }
 
   async leaseTtl(rec: LeaseRecord): Promise<number> {
