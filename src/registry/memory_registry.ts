@@ -40,6 +40,12 @@ interface StoreWatch {
   closed: boolean;
 }
 
+/** A watch, for its client: closed by it, or cut off with it (a partition of one client). */
+export interface StoreWatchHandle {
+  close(): void;
+  cut(on: boolean): void;
+}
+
 /** What a write transaction compares, as weft uses etcd's: the key absent, or unchanged since a revision. */
 export type Compare = { readonly key: string; readonly absent: true } | { readonly key: string; readonly modRevision: number };
 
@@ -84,14 +90,16 @@ export class MemoryStore {
   setOutage(down: boolean): void {
     if (down === this.down) return;
     this.down = down;
-    for (const w of this.watches) {
-      if (down) w.cut = true;
-      else if (w.cut) {
-        // The reconnected watch ends (the etcd registry's contract): the store stops feeding it.
-        w.closed = true;
-        this.watches.delete(w);
-        queueMicrotask(() => w.broken('watch reconnected'));
-      }
+    for (const w of this.watches) this.cut(w, down);
+  }
+
+  /** Cuts a watch off (nothing delivered), or reconnects it: a reconnected watch ends, as the etcd registry reports one. */
+  private cut(w: StoreWatch, on: boolean): void {
+    if (on) w.cut = true;
+    else if (w.cut) {
+      w.closed = true;
+      this.watches.delete(w);
+      queueMicrotask(() => w.broken('watch reconnected'));
     }
   }
 
@@ -192,22 +200,25 @@ export class MemoryStore {
    * its own and in revision order. A revision already compacted breaks the
    * watch at once, as etcd cancels it.
    */
-  watch(prefix: string, fromRevision: number, deliver: (c: Change) => void, broken: (reason: string) => void): { close(): void } {
+  watch(prefix: string, fromRevision: number, deliver: (c: Change) => void, broken: (reason: string) => void): StoreWatchHandle {
     this.expire();
     const w: StoreWatch = { prefix, deliver, broken, cut: false, closed: false };
-    if (fromRevision < this.compacted) {
-      const compacted = this.compacted;
-      queueMicrotask(() => broken(`required revision ${fromRevision} has been compacted (at ${compacted})`));
-      return { close: () => undefined };
-    }
-    for (const c of this.history) if (c.revision >= fromRevision && c.key.startsWith(prefix)) this.send(w, c);
-    this.watches.add(w);
-    return {
+    const handle: StoreWatchHandle = {
       close: () => {
         w.closed = true;
         this.watches.delete(w);
       },
+      cut: (on) => this.cut(w, on),
     };
+    if (fromRevision < this.compacted) {
+      const compacted = this.compacted;
+      w.closed = true;
+      queueMicrotask(() => broken(`required revision ${fromRevision} has been compacted (at ${compacted})`));
+      return handle;
+    }
+    for (const c of this.history) if (c.revision >= fromRevision && c.key.startsWith(prefix)) this.send(w, c);
+    this.watches.add(w);
+    return handle;
   }
 
   private send(w: StoreWatch, c: Change): void {
@@ -267,6 +278,8 @@ export class MemoryRegistry implements Registry {
   lastContactMs: number | undefined;
   reachable = false;
   private closed = false;
+  private partitioned = false;
+  private readonly watches = new Set<StoreWatchHandle>();
 
   constructor(
     private readonly store: MemoryStore,
@@ -282,7 +295,7 @@ export class MemoryRegistry implements Registry {
     await null;
     const unavailable = (why: string, cause?: unknown): WeftError =>
       new WeftError('WEFT_ETCD_UNAVAILABLE', `etcd memory: ${what}: ${why}`, { endpoints: ['memory'], what }, cause === undefined ? undefined : { cause });
-    if (this.store.outage || this.closed) {
+    if (this.store.outage || this.partitioned || this.closed) {
       this.reachable = false;
       throw unavailable(this.closed ? 'client closed' : 'unreachable (injected outage)');
     }
@@ -296,6 +309,16 @@ export class MemoryRegistry implements Registry {
     this.lastContactMs = this.store.clock.now();
     this.reachable = true;
     return result;
+  }
+
+  /**
+   * Cuts this client alone off from the store (a partition of one node), or
+   * lets it back: its calls fail and its watches behave as in a store-wide
+   * outage, while other clients go on.
+   */
+  setPartitioned(on: boolean): void {
+    this.partitioned = on;
+    for (const w of this.watches) w.cut(on);
   }
 
   async ping(): Promise<void> {
@@ -368,8 +391,8 @@ export class MemoryRegistry implements Registry {
 
   async watchLeases(fromRevision: string, h: LeaseWatchHandlers): Promise<LeaseWatch> {
     let done = false;
-    const watch = await this.call('watch leases', () =>
-      this.store.watch(
+    const watch = await this.call('watch leases', () => {
+      const w: StoreWatchHandle = this.store.watch(
         subnetsPrefix(this.prefix),
         Number(fromRevision),
         (c) => {
@@ -377,17 +400,22 @@ export class MemoryRegistry implements Registry {
           const ev = c.type === 'put' ? putEvent(this.prefix, stored(c.key, c.kv)) : deleteEvent(this.prefix, c.key, String(c.revision));
           if (ev) h.onEvent(ev);
         },
+        // Always in a later microtask than this registration: w is set.
         (reason) => {
+          this.watches.delete(w);
           if (done) return;
           done = true;
           h.onBroken(watchBroken(reason));
         },
-      ),
-    );
+      );
+      this.watches.add(w);
+      return w;
+    });
     return {
       cancel: async () => {
         done = true;
         watch.close();
+        this.watches.delete(watch);
       },
     };
   }

@@ -228,6 +228,17 @@ describe.each([
     await fresh.cancel();
   });
 
+  it('a lease is renewed through any client of the store, as etcd leases are global', async () => {
+    const prefix = uniquePrefix('global');
+    const a = s.open(prefix);
+    const b = s.open(prefix);
+    const rec = (await a.createLease(parseCidr('198.19.12.0/24'), lease('n'), TTL_S))!;
+    await s.elapse(2000);
+    expect(await b.renewLease(rec)).toBe(TTL_S);
+    await s.elapse(2000);
+    expect((await a.listLeases()).records.map((x) => x.etcdLease)).toEqual([rec.etcdLease]);
+  });
+
   it('lists every lease at one revision however small the page', async () => {
     const prefix = uniquePrefix('pages');
     const r = s.open(prefix, 2);
