@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // weftctl: operator commands against etcd: init the network config, show it, list the leases.
 
-import { DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
+import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
 import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni } from '../cni/install.js';
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
 import { WeftError } from '../errors.js';
@@ -9,11 +9,12 @@ import { formatCidr } from '../net/ipv4.js';
 import { configKey } from '../registry/keys.js';
 import type { Registry } from '../registry/registry.js';
 import { VERSION } from '../version.js';
-import { ETCD_FLAGS, type FlagSpec, type FlagValues, etcdConnection, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { ETCD_FLAGS, etcdConnection } from './etcd_flags.js';
+import { type FlagSpec, type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { runMain } from './main.js';
 import { resolve } from 'node:path';
 import { fetchStatusText, formatDuration, formatStatus, formatTable, parseStatus } from './weftctl_status.js';
-import { DEFAULT_METRICS_ADDR, parseListenAddr } from '../observe/http_server.js';
+import { parseListenAddr } from '../net/listen_addr.js';
 
 const FLAGS: readonly FlagSpec[] = [
   ...ETCD_FLAGS,

@@ -3,12 +3,12 @@
 
 import { systemClock } from '../clock.js';
 import { Daemon } from '../daemon/daemon.js';
-import { WEFTD_FLAGS, parseDaemonArgs } from '../daemon/options.js';
 import { createLogger } from '../log.js';
 import { EtcdRegistry } from '../registry/etcd_registry.js';
 import { VERSION } from '../version.js';
 import { helpText } from './flags.js';
 import { runMain } from './main.js';
+import { WEFTD_FLAGS, parseDaemonArgs } from './weftd_flags.js';
 
 runMain('weftd', async () => {
   const cmd = parseDaemonArgs(process.argv.slice(2), process.env);
@@ -22,7 +22,7 @@ runMain('weftd', async () => {
   }
   const log = createLogger(cmd.options.logLevel);
   // The real seams, wired here only: etcd, the system clock.
-  const registry = new EtcdRegistry({ ...cmd.options.etcd, clock: systemClock });
+  const registry = new EtcdRegistry({ ...cmd.etcd, clock: systemClock });
   const daemon = new Daemon(cmd.options, log, { registry, clock: systemClock });
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => daemon.stop(sig));
   // SIGHUP is ignored: every setting is read at start; restart to change one.

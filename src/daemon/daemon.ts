@@ -23,7 +23,9 @@ import { TUN_MULTI_QUEUE, TUN_VNET_HDR } from '../host/addon.js';
 import { SystemdNotifier } from '../host/systemd.js';
 import { KernelTun } from '../host/tun.js';
 import { contains, formatCidr, formatIp, parseIp, underlayAddressProblem } from '../net/ipv4.js';
-import { ObserveServer, formatListenAddr } from '../observe/http_server.js';
+import { formatListenAddr } from '../net/listen_addr.js';
+import { ObserveServer } from '../observe/http_server.js';
+import type { DaemonState, DaemonStatus, StatusSource } from '../observe/status.js';
 import { configKey } from '../registry/keys.js';
 import { LeaseKeeper } from '../registry/lease_keeper.js';
 import { LeaseManager } from '../registry/lease_manager.js';
@@ -33,7 +35,6 @@ import type { NetworkConfig } from '../registry/schema.js';
 import { RouteTable } from '../routes/route_table.js';
 import { VERSION } from '../version.js';
 import type { DaemonOptions } from './options.js';
-import type { DaemonState, DaemonStatus, StatusSource } from './status.js';
 import { retryWhileEtcdDown } from './retry.js';
 
 /** How often weftd checks that etcd answers. */

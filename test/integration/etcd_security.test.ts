@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EtcdConnection, etcdConnection } from '../../src/cli/flags.js';
+import { type EtcdConnection, etcdConnection } from '../../src/cli/etcd_flags.js';
 import { systemClock } from '../../src/clock.js';
 import { WeftError, isWeftError } from '../../src/errors.js';
 import { parseCidr } from '../../src/net/ipv4.js';
