@@ -1,13 +1,11 @@
 // Lease policy: which subnet this node holds, keeping it across restarts, and
 // renewing it with margin. etcd I/O is the registry's; this file decides.
 
-import { mkdir, readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '../host/atomic_write.js';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type Clock, sleep } from '../clock.js';
 import { WeftError, errorMessage } from '../errors.js';
-import { type Cidr, cidrEquals, contains, formatCidr, parseCidr } from '../net/ipv4.js';
+import { lastSubnetPath, readLastSubnet, writeLastSubnet } from '../host/last_subnet.js';
+import { type Cidr, cidrEquals, contains, formatCidr } from '../net/ipv4.js';
 import { chooseSubnet } from './allocation.js';
 import { parseSubnetKey, subnetKey } from './keys.js';
 import type { LeaseRecord, Registry } from './registry.js';
@@ -120,36 +118,26 @@ export class LeaseManager {
     return rec;
   }
 
-  private lastSubnetPath(): string | undefined {
-    return this.o.stateDir === undefined ? undefined : join(this.o.stateDir, 'subnet');
-  }
-
+  /** The subnet recorded at the last acquisition, if a record is kept and reads. */
   private async readLastSubnet(): Promise<Cidr | undefined> {
-    const path = this.lastSubnetPath();
-    if (!path) return undefined;
-    let text: string;
+    const dir = this.o.stateDir;
+    if (dir === undefined) return undefined;
     try {
-      text = await readFile(path, 'utf8');
-    } catch {
-      return undefined;
-    }
-    try {
-      return parseCidr(text.trim());
+      return await readLastSubnet(dir);
     } catch (err) {
-      this.o.log.warn({ event: 'state_invalid', path, err: errorMessage(err) }, 'ignoring unreadable record of the last subnet');
+      this.o.log.warn({ event: 'state_invalid', path: lastSubnetPath(dir), err: errorMessage(err) }, 'ignoring unreadable record of the last subnet');
       return undefined;
     }
   }
 
-  /** Records the subnet held, atomically, so a restart asks for it again. */
+  /** Records the subnet held, so a restart asks for it again; a failure costs only that. */
   private async writeLastSubnet(subnet: Cidr): Promise<void> {
-    const path = this.lastSubnetPath();
-    if (!path || !this.o.stateDir) return;
+    const dir = this.o.stateDir;
+    if (dir === undefined) return;
     try {
-      await mkdir(this.o.stateDir, { recursive: true });
-      writeFileAtomic(path, `${formatCidr(subnet)}\n`, 0o644);
+      await writeLastSubnet(dir, subnet);
     } catch (err) {
-      this.o.log.warn({ event: 'state_write_failed', path, err: errorMessage(err) }, 'cannot record the subnet held; a restart may get another one');
+      this.o.log.warn({ event: 'state_write_failed', path: lastSubnetPath(dir), err: errorMessage(err) }, 'cannot record the subnet held; a restart may get another one');
     }
   }
 

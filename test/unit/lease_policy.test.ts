@@ -3,7 +3,7 @@
 // the twin to etcd's behaviour). Days of renewals, clock jumps and outages
 // longer than a TTL run in milliseconds.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -173,6 +173,18 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
     const back = await third.manager.acquire();
     expect(back.subnet).toEqual(rec.subnet);
     expect(third.events('lease_acquired').map((x) => x.how)).toEqual(['reclaimed']);
+  });
+
+  it('an unreadable record of the last subnet is ignored with a warning, and rewritten with the subnet leased', async () => {
+    const { clock, store } = world();
+    const dir = await mkdtemp(join(tmpdir(), 'weft-policy-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'subnet'), 'not a subnet\n');
+    const n = node(store, clock, 'n1', { ttlS: 60, stateDir: dir });
+    const rec = await n.manager.acquire();
+    expect(n.events('state_invalid')).toHaveLength(1);
+    expect(n.events('lease_acquired').map((x) => x.how)).toEqual(['new']);
+    expect(await readFile(join(dir, 'subnet'), 'utf8')).toBe(`${formatCidr(rec.subnet)}\n`);
   });
 
   it('a watcher follows peers across a partition of its node and a compaction: re-listed on reconnect, never stuck on the stale table', async () => {
