@@ -32,16 +32,6 @@ function manager(r: EtcdRegistry, node: string, network = '198.19.0.0/16', subne
 }
 
 describe('etcd registry (real etcd on loopback)', () => {
-  it('writes the config once, keeps an equal one, refuses a different one without force', async () => {
-    const r = reg(uniquePrefix('cfg'));
-    expect(await r.getConfig()).toBeUndefined();
-    expect(await r.putConfig(config(), false)).toBe('created');
-    expect(await r.putConfig(config(), false)).toBe('unchanged');
-    await expect(r.putConfig(config('198.19.0.0/17'), false)).rejects.toMatchObject({ code: 'WEFT_CONFIG_CONFLICT' });
-    expect(await r.putConfig(config('198.19.0.0/17'), true)).toBe('replaced');
-    expect(formatCidr((await r.getConfig())!.network)).toBe('198.19.0.0/17');
-  });
-
   it('creates a lease only where none exists, renews and releases it', async () => {
     const r = reg(uniquePrefix('lease'));
     const s = parseCidr('198.19.5.0/24');

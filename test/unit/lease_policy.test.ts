@@ -47,12 +47,17 @@ function world() {
   return { clock, store: new MemoryStore(clock) };
 }
 
+/** A fresh world with node n1 holding a lease of `ttlS` and keeping it. */
+async function keeping(ttlS: number) {
+  const { clock, store } = world();
+  const n = node(store, clock, 'n1', { ttlS });
+  const rec = await n.manager.acquire();
+  return { clock, store, n, rec, keeper: n.keep(rec) };
+}
+
 describe('lease policy on a manual clock (in-memory registry)', () => {
   it('renews at a third of the TTL for two days: the same etcd lease throughout, never lost', async () => {
-    const { clock, store } = world();
-    const n = node(store, clock, 'n1', { ttlS: 3600 });
-    const rec = await n.manager.acquire();
-    const keeper = n.keep(rec);
+    const { clock, n, rec, keeper } = await keeping(3600);
     // Sampled every 7 minutes (off the renewals' 20-minute beat) for 48 hours.
     let lowest = Infinity;
     for (let t = 0; t < 48 * HOUR_MS; t += 7 * 60_000) {
@@ -70,10 +75,7 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
   });
 
   it('a wall-clock jump past expiry: the lease is gone at the next renewal, and the same subnet is taken back on a fresh lease', async () => {
-    const { clock, store } = world();
-    const n = node(store, clock, 'n1', { ttlS: 60 });
-    const rec = await n.manager.acquire();
-    const keeper = n.keep(rec);
+    const { clock, n, rec, keeper } = await keeping(60);
     await clock.advance(10_000);
     clock.jump(5 * 60_000);
     // The store expired the lease on its (jumped) clock; the keeper learns it at its renewal, due at 20 s.
@@ -90,10 +92,7 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
   });
 
   it('an outage shorter than the TTL: renewals fail and are retried every 5 s, and the lease is kept as it was', async () => {
-    const { clock, store } = world();
-    const n = node(store, clock, 'n1', { ttlS: 60 });
-    const rec = await n.manager.acquire();
-    const keeper = n.keep(rec);
+    const { clock, store, n, rec, keeper } = await keeping(60);
     await clock.advance(15_000);
     store.setOutage(true);
     await clock.advance(30_000); // renewal due at 20 s fails, retried at 25, 30, ... 45 s
@@ -109,11 +108,8 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
   });
 
   it('an outage longer than the TTL: the lease is lost at its local deadline and the same subnet re-acquired once etcd answers', async () => {
-    const { clock, store } = world();
-    const n = node(store, clock, 'n1', { ttlS: 60 });
+    const { clock, store, n, rec, keeper } = await keeping(60);
     const other = node(store, clock, 'n2', { ttlS: 60, ip: '198.18.0.2' });
-    const rec = await n.manager.acquire();
-    const keeper = n.keep(rec);
     await clock.advance(15_000);
     store.setOutage(true);
     await clock.advance(60_000); // 75 s: past the 60 s deadline, with no answer since 0 s
@@ -130,10 +126,7 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
   });
 
   it('an outage longer than the TTL during which another node took the subnet: fatal, naming it, and nothing else leased', async () => {
-    const { clock, store } = world();
-    const n = node(store, clock, 'n1', { ttlS: 60 });
-    const rec = await n.manager.acquire();
-    const keeper = n.keep(rec);
+    const { clock, store, n, rec, keeper } = await keeping(60);
     store.setOutage(true);
     await clock.advance(70_000);
     store.setOutage(false);
