@@ -39,7 +39,7 @@ export interface EtcdOptions {
   readonly auth?: { readonly username: string; readonly password: string };
   /** Keys per page of a lease listing (default 1000). */
   readonly listPageSize?: number;
-  /** What lastContactMs is read on (default: the system clock). */
+  /** What lastContactMs is read on (default: the system clock); call deadlines are gRPC's, on real time. */
   readonly clock?: Clock;
 }
 

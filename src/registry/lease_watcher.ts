@@ -110,7 +110,7 @@ export class LeaseWatcher {
       if (this.closed) return;
       const watch = await this.o.registry.watchLeases((BigInt(listing.revision) + 1n).toString(), {
         onEvent: (ev) => this.apply(ev),
-        onBroken: (err) => this.resyncSoon(`watch broken: ${errorMessage(err)}`),
+        onBroken: (err) => this.resyncSoon(err.message),
       });
       // Closed while the watch was being created: close() could not cancel it.
       if (this.closed) {

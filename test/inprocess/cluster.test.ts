@@ -3,6 +3,7 @@
 // against the in-memory registry, on a manual clock. No root, no etcd, no
 // real seconds: hours of leases, outages, clashes and churn in seconds.
 
+import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatIp, parseCidr } from '../../src/net/ipv4.js';
 import { ClusterNode, MemoryCluster } from '../harness/memory_cluster.js';
@@ -92,6 +93,20 @@ describe('a weft cluster in one process (in-memory registry, TUN, underlay; manu
     expect((await cluster.admin.listLeases()).records).toHaveLength(2);
     await ping(a, b);
   }, 30_000);
+
+  it('a stop tears the host down (filter, masquerade, TUN) and, with --release-on-exit, gives the subnet back and removes the subnet file', async () => {
+    const [a, b] = (await startAll(2, { ipMasq: true, releaseOnExit: true })) as [ClusterNode, ClusterNode];
+    const file = b.options().subnetFile;
+    expect(readFileSync(file, 'utf8')).toContain(`FLANNEL_SUBNET=${formatIp(parseCidr(b.status().subnet!).base + 1)}/24`);
+    expect(b.host).toMatchObject({ encapFilter: true, masquerade: true });
+    await b.stop();
+    expect(b.ended).toBeNull();
+    expect(b.host).toMatchObject({ encapFilter: false, masquerade: false });
+    expect(b.tun.closed).toBe(true);
+    expect(existsSync(file)).toBe(false);
+    expect((await cluster.admin.listLeases()).records.map((r) => r.lease.nodeName)).toEqual(['n1']);
+    await cluster.until('n1 drops the route to n2', () => a.status().peers.length === 0);
+  });
 
   it('a restarted daemon keeps its subnet and its peers route to its new instance', async () => {
     const [a, b] = (await startAll(2)) as [ClusterNode, ClusterNode];
