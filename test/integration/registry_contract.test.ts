@@ -1,7 +1,8 @@
 // The Registry contract, one suite run against both implementations: the
 // etcd registry on a real etcd of its own (so compaction and a frozen etcd
-// touch no other test) and the in-memory twin on a manual clock. The twin
-// may stand in for etcd in tests only as far as this suite holds for both.
+// touch no other test) and the in-memory twin on a manual clock, down to the
+// outcome of lease policy over each. The twin may stand in for etcd in tests
+// only as far as this suite holds for both.
 
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,12 +11,13 @@ import { type WeftError, isWeftError } from '../../src/errors.js';
 import { formatCidr, parseCidr } from '../../src/net/ipv4.js';
 import { EtcdRegistry } from '../../src/registry/etcd_registry.js';
 import { subnetKey } from '../../src/registry/keys.js';
+import { LeaseManager } from '../../src/registry/lease_manager.js';
 import { MemoryRegistry, MemoryStore } from '../../src/registry/memory_registry.js';
 import type { LeaseEvent, Registry } from '../../src/registry/registry.js';
 import type { SubnetLease } from '../../src/registry/schema.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd_server.js';
 import { ManualClock } from '../harness/manual_clock.js';
-import { config, uniquePrefix } from '../harness/registry_fixture.js';
+import { captureLogger, config, uniquePrefix } from '../harness/registry_fixture.js';
 import { sleep, until } from '../harness/until.js';
 
 /** One implementation under test, with the levers the suite pulls on its store. */
@@ -32,6 +34,8 @@ interface Subject {
   compact(): Promise<void>;
   /** Cuts clients off from the store, or lets them back. */
   outage(on: boolean): Promise<void>;
+  /** Waits for `p`, letting the store's time run meanwhile (backoffs sleep on the clock). */
+  settle<T>(p: Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -63,6 +67,7 @@ async function etcdSubject(): Promise<Subject> {
       process.kill(server.pid, on ? 'SIGSTOP' : 'SIGCONT');
       frozen = on;
     },
+    settle: (p) => p,
     close: async () => {
       if (frozen) process.kill(server.pid, 'SIGCONT');
       for (const r of opened) r.close();
@@ -83,6 +88,15 @@ function memorySubject(): Subject {
     deleteRaw: async (key) => void store.delete(key),
     compact: async () => store.compact(),
     outage: async (on) => store.setOutage(on),
+    settle: async (p) => {
+      let done = false;
+      void p.then(
+        () => (done = true),
+        () => (done = true),
+      );
+      while (!done) await clock.advance(10);
+      return p;
+    },
     close: async () => undefined,
   };
 }
@@ -238,6 +252,26 @@ describe.each([
     await s.elapse(2000);
     expect((await a.listLeases()).records.map((x) => x.etcdLease)).toEqual([rec.etcdLease]);
   });
+
+  it('lease policy comes out the same: 10 racing nodes that each take the lowest free subnet end on the 10 lowest; a restart keeps its subnet', async () => {
+    const prefix = uniquePrefix('race');
+    const manager = (name: string, instance = `${name}-1`): LeaseManager =>
+      new LeaseManager({
+        registry: s.open(prefix),
+        config: config('198.19.0.0/24', 28),
+        value: { ...lease(name), instance },
+        ttlS: 60,
+        stateDir: undefined,
+        log: captureLogger().log,
+        clock: s.clock,
+        random: () => 0,
+      });
+    const recs = await s.settle(Promise.all(Array.from({ length: 10 }, (_, i) => manager(`n${i}`).acquire())));
+    expect(recs.map((r) => formatCidr(r.subnet)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))).toEqual(Array.from({ length: 10 }, (_, i) => `198.19.0.${16 * (i + 1)}/28`));
+    const again = await s.settle(manager('n3', 'n3-2').acquire());
+    expect(again.subnet).toEqual(recs[3]!.subnet);
+    expect((await s.open(prefix).listLeases()).records).toHaveLength(10);
+  }, 30_000);
 
   it('lists every lease at one revision however small the page', async () => {
     const prefix = uniquePrefix('pages');
