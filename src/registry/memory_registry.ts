@@ -46,8 +46,12 @@ export interface StoreWatchHandle {
   cut(on: boolean): void;
 }
 
-/** What a write transaction compares, as weft uses etcd's: the key absent, or unchanged since a revision. */
-export type Compare = { readonly key: string; readonly absent: true } | { readonly key: string; readonly modRevision: number };
+/**
+ * What a write transaction compares, as weft uses etcd's: the key's create
+ * revision 0 (it does not exist), or its mod revision (unchanged since).
+ * An absent key has both revisions 0, as in etcd.
+ */
+export type Compare = { readonly key: string; readonly createRevision: 0 } | { readonly key: string; readonly modRevision: number };
 
 /** What it then does. */
 export type Write = { readonly put: string; readonly value: string; readonly lease?: string } | { readonly delete: string };
@@ -69,11 +73,6 @@ export class MemoryStore {
   private expiryTimer: Timer | undefined;
 
   constructor(readonly clock: Clock) {}
-
-  /** The revision of the last write (etcd starts at 1). */
-  get revision(): number {
-    return this.rev;
-  }
 
   /** Whether clients can reach the store. */
   get outage(): boolean {
@@ -127,7 +126,7 @@ export class MemoryStore {
   txn(compare: Compare, write: Write): { succeeded: boolean; revision: number } {
     this.expire();
     const cur = this.kvs.get(compare.key);
-    const holds = 'absent' in compare ? cur === undefined : cur !== undefined && cur.modRevision === compare.modRevision;
+    const holds = 'createRevision' in compare ? (cur?.createRevision ?? 0) === compare.createRevision : (cur?.modRevision ?? 0) === compare.modRevision;
     if (!holds) return { succeeded: false, revision: this.rev };
     if ('put' in write) {
       if (write.lease !== undefined && write.lease !== '0' && !this.leases.has(write.lease)) {
@@ -335,7 +334,7 @@ export class MemoryRegistry implements Registry {
     const key = configKey(this.prefix);
     const text = encodeNetworkConfig(cfg);
     return writeConfig(key, text, force, {
-      create: async () => (await this.call(`create ${key}`, () => this.store.txn({ key, absent: true }, { put: key, value: text }))).succeeded,
+      create: async () => (await this.call(`create ${key}`, () => this.store.txn({ key, createRevision: 0 }, { put: key, value: text }))).succeeded,
       read: async () => (await this.call(`get ${key}`, () => this.store.get(key)))?.value,
       overwrite: async () => void (await this.call(`put ${key}`, () => this.store.put(key, text))),
     });
@@ -348,7 +347,7 @@ export class MemoryRegistry implements Registry {
 
   async createLease(subnet: Cidr, value: SubnetLease, ttlS: number): Promise<LeaseRecord | undefined> {
     const key = subnetKey(this.prefix, subnet);
-    return this.writeOnFreshLease(`create ${key}`, subnet, key, { key, absent: true }, value, ttlS);
+    return this.writeOnFreshLease(`create ${key}`, subnet, key, { key, createRevision: 0 }, value, ttlS);
   }
 
   async replaceLease(prev: LeaseRecord, value: SubnetLease, ttlS: number): Promise<LeaseRecord | undefined> {
