@@ -24,6 +24,8 @@ export const DEFAULT_SUBNET_LEN = 24;
 
 export const DEFAULT_ETCD_ENDPOINT = 'http://127.0.0.1:2379';
 export const DEFAULT_TUN_NAME = 'weft0';
+/** Where weftd serves /metrics, /healthz, /readyz, /status, and where weftctl status asks. */
+export const DEFAULT_METRICS_ADDR = '127.0.0.1:9474';
 export const DEFAULT_SUBNET_FILE = '/run/weft/subnet.env';
 export const DEFAULT_STATE_DIR = '/var/lib/weft';
 /** flannel's default lease TTL: a day. Renewed at a third of it. */

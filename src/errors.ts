@@ -13,6 +13,8 @@ export type WeftErrorCode =
   | 'WEFT_ETCD_UNAVAILABLE'
   /** etcd answers but refuses us: TLS trust or client certificate, user/password, permissions. Not retried at start. */
   | 'WEFT_ETCD_AUTH'
+  /** A lease watch ended (its start revision compacted, a reconnect, a server cancel): re-list and watch again. */
+  | 'WEFT_WATCH_BROKEN'
   | 'WEFT_HOST_SETUP'
   | 'WEFT_TUN_OPEN'
   | 'WEFT_ADDON_MISSING'

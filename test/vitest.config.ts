@@ -1,4 +1,5 @@
-// Test tiers: unit/ (pure), integration/ (real etcd on loopback, real addon),
+// Test tiers: unit/ (pure), inprocess/ (whole control planes over the in-memory twins),
+// integration/ (real etcd on loopback, real addon),
 // e2e/ and lab/ (root: network namespaces, TUN, weftd processes).
 import { defineConfig } from 'vitest/config';
 

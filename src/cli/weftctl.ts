@@ -1,19 +1,20 @@
 #!/usr/bin/env node
 // weftctl: operator commands against etcd: init the network config, show it, list the leases.
 
-import { DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
+import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
 import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni } from '../cni/install.js';
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
 import { configKey } from '../registry/keys.js';
-import type { EtcdRegistry } from '../registry/registry.js';
+import type { Registry } from '../registry/registry.js';
 import { VERSION } from '../version.js';
-import { ETCD_FLAGS, type FlagSpec, type FlagValues, etcdConnection, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { ETCD_FLAGS, etcdConnection } from './etcd_flags.js';
+import { type FlagSpec, type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { runMain } from './main.js';
 import { resolve } from 'node:path';
 import { fetchStatusText, formatDuration, formatStatus, formatTable, parseStatus } from './weftctl_status.js';
-import { DEFAULT_METRICS_ADDR, parseListenAddr } from '../observe/http_server.js';
+import { parseListenAddr } from '../net/listen_addr.js';
 
 const FLAGS: readonly FlagSpec[] = [
   ...ETCD_FLAGS,
@@ -49,13 +50,13 @@ Commands:
                  install the weft CNI plugin and its conflist (weft, then portmap)`;
 
 /** Loaded only by the commands that talk to etcd: the client and protobufjs cost most of weftctl's start. */
-async function registryFrom(values: FlagValues): Promise<EtcdRegistry> {
+async function registryFrom(values: FlagValues): Promise<Registry> {
   const connection = etcdConnection(values);
-  const { EtcdRegistry } = await import('../registry/registry.js');
+  const { EtcdRegistry } = await import('../registry/etcd_registry.js');
   return new EtcdRegistry(connection);
 }
 
-async function init(reg: EtcdRegistry, values: FlagValues): Promise<void> {
+async function init(reg: Registry, values: FlagValues): Promise<void> {
   const network = stringFlag(values, 'network') ?? DEFAULT_NETWORK;
   const raw = {
     network,
@@ -69,13 +70,13 @@ async function init(reg: EtcdRegistry, values: FlagValues): Promise<void> {
   process.stdout.write(`${configKey(reg.prefix)}: ${result} (network ${formatCidr(cfg.network)}, subnets /${cfg.subnetLen}, vni ${cfg.vni}, port ${cfg.port})\n`);
 }
 
-async function showConfig(reg: EtcdRegistry): Promise<void> {
+async function showConfig(reg: Registry): Promise<void> {
   const cfg = await reg.getConfig();
   if (!cfg) throw new WeftError('WEFT_CONFIG_MISSING', `no network config at ${configKey(reg.prefix)}; run: weftctl init --network 10.244.0.0/16`, { key: configKey(reg.prefix) });
   process.stdout.write(`${JSON.stringify({ network: formatCidr(cfg.network), subnetLen: cfg.subnetLen, vni: cfg.vni, port: cfg.port })}\n`);
 }
 
-async function leases(reg: EtcdRegistry, json: boolean): Promise<void> {
+async function leases(reg: Registry, json: boolean): Promise<void> {
   const listing = await reg.listLeases();
   const rows = await Promise.all(
     listing.records.map(async (r) => ({ subnet: formatCidr(r.subnet), node: r.lease.nodeName, publicIp: r.lease.publicIp, port: r.lease.port, expiresInS: await reg.leaseTtl(r) })),

@@ -3,8 +3,8 @@
 
 import { request } from 'node:http';
 import { COUNTER_NAMES, totalDrops } from '../dataplane/counters.js';
-import type { DaemonStatus } from '../daemon/status.js';
-import { type ListenAddr, formatListenAddr } from '../observe/http_server.js';
+import { type ListenAddr, formatListenAddr } from '../net/listen_addr.js';
+import type { DaemonStatus } from '../observe/status.js';
 
 const TIMEOUT_MS = 5000;
 

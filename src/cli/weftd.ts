@@ -1,12 +1,16 @@
 #!/usr/bin/env node
-// weftd: the per-node daemon. Parses flags, runs the Daemon, maps signals to its one shutdown path.
+// weftd: the per-node daemon. Parses flags, wires the real seams (etcd, kernel, systemd), runs the Daemon, maps signals to its one shutdown path.
 
+import { systemClock } from '../clock.js';
 import { Daemon } from '../daemon/daemon.js';
-import { WEFTD_FLAGS, parseDaemonArgs } from '../daemon/options.js';
+import { kernelDataplane, kernelHost } from '../daemon/kernel_seams.js';
+import { SystemdNotifier } from '../host/systemd.js';
 import { createLogger } from '../log.js';
+import { EtcdRegistry } from '../registry/etcd_registry.js';
 import { VERSION } from '../version.js';
 import { helpText } from './flags.js';
 import { runMain } from './main.js';
+import { WEFTD_FLAGS, parseDaemonArgs } from './weftd_flags.js';
 
 runMain('weftd', async () => {
   const cmd = parseDaemonArgs(process.argv.slice(2), process.env);
@@ -19,11 +23,23 @@ runMain('weftd', async () => {
     return;
   }
   const log = createLogger(cmd.options.logLevel);
-  const daemon = new Daemon(cmd.options, log);
+  // The real seams, wired here only.
+  const registry = new EtcdRegistry({ ...cmd.etcd, clock: systemClock });
+  const daemon = new Daemon(cmd.options, log, {
+    registry,
+    clock: systemClock,
+    host: kernelHost,
+    dataplane: kernelDataplane(cmd.options),
+    notifier: SystemdNotifier.fromEnv(process.env, log),
+  });
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => daemon.stop(sig));
   // SIGHUP is ignored: every setting is read at start; restart to change one.
   process.on('SIGHUP', () => log.info({ event: 'sighup_ignored' }, 'SIGHUP ignored; restart weftd to apply new settings'));
-  await daemon.run();
+  try {
+    await daemon.run();
+  } finally {
+    registry.close();
+  }
   // Teardown is done; an etcd that stopped answering can leave gRPC calls
   // that keep the loop alive until it answers. Exit once the logs flushed.
   setTimeout(() => process.exit(), 1000).unref();

@@ -14,8 +14,8 @@ import type { Engine, EngineConfig } from './engine.js';
 import { IcmpBudget } from './icmp_budget.js';
 import { INSIDE_DROP, INSIDE_UNREACHABLE, classifyInside } from './inside.js';
 import { acceptOutside } from './outside.js';
-import type { TunPort } from './tun.js';
-import type { SendDone, UdpTransport } from './udp.js';
+import type { TunPort } from '../host/tun_port.js';
+import type { SendDone, UdpTransport } from '../host/udp_transport.js';
 
 /** Send buffers in flight at most; past that, packets are dropped as send errors. */
 const SEND_POOL = 256;

@@ -5,7 +5,7 @@
 import { COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
 import type { Engine, EngineConfig } from './engine.js';
 import { loadAddon, type NativeEngineHandle, type WeftAddon } from '../host/addon.js';
-import type { TunPort } from './tun.js';
+import type { TunPort } from '../host/tun_port.js';
 import type { RouteTable } from '../routes/route_table.js';
 
 /** The techniques that can be switched off, to measure each one or to work around a kernel. */

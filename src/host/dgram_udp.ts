@@ -5,7 +5,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { JS_ENTROPY_SOCKETS } from '../constants.js';
-import type { DatagramHandler, SendDone, UdpTransport } from '../dataplane/udp.js';
+import type { DatagramHandler, SendDone, UdpTransport } from './udp_transport.js';
 
 export class DgramUdp implements UdpTransport {
   private readonly rx: dgram.Socket;

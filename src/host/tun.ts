@@ -3,7 +3,7 @@
 
 import { closeSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
-import type { TunBatchHandler, TunErrorHandler, TunPort } from '../dataplane/tun.js';
+import type { TunBatchHandler, TunErrorHandler, TunPort } from './tun_port.js';
 import { WeftError } from '../errors.js';
 import { loadAddon, type TunReader, type WeftAddon } from './addon.js';
 

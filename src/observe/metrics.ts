@@ -7,7 +7,7 @@
 // and packet sources are never labels.
 
 import { COUNTER_NAMES, type CounterName } from '../dataplane/counters.js';
-import type { DaemonStatus } from '../daemon/status.js';
+import type { DaemonStatus } from './status.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 

@@ -7,6 +7,7 @@
 //                                                           \--another node holds it--> onFatal
 
 import type { Logger } from 'pino';
+import type { Clock, Timer } from '../clock.js';
 import { WeftError, errorMessage, isWeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
 import type { LeaseManager } from './lease_manager.js';
@@ -20,9 +21,20 @@ export interface LeaseKeeperEvents {
   onFatal(err: WeftError): void;
 }
 
+export interface LeaseKeeperOptions {
+  readonly manager: LeaseManager;
+  /** The lease as acquired. */
+  readonly initial: LeaseRecord;
+  readonly ttlS: number;
+  readonly log: Logger;
+  readonly events: LeaseKeeperEvents;
+  /** What the renewal timer runs on and the local deadline is read on. */
+  readonly clock: Clock;
+}
+
 export class LeaseKeeper {
   private rec: LeaseRecord;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private stopped = false;
   private stepping = false;
   private lost = false;
@@ -31,15 +43,20 @@ export class LeaseKeeper {
   /** Local deadline (ms since epoch): etcd3 reports a lost lease late, so we keep our own. */
   private expiresAtMs: number;
 
-  constructor(
-    private readonly manager: LeaseManager,
-    initial: LeaseRecord,
-    private readonly ttlS: number,
-    private readonly log: Logger,
-    private readonly events: LeaseKeeperEvents,
-  ) {
-    this.rec = initial;
-    this.expiresAtMs = Date.now() + ttlS * 1000;
+  private readonly manager: LeaseManager;
+  private readonly ttlS: number;
+  private readonly log: Logger;
+  private readonly events: LeaseKeeperEvents;
+  private readonly clock: Clock;
+
+  constructor(opts: LeaseKeeperOptions) {
+    this.manager = opts.manager;
+    this.ttlS = opts.ttlS;
+    this.log = opts.log;
+    this.events = opts.events;
+    this.clock = opts.clock;
+    this.rec = opts.initial;
+    this.expiresAtMs = this.clock.now() + this.ttlS * 1000;
   }
 
   get record(): LeaseRecord {
@@ -48,7 +65,7 @@ export class LeaseKeeper {
 
   /** Seconds until the lease expires unless renewed, as far as this node knows. */
   secondsLeft(): number {
-    return Math.max(0, Math.round((this.expiresAtMs - Date.now()) / 1000));
+    return Math.max(0, Math.round((this.expiresAtMs - this.clock.now()) / 1000));
   }
 
   /** Starts renewing; a loss reported before start (lostNow) is acted on at once. */
@@ -58,7 +75,7 @@ export class LeaseKeeper {
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
   }
 
   /** Our key vanished from etcd (deleted or expired): re-acquire now rather than at the next renewal. */
@@ -75,8 +92,8 @@ export class LeaseKeeper {
 
   private schedule(ms: number): void {
     if (this.stopped) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.step(), ms);
+    this.clock.clearTimeout(this.timer);
+    this.timer = this.clock.setTimeout(() => void this.step(), ms);
     this.timer.unref();
   }
 
@@ -97,12 +114,12 @@ export class LeaseKeeper {
   private async renew(): Promise<number> {
     try {
       const ttl = await this.manager.renew(this.rec);
-      this.expiresAtMs = Date.now() + ttl * 1000;
+      this.expiresAtMs = this.clock.now() + ttl * 1000;
       this.renewals++;
       this.log.debug({ event: 'lease_renewed', subnet: formatCidr(this.rec.subnet), ttl_s: ttl }, 'lease renewed');
       return this.intervalMs();
     } catch (err) {
-      if (isWeftError(err, 'WEFT_LEASE_LOST') || Date.now() >= this.expiresAtMs) {
+      if (isWeftError(err, 'WEFT_LEASE_LOST') || this.clock.now() >= this.expiresAtMs) {
         this.lostNow(errorMessage(err));
         return 0;
       }
@@ -121,7 +138,7 @@ export class LeaseKeeper {
       if (this.stopped) return -1;
       this.lost = false;
       this.reacquisitions++;
-      this.expiresAtMs = Date.now() + this.ttlS * 1000;
+      this.expiresAtMs = this.clock.now() + this.ttlS * 1000;
       if (old.etcdLease !== rec.etcdLease) await this.manager.forget(old);
       this.log.info({ event: 'lease_reacquired', subnet: formatCidr(rec.subnet) }, 'lease re-acquired');
       return this.intervalMs();

@@ -1,23 +1,21 @@
 // Lease policy: which subnet this node holds, keeping it across restarts, and
 // renewing it with margin. etcd I/O is the registry's; this file decides.
 
-import { mkdir, readFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { writeFileAtomic } from '../host/atomic_write.js';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { type Clock, sleep } from '../clock.js';
 import { WeftError, errorMessage } from '../errors.js';
-import { type Cidr, cidrEquals, contains, formatCidr, parseCidr } from '../net/ipv4.js';
+import { lastSubnetPath, readLastSubnet, writeLastSubnet } from '../host/last_subnet.js';
+import { type Cidr, cidrEquals, contains, formatCidr } from '../net/ipv4.js';
 import { chooseSubnet } from './allocation.js';
 import { parseSubnetKey, subnetKey } from './keys.js';
-import type { EtcdRegistry, LeaseRecord } from './registry.js';
+import type { LeaseRecord, Registry } from './registry.js';
 import type { NetworkConfig, SubnetLease } from './schema.js';
 
 /** Create/replace attempts before giving up on a contended network. */
 const MAX_ATTEMPTS = 50;
 
 export interface LeaseManagerOptions {
-  readonly registry: EtcdRegistry;
+  readonly registry: Registry;
   readonly config: NetworkConfig;
   /** The value this node writes; nodeName identifies "its" lease. */
   readonly value: SubnetLease;
@@ -26,6 +24,8 @@ export interface LeaseManagerOptions {
   readonly stateDir: string | undefined;
   readonly log: Logger;
   readonly random?: () => number;
+  /** What the backoff between contended attempts waits on. */
+  readonly clock: Clock;
 }
 
 export class LeaseManager {
@@ -69,7 +69,7 @@ export class LeaseManager {
       }
       const rec = await registry.createLease(subnet, value, ttlS);
       if (rec) return this.remember(rec, preferred && cidrEquals(subnet, preferred) ? 'reclaimed' : 'new');
-      await sleep(Math.floor((this.o.random ?? Math.random)() * 20 * attempt));
+      await this.backOff(attempt);
     }
     throw new WeftError('WEFT_LEASE_CONFLICT', `could not lease a subnet of ${formatCidr(config.network)} after ${MAX_ATTEMPTS} attempts: too much contention`, {
       network: formatCidr(config.network),
@@ -102,9 +102,14 @@ export class LeaseManager {
       }
       const rec = held ? await registry.replaceLease(held, value, ttlS) : await registry.createLease(subnet, value, ttlS);
       if (rec) return this.remember(rec, held ? 'kept' : 'reclaimed');
-      await sleep(Math.floor((this.o.random ?? Math.random)() * 20 * attempt));
+      await this.backOff(attempt);
     }
     throw new WeftError('WEFT_LEASE_CONFLICT', `could not take back ${formatCidr(subnet)} after ${MAX_ATTEMPTS} attempts: too much contention`, { subnet: formatCidr(subnet) });
+  }
+
+  /** After a lost race: a random wait, longer with each attempt, so racers spread out. */
+  private backOff(attempt: number): Promise<void> {
+    return sleep(this.o.clock, Math.floor((this.o.random ?? Math.random)() * 20 * attempt));
   }
 
   private async remember(rec: LeaseRecord, how: 'kept' | 'reclaimed' | 'new'): Promise<LeaseRecord> {
@@ -113,36 +118,26 @@ export class LeaseManager {
     return rec;
   }
 
-  private lastSubnetPath(): string | undefined {
-    return this.o.stateDir === undefined ? undefined : join(this.o.stateDir, 'subnet');
-  }
-
+  /** The subnet recorded at the last acquisition, if a record is kept and reads. */
   private async readLastSubnet(): Promise<Cidr | undefined> {
-    const path = this.lastSubnetPath();
-    if (!path) return undefined;
-    let text: string;
+    const dir = this.o.stateDir;
+    if (dir === undefined) return undefined;
     try {
-      text = await readFile(path, 'utf8');
-    } catch {
-      return undefined;
-    }
-    try {
-      return parseCidr(text.trim());
+      return await readLastSubnet(dir);
     } catch (err) {
-      this.o.log.warn({ event: 'state_invalid', path, err: errorMessage(err) }, 'ignoring unreadable record of the last subnet');
+      this.o.log.warn({ event: 'state_invalid', path: lastSubnetPath(dir), err: errorMessage(err) }, 'ignoring unreadable record of the last subnet');
       return undefined;
     }
   }
 
-  /** Records the subnet held, atomically, so a restart asks for it again. */
+  /** Records the subnet held, so a restart asks for it again; a failure costs only that. */
   private async writeLastSubnet(subnet: Cidr): Promise<void> {
-    const path = this.lastSubnetPath();
-    if (!path || !this.o.stateDir) return;
+    const dir = this.o.stateDir;
+    if (dir === undefined) return;
     try {
-      await mkdir(this.o.stateDir, { recursive: true });
-      writeFileAtomic(path, `${formatCidr(subnet)}\n`, 0o644);
+      await writeLastSubnet(dir, subnet);
     } catch (err) {
-      this.o.log.warn({ event: 'state_write_failed', path, err: errorMessage(err) }, 'cannot record the subnet held; a restart may get another one');
+      this.o.log.warn({ event: 'state_write_failed', path: lastSubnetPath(dir), err: errorMessage(err) }, 'cannot record the subnet held; a restart may get another one');
     }
   }
 

@@ -3,11 +3,12 @@
 // breaks and periodically, since a watch can die silently.
 
 import type { Logger } from 'pino';
+import type { Clock, Timer } from '../clock.js';
 import { FEATURE_TCP_CSUM_PARTIAL } from '../constants.js';
 import { errorMessage } from '../errors.js';
 import { type Cidr, cidrEquals, contains, formatCidr, parseIp } from '../net/ipv4.js';
 import { type Peer, RouteTable } from '../routes/route_table.js';
-import type { EtcdRegistry, LeaseEvent, LeaseRecord, LeaseWatch } from './registry.js';
+import type { LeaseEvent, LeaseRecord, LeaseWatch, Registry } from './registry.js';
 import type { NetworkConfig } from './schema.js';
 
 export interface LeaseWatcherEvents {
@@ -20,7 +21,7 @@ export interface LeaseWatcherEvents {
 }
 
 export interface LeaseWatcherOptions {
-  readonly registry: EtcdRegistry;
+  readonly registry: Registry;
   readonly config: NetworkConfig;
   readonly self: Cidr;
   readonly nodeName: string;
@@ -31,6 +32,8 @@ export interface LeaseWatcherOptions {
   readonly log: Logger;
   readonly resyncIntervalMs: number;
   readonly events: LeaseWatcherEvents;
+  /** What the periodic resync and the retry backoff run on. */
+  readonly clock: Clock;
 }
 
 /** Retry delays after a failed re-list: doubling from 500 ms to 30 s (at most the resync interval). */
@@ -41,8 +44,8 @@ export class LeaseWatcher {
   private readonly o: LeaseWatcherOptions;
   private readonly leases = new Map<number, LeaseRecord>();
   private watch: LeaseWatch | undefined;
-  private resyncTimer: NodeJS.Timeout | undefined;
-  private periodic: NodeJS.Timeout | undefined;
+  private resyncTimer: Timer | undefined;
+  private periodic: Timer | undefined;
   private backoffMs = BACKOFF_MIN_MS;
   private closed = false;
   private published: RouteTable | undefined;
@@ -60,14 +63,14 @@ export class LeaseWatcher {
   /** Lists and starts watching; rejects if the first listing fails. */
   async start(): Promise<void> {
     await this.sync();
-    this.periodic = setInterval(() => this.resyncSoon('periodic'), this.o.resyncIntervalMs);
+    this.periodic = this.o.clock.setInterval(() => this.resyncSoon('periodic'), this.o.resyncIntervalMs);
     this.periodic.unref();
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.resyncTimer);
-    clearInterval(this.periodic);
+    this.o.clock.clearTimeout(this.resyncTimer);
+    this.o.clock.clearTimeout(this.periodic);
     await this.watch?.cancel();
   }
 
@@ -108,7 +111,7 @@ export class LeaseWatcher {
       if (this.closed) return;
       const watch = await this.o.registry.watchLeases((BigInt(listing.revision) + 1n).toString(), {
         onEvent: (ev) => this.apply(ev),
-        onBroken: (err) => this.resyncSoon(`watch broken: ${errorMessage(err)}`),
+        onBroken: (err) => this.resyncSoon(err.message),
       });
       // Closed while the watch was being created: close() could not cancel it.
       if (this.closed) {
@@ -126,7 +129,7 @@ export class LeaseWatcher {
   /** etcd answers again after an outage: re-list now instead of at the next backed-off retry. */
   resyncNow(reason: string): void {
     if (this.closed || this.syncing) return;
-    clearTimeout(this.resyncTimer);
+    this.o.clock.clearTimeout(this.resyncTimer);
     this.resyncTimer = undefined;
     this.backoffMs = BACKOFF_MIN_MS;
     this.resyncSoon(reason, 0);
@@ -135,7 +138,7 @@ export class LeaseWatcher {
   private resyncSoon(reason: string, delayMs?: number): void {
     if (this.closed || this.syncing || this.resyncTimer) return;
     const delay = delayMs ?? (reason === 'periodic' ? 0 : this.backoffMs);
-    this.resyncTimer = setTimeout(() => {
+    this.resyncTimer = this.o.clock.setTimeout(() => {
       this.resyncTimer = undefined;
       this.resyncs++;
       this.o.log.info({ event: 'watch_resync', reason }, 'resyncing leases');

@@ -2,8 +2,8 @@
 // run in one test process with no root: packets injected into a MemoryTun
 // come out of the engine as datagrams on a MemoryNetwork, and back.
 
-import type { TunBatchHandler, TunPort } from '../../src/dataplane/tun.js';
-import type { DatagramHandler, SendDone, UdpTransport } from '../../src/dataplane/udp.js';
+import type { TunBatchHandler, TunPort } from '../../src/host/tun_port.js';
+import type { DatagramHandler, SendDone, UdpTransport } from '../../src/host/udp_transport.js';
 
 export class MemoryTun implements TunPort {
   readonly name = 'mem0';

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { inject } from 'vitest';
 import { parseCidr } from '../../src/net/ipv4.js';
-import { EtcdRegistry } from '../../src/registry/registry.js';
+import { EtcdRegistry } from '../../src/registry/etcd_registry.js';
 import type { NetworkConfig } from '../../src/registry/schema.js';
 
 export function etcdEndpoint(): string {

@@ -1,7 +1,7 @@
 // A hand-made DaemonStatus for the metrics and HTTP tests, and a fake StatusSource.
 
 import { COUNTER_NAMES, type CounterSnapshot, snapshot } from '../../src/dataplane/counters.js';
-import type { DaemonStatus, StatusSource } from '../../src/daemon/status.js';
+import type { DaemonStatus, StatusSource } from '../../src/observe/status.js';
 
 /** Counter i holds 100 + i, so every value is distinct and known. */
 export const counters: CounterSnapshot = snapshot(COUNTER_NAMES.map((_, i) => 100 + i));

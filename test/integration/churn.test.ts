@@ -7,12 +7,13 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.js';
 import type { WeftError } from '../../src/errors.js';
 import { formatCidr, formatIp, parseIp } from '../../src/net/ipv4.js';
 import { LeaseKeeper } from '../../src/registry/lease_keeper.js';
 import { LeaseManager } from '../../src/registry/lease_manager.js';
 import { LeaseWatcher } from '../../src/registry/lease_watcher.js';
-import type { EtcdRegistry } from '../../src/registry/registry.js';
+import type { EtcdRegistry } from '../../src/registry/etcd_registry.js';
 import type { RouteTable } from '../../src/routes/route_table.js';
 import { config, registry, uniquePrefix } from '../harness/registry_fixture.js';
 import { sleep } from '../harness/until.js';
@@ -64,10 +65,11 @@ describe('lease churn: 50 clients joining, leaving, crashing, restarting (real e
       ttlS: TTL_S,
       stateDir: undefined,
       log: silent,
+      clock: systemClock,
     });
     const rec = await manager.acquire();
     const problems: string[] = [];
-    const keeper = new LeaseKeeper(manager, rec, TTL_S, silent, { onFatal: (err: WeftError) => problems.push(`fatal: ${err.message}`) });
+    const keeper = new LeaseKeeper({ manager, initial: rec, ttlS: TTL_S, log: silent, events: { onFatal: (err: WeftError) => problems.push(`fatal: ${err.message}`) }, clock: systemClock });
     const client: Client = {
       name,
       ip,
@@ -85,6 +87,7 @@ describe('lease churn: 50 clients joining, leaving, crashing, restarting (real e
         publicIp: parseIp(ip),
         log: silent,
         resyncIntervalMs: RESYNC_MS,
+        clock: systemClock,
         events: {
           onTable: (t) => {
             client.table = t;

@@ -9,10 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EtcdConnection, etcdConnection } from '../../src/cli/flags.js';
+import { type EtcdConnection, etcdConnection } from '../../src/cli/etcd_flags.js';
+import { systemClock } from '../../src/clock.js';
 import { WeftError, isWeftError } from '../../src/errors.js';
 import { parseCidr } from '../../src/net/ipv4.js';
-import { EtcdRegistry } from '../../src/registry/registry.js';
+import { EtcdRegistry } from '../../src/registry/etcd_registry.js';
 import { LeaseWatcher } from '../../src/registry/lease_watcher.js';
 import type { SubnetLease } from '../../src/registry/schema.js';
 import type { CliResult } from '../harness/cli.js';
@@ -296,6 +297,7 @@ describe('etcd with user/password auth', () => {
       publicIp: 0,
       log: captureLogger().log,
       resyncIntervalMs: 60_000,
+      clock: systemClock,
       events: { onTable: () => undefined, onSelfDeleted: () => undefined, onSelfTaken: () => undefined },
     });
     try {

@@ -2,11 +2,12 @@
 
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { systemClock } from '../../src/clock.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WeftError } from '../../src/errors.js';
 import { LeaseKeeper } from '../../src/registry/lease_keeper.js';
 import { LeaseManager } from '../../src/registry/lease_manager.js';
-import type { EtcdRegistry } from '../../src/registry/registry.js';
+import type { EtcdRegistry } from '../../src/registry/etcd_registry.js';
 import { captureLogger, config, etcdEndpoint, registry, uniquePrefix } from '../harness/registry_fixture.js';
 import { until } from '../harness/until.js';
 
@@ -20,10 +21,10 @@ afterEach(() => {
 async function setUp(node: string, prefix = uniquePrefix('keeper')) {
   const r: EtcdRegistry = registry(prefix);
   const { log, records } = captureLogger();
-  const manager = new LeaseManager({ registry: r, config: config('198.19.0.0/16'), value: { nodeName: node, publicIp: '198.18.0.1', port: 4790, vni: 1, version: 't', engine: 'js', instance: 'i1' }, ttlS: 6, stateDir: undefined, log });
+  const manager = new LeaseManager({ registry: r, config: config('198.19.0.0/16'), value: { nodeName: node, publicIp: '198.18.0.1', port: 4790, vni: 1, version: 't', engine: 'js', instance: 'i1' }, ttlS: 6, stateDir: undefined, log, clock: systemClock });
   const rec = await manager.acquire();
   const fatal: WeftError[] = [];
-  const keeper = new LeaseKeeper(manager, rec, 6, log, { onFatal: (e) => fatal.push(e) });
+  const keeper = new LeaseKeeper({ manager, initial: rec, ttlS: 6, log, events: { onFatal: (e) => fatal.push(e) }, clock: systemClock });
   keeper.start();
   cleanup.push(() => {
     keeper.stop();

@@ -4,9 +4,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseDaemonArgs } from '../../src/daemon/options.js';
+import { parseDaemonArgs } from '../../src/cli/weftd_flags.js';
 import { isWeftError } from '../../src/errors.js';
-import { ObserveServer, formatListenAddr, parseListenAddr } from '../../src/observe/http_server.js';
+import { formatListenAddr, parseListenAddr } from '../../src/net/listen_addr.js';
+import { ObserveServer } from '../../src/observe/http_server.js';
 import { renderMetrics } from '../../src/observe/metrics.js';
 import { runCli } from '../harness/cli.js';
 import { FakeStatusSource, sampleStatus } from '../harness/status_fixture.js';

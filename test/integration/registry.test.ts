@@ -2,11 +2,12 @@
 
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { systemClock } from '../../src/clock.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isWeftError } from '../../src/errors.js';
 import { formatCidr, parseCidr } from '../../src/net/ipv4.js';
 import { LeaseManager } from '../../src/registry/lease_manager.js';
-import type { EtcdRegistry } from '../../src/registry/registry.js';
+import type { EtcdRegistry } from '../../src/registry/etcd_registry.js';
 import type { SubnetLease } from '../../src/registry/schema.js';
 import { captureLogger, config, etcdEndpoint, registry, uniquePrefix } from '../harness/registry_fixture.js';
 
@@ -27,20 +28,10 @@ function lease(node: string, ip = '198.18.0.1'): SubnetLease {
 }
 
 function manager(r: EtcdRegistry, node: string, network = '198.19.0.0/16', subnetLen = 24, stateDir?: string): LeaseManager {
-  return new LeaseManager({ registry: r, config: config(network, subnetLen), value: lease(node), ttlS: 60, stateDir, log: captureLogger().log });
+  return new LeaseManager({ registry: r, config: config(network, subnetLen), value: lease(node), ttlS: 60, stateDir, log: captureLogger().log, clock: systemClock });
 }
 
 describe('etcd registry (real etcd on loopback)', () => {
-  it('writes the config once, keeps an equal one, refuses a different one without force', async () => {
-    const r = reg(uniquePrefix('cfg'));
-    expect(await r.getConfig()).toBeUndefined();
-    expect(await r.putConfig(config(), false)).toBe('created');
-    expect(await r.putConfig(config(), false)).toBe('unchanged');
-    await expect(r.putConfig(config('198.19.0.0/17'), false)).rejects.toMatchObject({ code: 'WEFT_CONFIG_CONFLICT' });
-    expect(await r.putConfig(config('198.19.0.0/17'), true)).toBe('replaced');
-    expect(formatCidr((await r.getConfig())!.network)).toBe('198.19.0.0/17');
-  });
-
   it('creates a lease only where none exists, renews and releases it', async () => {
     const r = reg(uniquePrefix('lease'));
     const s = parseCidr('198.19.5.0/24');

@@ -3,13 +3,15 @@
 // wedge the watcher or its close(); a lost subnet is taken back exactly, or
 // not at all.
 
+import { systemClock } from '../../src/clock.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WeftError } from '../../src/errors.js';
 import { formatCidr, parseCidr } from '../../src/net/ipv4.js';
 import { LeaseKeeper } from '../../src/registry/lease_keeper.js';
 import { LeaseManager } from '../../src/registry/lease_manager.js';
 import { LeaseWatcher } from '../../src/registry/lease_watcher.js';
-import type { EtcdRegistry, LeaseEvent } from '../../src/registry/registry.js';
+import type { EtcdRegistry } from '../../src/registry/etcd_registry.js';
+import type { LeaseEvent } from '../../src/registry/registry.js';
 import type { SubnetLease } from '../../src/registry/schema.js';
 import { startEtcd } from '../harness/etcd_server.js';
 import { captureLogger, config, registry, uniquePrefix } from '../harness/registry_fixture.js';
@@ -45,6 +47,7 @@ describe('registry under etcd faults (real etcd on loopback)', () => {
       publicIp: 0,
       log,
       resyncIntervalMs: 1000,
+      clock: systemClock,
       events: { onTable: () => undefined, onSelfDeleted: () => undefined, onSelfTaken: () => undefined },
     });
     await watcher.start();
@@ -77,10 +80,10 @@ describe('registry under etcd faults (real etcd on loopback)', () => {
       other.close();
     });
     const { log, records } = captureLogger();
-    const manager = new LeaseManager({ registry: r, config: config(), value: lease('n1'), ttlS: 30, stateDir: undefined, log });
+    const manager = new LeaseManager({ registry: r, config: config(), value: lease('n1'), ttlS: 30, stateDir: undefined, log, clock: systemClock });
     const rec = await manager.acquire();
     const fatal: WeftError[] = [];
-    const keeper = new LeaseKeeper(manager, rec, 30, log, { onFatal: (e) => fatal.push(e) });
+    const keeper = new LeaseKeeper({ manager, initial: rec, ttlS: 30, log, events: { onFatal: (e) => fatal.push(e) }, clock: systemClock });
     keeper.start();
     cleanup.push(() => keeper.stop());
 

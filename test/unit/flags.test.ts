@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { envName, parseFlags } from '../../src/cli/flags.js';
-import { WEFTD_FLAGS, autoQueues, parseDaemonArgs } from '../../src/daemon/options.js';
+import { WEFTD_FLAGS, autoQueues, parseDaemonArgs } from '../../src/cli/weftd_flags.js';
 import { availableParallelism } from 'node:os';
 import { isWeftError } from '../../src/errors.js';
 import { commandEnv, runCommand } from '../../src/host/command.js';

@@ -1,5 +1,5 @@
-// The TUN seam: batch reads and single writes of IP packets, provided by the
-// kernel (host/tun.ts) or an in-memory twin (tests).
+// The TUN seam the engines read and write through: batch reads and single
+// writes of IP packets, provided by the kernel (tun.ts) or an in-memory twin (tests).
 
 /**
  * Called once per batch read from the TUN: packet i is at

@@ -1,5 +1,5 @@
-// The UDP seam of the js engine: batch-free but allocation-aware datagram I/O
-// that the kernel (host/dgram_udp.ts) or an in-memory twin (tests) provides.
+// The UDP seam the js engine sends and receives through: batch-free but
+// allocation-aware datagram I/O, provided by the kernel (dgram_udp.ts) or an in-memory twin (tests).
 
 /**
  * Called for each datagram received; `buf` is borrowed until the call

@@ -1,0 +1,76 @@
+// What the daemon is assembled from: the registry, the clock, the host's
+// network stack, the dataplane's devices, the service manager. weftd's entry
+// wires the real ones (kernel_seams.ts); tests wire in-memory twins.
+
+import type { Clock } from '../clock.js';
+import type { Engine, EngineConfig } from '../dataplane/engine.js';
+import type { Cidr } from '../net/ipv4.js';
+import type { Registry } from '../registry/registry.js';
+import type { RouteTable } from '../routes/route_table.js';
+
+/** The underlay this node is reached at. */
+export interface Underlay {
+  readonly ip: string;
+  /** Its MTU: the TUN's is this less the encapsulation overhead, unless --mtu says. */
+  readonly mtu: number;
+  /** The interface holding it, when known: the native engine binds its sending sockets to it. */
+  readonly iface?: string;
+}
+
+/** Something installed on the host, and how to take it out again. */
+export interface Installed {
+  /** Which mechanism holds it (nftables, iptables), for logs. */
+  readonly backend: string;
+  remove(): Promise<void>;
+}
+
+/** The host's network stack, as the daemon changes it: each call at control-plane rate, each failure a WeftError naming what. */
+export interface HostNetwork {
+  /** One weftd per node: held until released (or the process dies); WEFT_ALREADY_RUNNING naming the holder. */
+  lockInstance(stateDir: string, nodeName: string): { release(): void };
+  /** The underlay from --public-ip / --iface / --mtu, else the default-route interface; WEFT_NO_PUBLIC_IP when there is none. */
+  underlay(o: { readonly publicIp?: string; readonly iface?: string; readonly mtu?: number }): Promise<Underlay>;
+  /** Gives the TUN its address (cluster prefix), MTU and segment limit, and brings it up. */
+  configureTun(dev: string, addrWithPrefix: string, mtu: number, gsoMaxSegs?: number): Promise<void>;
+  /** Whether the kernel forwards IPv4; undefined when it cannot tell. */
+  ipForwarding(): Promise<boolean | undefined>;
+  /** Drops UDP to `port` from pod addresses in `network`. */
+  installEncapFilter(network: Cidr, port: number): Promise<Installed>;
+  /** Masquerades pod traffic from `subnet` leaving `network`. */
+  installMasquerade(network: Cidr, subnet: Cidr): Promise<Installed>;
+}
+
+/** A TUN device opened for an engine. */
+export interface DataplaneDevice {
+  /** The device's name (the kernel may have chosen it). */
+  readonly tunName: string;
+  /** The segment limit the TUN must be configured with, when the engine takes super-packets. */
+  readonly gsoMaxSegs: number | undefined;
+  /** The engine over this device and the underlay's UDP; called once. */
+  createEngine(cfg: EngineConfig, initial: RouteTable): Engine;
+  /** Closes the device (which removes it, and its route). */
+  close(): void;
+}
+
+/** Opens the TUN the configured engine runs on. */
+export interface Dataplane {
+  open(): DataplaneDevice;
+}
+
+/** The service manager's notifications (systemd's sd_notify). */
+export interface Notifier {
+  /** How often to send WATCHDOG=1, when a watchdog is asked for. */
+  readonly watchdogIntervalMs: number | undefined;
+  notify(fields: Record<string, string | number>): void;
+}
+
+export interface DaemonSeams {
+  /** The store of leases and config (etcd, in weftd); the caller closes it after run(). */
+  readonly registry: Registry;
+  /** What every timer and deadline of the daemon runs on. */
+  readonly clock: Clock;
+  readonly host: HostNetwork;
+  readonly dataplane: Dataplane;
+  /** Undefined when no service manager listens. */
+  readonly notifier: Notifier | undefined;
+}

@@ -1,0 +1,222 @@
+// Lease policy on simulated time: LeaseManager, LeaseKeeper and LeaseWatcher
+// against the in-memory registry on a manual clock (the contract suite holds
+// the twin to etcd's behaviour). Days of renewals, clock jumps and outages
+// longer than a TTL run in milliseconds.
+
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { WeftError } from '../../src/errors.js';
+import { formatCidr } from '../../src/net/ipv4.js';
+import { LeaseKeeper } from '../../src/registry/lease_keeper.js';
+import { LeaseManager } from '../../src/registry/lease_manager.js';
+import { LeaseWatcher } from '../../src/registry/lease_watcher.js';
+import { MemoryRegistry, MemoryStore } from '../../src/registry/memory_registry.js';
+import type { LeaseRecord } from '../../src/registry/registry.js';
+import type { RouteTable } from '../../src/routes/route_table.js';
+import { ManualClock } from '../harness/manual_clock.js';
+import { captureLogger, config } from '../harness/registry_fixture.js';
+
+const PREFIX = '/weft';
+const HOUR_MS = 3_600_000;
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+/** One node's lease control plane: its own registry client, manager and (once started) keeper. */
+function node(store: MemoryStore, clock: ManualClock, name: string, o: { ttlS: number; ip?: string; instance?: string; stateDir?: string; random?: () => number }) {
+  const registry = new MemoryRegistry(store, PREFIX);
+  const { log, records } = captureLogger();
+  const value = { nodeName: name, publicIp: o.ip ?? '198.18.0.1', port: 4790, vni: 1, version: 't', engine: 'js', instance: o.instance ?? `${name}-1` };
+  const manager = new LeaseManager({ registry, config: config(), value, ttlS: o.ttlS, stateDir: o.stateDir, log, clock, ...(o.random ? { random: o.random } : {}) });
+  const fatal: WeftError[] = [];
+  const events = (event: string): Record<string, unknown>[] => records.filter((x) => x.event === event);
+  const keep = (initial: LeaseRecord): LeaseKeeper => {
+    const keeper = new LeaseKeeper({ manager, initial, ttlS: o.ttlS, log, events: { onFatal: (e) => fatal.push(e) }, clock });
+    keeper.start();
+    cleanup.push(() => keeper.stop());
+    return keeper;
+  };
+  return { registry, manager, fatal, events, keep };
+}
+
+function world() {
+  const clock = new ManualClock();
+  return { clock, store: new MemoryStore(clock) };
+}
+
+/** A fresh world with node n1 holding a lease of `ttlS` and keeping it. */
+async function keeping(ttlS: number) {
+  const { clock, store } = world();
+  const n = node(store, clock, 'n1', { ttlS });
+  const rec = await n.manager.acquire();
+  return { clock, store, n, rec, keeper: n.keep(rec) };
+}
+
+describe('lease policy on a manual clock (in-memory registry)', () => {
+  it('renews at a third of the TTL for two days: the same etcd lease throughout, never lost', async () => {
+    const { clock, n, rec, keeper } = await keeping(3600);
+    // Sampled every 7 minutes (off the renewals' 20-minute beat) for 48 hours.
+    let lowest = Infinity;
+    for (let t = 0; t < 48 * HOUR_MS; t += 7 * 60_000) {
+      await clock.advance(7 * 60_000);
+      lowest = Math.min(lowest, await n.registry.leaseTtl(keeper.record));
+    }
+    expect(keeper.renewals).toBe(Math.floor((Math.ceil((48 * 60) / 7) * 7) / 20));
+    expect(keeper.reacquisitions).toBe(0);
+    expect(keeper.record.etcdLease).toBe(rec.etcdLease);
+    // Renewed every 20 minutes: never below 2/3 of the TTL (40 minutes) left.
+    expect(lowest).toBeGreaterThanOrEqual(2400);
+    expect(lowest).toBeLessThan(3600);
+    expect(keeper.secondsLeft()).toBeGreaterThanOrEqual(2400);
+    expect(n.events('lease_lost')).toEqual([]);
+  });
+
+  it('a wall-clock jump past expiry: the lease is gone at the next renewal, and the same subnet is taken back on a fresh lease', async () => {
+    const { clock, n, rec, keeper } = await keeping(60);
+    await clock.advance(10_000);
+    clock.jump(5 * 60_000);
+    // The store expired the lease on its (jumped) clock; the keeper learns it at its renewal, due at 20 s.
+    await clock.advance(9_999);
+    expect(keeper.reacquisitions).toBe(0);
+    await clock.advance(1);
+    expect(n.events('lease_lost')).toHaveLength(1);
+    expect(keeper.reacquisitions).toBe(1);
+    expect(keeper.record.subnet).toEqual(rec.subnet);
+    expect(keeper.record.etcdLease).not.toBe(rec.etcdLease);
+    expect((await n.registry.listLeases()).records.map((r) => [formatCidr(r.subnet), r.etcdLease])).toEqual([[formatCidr(rec.subnet), keeper.record.etcdLease]]);
+    expect(await n.registry.leaseTtl(keeper.record)).toBe(60);
+    expect(n.fatal).toEqual([]);
+  });
+
+  it('an outage shorter than the TTL: renewals fail and are retried every 5 s, and the lease is kept as it was', async () => {
+    const { clock, store, n, rec, keeper } = await keeping(60);
+    await clock.advance(15_000);
+    store.setOutage(true);
+    await clock.advance(30_000); // renewal due at 20 s fails, retried at 25, 30, ... 45 s
+    expect(n.events('lease_renew_failed').length).toBe(6);
+    expect(keeper.renewals).toBe(0);
+    store.setOutage(false);
+    await clock.advance(5_000); // the retry at 50 s, 10 s before expiry
+    expect(keeper.renewals).toBe(1);
+    expect(keeper.record.etcdLease).toBe(rec.etcdLease);
+    expect(await n.registry.leaseTtl(rec)).toBe(60);
+    expect(n.events('lease_lost')).toEqual([]);
+    expect(keeper.reacquisitions).toBe(0);
+  });
+
+  it('an outage longer than the TTL: the lease is lost at its local deadline and the same subnet re-acquired once etcd answers', async () => {
+    const { clock, store, n, rec, keeper } = await keeping(60);
+    const other = node(store, clock, 'n2', { ttlS: 60, ip: '198.18.0.2' });
+    await clock.advance(15_000);
+    store.setOutage(true);
+    await clock.advance(60_000); // 75 s: past the 60 s deadline, with no answer since 0 s
+    expect(n.events('lease_lost')).toHaveLength(1);
+    expect(keeper.reacquisitions).toBe(0);
+    store.setOutage(false);
+    expect((await other.registry.listLeases()).records).toEqual([]); // the store expired it meanwhile
+    await clock.advance(5_000);
+    expect(keeper.reacquisitions).toBe(1);
+    expect(n.events('lease_reacquired')).toHaveLength(1);
+    expect(keeper.record.subnet).toEqual(rec.subnet);
+    expect((await other.registry.listLeases()).records.map((r) => r.lease.nodeName)).toEqual(['n1']);
+    expect(n.fatal).toEqual([]);
+  });
+
+  it('an outage longer than the TTL during which another node took the subnet: fatal, naming it, and nothing else leased', async () => {
+    const { clock, store, n, rec, keeper } = await keeping(60);
+    store.setOutage(true);
+    await clock.advance(70_000);
+    store.setOutage(false);
+    // The thief reaches etcd first (n1's retry is due at the next 5 s step).
+    const thief = node(store, clock, 'thief', { ttlS: 600, ip: '198.18.0.9' });
+    expect(await thief.registry.createLease(rec.subnet, { nodeName: 'thief', publicIp: '198.18.0.9', port: 4790, vni: 1, version: 't', engine: 'js', instance: 't' }, 600)).toBeDefined();
+    await clock.advance(5_000);
+    expect(n.fatal.map((e) => e.code)).toEqual(['WEFT_LEASE_CONFLICT']);
+    expect(n.fatal[0]!.message).toMatch(/another node holds it now: node thief \(198\.18\.0\.9\)/);
+    expect((await thief.registry.listLeases()).records.map((r) => r.lease.nodeName)).toEqual(['thief']);
+    expect(keeper.reacquisitions).toBe(0);
+  });
+
+  it('a restart keeps the subnet: held under the node name, else the recorded one once its lease expired', async () => {
+    const { clock, store } = world();
+    const dir = await mkdtemp(join(tmpdir(), 'weft-policy-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    // Picks the first free subnet for whoever asks without a preference.
+    const first = (): number => 0;
+    const before = node(store, clock, 'n1', { ttlS: 60, stateDir: dir, random: first });
+    const rec = await before.manager.acquire();
+
+    // A restart (new instance) while the lease lives: the same key rewritten on a fresh lease, the old lease revoked.
+    const again = node(store, clock, 'n1', { ttlS: 60, instance: 'n1-2', stateDir: dir, random: first });
+    const kept = await again.manager.acquire();
+    expect(kept.subnet).toEqual(rec.subnet);
+    expect(again.events('lease_acquired').map((x) => x.how)).toEqual(['kept']);
+    expect(await again.registry.leaseTtl(rec)).toBe(-1);
+
+    // Down for longer than the TTL: the lease expires, another node joins and takes the first free subnet...
+    await clock.advance(61_000);
+    const newcomer = await node(store, clock, 'n2', { ttlS: 60, ip: '198.18.0.2', random: first }).manager.acquire();
+    expect(newcomer.subnet).toEqual(rec.subnet);
+    await again.registry.releaseLease(newcomer);
+    // ...and gives it back; the restarted n1 asks for the subnet it recorded, not a random one.
+    const third = node(store, clock, 'n1', { ttlS: 60, instance: 'n1-3', stateDir: dir, random: () => 0.99 });
+    const back = await third.manager.acquire();
+    expect(back.subnet).toEqual(rec.subnet);
+    expect(third.events('lease_acquired').map((x) => x.how)).toEqual(['reclaimed']);
+  });
+
+  it('an unreadable record of the last subnet is ignored with a warning, and rewritten with the subnet leased', async () => {
+    const { clock, store } = world();
+    const dir = await mkdtemp(join(tmpdir(), 'weft-policy-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'subnet'), 'not a subnet\n');
+    const n = node(store, clock, 'n1', { ttlS: 60, stateDir: dir });
+    const rec = await n.manager.acquire();
+    expect(n.events('state_invalid')).toHaveLength(1);
+    expect(n.events('lease_acquired').map((x) => x.how)).toEqual(['new']);
+    expect(await readFile(join(dir, 'subnet'), 'utf8')).toBe(`${formatCidr(rec.subnet)}\n`);
+  });
+
+  it('a watcher follows peers across a partition of its node and a compaction: re-listed on reconnect, never stuck on the stale table', async () => {
+    const { clock, store } = world();
+    const self = node(store, clock, 'n1', { ttlS: 600 });
+    const mine = await self.manager.acquire();
+    const peer = node(store, clock, 'n2', { ttlS: 600, ip: '198.18.0.2' });
+    const p1 = await peer.manager.acquire();
+    const tables: RouteTable[] = [];
+    const { log, records } = captureLogger();
+    const watcher = new LeaseWatcher({
+      registry: self.registry,
+      config: config(),
+      self: mine.subnet,
+      nodeName: 'n1',
+      instance: 'n1-1',
+      publicIp: 0,
+      log,
+      resyncIntervalMs: 300_000,
+      clock,
+      events: { onTable: (t) => tables.push(t), onSelfDeleted: () => undefined, onSelfTaken: () => undefined },
+    });
+    await watcher.start();
+    cleanup.push(() => watcher.close());
+    const peers = (): string[] => watcher.peers().map((p) => `${formatCidr(p.subnet)} ${p.node}`).sort();
+    expect(peers()).toEqual([`${formatCidr(p1.subnet)} n2`]);
+
+    // n1 alone is cut off while n2 gives its subnet back and n3 joins; history is compacted meanwhile.
+    self.registry.setPartitioned(true);
+    await peer.registry.releaseLease(p1);
+    const p3 = await node(store, clock, 'n3', { ttlS: 600, ip: '198.18.0.3' }).manager.acquire();
+    store.compact();
+    await clock.advance(10_000);
+    expect(peers()).toEqual([`${formatCidr(p1.subnet)} n2`]); // nothing reached n1
+    self.registry.setPartitioned(false);
+    await clock.advance(1_000); // the reconnected watch broke; the re-list comes at the first backoff step
+    expect(records.filter((x) => x.event === 'watch_resync').length).toBeGreaterThanOrEqual(1);
+    expect(peers()).toEqual([`${formatCidr(p3.subnet)} n3`]);
+    expect(watcher.resyncFailure).toBeUndefined();
+    expect(tables.length).toBeGreaterThanOrEqual(2);
+  });
+});
