@@ -29,6 +29,21 @@ export interface EngineConfig {
   readonly mtu: number;
 }
 
+/** What an engine runs with, for logs, /status and `weftctl status`. */
+export interface EngineDetails {
+  /** TUN queues, one per worker (the js engine has one). */
+  readonly queues: number;
+  /** Native: the TUN carries vnet headers (TSO in, coalesced super-packets out). */
+  readonly vnetHdr?: boolean;
+  /** Native, after start: the kernel took UDP GSO / UDP GRO. */
+  readonly udpGso?: boolean;
+  readonly udpGro?: boolean;
+  /** Native, after start: the sending sockets are bound to the underlay interface. */
+  readonly boundToDevice?: boolean;
+  /** Native, after start: replaced route tables not yet freed (some worker may still read them). */
+  readonly retiredTables?: number;
+}
+
 /**
  * Lifecycle: created -> start() -> running -> close() -> closed. setRoutes()
  * may be called in any state before close(); the latest table wins and
@@ -42,6 +57,6 @@ export interface Engine {
   /** True while the engine forwards: started, not closed, no worker gone. */
   healthy(): boolean;
   /** What the engine runs with, for logs and status (after start). */
-  details(): Record<string, unknown>;
+  details(): EngineDetails;
   close(): Promise<void>;
 }

@@ -10,7 +10,7 @@ import type { RouteTable } from '../routes/route_table.js';
 import { ICMP_ERROR_MAX, ICMP_NET_UNREACHABLE, flowHash, icmpErrorLength, writeIcmpUnreachable } from '../wire/ipv4_packet.js';
 import { writeGpeHeader } from '../wire/vxlan_gpe.js';
 import { C, COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
-import type { Engine, EngineConfig } from './engine.js';
+import type { Engine, EngineConfig, EngineDetails } from './engine.js';
 import { IcmpBudget } from './icmp_budget.js';
 import { INSIDE_DROP, INSIDE_UNREACHABLE, classifyInside } from './inside.js';
 import { acceptOutside } from './outside.js';
@@ -85,7 +85,7 @@ export class JsEngine implements Engine {
     return this.started && !this.closed && !this.tun.failed;
   }
 
-  details(): Record<string, unknown> {
+  details(): EngineDetails {
     return { queues: 1 };
   }
 

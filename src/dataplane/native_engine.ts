@@ -3,9 +3,9 @@
 // counters it reads without calling into native.
 
 import { COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
-import type { Engine, EngineConfig } from './engine.js';
+import type { Engine, EngineConfig, EngineDetails } from './engine.js';
 import { loadAddon, type NativeEngineHandle, type WeftAddon } from '../host/addon.js';
-import type { TunPort } from '../host/tun_port.js';
+import type { TunDevice } from '../host/tun_port.js';
 import type { RouteTable } from '../routes/route_table.js';
 
 /** The techniques that can be switched off, to measure each one or to work around a kernel. */
@@ -14,11 +14,6 @@ export interface NativeOffloads {
   readonly vnetHdr: boolean;
   readonly udpGso: boolean;
   readonly udpGro: boolean;
-}
-
-/** A TUN queue the engine borrows: its fd is used by native threads until close(). */
-export interface TunQueue extends TunPort {
-  readonly fd: number;
 }
 
 export class NativeEngine implements Engine {
@@ -32,7 +27,7 @@ export class NativeEngine implements Engine {
 
   constructor(
     private readonly cfg: EngineConfig,
-    private readonly queues: readonly TunQueue[],
+    private readonly queues: readonly TunDevice[],
     private readonly offloads: NativeOffloads,
     initial: RouteTable,
   ) {
@@ -75,7 +70,7 @@ export class NativeEngine implements Engine {
   }
 
   /** The queue count, the offloads the kernel let the engine use (after start), and replaced route tables not yet freed. */
-  details(): Record<string, unknown> {
+  details(): EngineDetails {
     if (this.handle === undefined) return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr };
     const { udpGso, udpGro, retiredTables, boundToDevice } = this.addon.engineInfo(this.handle);
     return { queues: this.queues.length, vnetHdr: this.offloads.vnetHdr, udpGso, udpGro, boundToDevice, retiredTables };

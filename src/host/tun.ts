@@ -3,33 +3,9 @@
 
 import { closeSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
-import type { TunBatchHandler, TunErrorHandler, TunPort } from './tun_port.js';
+import type { TunBatchHandler, TunDevice, TunErrorHandler } from './tun_port.js';
 import { WeftError } from '../errors.js';
 import { loadAddon, type TunReader, type WeftAddon } from './addon.js';
-
-/**
- * An L3 TUN device (no packet-info header). Lifecycle: open -> startReading
- * (once) -> close (idempotent). Single-threaded: all calls and callbacks run
- * on the main thread.
- */
-export interface TunDevice extends TunPort {
-  readonly name: string;
-  /** The device's file descriptor, owned by the device until close(). */
-  readonly fd: number;
-  /**
-   * Reads batches of up to `batch` packets of up to `slotSize` bytes (the
-   * kernel cuts a longer packet to slotSize and says nothing: a length of
-   * slotSize means the packet may have been cut). onBatch
-   * borrows the slab and lengths until it returns: the next batch
-   * overwrites them, so copy what must outlive the call. Read errors go to
-   * onError, never thrown. Once per device.
-   */
-  startReading(slotSize: number, batch: number, onBatch: TunBatchHandler, onError?: TunErrorHandler): void;
-  /** Writes one packet; false when the kernel refused it or the device is closed. `buf` is not retained. */
-  write(buf: Buffer, offset: number, length: number): boolean;
-  /** Stops reading, then closes the fd. Idempotent. */
-  close(): void;
-}
 
 /** Why opening failed, by errno name: what the operator can do about it. */
 const OPEN_HINTS: Readonly<Record<string, string>> = {

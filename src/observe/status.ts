@@ -2,6 +2,7 @@
 // HTTP endpoints (/metrics, /healthz, /readyz, /status) and `weftctl status`.
 
 import type { CounterSnapshot } from '../dataplane/counters.js';
+import type { EngineDetails } from '../dataplane/engine.js';
 
 export type DaemonState = 'starting' | 'running' | 'stopping';
 
@@ -16,7 +17,8 @@ export interface DaemonStatus {
   readonly node: string;
   readonly version: string;
   readonly state: DaemonState;
-  readonly engine: { readonly kind: string; readonly details: Record<string, unknown> };
+  /** details: empty until the engine exists. */
+  readonly engine: { readonly kind: string; readonly details: Partial<EngineDetails> };
   /** Set once the lease is held. */
   readonly network: string | null;
   readonly subnet: string | null;
