@@ -68,7 +68,7 @@ export class JsEngine implements Engine {
   async start(): Promise<void> {
     if (this.started || this.closed) throw new Error('engine already started or closed');
     this.started = true;
-    await this.udp.start((buf, len, host) => this.outside(buf, len, host));
+    await this.udp.start((buf, len, srcIp) => this.outside(buf, len, srcIp));
     this.tun.startReading(
       this.readSlot,
       JS_TUN_BATCH,
@@ -124,7 +124,7 @@ export class JsEngine implements Engine {
       writeGpeHeader(out.buf, 0, this.cfg.vni, GPE_NEXT_PROTO_IPV4);
       slab.copy(out.buf, VXLAN_GPE_HEADER_LEN, off, off + len);
       out.len = len;
-      this.udp.send(out.buf, len + VXLAN_GPE_HEADER_LEN, table.peerHostAt(peer), table.peerPortAt(peer), flowHash(slab, off, len), out.done);
+      this.udp.send(out.buf, len + VXLAN_GPE_HEADER_LEN, table.peerIpAt(peer), table.peerPortAt(peer), flowHash(slab, off, len), out.done);
     }
   }
 
@@ -138,9 +138,9 @@ export class JsEngine implements Engine {
     if (this.tun.write(this.icmpScratch, 0, n)) this.c[C.inside_icmp_unreachable]!++;
   }
 
-  private outside(buf: Buffer, len: number, host: string): void {
+  private outside(buf: Buffer, len: number, srcIp: number): void {
     const table = this.table;
-    if (!acceptOutside(buf, 0, len, table.senderIp(host), table, this.cfg.self, this.cfg.vni, this.c)) return;
+    if (!acceptOutside(buf, 0, len, srcIp, table, this.cfg.self, this.cfg.vni, this.c)) return;
     const inner = VXLAN_GPE_HEADER_LEN;
     const innerLen = (buf[inner + 2]! << 8) | buf[inner + 3]!;
     if (!this.tun.write(buf, inner, innerLen)) {

@@ -5,12 +5,34 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { JS_ENTROPY_SOCKETS } from '../constants.js';
+import { formatIp, parseIp } from '../net/ipv4.js';
 import type { DatagramHandler, SendDone, UdpTransport } from './udp_transport.js';
+
+/**
+ * dgram speaks dotted quads, the engine 32-bit numbers: a memo of the
+ * conversions, so a datagram costs a map lookup rather than a parse or a new
+ * string. Bounded (spoofed sources are unbounded): emptied when full.
+ */
+class AddressMemo<K, V> {
+  private readonly map = new Map<K, V>();
+  constructor(private readonly convert: (k: K) => V) {}
+  get(k: K): V {
+    let v = this.map.get(k);
+    if (v === undefined) {
+      if (this.map.size >= 4096) this.map.clear();
+      v = this.convert(k);
+      this.map.set(k, v);
+    }
+    return v;
+  }
+}
 
 export class DgramUdp implements UdpTransport {
   private readonly rx: dgram.Socket;
   /** Sending sockets bound to ephemeral ports, which Linux takes from 32768-60999 by default. */
   private readonly tx: dgram.Socket[] = [];
+  private readonly ips = new AddressMemo<string, number>((host) => Math.max(parseIp(host), 0)); // 0.0.0.0: never a peer
+  private readonly hosts = new AddressMemo<number, string>(formatIp);
 
   constructor(
     private readonly bindHost: string,
@@ -21,7 +43,7 @@ export class DgramUdp implements UdpTransport {
   }
 
   async start(handler: DatagramHandler): Promise<void> {
-    this.rx.on('message', (msg, rinfo) => handler(msg, msg.length, rinfo.address));
+    this.rx.on('message', (msg, rinfo) => handler(msg, msg.length, this.ips.get(rinfo.address)));
     const bound = once(this.rx, 'listening');
     this.rx.bind(this.port, this.bindHost);
     await bound;
@@ -34,8 +56,8 @@ export class DgramUdp implements UdpTransport {
     }
   }
 
-  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: SendDone): void {
-    this.tx[hash % this.tx.length]!.send(buf, 0, len, port, host, done);
+  send(buf: Buffer, len: number, ip: number, port: number, hash: number, done: SendDone): void {
+    this.tx[hash % this.tx.length]!.send(buf, 0, len, port, this.hosts.get(ip), done);
   }
 
   async close(): Promise<void> {

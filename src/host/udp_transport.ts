@@ -3,21 +3,23 @@
 
 /**
  * Called for each datagram received; `buf` is borrowed until the call
- * returns and `srcHost` is the sender's dotted-quad address.
+ * returns and `srcIp` is the sender's IPv4 address as an unsigned 32-bit
+ * integer (the route table's form).
  */
-export type DatagramHandler = (buf: Buffer, len: number, srcHost: string) => void;
+export type DatagramHandler = (buf: Buffer, len: number, srcIp: number) => void;
 
 export type SendDone = (err: Error | null) => void;
 
 export interface UdpTransport {
   /**
-   * Sends `len` bytes of `buf` to host:port, from a source port chosen by
+   * Sends `len` bytes of `buf` to ip:port (ip as an unsigned 32-bit
+   * integer), from a source port chosen by
    * the flow hash `hash`. The transport owns `buf` until it calls `done`
    * (exactly once, success or not); then the caller may reuse it. Failures
    * are reported to `done` as an error, never thrown. `done` has dgram's
    * callback shape so the kernel transport can hand it over as it is.
    */
-  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: SendDone): void;
+  send(buf: Buffer, len: number, ip: number, port: number, hash: number, done: SendDone): void;
   /** Starts delivering datagrams to `handler`. */
   start(handler: DatagramHandler): Promise<void>;
   close(): Promise<void>;

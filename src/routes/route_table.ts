@@ -4,7 +4,7 @@
 
 import { MAX_SUBNET_BITS, PEER_TCP_CSUM_PARTIAL } from '../constants.js';
 import { WeftError } from '../errors.js';
-import { type Cidr, contains, formatCidr, formatIp, maskOf, subnetIndexOf } from '../net/ipv4.js';
+import { type Cidr, contains, formatCidr, maskOf, subnetIndexOf } from '../net/ipv4.js';
 
 /** One remote node, as its lease describes it. */
 export interface Peer {
@@ -29,9 +29,6 @@ export class RouteTable {
   private readonly peerPort: Uint16Array;
   /** PEER_* flag bits of each peer (constants.ts); only the native engine acts on them. */
   private readonly peerFlags: Uint8Array;
-  /** Dotted-quad underlay address of each peer, built once for socket APIs that take strings. */
-  private readonly peerHost: string[];
-  private readonly ipByHost: Map<string, number>;
   /** Underlay IP -> a peer index with that IP, for sender checks. */
   private readonly byIp: Map<number, number>;
   private readonly netMask: number;
@@ -48,8 +45,6 @@ export class RouteTable {
     this.peerPort = new Uint16Array(peers.length);
     this.peerFlags = new Uint8Array(peers.length);
     this.byIp = new Map();
-    this.peerHost = peers.map((p) => formatIp(p.ip));
-    this.ipByHost = new Map(peers.map((p, i) => [this.peerHost[i]!, p.ip]));
     peers.forEach((p, i) => {
       this.slots[subnetIndexOf(network, subnetLen, p.subnet.base)] = i;
       this.peerIp[i] = p.ip;
@@ -100,13 +95,8 @@ export class RouteTable {
     return this.peerPort[i]!;
   }
 
-  peerHostAt(i: number): string {
-    return this.peerHost[i]!;
-  }
-
-  /** The underlay address of the peer whose dotted quad is `host`, or 0 when no peer has it. */
-  senderIp(host: string): number {
-    return this.ipByHost.get(host) ?? 0;
+  peerIpAt(i: number): number {
+    return this.peerIp[i]!;
   }
 
   /** True when `outerSrc` is the underlay address of some peer. */

@@ -3,6 +3,7 @@
 // come out of the engine as datagrams on a MemoryNetwork, and back.
 
 import type { TunBatchHandler, TunPort } from '../../src/host/tun_port.js';
+import { formatIp, parseIp } from '../../src/net/ipv4.js';
 import type { DatagramHandler, SendDone, UdpTransport } from '../../src/host/udp_transport.js';
 
 export class MemoryTun implements TunPort {
@@ -74,7 +75,7 @@ export class MemoryNetwork {
   deliver(from: string, to: string, port: number, data: Buffer, hash: number): void {
     this.sent.push({ from, to, port, data, hash });
     const ep = this.endpoints.get(`${to}:${port}`);
-    if (ep) setImmediate(() => ep.handler(data, data.length, from));
+    if (ep) setImmediate(() => ep.handler(data, data.length, Math.max(parseIp(from), 0)));
   }
 
   /** Sends raw bytes to an endpoint as if from `from` (malformed or spoofed traffic). */
@@ -94,8 +95,8 @@ export class MemoryUdp implements UdpTransport {
     this.net.register(`${this.ip}:${this.port}`, { handler });
   }
 
-  send(buf: Buffer, len: number, host: string, port: number, hash: number, done: SendDone): void {
-    this.net.deliver(this.ip, host, port, Buffer.from(buf.subarray(0, len)), hash);
+  send(buf: Buffer, len: number, ip: number, port: number, hash: number, done: SendDone): void {
+    this.net.deliver(this.ip, formatIp(ip), port, Buffer.from(buf.subarray(0, len)), hash);
     done(null);
   }
 
