@@ -2,7 +2,7 @@
 // privileges (over a FIFO), then a real TUN device inside a test-owned
 // network namespace (root only) answering ping.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readlinkSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,29 +12,13 @@ import { getSystemErrorName } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/host/addon.js';
 import { until } from '../harness/until.js';
+import { type ExecResult, run as runCommand } from '../lab/exec.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('./fixtures/tun_echo.ts', import.meta.url));
 
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command to completion, SIGKILLed after timeoutMs; never rejects on a non-zero exit. */
-function run(cmd: string, args: readonly string[], timeoutMs: number): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', cwd: REPO_ROOT }, (err, stdout, stderr) => {
-      if (err && (err as { killed?: boolean }).killed) {
-        reject(new Error(`${cmd} ${args.join(' ')}: timed out after ${timeoutMs} ms\n${stderr}`));
-        return;
-      }
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** Runs a command to completion, SIGKILLed after timeoutMs; a non-zero exit is a result, a timeout an error. */
+const run = (cmd: string, args: readonly string[], timeoutMs: number): Promise<ExecResult> => runCommand(cmd, args, { timeoutMs, allowFail: true });
 
 /** Resolves with the first stdout line of `child` that parses as JSON; rejects on exit or timeout. */
 function nextJsonLine(child: ChildProcess, timeoutMs: number, what: string): Promise<Record<string, unknown>> {

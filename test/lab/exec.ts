@@ -134,9 +134,7 @@ export function runSync(file: string, args: readonly string[], timeoutMs = 5000)
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep } from '../harness/until.js';
 
 /** Blocking sleep, only for synchronous exit handlers. */
 export function sleepSync(ms: number): void {

@@ -4,7 +4,7 @@
 // for the last block (root only), where the kernel itself takes a coalesced
 // super-packet from a TUN, forwards it and resegments it.
 
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/host/addon.js';
 import { rootSkipReason } from '../harness/privilege.js';
+import { type ExecResult, run as runCommand } from '../lab/exec.js';
 import { internetChecksum } from '../../src/wire/ipv4_packet.js';
 import {
   icmpEcho,
@@ -722,13 +723,7 @@ describe('segment then coalesce (property)', () => {
 const FIXTURE = fileURLToPath(new URL('../integration/fixtures/offload_forward.ts', import.meta.url));
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-function run(cmd: string, args: readonly string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', cwd: REPO_ROOT }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const run = (cmd: string, args: readonly string[], timeoutMs: number): Promise<ExecResult> => runCommand(cmd, args, { timeoutMs, allowFail: true });
 
 describe.skipIf(rootSkipReason())('kernel accepts coalesced super-packets (needs root: a network namespace and TUN devices)', () => {
   const ns = `wof-${process.pid}-${randomBytes(2).toString('hex')}`;
