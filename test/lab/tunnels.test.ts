@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from './lab.js';
 import { listNamespaces, pidAlive } from './netns.js';
-import type { TunnelNode } from './overlay_node.js';
+import { missingCommand, type TunnelNode } from './overlay_node.js';
 import { TINC_DEV, TINC_POD_MTU, startTincNodes } from './tinc_node.js';
 import { WG_POD_MTU, WG_SOCKET_DIR, startWireguardNodes } from './wireguard_node.js';
 
@@ -56,6 +56,15 @@ async function checkGone(lab: Lab, nodes: TunnelNode[]): Promise<void> {
   expect((await listNamespaces()).filter((n) => n.startsWith(`${lab.prefix}-`))).toEqual([]);
   for (const n of nodes) expect(pidAlive(n.process.pid)).toBe(false);
 }
+
+describe('the check that a tunnel is installed', () => {
+  it('names the first command missing from PATH and its package, and nothing when all are there', () => {
+    expect(missingCommand([{ command: 'sh', pkg: 'dash' }, { command: 'weft-no-such-command', pkg: 'weft-no-such-package' }])).toBe(
+      'weft-no-such-command is not installed (Debian package weft-no-such-package; bash test/setup.sh installs it)',
+    );
+    expect(missingCommand([{ command: 'sh', pkg: 'dash' }])).toBeUndefined();
+  });
+});
 
 describe.skipIf(!isRoot)('tinc 1.0 between two lab nodes (needs root and Debian tinc)', () => {
   let lab: Lab | undefined;
