@@ -1,25 +1,34 @@
 // End-to-end benchmark on the lab (bench/README.md: the performance method): pod to
 // pod across two nodes, side by side in one run with the Linux kernel doing
 // the same job. One row per dataplane, each on a fresh lab of 2 nodes x 1 pod
-// (client pod on node 1, server pod on node 2, underlay MTU 1500, pod MTU 1464):
+// (client pod on node 1, server pod on node 2, underlay MTU 1500; pod MTU
+// 1464, or what the row's tunnel leaves of 1500):
 //
-//   kernel        both nodes are kernel `vxlan gpe external` devices with
-//                 encap routes (test/lab/kernel_node.ts)
-//   weft <engine> both nodes run weftd --engine <engine>
+//   kernel          both nodes are kernel `vxlan gpe external` devices with
+//                   encap routes (test/lab/kernel_node.ts)
+//   weft <engine>   both nodes run weftd --engine <engine> [flags]; with
+//                   WEFT_BENCH_TECHNIQUES=1 also native with each of its
+//                   techniques switched off (--offload, --udp-gso, --udp-gro)
+//   tinc            tinc 1.0, Cipher and Digest none (test/lab/tinc_node.ts)
+//   wireguard-go    userspace WireGuard (test/lab/wireguard_node.ts)
 //
 // Measured per row: iperf3 TCP (1 stream and -P 4), median of N runs; iperf3
 // UDP with 64-byte payloads at full rate (-u -b 0 -l 64), received packets/s,
-// median of N runs; ping RTT (50 x 10 ms); weftd CPU seconds (utime + stime
-// of both weftd processes) and machine CPU seconds (all CPUs, /proc/stat) per
-// GB received during the TCP runs; weftd peak RSS (VmHWM). Every figure is
-// also given as a ratio to the kernel row of the same run.
+// median of N runs; ping RTT (50 x 10 ms); the tunnel daemons' CPU seconds
+// (utime + stime of both weftd, tincd or wireguard-go processes) and machine
+// CPU seconds (all CPUs, /proc/stat) per GB received during the TCP runs;
+// the daemons' peak RSS (VmHWM). Every figure is also given as a ratio to
+// the kernel row of the same run. A row whose programs are not installed is
+// skipped with the reason printed.
 //
 //   npm run build:ts && npx tsx bench/e2e.ts     (root)
 //   WEFT_BENCH_SECONDS=10 WEFT_BENCH_REPEATS=3 WEFT_BENCH_ENGINES=native,js
+//   WEFT_BENCH_TUNNELS=tinc,wireguard-go WEFT_BENCH_TECHNIQUES=1
 //
-// Prints a markdown table and writes bench/results/e2e-<date>.json. Every
-// iperf3 is bounded (-t plus an exec timeout); every lab is destroyed on
-// every path (and by the lab's exit/signal handlers if this process dies).
+// Prints a markdown table and writes bench/results/e2e-<date>.json and a
+// chart of the ratios beside it (.svg). Every iperf3 is bounded (-t plus an
+// exec timeout); every lab is destroyed on every path (and by the lab's
+// exit/signal handlers if this process dies).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -28,8 +37,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WEFTD, WeftCluster } from '../test/lab/cluster.js';
 import { startKernelNode } from '../test/lab/kernel_node.js';
-import type { Lab, LabProcess } from '../test/lab/lab.js';
-import { ratioChart } from './ratio_chart.js';
+import { Lab, type LabProcess } from '../test/lab/lab.js';
+import { missingCommand, planSubnet, type TunnelNode } from '../test/lab/overlay_node.js';
+import { startTincNodes, TINC_COMMANDS } from '../test/lab/tinc_node.js';
+import { startWireguardNodes, WG_COMMANDS } from '../test/lab/wireguard_node.js';
+import { chartTitle, ratioChart } from './ratio_chart.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'bench/results');
@@ -54,10 +66,36 @@ function intEnv(name: string, dflt: number, min: number): number {
 
 const SECONDS = intEnv('WEFT_BENCH_SECONDS', 10, 1);
 const REPEATS = intEnv('WEFT_BENCH_REPEATS', 3, 1);
-const ENGINES = (process.env.WEFT_BENCH_ENGINES ?? 'native,js')
-  .split(',')
-  .map((e) => e.trim())
-  .filter((e) => e.length > 0);
+const listEnv = (name: string, dflt: string): string[] =>
+  (process.env[name] ?? dflt)
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e.length > 0);
+
+const ENGINES = listEnv('WEFT_BENCH_ENGINES', 'native,js');
+
+interface OtherTunnel {
+  /** What must be on PATH, else the row is skipped. */
+  commands: readonly { command: string; pkg: string }[];
+  /** Builds the tunnel on every node of the lab, with that many pods per node. */
+  start: (lab: Lab, podsPerNode: number) => Promise<TunnelNode[]>;
+  /** Prints the version (first line), for the JSON. */
+  version: readonly [string, ...string[]];
+}
+
+/** The userspace tunnels users would pick instead of weft, each a row on the same lab layout. */
+const TUNNELS: Record<string, OtherTunnel> = {
+  tinc: { commands: TINC_COMMANDS, start: startTincNodes, version: ['tincd', '--version'] },
+  'wireguard-go': { commands: WG_COMMANDS, start: startWireguardNodes, version: ['wireguard-go', '--version'] },
+};
+const OTHER_TUNNELS = listEnv('WEFT_BENCH_TUNNELS', Object.keys(TUNNELS).join(','));
+for (const t of OTHER_TUNNELS) {
+  if (!TUNNELS[t]) throw new Error(`WEFT_BENCH_TUNNELS: no tunnel "${t}" (there are ${Object.keys(TUNNELS).join(', ')})`);
+}
+
+/** The native engine with each of its techniques switched off, one at a time (WEFT_BENCH_TECHNIQUES=1). */
+const TECHNIQUES_OFF = ['native:--offload=false', 'native:--udp-gso=false', 'native:--udp-gro=false'];
+const TECHNIQUES = process.env.WEFT_BENCH_TECHNIQUES === '1';
 
 // ---------------------------------------------------------------------------
 // results
@@ -75,13 +113,13 @@ interface RowResult {
   udpRxPps: Series;
   udpTxPps: Series;
   ping: { minMs: number; avgMs: number; maxMs: number; mdevMs: number; sent: number; received: number };
-  /** CPU seconds of both weftd processes per GB received in the TCP runs; undefined for the kernel. */
-  weftdCpuSPerGB?: number;
+  /** CPU seconds of both tunnel daemons (weftd, tincd, wireguard-go) per GB received in the TCP runs; undefined for the kernel. */
+  daemonCpuSPerGB?: number;
   /** CPU seconds of the whole machine (all CPUs busy time) per GB received in the TCP runs. */
   machineCpuSPerGB: number;
-  /** Largest VmHWM of the weftd processes, MB; undefined for the kernel. */
-  weftdMaxRssMB?: number;
-  weftdRssMB?: number[];
+  /** Largest VmHWM of the tunnel daemons, MB; undefined for the kernel. */
+  daemonMaxRssMB?: number;
+  daemonRssMB?: number[];
   tcpBytes: number;
   ratios?: Record<string, number>;
 }
@@ -180,8 +218,8 @@ async function ping(lab: Lab, fromNs: string, toIp: string): Promise<RowResult['
   };
 }
 
-/** Runs every measurement between two pods; `weftdPids` are sampled for CPU and RSS (empty for the kernel). */
-async function measure(lab: Lab, name: string, engine: string, clientNs: string, serverNs: string, weftdPids: number[]): Promise<RowResult> {
+/** Runs every measurement between two pods; `daemonPids` (the tunnel's processes) are sampled for CPU and RSS (empty for the kernel). */
+async function measure(lab: Lab, name: string, engine: string, clientNs: string, serverNs: string, daemonPids: number[]): Promise<RowResult> {
   const serverIp = lab.podIp(serverNs);
   if (!(await lab.ping(clientNs, serverIp, { count: 3, timeoutS: 5 }))) throw new Error(`${name}: pod ${lab.podIp(clientNs)} cannot ping ${serverIp}`);
 
@@ -190,14 +228,14 @@ async function measure(lab: Lab, name: string, engine: string, clientNs: string,
   const p = await ping(lab, clientNs, serverIp);
 
   let tcpBytes = 0;
-  let weftdCpu = 0;
+  let daemonCpu = 0;
   let machineCpu = 0;
   const tcp = async (streams: number): Promise<number> => {
-    const w0 = weftdPids.reduce((s, pid) => s + processCpuS(pid), 0);
+    const d0 = daemonPids.reduce((s, pid) => s + processCpuS(pid), 0);
     const m0 = machineBusyS();
     const j = await iperf(lab, serverNs, clientNs, serverIp, streams > 1 ? ['-P', String(streams)] : []);
     machineCpu += machineBusyS() - m0;
-    weftdCpu += weftdPids.reduce((s, pid) => s + processCpuS(pid), 0) - w0;
+    daemonCpu += daemonPids.reduce((s, pid) => s + processCpuS(pid), 0) - d0;
     tcpBytes += j.end.sum_received.bytes;
     return j.end.sum_received.bits_per_second / 1e9;
   };
@@ -221,7 +259,7 @@ async function measure(lab: Lab, name: string, engine: string, clientNs: string,
     tx.push((j.end.sum_sent.packets ?? 0) / j.end.sum_sent.seconds);
   }
   const gb = tcpBytes / 1e9;
-  const rss = weftdPids.map(vmHwmMB);
+  const rss = daemonPids.map(vmHwmMB);
   return {
     name,
     engine,
@@ -230,7 +268,7 @@ async function measure(lab: Lab, name: string, engine: string, clientNs: string,
     udpRxPps: series(rx),
     udpTxPps: series(tx),
     ping: p,
-    ...(weftdPids.length ? { weftdCpuSPerGB: weftdCpu / gb, weftdMaxRssMB: Math.max(...rss), weftdRssMB: rss } : {}),
+    ...(daemonPids.length ? { daemonCpuSPerGB: daemonCpu / gb, daemonMaxRssMB: Math.max(...rss), daemonRssMB: rss } : {}),
     machineCpuSPerGB: machineCpu / gb,
     tcpBytes,
   };
@@ -244,8 +282,8 @@ async function kernelRow(): Promise<RowResult> {
   try {
     // Kernel to kernel: the receiving kernel accepts partial checksums, so
     // the offloads stay on, as on a real pair of kernel nodes.
-    const k1 = await startKernelNode(c, 1, { subnet: '198.19.1.0/24', pods: 1, txChecksumOff: 'none' });
-    const k2 = await startKernelNode(c, 2, { subnet: '198.19.2.0/24', pods: 1, txChecksumOff: 'none' });
+    const k1 = await startKernelNode(c, 1, { subnet: planSubnet(1), pods: 1, txChecksumOff: 'none' });
+    const k2 = await startKernelNode(c, 2, { subnet: planSubnet(2), pods: 1, txChecksumOff: 'none' });
     await k1.refreshRoutes();
     return await measure(c.lab, 'kernel', 'kernel', k1.pods[0]!, k2.pods[0]!, []);
   } finally {
@@ -266,6 +304,17 @@ async function weftRow(spec: string): Promise<RowResult> {
     return await measure(c.lab, `weft ${[engine, ...flags].join(' ')}`, engine, c.nodes.get(1)!.pods[0]!, c.nodes.get(2)!.pods[0]!, pids);
   } finally {
     await c.destroy();
+  }
+}
+
+/** A row of another tunnel (TUNNELS), on a lab of its own with the same layout. */
+async function tunnelRow(name: string): Promise<RowResult> {
+  const lab = await Lab.create({ nodes: 2, name: `bench-${name}` });
+  try {
+    const nodes = await TUNNELS[name]!.start(lab, 1);
+    return await measure(lab, name, name, nodes[0]!.pods[0]!, nodes[1]!.pods[0]!, nodes.map((n) => n.process.pid));
+  } finally {
+    await lab.destroy();
   }
 }
 
@@ -292,13 +341,13 @@ function table(rows: RowResult[]): string[] {
   const cell = (v: number | undefined, digits: number, ratio: number | undefined, isKernel: boolean): string =>
     v === undefined ? '-' : isKernel || ratio === undefined ? fmt(v, digits) : `${fmt(v, digits)} (${fmt(ratio, ratio < 0.1 ? 3 : 2)}x)`;
   const lines = [
-    '| row | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | UDP 64 B received kpps | ping avg ms | weftd CPU s/GB | machine CPU s/GB | weftd max RSS MB |',
+    '| row | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | UDP 64 B received kpps | ping avg ms | daemon CPU s/GB | machine CPU s/GB | daemon max RSS MB |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of rows) {
     const k = r.engine === 'kernel';
     lines.push(
-      `| ${r.name} | ${cell(r.tcp1Gbps.median, 2, r.ratios?.tcp1Gbps, k)} | ${cell(r.tcp4Gbps.median, 2, r.ratios?.tcp4Gbps, k)} | ${cell(r.udpRxPps.median / 1e3, 1, r.ratios?.udpRxPps, k)} | ${cell(r.ping.avgMs, 3, r.ratios?.pingAvgMs, k)} | ${fmt(r.weftdCpuSPerGB, 2)} | ${cell(r.machineCpuSPerGB, 2, r.ratios?.machineCpuSPerGB, k)} | ${fmt(r.weftdMaxRssMB, 0)} |`,
+      `| ${r.name} | ${cell(r.tcp1Gbps.median, 2, r.ratios?.tcp1Gbps, k)} | ${cell(r.tcp4Gbps.median, 2, r.ratios?.tcp4Gbps, k)} | ${cell(r.udpRxPps.median / 1e3, 1, r.ratios?.udpRxPps, k)} | ${cell(r.ping.avgMs, 3, r.ratios?.pingAvgMs, k)} | ${fmt(r.daemonCpuSPerGB, 2)} | ${cell(r.machineCpuSPerGB, 2, r.ratios?.machineCpuSPerGB, k)} | ${fmt(r.daemonMaxRssMB, 0)} |`,
     );
   }
   return lines;
@@ -316,6 +365,14 @@ async function main(): Promise<number> {
     return 2;
   }
   const date = new Date().toISOString();
+  const skipped = new Map(OTHER_TUNNELS.map((t) => [t, missingCommand(TUNNELS[t]!.commands)]));
+  const versions = Object.fromEntries(
+    OTHER_TUNNELS.filter((t) => !skipped.get(t)).map((t) => {
+      const [cmd, ...args] = TUNNELS[t]!.version;
+      return [t, execFileSync(cmd, args, { encoding: 'utf8', timeout: 3000 }).split('\n')[0]!.trim()];
+    }),
+  );
+  const weftSpecs = [...ENGINES, ...(TECHNIQUES ? TECHNIQUES_OFF : [])];
   const env = {
     date,
     nproc: cpus().length,
@@ -323,17 +380,28 @@ async function main(): Promise<number> {
     cpu: cpuModel(),
     node: process.version,
     iperf3: execFileSync('iperf3', ['--version'], { encoding: 'utf8', timeout: 3000 }).split('\n')[0]!.trim(),
+    tunnels: versions,
     seconds: SECONDS,
     repeats: REPEATS,
-    engines: ENGINES,
+    engines: weftSpecs,
   };
   say(`weft e2e benchmark: pod to pod across 2 nodes, ${SECONDS} s per iperf3 run, median of ${REPEATS}; ${env.nproc} CPUs (${env.cpu}), kernel ${env.kernel}`);
 
   const errors: string[] = [];
+  const skips: string[] = [];
   const rows: RowResult[] = [];
 
   const plan: { name: string; run: () => Promise<RowResult> }[] = [{ name: 'kernel', run: kernelRow }];
-  for (const spec of ENGINES) plan.push({ name: `weft ${spec}`, run: () => weftRow(spec) });
+  for (const spec of weftSpecs) plan.push({ name: `weft ${spec}`, run: () => weftRow(spec) });
+  for (const t of OTHER_TUNNELS) {
+    const why = skipped.get(t);
+    if (why) {
+      skips.push(`${t}: ${why}`);
+      warn(`[bench ${t}] skipped: ${why}`);
+    } else {
+      plan.push({ name: t, run: () => tunnelRow(t) });
+    }
+  }
   for (const row of plan) {
     const t0 = Date.now();
     try {
@@ -350,14 +418,15 @@ async function main(): Promise<number> {
   for (const l of table(rows)) say(l);
   say();
   say('(x) = ratio to the kernel row of this run; for ping and CPU, higher is worse. CPU per GB counts the TCP runs (1 and 4 streams).');
+  for (const s of skips) say(`skipped: ${s}`);
   for (const e of errors) say(`error: ${e}`);
 
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `e2e-${date.slice(0, 19).replace(/:/g, '-')}Z.json`);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'bench/README.md', rows, errors }, null, 2)}\n`);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'bench/README.md', rows, skipped: skips, errors }, null, 2)}\n`);
   renameSync(`${file}.tmp`, file);
   const chart = file.replace(/\.json$/, '.svg');
-  writeFileSync(chart, ratioChart(rows, `weft vs the kernel's VXLAN-GPE (1x), ${date.slice(0, 16)} UTC, ${env.cpu}`));
+  writeFileSync(chart, ratioChart(rows, chartTitle(date, env.cpu)));
   say(`\nwrote ${file} and ${chart}`);
   return errors.length ? 1 : 0;
 }

@@ -5,7 +5,8 @@
 # busybox-static for the CNI plugin's runtime tests and the demo's containers;
 # clang and its runtime libraries for the libFuzzer targets in native/fuzz;
 # prometheus for promtool, which lints weftd's /metrics in a test; linux-perf
-# for bench/profile.ts)
+# for bench/profile.ts; tinc, wireguard-go and wireguard-tools for the other
+# tunnels bench/e2e.ts compares weft with)
 # and the npm packages, which also builds the native addon and weftd.
 # Idempotent: installs only what is missing.
 set -euo pipefail
@@ -19,7 +20,7 @@ fi
 need=()
 for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux ethtool:ethtool tcpdump:tcpdump systemd-analyze:systemd nft:nftables iptables:iptables \
   podman:podman runc:runc nsenter:util-linux /usr/lib/cni/bridge:containernetworking-plugins /bin/busybox:busybox-static \
-  clang++:clang promtool:prometheus perf:linux-perf; do
+  clang++:clang promtool:prometheus perf:linux-perf tincd:tinc wireguard-go:wireguard-go wg:wireguard-tools; do
   what=${pair%%:*}
   case $what in
     /*) [ -x "$what" ] || need+=("${pair#*:}") ;;

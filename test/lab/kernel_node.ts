@@ -13,6 +13,7 @@
 import { POD_NETWORK, PREFIX, WeftCluster } from './cluster.js';
 import { DEFAULT_POD_MTU } from './lab.js';
 import { ipIn } from './netns.js';
+import { addressLikeWeftTun, parseSubnet } from './overlay_node.js';
 
 export const KERNEL_DEV = 'vxgpe0';
 /** Lease TTL for kernel nodes: they never renew, so longer than any run. */
@@ -139,13 +140,9 @@ export async function startKernelNode(c: WeftCluster, i: number, opts: KernelNod
   const ns = lab.nodeNs(i);
   const ip = lab.nodeIp(i);
 
-  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(opts.subnet);
-  if (!m) throw new Error(`startKernelNode(${i}): subnet must look like 198.19.200.0/24, got ${opts.subnet}`);
-  const network = m[1]!;
-  const prefixLen = Number(m[2]);
+  const { network, prefixLen } = parseSubnet(opts.subnet);
   const config = await readConfig(c);
   const clusterNet = config?.network ?? POD_NETWORK;
-  const clusterLen = Number(clusterNet.split('/')[1]);
   if (config?.subnetLen !== undefined && config.subnetLen !== prefixLen) {
     throw new Error(`startKernelNode(${i}): subnet ${opts.subnet} is not a /${config.subnetLen} as the cluster config says`);
   }
@@ -157,10 +154,7 @@ export async function startKernelNode(c: WeftCluster, i: number, opts: KernelNod
   // and `external` in either order; one such device per namespace and port.
   await ipIn(ns, ['link', 'add', KERNEL_DEV, 'type', 'vxlan', 'gpe', 'external', 'dstport', String(port)]);
   const podMtu = DEFAULT_POD_MTU;
-  await ipIn(ns, ['link', 'set', KERNEL_DEV, 'mtu', String(podMtu), 'up']);
-  // Like weftd's TUN: the subnet's network address with the cluster prefix,
-  // so the kernel routes the whole cluster network into the device.
-  await ipIn(ns, ['addr', 'add', `${network}/${clusterLen}`, 'dev', KERNEL_DEV]);
+  await addressLikeWeftTun(ns, KERNEL_DEV, opts.subnet, podMtu, clusterNet);
 
   // The lease, created only if the subnet is free (a transaction, as weftd does).
   const leaseKey = keyOfSubnet(opts.subnet);

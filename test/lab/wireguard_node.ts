@@ -1,0 +1,101 @@
+// Lab nodes joined by wireguard-go (Debian's `wireguard-go`, configured with
+// `wg` from `wireguard-tools`) instead of weftd: the benchmark's
+// `wireguard-go` row, the userspace WireGuard users pick instead of weft. One
+// wireguard-go per node namespace, in the foreground (-f) as a lab process,
+// its TUN addressed as weftd addresses its own, every other node a peer with
+// its underlay endpoint and its pod /24 as AllowedIPs:
+//
+//   pod eth0 -> cni0 <subnet>.1/24 -> <dev> <subnet>.0/16 (TUN) ->
+//   wireguard-go -> UDP 51820 on eth0 -> the peer whose AllowedIPs hold <dst>
+//
+// WireGuard always encrypts (ChaCha20-Poly1305); its overhead is IPv4 20 +
+// UDP 8 + data header 16 + tag 16 = 60 bytes, so the pods and the TUN get MTU
+// 1440. wireguard-go keeps its control socket in /var/run/wireguard/<dev>.sock
+// (a path shared by every namespace), so each device is named after the lab
+// (`<prefix>w<i>`, at most 15 characters) and a teardown hook stops the
+// process by PID and removes a socket it left.
+
+import { rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { sleep } from './exec.js';
+import type { Lab, LabProcess } from './lab.js';
+import { UNDERLAY_MTU } from './lab.js';
+import { addressLikeWeftTun, parseSubnet, planSubnet, waitPodsReach, type TunnelNode } from './overlay_node.js';
+
+export const WG_PORT = 51820;
+/** IPv4 + UDP + WireGuard data header + Poly1305 tag. */
+export const WG_OVERHEAD = 20 + 8 + 16 + 16;
+export const WG_POD_MTU = UNDERLAY_MTU - WG_OVERHEAD;
+export const WG_SOCKET_DIR = '/var/run/wireguard';
+const SOCKET_TIMEOUT_MS = 10_000;
+const STOP_GRACE_MS = 3000;
+
+/** The commands the wireguard-go nodes need, for missingCommand(). */
+export const WG_COMMANDS = [
+  { command: 'wireguard-go', pkg: 'wireguard-go' },
+  { command: 'wg', pkg: 'wireguard-tools' },
+];
+
+/** Stops `proc` by PID (SIGTERM, then SIGKILL after a grace period). */
+async function stop(proc: LabProcess): Promise<void> {
+  proc.kill('SIGTERM');
+  if (await Promise.race([proc.exited, sleep(STOP_GRACE_MS).then(() => undefined)])) return;
+  proc.kill('SIGKILL');
+  await Promise.race([proc.exited, sleep(STOP_GRACE_MS)]);
+}
+
+/**
+ * Runs wireguard-go on every node of the lab (1..lab.nodeCount), node i with
+ * pod subnet planSubnet(i) and `podsPerNode` pods at MTU WG_POD_MTU; resolves
+ * once every node's first pod pings every other node's.
+ */
+export async function startWireguardNodes(lab: Lab, podsPerNode: number): Promise<TunnelNode[]> {
+  const indexes = Array.from({ length: lab.nodeCount }, (_, k) => k + 1);
+  const dev = (i: number): string => `${lab.prefix}w${i}`;
+  const keys = new Map<number, { privateFile: string; publicKey: string }>();
+  for (const i of indexes) {
+    if (dev(i).length > 15) throw new Error(`wireguard node ${i}: device name ${dev(i)} is longer than 15 characters`);
+    const ns = lab.nodeNs(i);
+    const privateKey = (await lab.exec(ns, ['wg', 'genkey'])).stdout.trim();
+    const publicKey = (await lab.exec(ns, ['sh', '-c', 'printf "%s\\n" "$WG_KEY" | wg pubkey'], { env: { WG_KEY: privateKey } })).stdout.trim();
+    const privateFile = join(lab.dir, `wg-node${i}.key`);
+    await writeFile(privateFile, `${privateKey}\n`, { mode: 0o600 });
+    keys.set(i, { privateFile, publicKey });
+  }
+
+  const nodes: TunnelNode[] = [];
+  for (const i of indexes) {
+    const ns = lab.nodeNs(i);
+    const socket = join(WG_SOCKET_DIR, `${dev(i)}.sock`);
+    // -f and WG_PROCESS_FOREGROUND=1: no daemon, so the PID is the tunnel's.
+    const proc = lab.spawn(ns, ['wireguard-go', '-f', dev(i)], { env: { WG_PROCESS_FOREGROUND: '1' } });
+    let exited = false;
+    void proc.exited.then(() => (exited = true));
+    lab.addTeardown({
+      destroy: async () => {
+        await stop(proc);
+        rmSync(socket, { force: true });
+      },
+      destroySync: () => {
+        proc.kill('SIGKILL');
+        rmSync(socket, { force: true });
+      },
+    });
+    const deadline = Date.now() + SOCKET_TIMEOUT_MS;
+    while ((await lab.exec(ns, ['wg', 'show', dev(i)], { allowFail: true })).code !== 0) {
+      if (exited || Date.now() > deadline) throw new Error(`wireguard-go on node ${i} did not bring up ${dev(i)}; log:\n${proc.log()}`);
+      await sleep(50);
+    }
+    const peers = indexes
+      .filter((j) => j !== i)
+      .flatMap((j) => ['peer', keys.get(j)!.publicKey, 'endpoint', `${lab.nodeIp(j)}:${WG_PORT}`, 'allowed-ips', planSubnet(j)]);
+    await lab.exec(ns, ['wg', 'set', dev(i), 'listen-port', String(WG_PORT), 'private-key', keys.get(i)!.privateFile, ...peers]);
+    const subnet = planSubnet(i);
+    await addressLikeWeftTun(ns, dev(i), subnet, WG_POD_MTU);
+    const pods = podsPerNode > 0 ? await lab.addPods(i, podsPerNode, parseSubnet(subnet), WG_POD_MTU) : [];
+    nodes.push({ index: i, ns, ip: lab.nodeIp(i), subnet, dev: dev(i), pods, process: proc });
+  }
+  await waitPodsReach(lab, nodes);
+  return nodes;
+}
