@@ -1,6 +1,9 @@
-// Module init and argument unpacking for the weft addon: openTun, writePacket,
-// lockFile, setAcceptLocal, TunReader and the TUN flag constants. The work is in tun_linux.cc and
-// tun_reader.cc; this file only converts between JS values and C.
+// Module init and argument unpacking for the production addon weft.node (what
+// weftd loads): openTun, writePacket, sdNotify, lockFile, setAcceptLocal,
+// TunReader, the TUN flag constants and the engine's exports (engine_binding.cc).
+// The work is in tun_linux.cc, tun_reader.cc, sd_notify.cc and link_conf.cc;
+// this file only converts between JS values and C. Test-only entry points
+// are in the test addon (test_binding.cc).
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +18,6 @@
 #include "link_conf.h"
 #include "napi_util.h"
 #include "sd_notify.h"
-#include "offload_binding.h"
 #include "tun_linux.h"
 #include "tun_reader.h"
 
@@ -196,6 +198,5 @@ NAPI_MODULE_INIT() {
     weft::throw_last_napi_error(env);
     return nullptr;
   }
-  if (weft::init_offload_exports(env, exports) != napi_ok) { weft::throw_last_napi_error(env); return nullptr; }  // test-only exports
   return exports;
 }

@@ -95,6 +95,24 @@ inline bool typed_array_arg(napi_env env, napi_value value, napi_typedarray_type
   return true;
 }
 
+// obj[name] into *out. False (an exception possibly pending) when the lookup fails.
+inline bool get_prop(napi_env env, napi_value obj, const char* name, napi_value* out) {
+  return napi_get_named_property(env, obj, name, out) == napi_ok;
+}
+
+// obj[name] as an integer in [min, max], as integer_arg checks it.
+inline bool int_prop(napi_env env, napi_value obj, const char* name, double min, double max, double* out) {
+  napi_value v;
+  return get_prop(env, obj, name, &v) && integer_arg(env, v, name, min, max, out);
+}
+
+// obj[name] as a boolean.
+inline bool bool_prop(napi_env env, napi_value obj, const char* name, bool* out) {
+  napi_value v;
+  return get_prop(env, obj, name, &v) && typed_arg(env, v, napi_boolean, name, "a boolean") &&
+         napi_get_value_bool(env, v, out) == napi_ok;
+}
+
 // After a failed napi_* call: makes sure a JS exception is pending.
 // exports[name] = a function calling cb. False on any N-API failure (the caller throws).
 inline bool set_function(napi_env env, napi_value exports, const char* name, napi_callback cb) {
