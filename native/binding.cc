@@ -28,8 +28,7 @@ namespace {
 napi_value js_open_tun(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv, "openTun(name, flags)") || !typed_arg(env, argv[0], napi_string, "name", "a string")) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   double flags;
   if (!integer_arg(env, argv[1], "flags", 0, kTunMultiQueue | kTunVnetHdr, &flags)) return nullptr;
@@ -38,10 +37,7 @@ napi_value js_open_tun(napi_env env, napi_callback_info info) {
   // rejected anyway (IFNAMSIZ is 16), quoted truncated.
   char name[128];
   size_t len = 0;
-  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) return throw_last_napi_error(env);
   char what[192];
   snprintf(what, sizeof(what), "open TUN \"%s\"", name);
   if (len >= IFNAMSIZ) {
@@ -78,10 +74,7 @@ napi_value js_open_tun(napi_env env, napi_callback_info info) {
 // caller counts.
 napi_value js_write_packet(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  if (!get_args(env, info, 4, argv, "writePacket(fd, buf, offset, length)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 4, argv, "writePacket(fd, buf, offset, length)")) return throw_last_napi_error(env);
   double fd, offset, length;
   uint8_t* data;
   size_t buf_len;
@@ -96,10 +89,7 @@ napi_value js_write_packet(napi_env env, napi_callback_info info) {
   } while (n < 0 && errno == EINTR);
 
   napi_value result;
-  if (napi_create_int32(env, n < 0 ? -errno : static_cast<int32_t>(n), &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_int32(env, n < 0 ? -errno : static_cast<int32_t>(n), &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -109,20 +99,14 @@ napi_value js_write_packet(napi_env env, napi_callback_info info) {
 napi_value js_lock_file(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   double fd;
-  if (!get_args(env, info, 1, argv, "lockFile(fd)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 1, argv, "lockFile(fd)")) return throw_last_napi_error(env);
   if (!integer_arg(env, argv[0], "fd", 0, INT32_MAX, &fd)) return nullptr;
   int rc;
   do {
     rc = flock(static_cast<int>(fd), LOCK_EX | LOCK_NB);
   } while (rc < 0 && errno == EINTR);
   napi_value result;
-  if (napi_create_int32(env, rc < 0 ? errno : 0, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_int32(env, rc < 0 ? errno : 0, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -130,21 +114,14 @@ napi_value js_lock_file(napi_env env, napi_callback_info info) {
 napi_value js_set_accept_local(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv, "setAcceptLocal(ifname)") || !typed_arg(env, argv[0], napi_string, "ifname", "a string")) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   char name[IFNAMSIZ + 1];
   size_t len = 0;
-  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) return throw_last_napi_error(env);
   const int err = len >= IFNAMSIZ || strlen(name) != len ? EINVAL : set_accept_local(name);
   napi_value result;
-  if (napi_create_int32(env, err, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_int32(env, err, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -157,21 +134,14 @@ napi_value js_sd_notify(napi_env env, napi_callback_info info) {
       !typed_arg(env, argv[1], napi_string, "state", "a string") ||
       napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &path_len) != napi_ok ||
       napi_get_value_string_utf8(env, argv[1], nullptr, 0, &state_len) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   std::string state(state_len + 1, '\0');
-  if (napi_get_value_string_utf8(env, argv[1], &state[0], state.size(), &state_len) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_value_string_utf8(env, argv[1], &state[0], state.size(), &state_len) != napi_ok) return throw_last_napi_error(env);
   // A path that filled the buffer was cut: report it as too long rather than send elsewhere.
   const int err = path_len + 1 >= sizeof(path) ? ENAMETOOLONG : sd_notify_send(path, state.data(), state_len);
   napi_value result;
-  if (napi_create_int32(env, err, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_int32(env, err, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -195,8 +165,7 @@ NAPI_MODULE_INIT() {
       !weft::set_int(env, exports, "TUN_MULTI_QUEUE", weft::kTunMultiQueue) ||
       !weft::set_int(env, exports, "TUN_VNET_HDR", weft::kTunVnetHdr) ||
       weft::init_engine_exports(env, exports) != napi_ok) {
-    weft::throw_last_napi_error(env);
-    return nullptr;
+    return weft::throw_last_napi_error(env);
   }
   return exports;
 }

@@ -43,18 +43,14 @@ EngineHandle* handle_arg(napi_env env, napi_value v) {
 napi_value js_create_engine(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv, "createEngine(options)") || !typed_arg(env, argv[0], napi_object, "options", "an object")) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   napi_value o = argv[0], fds_v, counters_v;
   EngineConfig cfg;
   double bind_ip, port, vni, self_base, self_len, tun_addr;
   bool is_array = false;
   uint32_t nfds = 0;
-  if (!get_prop(env, o, "tunFds", &fds_v) || napi_is_array(env, fds_v, &is_array) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_prop(env, o, "tunFds", &fds_v) || napi_is_array(env, fds_v, &is_array) != napi_ok) return throw_last_napi_error(env);
   if (!is_array || napi_get_array_length(env, fds_v, &nfds) != napi_ok || nfds < 1 || nfds > 64) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "tunFds must be an array of 1 to 64 fds");
     return nullptr;
@@ -63,8 +59,7 @@ napi_value js_create_engine(napi_env env, napi_callback_info info) {
     napi_value fd_v;
     double fd;
     if (napi_get_element(env, fds_v, i, &fd_v) != napi_ok || !integer_arg(env, fd_v, "tunFds[i]", 0, INT32_MAX, &fd)) {
-      throw_last_napi_error(env);
-      return nullptr;
+      return throw_last_napi_error(env);
     }
     cfg.tun_fds.push_back(int(fd));
   }
@@ -77,8 +72,7 @@ napi_value js_create_engine(napi_env env, napi_callback_info info) {
       !int_prop(env, o, "tunAddr", 0, 4294967295.0, &tun_addr) ||
       !get_prop(env, o, "counters", &counters_v) ||
       !typed_array_arg(env, counters_v, napi_biguint64_array, "counters", "BigUint64Array", &counters, &counter_len)) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   if (counter_len != size_t(nfds) * kCounterCount) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "counters must hold tunFds.length * COUNTER_NAMES.length slots");
@@ -90,8 +84,7 @@ napi_value js_create_engine(napi_env env, napi_callback_info info) {
   size_t dev_len = 0;
   if (!get_prop(env, o, "bindDevice", &dev_v) || !typed_arg(env, dev_v, napi_string, "bindDevice", "a string") ||
       napi_get_value_string_utf8(env, dev_v, dev, sizeof(dev), &dev_len) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   if (dev_len >= 16) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bindDevice is an interface name of at most 15 bytes");
@@ -112,8 +105,7 @@ napi_value js_create_engine(napi_env env, napi_callback_info info) {
   // Reference the counters before any worker can write them.
   if (napi_create_reference(env, counters_v, 1, &h->counters) != napi_ok) {
     delete h;
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   int err = 0;
   const char* what = "start";
@@ -138,10 +130,7 @@ napi_value js_create_engine(napi_env env, napi_callback_info info) {
 // engineSetRoutes(engine, routes): swaps the whole table in; the next batch uses it.
 napi_value js_engine_set_routes(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!get_args(env, info, 2, argv, "engineSetRoutes(engine, routes)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 2, argv, "engineSetRoutes(engine, routes)")) return throw_last_napi_error(env);
   EngineHandle* h = handle_arg(env, argv[0]);
   if (h == nullptr) return nullptr;
   auto t = routes_arg(env, argv[1]);
@@ -153,10 +142,7 @@ napi_value js_engine_set_routes(napi_env env, napi_callback_info info) {
 // engineStop(engine): stops and joins the workers; the TUN fds are the caller's again. Idempotent.
 napi_value js_engine_stop(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv, "engineStop(engine)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 1, argv, "engineStop(engine)")) return throw_last_napi_error(env);
   EngineHandle* h = handle_arg(env, argv[0]);
   if (h == nullptr) return nullptr;
   h->engine.reset();
@@ -167,10 +153,7 @@ napi_value js_engine_stop(napi_env env, napi_callback_info info) {
 // live workers, and replaced route tables not yet freed.
 napi_value js_engine_info(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv, "engineInfo(engine)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 1, argv, "engineInfo(engine)")) return throw_last_napi_error(env);
   EngineHandle* h = handle_arg(env, argv[0]);
   if (h == nullptr) return nullptr;
   napi_value result, gso, gro, running, retired, bound;
@@ -184,8 +167,7 @@ napi_value js_engine_info(napi_env env, napi_callback_info info) {
       napi_get_boolean(env, h->engine && h->engine->udp_gso(), &gso) != napi_ok ||
       napi_get_boolean(env, h->engine && h->engine->udp_gro(), &gro) != napi_ok ||
       napi_set_named_property(env, result, "udpGso", gso) != napi_ok || napi_set_named_property(env, result, "udpGro", gro) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   return result;
 }

@@ -80,8 +80,7 @@ napi_value js_classify_batch(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 6, argv, "classifyBatch(direction, routes, self, packets, outerSrc, counters)") ||
       !integer_arg(env, argv[0], "direction", 0, 1, &direction) ||
       !typed_array_arg(env, argv[5], napi_biguint64_array, "counters", "BigUint64Array", &counters, &counter_len)) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   if (counter_len != kCounterCount) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "counters must hold one block (COUNTER_NAMES.length)");
@@ -93,8 +92,7 @@ napi_value js_classify_batch(napi_env env, napi_callback_info info) {
   void* out_data;
   if (napi_create_arraybuffer(env, count * 4, &out_data, &ab) != napi_ok ||
       napi_create_typedarray(env, napi_int32_array, count, ab, 0, &out) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   Counters c(static_cast<uint64_t*>(counters));
   for (size_t i = 0; i < count; i++) {
@@ -113,8 +111,7 @@ napi_value js_bench_encap(napi_env env, napi_callback_info info) {
   PacketBatch b;
   if (!get_args(env, info, 5, argv, "benchEncap(routes, self, packets, outerSrc, iterations)") ||
       !integer_arg(env, argv[4], "iterations", 1, 1e9, &iterations)) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   if (!batch_args(env, argv[0], argv[1], argv[2], argv[3], &b)) return nullptr;
   const size_t count = b.packets.size();
@@ -144,8 +141,7 @@ napi_value js_bench_encap(napi_env env, napi_callback_info info) {
   napi_value result;
   // `accepted` keeps the loop from being optimized away; a run that accepted nothing measured nothing.
   if (napi_create_double(env, accepted == 0 ? -1.0 : ns / (iterations * double(count)), &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   return result;
 }

@@ -113,7 +113,6 @@ inline bool bool_prop(napi_env env, napi_value obj, const char* name, bool* out)
          napi_get_value_bool(env, v, out) == napi_ok;
 }
 
-// After a failed napi_* call: makes sure a JS exception is pending.
 // exports[name] = a function calling cb. False on any N-API failure (the caller throws).
 inline bool set_function(napi_env env, napi_value exports, const char* name, napi_callback cb) {
   napi_value fn;
@@ -121,13 +120,19 @@ inline bool set_function(napi_env env, napi_value exports, const char* name, nap
          napi_set_named_property(env, exports, name, fn) == napi_ok;
 }
 
-inline void throw_last_napi_error(napi_env env) {
+// After a failed napi_* call or helper: makes sure a JS exception is pending
+// (the helper's own, else an Error from the last N-API error) and returns
+// nullptr, what a callback returns then, so a failure path reads
+// `if (!ok) return throw_last_napi_error(env);`. Call it before any cleanup
+// that makes further N-API calls: they would replace the last error.
+inline napi_value throw_last_napi_error(napi_env env) {
   bool pending = false;
-  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return nullptr;
   const napi_extended_error_info* info = nullptr;
   napi_get_last_error_info(env, &info);
   const char* msg = info != nullptr && info->error_message != nullptr ? info->error_message : "Node-API call failed";
   napi_throw_error(env, "ERR_WEFT_NAPI", msg);
+  return nullptr;
 }
 
 // Throws Error(`${what}: ${strerror(err)}${detail}`) with .code = the errno name.

@@ -65,10 +65,7 @@ bool optional_integer(napi_env env, size_t argc, napi_value* argv, size_t i, con
 napi_value js_tso_segment(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   size_t argc = 4;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return throw_last_napi_error(env);
   if (argc < 2) {
     napi_throw_type_error(env, "ERR_MISSING_ARGS", "tsoSegment(vnetHdrAndPacket, headroom) needs 2 arguments");
     return nullptr;
@@ -80,10 +77,7 @@ napi_value js_tso_segment(napi_env env, napi_callback_info info) {
   if (!integer_arg(env, argv[1], "headroom", 0, 4096, &headroom)) return nullptr;
 
   napi_value null_value;
-  if (napi_get_null(env, &null_value) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_null(env, &null_value) != napi_ok) return throw_last_napi_error(env);
   VnetHdr h;
   if (!vnet_hdr_read(data, len, &h)) return null_value;
   const uint8_t* pkt = data + kVnetHdrLen;
@@ -130,16 +124,14 @@ napi_value js_tso_segment(napi_env env, napi_callback_info info) {
       napi_get_boolean(env, intact, &intact_value) != napi_ok ||
       napi_set_named_property(env, result, "stride", stride_value) != napi_ok ||
       napi_set_named_property(env, result, "headroomIntact", intact_value) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   for (int i = 0; i < n; i++) {
     napi_value seg;
     const uint8_t* at = out_bytes + static_cast<size_t>(i) * stride + static_cast<size_t>(headroom);
     if (napi_create_buffer_copy(env, seg_lens[i], at, nullptr, &seg) != napi_ok ||
         napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) {
-      throw_last_napi_error(env);
-      return nullptr;
+      return throw_last_napi_error(env);
     }
   }
   return result;
@@ -148,10 +140,7 @@ napi_value js_tso_segment(napi_env env, napi_callback_info info) {
 napi_value js_tso_headers(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   size_t argc = 3;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return throw_last_napi_error(env);
   if (argc < 1) {
     napi_throw_type_error(env, "ERR_MISSING_ARGS", "tsoHeaders(vnetHdrAndPacket) needs 1 argument");
     return nullptr;
@@ -166,10 +155,7 @@ napi_value js_tso_headers(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   napi_value null_value;
-  if (napi_get_null(env, &null_value) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_null(env, &null_value) != napi_ok) return throw_last_napi_error(env);
   VnetHdr h;
   if (!vnet_hdr_read(data, len, &h)) return null_value;
   const uint8_t* pkt = data + kVnetHdrLen;
@@ -187,24 +173,15 @@ napi_value js_tso_headers(napi_env env, napi_callback_info info) {
   const int n = tso_headers(pkt, pkt_len, h, hdrs, cap, kHeadroom, &plan, static_cast<int>(max_segs), partial);
   if (n < 0) return null_value;
   napi_value result;
-  if (napi_create_array_with_length(env, static_cast<size_t>(n), &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_array_with_length(env, static_cast<size_t>(n), &result) != napi_ok) return throw_last_napi_error(env);
   for (int i = 0; i < n; i++) {
     const size_t payload = i + 1 < n ? plan.mss : plan.last_payload;
     void* seg_data;
     napi_value seg;
-    if (napi_create_buffer(env, plan.hdrs + payload, &seg_data, &seg) != napi_ok) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
+    if (napi_create_buffer(env, plan.hdrs + payload, &seg_data, &seg) != napi_ok) return throw_last_napi_error(env);
     memcpy(seg_data, hdrs + size_t(i) * plan.hdr_stride + kHeadroom, plan.hdrs);
     memcpy(static_cast<uint8_t*>(seg_data) + plan.hdrs, pkt + plan.hdrs + size_t(i) * plan.mss, payload);
-    if (napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
+    if (napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) return throw_last_napi_error(env);
   }
   return result;
 }
@@ -221,27 +198,18 @@ bool ipv4_packet_arg(napi_env env, napi_value value, const char* fn, uint8_t** d
 
 napi_value js_flow_hash(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv, "flowHash(packet)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 1, argv, "flowHash(packet)")) return throw_last_napi_error(env);
   uint8_t* data;
   size_t len;
   if (!ipv4_packet_arg(env, argv[0], "flowHash", &data, &len)) return nullptr;
   napi_value result;
-  if (napi_create_uint32(env, flow_hash(data, len), &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_uint32(env, flow_hash(data, len), &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
 napi_value js_icmp_unreachable(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  if (!get_args(env, info, 4, argv, "icmpUnreachable(packet, from, code, mtu)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 4, argv, "icmpUnreachable(packet, from, code, mtu)")) return throw_last_napi_error(env);
   uint8_t* data;
   size_t len;
   double from, code, mtu;
@@ -252,19 +220,13 @@ napi_value js_icmp_unreachable(napi_env env, napi_callback_info info) {
   uint8_t out[kIcmpErrorMax];
   const size_t n = write_icmp_unreachable(out, data, len, uint32_t(from), uint8_t(code), uint16_t(mtu));
   napi_value result;
-  if (napi_create_buffer_copy(env, n, out, nullptr, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_buffer_copy(env, n, out, nullptr, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
 napi_value js_complete_checksum(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  if (!get_args(env, info, 3, argv, "completeChecksum(packet, csumStart, csumOffset)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 3, argv, "completeChecksum(packet, csumStart, csumOffset)")) return throw_last_napi_error(env);
   uint8_t* data;
   size_t len;
   double start, offset;
@@ -274,10 +236,7 @@ napi_value js_complete_checksum(napi_env env, napi_callback_info info) {
   }
   napi_value result;
   const bool ok = complete_checksum(data, len, static_cast<uint16_t>(start), static_cast<uint16_t>(offset));
-  if (napi_get_boolean(env, ok, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_boolean(env, ok, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -305,10 +264,7 @@ napi_value js_coalesce(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   size_t argc = 2;
   bool partial;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return throw_last_napi_error(env);
   if (argc < 1) {
     napi_throw_type_error(env, "ERR_MISSING_ARGS", "coalesce(packets) needs 1 argument");
     return nullptr;
@@ -316,19 +272,13 @@ napi_value js_coalesce(napi_env env, napi_callback_info info) {
   if (!optional_bool(env, argc, argv, 1, "partial", &partial)) return nullptr;
   bool is_array = false;
   uint32_t n = 0;
-  if (napi_is_array(env, argv[0], &is_array) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_is_array(env, argv[0], &is_array) != napi_ok) return throw_last_napi_error(env);
   if (!is_array) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "packets must be an array of Buffers");
     return nullptr;
   }
   napi_value result;
-  if (napi_get_array_length(env, argv[0], &n) != napi_ok || napi_create_array(env, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_array_length(env, argv[0], &n) != napi_ok || napi_create_array(env, &result) != napi_ok) return throw_last_napi_error(env);
 
   // The packets stay in their (JS-owned) Buffers, unchanged, for the whole call.
   TcpCoalescer c;
@@ -337,22 +287,13 @@ napi_value js_coalesce(napi_env env, napi_callback_info info) {
     napi_value item;
     uint8_t* data;
     size_t len;
-    if (napi_get_element(env, argv[0], i, &item) != napi_ok) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
+    if (napi_get_element(env, argv[0], i, &item) != napi_ok) return throw_last_napi_error(env);
     if (!buffer_arg(env, item, "packets[i]", &data, &len)) return nullptr;
     if (c.add(data, len, partial)) continue;
-    if (!push_flushed(env, &c, result, &count)) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
+    if (!push_flushed(env, &c, result, &count)) return throw_last_napi_error(env);
     c.add(data, len, partial);  // refused only when empty or too long: a drop, as in the engine
   }
-  if (!push_flushed(env, &c, result, &count)) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!push_flushed(env, &c, result, &count)) return throw_last_napi_error(env);
   return result;
 }
 

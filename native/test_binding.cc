@@ -9,8 +9,7 @@
 
 NAPI_MODULE_INIT() {
   if (weft::init_offload_exports(env, exports) != napi_ok || weft::init_engine_test_exports(env, exports) != napi_ok) {
-    weft::throw_last_napi_error(env);
-    return nullptr;
+    return weft::throw_last_napi_error(env);
   }
   return exports;
 }

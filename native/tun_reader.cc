@@ -236,8 +236,7 @@ napi_value js_start(napi_env env, napi_callback_info info) {
   }
   if (napi_reference_ref(env, r->self, nullptr) != napi_ok) {
     uv_poll_stop(&r->box->poll);
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   r->started = true;
   return nullptr;
@@ -252,20 +251,14 @@ napi_value js_stop(napi_env env, napi_callback_info info) {
 
 napi_value js_construct(napi_env env, napi_callback_info info) {
   napi_value new_target = nullptr;
-  if (napi_get_new_target(env, info, &new_target) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_new_target(env, info, &new_target) != napi_ok) return throw_last_napi_error(env);
   if (new_target == nullptr) {
     napi_throw_type_error(env, "ERR_CONSTRUCT_CALL_REQUIRED", "TunReader must be called with new");
     return nullptr;
   }
   napi_value argv[5];
   napi_value self;
-  if (!get_args(env, info, 5, argv, "TunReader(fd, slab, slotSize, lengths, onBatch)", &self)) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 5, argv, "TunReader(fd, slab, slotSize, lengths, onBatch)", &self)) return throw_last_napi_error(env);
 
   // ---- Validate everything before acquiring anything.
   double fd, slot_size;
@@ -277,10 +270,7 @@ napi_value js_construct(napi_env env, napi_callback_info info) {
 
   size_t batch = 0;
   void* lengths_data;
-  if (!typed_array_arg(env, argv[3], napi_uint32_array, "lengths", "Uint32Array", &lengths_data, &batch)) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!typed_array_arg(env, argv[3], napi_uint32_array, "lengths", "Uint32Array", &lengths_data, &batch)) return throw_last_napi_error(env);
   if (batch < 1 || batch > UINT32_MAX) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "lengths must have at least one element (the batch size)");
     return nullptr;
@@ -294,10 +284,7 @@ napi_value js_construct(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
     return nullptr;
   }
-  if (!typed_arg(env, argv[4], napi_function, "onBatch", "a function")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!typed_arg(env, argv[4], napi_function, "onBatch", "a function")) return throw_last_napi_error(env);
 
   // ---- Acquire: references first (undone by finalize()), then the poll
   // handle, then the wrap, after which the finalizer owns everything.
@@ -361,8 +348,7 @@ napi_value tun_reader_define_class(napi_env env) {
   napi_value cls;
   if (napi_define_class(env, "TunReader", NAPI_AUTO_LENGTH, js_construct, nullptr, sizeof(methods) / sizeof(methods[0]),
                         methods, &cls) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   return cls;
 }
