@@ -9,6 +9,8 @@
 
 #include <memory>
 #include <new>
+#include <string>
+#include <vector>
 
 #include "counters.h"
 #include "dataplane.h"
@@ -39,64 +41,75 @@ EngineHandle* handle_arg(napi_env env, napi_value v) {
   return static_cast<EngineHandle*>(data);
 }
 
-// createEngine({ tunFds, vnetHdr, udpGso, udpGro, bindIp, bindDevice, port, vni, selfBase, selfLen, tunAddr, counters })
-napi_value js_create_engine(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv, "createEngine(options)") || !typed_arg(env, argv[0], napi_object, "options", "an object")) {
-    return throw_last_napi_error(env);
-  }
-  napi_value o = argv[0], fds_v, counters_v;
-  EngineConfig cfg;
-  double bind_ip, port, vni, self_base, self_len, tun_addr;
+// options.tunFds: an array of 1 to 64 fds. False with an exception pending,
+// or after a failed N-API call (the caller throws), as for the helpers below.
+bool tun_fds_prop(napi_env env, napi_value o, std::vector<int>* fds) {
+  napi_value fds_v;
   bool is_array = false;
   uint32_t nfds = 0;
-  if (!get_prop(env, o, "tunFds", &fds_v) || napi_is_array(env, fds_v, &is_array) != napi_ok) return throw_last_napi_error(env);
+  if (!get_prop(env, o, "tunFds", &fds_v) || napi_is_array(env, fds_v, &is_array) != napi_ok) return false;
   if (!is_array || napi_get_array_length(env, fds_v, &nfds) != napi_ok || nfds < 1 || nfds > 64) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "tunFds must be an array of 1 to 64 fds");
-    return nullptr;
+    return false;
   }
   for (uint32_t i = 0; i < nfds; i++) {
     napi_value fd_v;
     double fd;
-    if (napi_get_element(env, fds_v, i, &fd_v) != napi_ok || !integer_arg(env, fd_v, "tunFds[i]", 0, INT32_MAX, &fd)) {
-      return throw_last_napi_error(env);
-    }
-    cfg.tun_fds.push_back(int(fd));
+    if (napi_get_element(env, fds_v, i, &fd_v) != napi_ok || !integer_arg(env, fd_v, "tunFds[i]", 0, INT32_MAX, &fd)) return false;
+    fds->push_back(int(fd));
   }
+  return true;
+}
+
+// options.bindDevice: an interface name of at most 15 bytes, or ''.
+bool bind_device_prop(napi_env env, napi_value o, std::string* dev) {
+  napi_value dev_v;
+  char buf[32];
+  size_t len = 0;
+  if (!get_prop(env, o, "bindDevice", &dev_v) || !typed_arg(env, dev_v, napi_string, "bindDevice", "a string") ||
+      napi_get_value_string_utf8(env, dev_v, buf, sizeof(buf), &len) != napi_ok) {
+    return false;
+  }
+  if (len >= 16) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bindDevice is an interface name of at most 15 bytes");
+    return false;
+  }
+  dev->assign(buf, len);
+  return true;
+}
+
+// The whole options object into *cfg; *counters_v is options.counters, which
+// the handle must keep referenced while the workers write it.
+bool engine_config_arg(napi_env env, napi_value o, EngineConfig* cfg, napi_value* counters_v) {
+  double bind_ip, port, vni, self_base, self_len, tun_addr;
   void* counters;
   size_t counter_len;
-  if (!bool_prop(env, o, "vnetHdr", &cfg.vnet_hdr) || !bool_prop(env, o, "udpGso", &cfg.udp_gso) ||
-      !bool_prop(env, o, "udpGro", &cfg.udp_gro) || !int_prop(env, o, "bindIp", 0, 4294967295.0, &bind_ip) ||
+  if (!tun_fds_prop(env, o, &cfg->tun_fds)) return false;
+  if (!bool_prop(env, o, "vnetHdr", &cfg->vnet_hdr) || !bool_prop(env, o, "udpGso", &cfg->udp_gso) ||
+      !bool_prop(env, o, "udpGro", &cfg->udp_gro) || !int_prop(env, o, "bindIp", 0, 4294967295.0, &bind_ip) ||
       !int_prop(env, o, "port", 1, 65535, &port) || !int_prop(env, o, "vni", 0, 0xffffff, &vni) ||
       !int_prop(env, o, "selfBase", 0, 4294967295.0, &self_base) || !int_prop(env, o, "selfLen", 0, 32, &self_len) ||
-      !int_prop(env, o, "tunAddr", 0, 4294967295.0, &tun_addr) ||
-      !get_prop(env, o, "counters", &counters_v) ||
-      !typed_array_arg(env, counters_v, napi_biguint64_array, "counters", "BigUint64Array", &counters, &counter_len)) {
-    return throw_last_napi_error(env);
+      !int_prop(env, o, "tunAddr", 0, 4294967295.0, &tun_addr) || !get_prop(env, o, "counters", counters_v) ||
+      !typed_array_arg(env, *counters_v, napi_biguint64_array, "counters", "BigUint64Array", &counters, &counter_len)) {
+    return false;
   }
-  if (counter_len != size_t(nfds) * kCounterCount) {
+  if (counter_len != cfg->tun_fds.size() * kCounterCount) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "counters must hold tunFds.length * COUNTER_NAMES.length slots");
-    return nullptr;
+    return false;
   }
-  cfg.bind_ip = uint32_t(bind_ip);
-  napi_value dev_v;
-  char dev[32];
-  size_t dev_len = 0;
-  if (!get_prop(env, o, "bindDevice", &dev_v) || !typed_arg(env, dev_v, napi_string, "bindDevice", "a string") ||
-      napi_get_value_string_utf8(env, dev_v, dev, sizeof(dev), &dev_len) != napi_ok) {
-    return throw_last_napi_error(env);
-  }
-  if (dev_len >= 16) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bindDevice is an interface name of at most 15 bytes");
-    return nullptr;
-  }
-  cfg.bind_dev.assign(dev, dev_len);
-  cfg.port = uint16_t(port);
-  cfg.vni = uint32_t(vni);
-  cfg.self = self_arg(self_base, self_len);
-  cfg.tun_addr = uint32_t(tun_addr);
-  cfg.counters = static_cast<uint64_t*>(counters);
+  if (!bind_device_prop(env, o, &cfg->bind_dev)) return false;
+  cfg->bind_ip = uint32_t(bind_ip);
+  cfg->port = uint16_t(port);
+  cfg->vni = uint32_t(vni);
+  cfg->self = self_arg(self_base, self_len);
+  cfg->tun_addr = uint32_t(tun_addr);
+  cfg->counters = static_cast<uint64_t*>(counters);
+  return true;
+}
 
+// Starts the engine and wraps it in a handle that owns it and the counters'
+// reference. Throws (and frees everything) on failure.
+napi_value start_engine(napi_env env, const EngineConfig& cfg, napi_value counters_v) {
   EngineHandle* h = new (std::nothrow) EngineHandle();
   if (h == nullptr) {
     throw_errno(env, ENOMEM, "start the native engine", "");
@@ -125,6 +138,18 @@ napi_value js_create_engine(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   return result;
+}
+
+// createEngine({ tunFds, vnetHdr, udpGso, udpGro, bindIp, bindDevice, port, vni, selfBase, selfLen, tunAddr, counters })
+napi_value js_create_engine(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  EngineConfig cfg;
+  napi_value counters_v;
+  if (!get_args(env, info, 1, argv, "createEngine(options)") || !typed_arg(env, argv[0], napi_object, "options", "an object") ||
+      !engine_config_arg(env, argv[0], &cfg, &counters_v)) {
+    return throw_last_napi_error(env);
+  }
+  return start_engine(env, cfg, counters_v);
 }
 
 // engineSetRoutes(engine, routes): swaps the whole table in; the next batch uses it.
