@@ -62,6 +62,64 @@ bool optional_integer(napi_env env, size_t argc, napi_value* argv, size_t i, con
   return integer_arg(env, argv[i], what, min, max, out);
 }
 
+// tsoSegment's optional maxSegs and outCap (arguments 2 and 3). The
+// defaults are just large enough for any acceptable packet: at most
+// ceil(pkt_len / gso_size) segments, each at most headroom + 120 header
+// bytes + min(gso_size, pkt_len).
+bool segment_limits(napi_env env, size_t argc, napi_value* argv, const VnetHdr& h, size_t pkt_len, double headroom,
+                    double* max_segs, double* out_cap) {
+  const size_t seg_bound = h.gso_size > 0 ? (pkt_len + h.gso_size - 1) / h.gso_size + 1 : 1;
+  const size_t mss_bound = h.gso_size < pkt_len ? h.gso_size : pkt_len;
+  const double default_cap = static_cast<double>(seg_bound) * (headroom + 120 + static_cast<double>(mss_bound));
+  return optional_integer(env, argc, argv, 2, "maxSegs", 0, 1 << 20, static_cast<double>(seg_bound), max_segs) &&
+         optional_integer(env, argc, argv, 3, "outCap", 0, 1 << 30, default_cap, out_cap);
+}
+
+// tso_segment's output: n segments, segment i at bytes + i * stride +
+// headroom and lens[i] long, in cap bytes that were all kFill before.
+struct Segments {
+  const uint8_t* bytes;
+  size_t cap;
+  size_t headroom;
+  size_t stride;
+  const uint16_t* lens;
+  int n;
+  size_t start(int i) const { return static_cast<size_t>(i) * stride + headroom; }
+};
+
+// True when every byte outside the segments still holds the fill.
+bool fill_intact(const Segments& s) {
+  bool intact = true;
+  size_t pos = 0;
+  for (int i = 0; i < s.n; i++) {
+    for (; pos < s.start(i); pos++) intact = intact && s.bytes[pos] == kFill;
+    pos = s.start(i) + s.lens[i];
+  }
+  for (; pos < s.cap; pos++) intact = intact && s.bytes[pos] == kFill;
+  return intact;
+}
+
+// The segments as a new Buffer each, in an array with .stride and
+// .headroomIntact; nullptr with an exception pending.
+napi_value segments_value(napi_env env, const Segments& s) {
+  napi_value result, stride_value, intact_value;
+  if (napi_create_array_with_length(env, static_cast<size_t>(s.n), &result) != napi_ok ||
+      napi_create_double(env, static_cast<double>(s.stride), &stride_value) != napi_ok ||
+      napi_get_boolean(env, fill_intact(s), &intact_value) != napi_ok ||
+      napi_set_named_property(env, result, "stride", stride_value) != napi_ok ||
+      napi_set_named_property(env, result, "headroomIntact", intact_value) != napi_ok) {
+    return throw_last_napi_error(env);
+  }
+  for (int i = 0; i < s.n; i++) {
+    napi_value seg;
+    if (napi_create_buffer_copy(env, s.lens[i], s.bytes + s.start(i), nullptr, &seg) != napi_ok ||
+        napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) {
+      return throw_last_napi_error(env);
+    }
+  }
+  return result;
+}
+
 napi_value js_tso_segment(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   size_t argc = 4;
@@ -82,15 +140,7 @@ napi_value js_tso_segment(napi_env env, napi_callback_info info) {
   if (!vnet_hdr_read(data, len, &h)) return null_value;
   const uint8_t* pkt = data + kVnetHdrLen;
   const size_t pkt_len = len - kVnetHdrLen;
-
-  // Defaults just large enough for any acceptable packet: at most
-  // ceil(pkt_len / gso_size) segments, each at most headroom + 120 header
-  // bytes + min(gso_size, pkt_len).
-  const size_t seg_bound = h.gso_size > 0 ? (pkt_len + h.gso_size - 1) / h.gso_size + 1 : 1;
-  const size_t mss_bound = h.gso_size < pkt_len ? h.gso_size : pkt_len;
-  const double default_cap = static_cast<double>(seg_bound) * (headroom + 120 + static_cast<double>(mss_bound));
-  if (!optional_integer(env, argc, argv, 2, "maxSegs", 0, 1 << 20, static_cast<double>(seg_bound), &max_segs)) return nullptr;
-  if (!optional_integer(env, argc, argv, 3, "outCap", 0, 1 << 30, default_cap, &out_cap)) return nullptr;
+  if (!segment_limits(env, argc, argv, h, pkt_len, headroom, &max_segs, &out_cap)) return nullptr;
 
   const size_t cap = static_cast<size_t>(out_cap);
   Freer out{malloc(cap > 0 ? cap : 1)};
@@ -107,34 +157,7 @@ napi_value js_tso_segment(napi_env env, napi_callback_info info) {
   const int n = tso_segment(pkt, pkt_len, h, out_bytes, cap, static_cast<size_t>(headroom), &stride, seg_lens,
                             static_cast<int>(max_segs));
   if (n < 0) return null_value;
-
-  // Every byte outside the segments must still hold the fill.
-  bool intact = true;
-  size_t pos = 0;
-  for (int i = 0; i < n; i++) {
-    const size_t seg_start = static_cast<size_t>(i) * stride + static_cast<size_t>(headroom);
-    for (; pos < seg_start; pos++) intact = intact && out_bytes[pos] == kFill;
-    pos = seg_start + seg_lens[i];
-  }
-  for (; pos < cap; pos++) intact = intact && out_bytes[pos] == kFill;
-
-  napi_value result, stride_value, intact_value;
-  if (napi_create_array_with_length(env, static_cast<size_t>(n), &result) != napi_ok ||
-      napi_create_double(env, static_cast<double>(stride), &stride_value) != napi_ok ||
-      napi_get_boolean(env, intact, &intact_value) != napi_ok ||
-      napi_set_named_property(env, result, "stride", stride_value) != napi_ok ||
-      napi_set_named_property(env, result, "headroomIntact", intact_value) != napi_ok) {
-    return throw_last_napi_error(env);
-  }
-  for (int i = 0; i < n; i++) {
-    napi_value seg;
-    const uint8_t* at = out_bytes + static_cast<size_t>(i) * stride + static_cast<size_t>(headroom);
-    if (napi_create_buffer_copy(env, seg_lens[i], at, nullptr, &seg) != napi_ok ||
-        napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) {
-      return throw_last_napi_error(env);
-    }
-  }
-  return result;
+  return segments_value(env, Segments{out_bytes, cap, static_cast<size_t>(headroom), stride, seg_lens, n});
 }
 
 napi_value js_tso_headers(napi_env env, napi_callback_info info) {
