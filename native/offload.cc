@@ -202,8 +202,9 @@ bool TcpCoalescer::start(const uint8_t* pkt, size_t len, bool partial) {
 }
 
 bool TcpCoalescer::head_checksum_ok() const {
+  const size_t l4_len = head_len_ - kIpv4MinHeader;
   return csum_fold(csum_partial(head_, kIpv4MinHeader, 0)) == 0 &&
-         csum_fold(csum_partial(head_ + kIpv4MinHeader, head_len_ - kIpv4MinHeader, tcp_pseudo_sum(head_, head_len_ - kIpv4MinHeader))) == 0;
+         csum_fold(csum_partial(head_ + kIpv4MinHeader, l4_len, tcp_pseudo_sum(head_, l4_len))) == 0;
 }
 
 bool TcpCoalescer::add(const uint8_t* pkt, size_t len, bool partial) {
