@@ -12,18 +12,25 @@
 
 namespace weft {
 
-// Reads exactly `n` arguments into argv (and `this` into *self when given);
-// `usage` names the call in the TypeError when fewer were passed.
-inline bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value* argv, const char* usage, napi_value* self = nullptr) {
+// Reads `n` arguments into argv (and `this` into *self when given), of which
+// the first `required` must have been passed: a TypeError naming `usage`
+// otherwise. Node-API reads the others as undefined when absent.
+inline bool get_some_args(napi_env env, napi_callback_info info, size_t required, size_t n, napi_value* argv, const char* usage,
+                          napi_value* self = nullptr) {
   size_t argc = n;
   if (napi_get_cb_info(env, info, &argc, argv, self, nullptr) != napi_ok) return false;
-  if (argc < n) {
+  if (argc < required) {
     char msg[160];
-    snprintf(msg, sizeof(msg), "%s needs %zu arguments", usage, n);
+    snprintf(msg, sizeof(msg), "%s needs %zu argument%s", usage, required, required == 1 ? "" : "s");
     napi_throw_type_error(env, "ERR_MISSING_ARGS", msg);
     return false;
   }
   return true;
+}
+
+// Reads exactly `n` arguments, all required: see get_some_args.
+inline bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value* argv, const char* usage, napi_value* self = nullptr) {
+  return get_some_args(env, info, n, n, argv, usage, self);
 }
 
 // `value` must be of `type` (napi_string, napi_function, napi_object...); `what` names it.

@@ -36,43 +36,59 @@ struct Freer {
   ~Freer() { free(p); }
 };
 
-// Reads argument i as an optional boolean; false when absent or undefined.
-bool optional_bool(napi_env env, size_t argc, napi_value* argv, size_t i, const char* what, bool* out) {
+// An optional boolean argument: false when undefined (also when not passed).
+bool optional_bool(napi_env env, napi_value value, const char* what, bool* out) {
   *out = false;
-  if (i >= argc) return true;
   napi_valuetype type;
-  if (napi_typeof(env, argv[i], &type) != napi_ok) return false;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
   if (type == napi_undefined) return true;
-  return typed_arg(env, argv[i], napi_boolean, what, "a boolean") && napi_get_value_bool(env, argv[i], out) == napi_ok;
+  return typed_arg(env, value, napi_boolean, what, "a boolean") && napi_get_value_bool(env, value, out) == napi_ok;
 }
 
-// Reads argument i as an optional integer in [min, max]; `def` when absent or undefined.
-bool optional_integer(napi_env env, size_t argc, napi_value* argv, size_t i, const char* what, double min, double max,
-                      double def, double* out) {
-  if (i >= argc) {
-    *out = def;
-    return true;
-  }
+// An optional integer argument in [min, max]: `def` when undefined (also when not passed).
+bool optional_integer(napi_env env, napi_value value, const char* what, double min, double max, double def, double* out) {
   napi_valuetype type;
-  if (napi_typeof(env, argv[i], &type) != napi_ok) return false;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
   if (type == napi_undefined) {
     *out = def;
     return true;
   }
-  return integer_arg(env, argv[i], what, min, max, out);
+  return integer_arg(env, value, what, min, max, out);
+}
+
+// A super-packet as tsoSegment and tsoHeaders take it: a Buffer holding a
+// virtio_net_hdr and the packet after it.
+struct SuperPacket {
+  VnetHdr h;
+  const uint8_t* pkt;
+  size_t len;
+};
+
+// Reads a SuperPacket argument. False with an exception pending when it is
+// no Buffer; *valid false when vnet_hdr_read refuses it (the call answers null).
+bool super_packet_arg(napi_env env, napi_value value, SuperPacket* sp, bool* valid) {
+  uint8_t* data;
+  size_t len;
+  if (!buffer_arg(env, value, "vnetHdrAndPacket", &data, &len)) return false;
+  *valid = vnet_hdr_read(data, len, &sp->h);
+  if (*valid) {
+    sp->pkt = data + kVnetHdrLen;
+    sp->len = len - kVnetHdrLen;
+  }
+  return true;
 }
 
 // tsoSegment's optional maxSegs and outCap (arguments 2 and 3). The
 // defaults are just large enough for any acceptable packet: at most
 // ceil(pkt_len / gso_size) segments, each at most headroom + 120 header
 // bytes + min(gso_size, pkt_len).
-bool segment_limits(napi_env env, size_t argc, napi_value* argv, const VnetHdr& h, size_t pkt_len, double headroom,
-                    double* max_segs, double* out_cap) {
-  const size_t seg_bound = h.gso_size > 0 ? (pkt_len + h.gso_size - 1) / h.gso_size + 1 : 1;
-  const size_t mss_bound = h.gso_size < pkt_len ? h.gso_size : pkt_len;
+bool segment_limits(napi_env env, napi_value* argv, const SuperPacket& sp, double headroom, double* max_segs, double* out_cap) {
+  const size_t gso_size = sp.h.gso_size;
+  const size_t seg_bound = gso_size > 0 ? (sp.len + gso_size - 1) / gso_size + 1 : 1;
+  const size_t mss_bound = gso_size < sp.len ? gso_size : sp.len;
   const double default_cap = static_cast<double>(seg_bound) * (headroom + 120 + static_cast<double>(mss_bound));
-  return optional_integer(env, argc, argv, 2, "maxSegs", 0, 1 << 20, static_cast<double>(seg_bound), max_segs) &&
-         optional_integer(env, argc, argv, 3, "outCap", 0, 1 << 30, default_cap, out_cap);
+  return optional_integer(env, argv[2], "maxSegs", 0, 1 << 20, static_cast<double>(seg_bound), max_segs) &&
+         optional_integer(env, argv[3], "outCap", 0, 1 << 30, default_cap, out_cap);
 }
 
 // tso_segment's output: n segments, segment i at bytes + i * stride +
@@ -121,26 +137,16 @@ napi_value segments_value(napi_env env, const Segments& s) {
 }
 
 napi_value js_tso_segment(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  size_t argc = 4;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return throw_last_napi_error(env);
-  if (argc < 2) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "tsoSegment(vnetHdrAndPacket, headroom) needs 2 arguments");
-    return nullptr;
-  }
-  uint8_t* data;
-  size_t len;
+  napi_value argv[4], null_value;
+  SuperPacket sp;
+  bool valid;
   double headroom, max_segs, out_cap;
-  if (!buffer_arg(env, argv[0], "vnetHdrAndPacket", &data, &len)) return nullptr;
-  if (!integer_arg(env, argv[1], "headroom", 0, 4096, &headroom)) return nullptr;
-
-  napi_value null_value;
-  if (napi_get_null(env, &null_value) != napi_ok) return throw_last_napi_error(env);
-  VnetHdr h;
-  if (!vnet_hdr_read(data, len, &h)) return null_value;
-  const uint8_t* pkt = data + kVnetHdrLen;
-  const size_t pkt_len = len - kVnetHdrLen;
-  if (!segment_limits(env, argc, argv, h, pkt_len, headroom, &max_segs, &out_cap)) return nullptr;
+  if (!get_some_args(env, info, 2, 4, argv, "tsoSegment(vnetHdrAndPacket, headroom)") || !super_packet_arg(env, argv[0], &sp, &valid) ||
+      !integer_arg(env, argv[1], "headroom", 0, 4096, &headroom) || napi_get_null(env, &null_value) != napi_ok) {
+    return throw_last_napi_error(env);
+  }
+  if (!valid) return null_value;
+  if (!segment_limits(env, argv, sp, headroom, &max_segs, &out_cap)) return nullptr;
 
   const size_t cap = static_cast<size_t>(out_cap);
   Freer out{malloc(cap > 0 ? cap : 1)};
@@ -154,37 +160,25 @@ napi_value js_tso_segment(napi_env env, napi_callback_info info) {
   memset(out_bytes, kFill, cap);
 
   size_t stride = 0;
-  const int n = tso_segment(pkt, pkt_len, h, out_bytes, cap, static_cast<size_t>(headroom), &stride, seg_lens,
+  const int n = tso_segment(sp.pkt, sp.len, sp.h, out_bytes, cap, static_cast<size_t>(headroom), &stride, seg_lens,
                             static_cast<int>(max_segs));
   if (n < 0) return null_value;
   return segments_value(env, Segments{out_bytes, cap, static_cast<size_t>(headroom), stride, seg_lens, n});
 }
 
 napi_value js_tso_headers(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  size_t argc = 3;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return throw_last_napi_error(env);
-  if (argc < 1) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "tsoHeaders(vnetHdrAndPacket) needs 1 argument");
-    return nullptr;
-  }
-  uint8_t* data;
-  size_t len;
+  napi_value argv[3], null_value;
+  SuperPacket sp;
+  bool valid, partial;
   double max_segs;
-  if (!buffer_arg(env, argv[0], "vnetHdrAndPacket", &data, &len)) return nullptr;
-  bool partial;
-  if (!optional_integer(env, argc, argv, 1, "maxSegs", 0, 1 << 20, 1 << 16, &max_segs) ||
-      !optional_bool(env, argc, argv, 2, "partial", &partial)) {
-    return nullptr;
+  if (!get_some_args(env, info, 1, 3, argv, "tsoHeaders(vnetHdrAndPacket)") || !super_packet_arg(env, argv[0], &sp, &valid) ||
+      !optional_integer(env, argv[1], "maxSegs", 0, 1 << 20, 1 << 16, &max_segs) || !optional_bool(env, argv[2], "partial", &partial) ||
+      napi_get_null(env, &null_value) != napi_ok) {
+    return throw_last_napi_error(env);
   }
-  napi_value null_value;
-  if (napi_get_null(env, &null_value) != napi_ok) return throw_last_napi_error(env);
-  VnetHdr h;
-  if (!vnet_hdr_read(data, len, &h)) return null_value;
-  const uint8_t* pkt = data + kVnetHdrLen;
-  const size_t pkt_len = len - kVnetHdrLen;
+  if (!valid) return null_value;
   constexpr size_t kHeadroom = kGpeHeaderLen;  // as the engine's
-  const size_t seg_bound = h.gso_size > 0 ? (pkt_len + h.gso_size - 1) / h.gso_size + 1 : 1;
+  const size_t seg_bound = sp.h.gso_size > 0 ? (sp.len + sp.h.gso_size - 1) / sp.h.gso_size + 1 : 1;
   const size_t cap = seg_bound * (kHeadroom + 120);
   Freer out{malloc(cap)};
   if (out.p == nullptr) {
@@ -193,7 +187,7 @@ napi_value js_tso_headers(napi_env env, napi_callback_info info) {
   }
   uint8_t* hdrs = static_cast<uint8_t*>(out.p);
   TsoPlan plan;
-  const int n = tso_headers(pkt, pkt_len, h, hdrs, cap, kHeadroom, &plan, static_cast<int>(max_segs), partial);
+  const int n = tso_headers(sp.pkt, sp.len, sp.h, hdrs, cap, kHeadroom, &plan, static_cast<int>(max_segs), partial);
   if (n < 0) return null_value;
   napi_value result;
   if (napi_create_array_with_length(env, static_cast<size_t>(n), &result) != napi_ok) return throw_last_napi_error(env);
@@ -203,7 +197,7 @@ napi_value js_tso_headers(napi_env env, napi_callback_info info) {
     napi_value seg;
     if (napi_create_buffer(env, plan.hdrs + payload, &seg_data, &seg) != napi_ok) return throw_last_napi_error(env);
     memcpy(seg_data, hdrs + size_t(i) * plan.hdr_stride + kHeadroom, plan.hdrs);
-    memcpy(static_cast<uint8_t*>(seg_data) + plan.hdrs, pkt + plan.hdrs + size_t(i) * plan.mss, payload);
+    memcpy(static_cast<uint8_t*>(seg_data) + plan.hdrs, sp.pkt + plan.hdrs + size_t(i) * plan.mss, payload);
     if (napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) return throw_last_napi_error(env);
   }
   return result;
@@ -285,14 +279,10 @@ bool push_flushed(napi_env env, TcpCoalescer* c, napi_value result, uint32_t* co
 
 napi_value js_coalesce(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  size_t argc = 2;
   bool partial;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return throw_last_napi_error(env);
-  if (argc < 1) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "coalesce(packets) needs 1 argument");
-    return nullptr;
+  if (!get_some_args(env, info, 1, 2, argv, "coalesce(packets)") || !optional_bool(env, argv[1], "partial", &partial)) {
+    return throw_last_napi_error(env);
   }
-  if (!optional_bool(env, argc, argv, 1, "partial", &partial)) return nullptr;
   bool is_array = false;
   uint32_t n = 0;
   if (napi_is_array(env, argv[0], &is_array) != napi_ok) return throw_last_napi_error(env);
