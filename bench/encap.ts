@@ -10,11 +10,11 @@
 //
 // Prints a markdown table and writes bench/results/encap-<date>.json.
 //
-// Engines plug in through EncapBench. The native row calls the addon's
+// Engines plug in through EncapBench. The native row calls the test addon's
 // benchEncap(routes, self, packets, outerSrc, iterations), which runs the
 // same steps in C++ (classify_inside, gpe_write + memcpy, accept_outside)
-// and returns ns per packet; it is skipped, with a note, while the addon is
-// not built or lacks it.
+// and returns ns per packet; it is skipped, with a note, while the test
+// addon (native/build/Release/weft_test.node) is not built.
 
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -24,11 +24,11 @@ import { GPE_NEXT_PROTO_IPV4, VXLAN_GPE_HEADER_LEN } from '../src/constants.js';
 import { C, COUNTER_NAMES } from '../src/dataplane/counters.js';
 import { classifyInside } from '../src/dataplane/inside.js';
 import { acceptOutside } from '../src/dataplane/outside.js';
-import { loadAddon } from '../src/host/addon.js';
 import { formatIp, parseCidr, parseIp, type Cidr } from '../src/net/ipv4.js';
 import { RouteTable, type Peer } from '../src/routes/route_table.js';
 import { writeGpeHeader } from '../src/wire/vxlan_gpe.js';
 import { udpPacket } from '../test/harness/packets.js';
+import { loadTestAddon } from '../test/harness/test_addon.js';
 
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 export const SIZES = [64, 512, 1400] as const;
@@ -148,15 +148,14 @@ export const jsBench: EncapBench = {
   },
 };
 
-/** The native row, through the addon's benchEncap; undefined (with the reason) when it cannot run. */
+/** The native row, through the test addon's benchEncap; undefined (with the reason) when it cannot run. */
 function nativeBench(): { bench?: EncapBench; reason?: string } {
   let addon;
   try {
-    addon = loadAddon();
+    addon = loadTestAddon();
   } catch (err) {
     return { reason: (err as Error).message };
   }
-  if (typeof addon.benchEncap !== 'function') return { reason: 'the addon has no benchEncap()' };
   const benchEncap = addon.benchEncap.bind(addon);
   return {
     bench: {

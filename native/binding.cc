@@ -1,6 +1,9 @@
-// Module init and argument unpacking for the weft addon: openTun, writePacket,
-// lockFile, setAcceptLocal, TunReader and the TUN flag constants. The work is in tun_linux.cc and
-// tun_reader.cc; this file only converts between JS values and C.
+// Module init and argument unpacking for the production addon weft.node (what
+// weftd loads): openTun, writePacket, sdNotify, lockFile, setAcceptLocal,
+// TunReader, the TUN flag constants and the engine's exports (engine_binding.cc).
+// The work is in tun_linux.cc, tun_reader.cc, sd_notify.cc and link_conf.cc;
+// this file only converts between JS values and C. Test-only entry points
+// are in the test addon (test_binding.cc).
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +18,6 @@
 #include "link_conf.h"
 #include "napi_util.h"
 #include "sd_notify.h"
-#include "offload_binding.h"
 #include "tun_linux.h"
 #include "tun_reader.h"
 
@@ -26,8 +28,7 @@ namespace {
 napi_value js_open_tun(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv, "openTun(name, flags)") || !typed_arg(env, argv[0], napi_string, "name", "a string")) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   double flags;
   if (!integer_arg(env, argv[1], "flags", 0, kTunMultiQueue | kTunVnetHdr, &flags)) return nullptr;
@@ -36,10 +37,7 @@ napi_value js_open_tun(napi_env env, napi_callback_info info) {
   // rejected anyway (IFNAMSIZ is 16), quoted truncated.
   char name[128];
   size_t len = 0;
-  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) return throw_last_napi_error(env);
   char what[192];
   snprintf(what, sizeof(what), "open TUN \"%s\"", name);
   if (len >= IFNAMSIZ) {
@@ -76,10 +74,7 @@ napi_value js_open_tun(napi_env env, napi_callback_info info) {
 // caller counts.
 napi_value js_write_packet(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  if (!get_args(env, info, 4, argv, "writePacket(fd, buf, offset, length)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 4, argv, "writePacket(fd, buf, offset, length)")) return throw_last_napi_error(env);
   double fd, offset, length;
   uint8_t* data;
   size_t buf_len;
@@ -94,10 +89,7 @@ napi_value js_write_packet(napi_env env, napi_callback_info info) {
   } while (n < 0 && errno == EINTR);
 
   napi_value result;
-  if (napi_create_int32(env, n < 0 ? -errno : static_cast<int32_t>(n), &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_int32(env, n < 0 ? -errno : static_cast<int32_t>(n), &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -107,20 +99,14 @@ napi_value js_write_packet(napi_env env, napi_callback_info info) {
 napi_value js_lock_file(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   double fd;
-  if (!get_args(env, info, 1, argv, "lockFile(fd)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 1, argv, "lockFile(fd)")) return throw_last_napi_error(env);
   if (!integer_arg(env, argv[0], "fd", 0, INT32_MAX, &fd)) return nullptr;
   int rc;
   do {
     rc = flock(static_cast<int>(fd), LOCK_EX | LOCK_NB);
   } while (rc < 0 && errno == EINTR);
   napi_value result;
-  if (napi_create_int32(env, rc < 0 ? errno : 0, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_int32(env, rc < 0 ? errno : 0, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -128,21 +114,14 @@ napi_value js_lock_file(napi_env env, napi_callback_info info) {
 napi_value js_set_accept_local(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv, "setAcceptLocal(ifname)") || !typed_arg(env, argv[0], napi_string, "ifname", "a string")) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   char name[IFNAMSIZ + 1];
   size_t len = 0;
-  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) return throw_last_napi_error(env);
   const int err = len >= IFNAMSIZ || strlen(name) != len ? EINVAL : set_accept_local(name);
   napi_value result;
-  if (napi_create_int32(env, err, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_int32(env, err, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -155,21 +134,14 @@ napi_value js_sd_notify(napi_env env, napi_callback_info info) {
       !typed_arg(env, argv[1], napi_string, "state", "a string") ||
       napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &path_len) != napi_ok ||
       napi_get_value_string_utf8(env, argv[1], nullptr, 0, &state_len) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   std::string state(state_len + 1, '\0');
-  if (napi_get_value_string_utf8(env, argv[1], &state[0], state.size(), &state_len) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_value_string_utf8(env, argv[1], &state[0], state.size(), &state_len) != napi_ok) return throw_last_napi_error(env);
   // A path that filled the buffer was cut: report it as too long rather than send elsewhere.
   const int err = path_len + 1 >= sizeof(path) ? ENAMETOOLONG : sd_notify_send(path, state.data(), state_len);
   napi_value result;
-  if (napi_create_int32(env, err, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_int32(env, err, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -193,9 +165,7 @@ NAPI_MODULE_INIT() {
       !weft::set_int(env, exports, "TUN_MULTI_QUEUE", weft::kTunMultiQueue) ||
       !weft::set_int(env, exports, "TUN_VNET_HDR", weft::kTunVnetHdr) ||
       weft::init_engine_exports(env, exports) != napi_ok) {
-    weft::throw_last_napi_error(env);
-    return nullptr;
+    return weft::throw_last_napi_error(env);
   }
-  if (weft::init_offload_exports(env, exports) != napi_ok) { weft::throw_last_napi_error(env); return nullptr; }  // test-only exports
   return exports;
 }

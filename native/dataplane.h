@@ -68,6 +68,14 @@ class Engine {
 
  private:
   explicit Engine(int workers);
+  // The steps of start(). new_worker: a worker for TUN queue w with its
+  // fields and buffers, or nullptr (ENOMEM) with *step set. add_workers: one
+  // worker per queue with its sockets open, and the UDP offloads every one
+  // of them has. start_threads: a thread per worker. Each returns 0 or an
+  // errno (with *step naming what failed); the destructor undoes the rest.
+  std::unique_ptr<Worker> new_worker(const EngineConfig& cfg, int w, const char** step);
+  int add_workers(const EngineConfig& cfg, const char** step);
+  int start_threads();
   RouteHolder routes_;
   int stop_fd_ = -1;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -12,18 +12,25 @@
 
 namespace weft {
 
-// Reads exactly `n` arguments into argv (and `this` into *self when given);
-// `usage` names the call in the TypeError when fewer were passed.
-inline bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value* argv, const char* usage, napi_value* self = nullptr) {
+// Reads `n` arguments into argv (and `this` into *self when given), of which
+// the first `required` must have been passed: a TypeError naming `usage`
+// otherwise. Node-API reads the others as undefined when absent.
+inline bool get_some_args(napi_env env, napi_callback_info info, size_t required, size_t n, napi_value* argv, const char* usage,
+                          napi_value* self = nullptr) {
   size_t argc = n;
   if (napi_get_cb_info(env, info, &argc, argv, self, nullptr) != napi_ok) return false;
-  if (argc < n) {
+  if (argc < required) {
     char msg[160];
-    snprintf(msg, sizeof(msg), "%s needs %zu arguments", usage, n);
+    snprintf(msg, sizeof(msg), "%s needs %zu argument%s", usage, required, required == 1 ? "" : "s");
     napi_throw_type_error(env, "ERR_MISSING_ARGS", msg);
     return false;
   }
   return true;
+}
+
+// Reads exactly `n` arguments, all required: see get_some_args.
+inline bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value* argv, const char* usage, napi_value* self = nullptr) {
+  return get_some_args(env, info, n, n, argv, usage, self);
 }
 
 // `value` must be of `type` (napi_string, napi_function, napi_object...); `what` names it.
@@ -95,7 +102,24 @@ inline bool typed_array_arg(napi_env env, napi_value value, napi_typedarray_type
   return true;
 }
 
-// After a failed napi_* call: makes sure a JS exception is pending.
+// obj[name] into *out. False (an exception possibly pending) when the lookup fails.
+inline bool get_prop(napi_env env, napi_value obj, const char* name, napi_value* out) {
+  return napi_get_named_property(env, obj, name, out) == napi_ok;
+}
+
+// obj[name] as an integer in [min, max], as integer_arg checks it.
+inline bool int_prop(napi_env env, napi_value obj, const char* name, double min, double max, double* out) {
+  napi_value v;
+  return get_prop(env, obj, name, &v) && integer_arg(env, v, name, min, max, out);
+}
+
+// obj[name] as a boolean.
+inline bool bool_prop(napi_env env, napi_value obj, const char* name, bool* out) {
+  napi_value v;
+  return get_prop(env, obj, name, &v) && typed_arg(env, v, napi_boolean, name, "a boolean") &&
+         napi_get_value_bool(env, v, out) == napi_ok;
+}
+
 // exports[name] = a function calling cb. False on any N-API failure (the caller throws).
 inline bool set_function(napi_env env, napi_value exports, const char* name, napi_callback cb) {
   napi_value fn;
@@ -103,13 +127,19 @@ inline bool set_function(napi_env env, napi_value exports, const char* name, nap
          napi_set_named_property(env, exports, name, fn) == napi_ok;
 }
 
-inline void throw_last_napi_error(napi_env env) {
+// After a failed napi_* call or helper: makes sure a JS exception is pending
+// (the helper's own, else an Error from the last N-API error) and returns
+// nullptr, what a callback returns then, so a failure path reads
+// `if (!ok) return throw_last_napi_error(env);`. Call it before any cleanup
+// that makes further N-API calls: they would replace the last error.
+inline napi_value throw_last_napi_error(napi_env env) {
   bool pending = false;
-  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return nullptr;
   const napi_extended_error_info* info = nullptr;
   napi_get_last_error_info(env, &info);
   const char* msg = info != nullptr && info->error_message != nullptr ? info->error_message : "Node-API call failed";
   napi_throw_error(env, "ERR_WEFT_NAPI", msg);
+  return nullptr;
 }
 
 // Throws Error(`${what}: ${strerror(err)}${detail}`) with .code = the errno name.

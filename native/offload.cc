@@ -5,12 +5,11 @@
 #include <string.h>
 
 #include "checksum.h"
+#include "wire.h"
 
 namespace weft {
 namespace {
 
-constexpr uint8_t kProtoTcp = 6;
-constexpr size_t kIpv4MinHdr = 20;
 constexpr size_t kTcpMinHdr = 20;
 constexpr size_t kTcpCsumOffset = 16;
 
@@ -22,20 +21,6 @@ constexpr uint16_t kIpDf = 0x4000, kIpMfAndOffset = 0x3fff;
 constexpr size_t kTcpSeq = 4, kTcpAck = 8, kTcpDoff = 12, kTcpFlags = 13, kTcpWindow = 14;
 constexpr uint8_t kFin = 0x01, kPsh = 0x08, kAck = 0x10, kCwr = 0x80;
 
-inline uint16_t load16be(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-inline uint32_t load32be(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 | static_cast<uint32_t>(p[2]) << 8 | p[3];
-}
-inline void store16be(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-inline void store32be(uint8_t* p, uint32_t v) {
-  p[0] = static_cast<uint8_t>(v >> 24);
-  p[1] = static_cast<uint8_t>(v >> 16);
-  p[2] = static_cast<uint8_t>(v >> 8);
-  p[3] = static_cast<uint8_t>(v);
-}
 inline uint32_t load32(const uint8_t* p) {
   uint32_t v;
   memcpy(&v, p, 4);
@@ -60,10 +45,10 @@ struct TcpLayout {
 
 // IPv4, not a fragment, TCP, header lengths consistent with total length <= len.
 bool parse_tcp(const uint8_t* pkt, size_t len, TcpLayout* l) {
-  if (len < kIpv4MinHdr + kTcpMinHdr || (pkt[0] >> 4) != 4 || pkt[kIpProto] != kProtoTcp) return false;
+  if (len < kIpv4MinHeader + kTcpMinHdr || (pkt[0] >> 4) != 4 || pkt[kIpProto] != kProtoTcp) return false;
   l->ihl = static_cast<size_t>(pkt[0] & 0x0f) * 4;
-  l->tot_len = load16be(pkt + kIpTotLen);
-  if (l->ihl < kIpv4MinHdr || l->tot_len > len || (load16be(pkt + kIpFrag) & kIpMfAndOffset) != 0) return false;
+  l->tot_len = load_be16(pkt + kIpTotLen);
+  if (l->ihl < kIpv4MinHeader || l->tot_len > len || (load_be16(pkt + kIpFrag) & kIpMfAndOffset) != 0) return false;
   if (l->tot_len < l->ihl + kTcpMinHdr) return false;
   l->thl = static_cast<size_t>(pkt[l->ihl + kTcpDoff] >> 4) * 4;
   if (l->thl < kTcpMinHdr || l->ihl + l->thl > l->tot_len) return false;
@@ -139,14 +124,14 @@ void tso_write_headers(uint8_t* ip, const uint8_t* pkt, const TsoShape& s, size_
   const size_t seg_payload = i + 1 < s.n ? s.mss : s.last_payload;
   uint8_t* tcp = ip + s.l.ihl;
   memcpy(ip, pkt, s.hdrs);
-  store16be(ip + kIpTotLen, static_cast<uint16_t>(s.hdrs + seg_payload));
-  store16be(ip + kIpId, static_cast<uint16_t>(load16be(pkt + kIpId) + i));
+  store_be16(ip + kIpTotLen, static_cast<uint16_t>(s.hdrs + seg_payload));
+  store_be16(ip + kIpId, static_cast<uint16_t>(load_be16(pkt + kIpId) + i));
   fix_ip_csum(ip, s.l.ihl);
   uint8_t flags = pkt[s.l.ihl + kTcpFlags];
   if (i + 1 < s.n) flags &= static_cast<uint8_t>(~(kFin | kPsh));
   if (i > 0) flags &= static_cast<uint8_t>(~kCwr);
   tcp[kTcpFlags] = flags;
-  store32be(tcp + kTcpSeq, load32be(pkt + s.l.ihl + kTcpSeq) + static_cast<uint32_t>(i * s.mss));
+  store_be32(tcp + kTcpSeq, load_be32(pkt + s.l.ihl + kTcpSeq) + static_cast<uint32_t>(i * s.mss));
   if (partial) {
     store_csum(tcp + kTcpCsumOffset, csum_fold_partial(tcp_pseudo_sum(ip, s.l.thl + seg_payload)));
     return;
@@ -205,20 +190,21 @@ bool TcpCoalescer::start(const uint8_t* pkt, size_t len, bool partial) {
     head_csum_start_ = static_cast<uint16_t>(l.ihl);
     head_hdrs_ = static_cast<uint16_t>(l.ihl + l.thl);
   }
-  if (l.ihl != kIpv4MinHdr || l.payload == 0) return false;
+  if (l.ihl != kIpv4MinHeader || l.payload == 0) return false;
   if (pkt[l.ihl + kTcpFlags] != kAck) return false;  // PSH closes at once; other flags never merge
   thl_ = static_cast<uint16_t>(l.thl);
   gso_size_ = static_cast<uint16_t>(l.payload);
-  head_id_ = load16be(pkt + kIpId);
-  df_ = (load16be(pkt + kIpFrag) & kIpDf) != 0;
-  next_seq_ = load32be(pkt + l.ihl + kTcpSeq) + static_cast<uint32_t>(l.payload);
+  head_id_ = load_be16(pkt + kIpId);
+  df_ = (load_be16(pkt + kIpFrag) & kIpDf) != 0;
+  next_seq_ = load_be32(pkt + l.ihl + kTcpSeq) + static_cast<uint32_t>(l.payload);
   head_verified_ = false;
   return true;
 }
 
 bool TcpCoalescer::head_checksum_ok() const {
-  return csum_fold(csum_partial(head_, kIpv4MinHdr, 0)) == 0 &&
-         csum_fold(csum_partial(head_ + kIpv4MinHdr, head_len_ - kIpv4MinHdr, tcp_pseudo_sum(head_, head_len_ - kIpv4MinHdr))) == 0;
+  const size_t l4_len = head_len_ - kIpv4MinHeader;
+  return csum_fold(csum_partial(head_, kIpv4MinHeader, 0)) == 0 &&
+         csum_fold(csum_partial(head_ + kIpv4MinHeader, l4_len, tcp_pseudo_sum(head_, l4_len))) == 0;
 }
 
 bool TcpCoalescer::add(const uint8_t* pkt, size_t len, bool partial) {
@@ -235,23 +221,23 @@ bool TcpCoalescer::add(const uint8_t* pkt, size_t len, bool partial) {
   if (!open_ || segs_ == kMaxCoalescedSegs || partial != partial_) return false;
 
   TcpLayout l;
-  if (!parse_tcp(pkt, len, &l) || l.ihl != kIpv4MinHdr || l.tot_len != len || l.thl != thl_) return false;
+  if (!parse_tcp(pkt, len, &l) || l.ihl != kIpv4MinHeader || l.tot_len != len || l.thl != thl_) return false;
   if (l.payload == 0 || l.payload > gso_size_) return false;
   if (len_ + l.payload > kMaxIpv4Packet) return false;
 
-  const uint8_t* tcp = pkt + kIpv4MinHdr;
-  const uint8_t* head_tcp = head_ + kIpv4MinHdr;
+  const uint8_t* tcp = pkt + kIpv4MinHeader;
+  const uint8_t* head_tcp = head_ + kIpv4MinHeader;
   const uint8_t flags = tcp[kTcpFlags];
   if (flags != kAck && flags != (kAck | kPsh)) return false;
   // IP: version/IHL, TOS; frag word (DF equal, no MF/offset: both parsed); TTL, protocol; addresses.
-  if (memcmp(pkt, head_, 2) != 0 || load16be(pkt + kIpFrag) != load16be(head_ + kIpFrag) ||
+  if (memcmp(pkt, head_, 2) != 0 || load_be16(pkt + kIpFrag) != load_be16(head_ + kIpFrag) ||
       memcmp(pkt + kIpTtl, head_ + kIpTtl, 2) != 0 || memcmp(pkt + kIpSaddr, head_ + kIpSaddr, 8) != 0) {
     return false;
   }
-  if (!df_ && load16be(pkt + kIpId) != static_cast<uint16_t>(head_id_ + segs_)) return false;
-  if (csum_fold(csum_partial(pkt, kIpv4MinHdr, 0)) != 0) return false;
+  if (!df_ && load_be16(pkt + kIpId) != static_cast<uint16_t>(head_id_ + segs_)) return false;
+  if (csum_fold(csum_partial(pkt, kIpv4MinHeader, 0)) != 0) return false;
   // TCP: ports; seq; ack; data offset byte (with the reserved/AE bits); window; options.
-  if (memcmp(tcp, head_tcp, 4) != 0 || load32be(tcp + kTcpSeq) != next_seq_ ||
+  if (memcmp(tcp, head_tcp, 4) != 0 || load_be32(tcp + kTcpSeq) != next_seq_ ||
       memcmp(tcp + kTcpAck, head_tcp + kTcpAck, 4) != 0 || tcp[kTcpDoff] != head_tcp[kTcpDoff] ||
       memcmp(tcp + kTcpWindow, head_tcp + kTcpWindow, 2) != 0 ||
       memcmp(tcp + kTcpMinHdr, head_tcp + kTcpMinHdr, thl_ - kTcpMinHdr) != 0) {
@@ -266,9 +252,9 @@ bool TcpCoalescer::add(const uint8_t* pkt, size_t len, bool partial) {
       }
       head_verified_ = true;
     }
-    if (csum_fold(csum_partial(tcp, len - kIpv4MinHdr, tcp_pseudo_sum(pkt, len - kIpv4MinHdr))) != 0) return false;
+    if (csum_fold(csum_partial(tcp, len - kIpv4MinHeader, tcp_pseudo_sum(pkt, len - kIpv4MinHeader))) != 0) return false;
   } else if (!head_verified_) {
-    if (csum_fold(csum_partial(head_, kIpv4MinHdr, 0)) != 0) {
+    if (csum_fold(csum_partial(head_, kIpv4MinHeader, 0)) != 0) {
       open_ = false;
       return false;
     }
@@ -304,18 +290,18 @@ size_t TcpCoalescer::flush(const iovec** iov, int* iovcnt) {
     iov_[0] = {hdr_, kVnetHdrLen};
     iov_[1] = {const_cast<uint8_t*>(head_), head_len_};
   } else {
-    const size_t hdrs = kIpv4MinHdr + thl_;
+    const size_t hdrs = kIpv4MinHeader + thl_;
     uint8_t* ip = hdr_ + kVnetHdrLen;
     memcpy(ip, head_, hdrs);
-    store16be(ip + kIpTotLen, static_cast<uint16_t>(len_));
-    fix_ip_csum(ip, kIpv4MinHdr);
-    if (psh_) ip[kIpv4MinHdr + kTcpFlags] |= kPsh;
-    store_csum(ip + kIpv4MinHdr + kTcpCsumOffset, csum_fold_partial(tcp_pseudo_sum(ip, len_ - kIpv4MinHdr)));
+    store_be16(ip + kIpTotLen, static_cast<uint16_t>(len_));
+    fix_ip_csum(ip, kIpv4MinHeader);
+    if (psh_) ip[kIpv4MinHeader + kTcpFlags] |= kPsh;
+    store_csum(ip + kIpv4MinHeader + kTcpCsumOffset, csum_fold_partial(tcp_pseudo_sum(ip, len_ - kIpv4MinHeader)));
     h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
     h.hdr_len = static_cast<uint16_t>(hdrs);
     h.gso_size = gso_size_;
-    h.csum_start = kIpv4MinHdr;
+    h.csum_start = kIpv4MinHeader;
     h.csum_offset = kTcpCsumOffset;
     iov_[0] = {hdr_, kVnetHdrLen + hdrs};
     iov_[1] = {const_cast<uint8_t*>(head_ + hdrs), head_len_ - hdrs};

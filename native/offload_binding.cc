@@ -36,67 +36,117 @@ struct Freer {
   ~Freer() { free(p); }
 };
 
-// Reads argument i as an optional boolean; false when absent or undefined.
-bool optional_bool(napi_env env, size_t argc, napi_value* argv, size_t i, const char* what, bool* out) {
+// An optional boolean argument: false when undefined (also when not passed).
+bool optional_bool(napi_env env, napi_value value, const char* what, bool* out) {
   *out = false;
-  if (i >= argc) return true;
   napi_valuetype type;
-  if (napi_typeof(env, argv[i], &type) != napi_ok) return false;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
   if (type == napi_undefined) return true;
-  return typed_arg(env, argv[i], napi_boolean, what, "a boolean") && napi_get_value_bool(env, argv[i], out) == napi_ok;
+  return typed_arg(env, value, napi_boolean, what, "a boolean") && napi_get_value_bool(env, value, out) == napi_ok;
 }
 
-// Reads argument i as an optional integer in [min, max]; `def` when absent or undefined.
-bool optional_integer(napi_env env, size_t argc, napi_value* argv, size_t i, const char* what, double min, double max,
-                      double def, double* out) {
-  if (i >= argc) {
-    *out = def;
-    return true;
-  }
+// An optional integer argument in [min, max]: `def` when undefined (also when not passed).
+bool optional_integer(napi_env env, napi_value value, const char* what, double min, double max, double def, double* out) {
   napi_valuetype type;
-  if (napi_typeof(env, argv[i], &type) != napi_ok) return false;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
   if (type == napi_undefined) {
     *out = def;
     return true;
   }
-  return integer_arg(env, argv[i], what, min, max, out);
+  return integer_arg(env, value, what, min, max, out);
+}
+
+// A super-packet as tsoSegment and tsoHeaders take it: a Buffer holding a
+// virtio_net_hdr and the packet after it.
+struct SuperPacket {
+  VnetHdr h;
+  const uint8_t* pkt;
+  size_t len;
+};
+
+// Reads a SuperPacket argument. False with an exception pending when it is
+// no Buffer; *valid false when vnet_hdr_read refuses it (the call answers null).
+bool super_packet_arg(napi_env env, napi_value value, SuperPacket* sp, bool* valid) {
+  uint8_t* data;
+  size_t len;
+  if (!buffer_arg(env, value, "vnetHdrAndPacket", &data, &len)) return false;
+  *valid = vnet_hdr_read(data, len, &sp->h);
+  if (*valid) {
+    sp->pkt = data + kVnetHdrLen;
+    sp->len = len - kVnetHdrLen;
+  }
+  return true;
+}
+
+// tsoSegment's optional maxSegs and outCap (arguments 2 and 3). The
+// defaults are just large enough for any acceptable packet: at most
+// ceil(pkt_len / gso_size) segments, each at most headroom + 120 header
+// bytes + min(gso_size, pkt_len).
+bool segment_limits(napi_env env, napi_value* argv, const SuperPacket& sp, double headroom, double* max_segs, double* out_cap) {
+  const size_t gso_size = sp.h.gso_size;
+  const size_t seg_bound = gso_size > 0 ? (sp.len + gso_size - 1) / gso_size + 1 : 1;
+  const size_t mss_bound = gso_size < sp.len ? gso_size : sp.len;
+  const double default_cap = static_cast<double>(seg_bound) * (headroom + 120 + static_cast<double>(mss_bound));
+  return optional_integer(env, argv[2], "maxSegs", 0, 1 << 20, static_cast<double>(seg_bound), max_segs) &&
+         optional_integer(env, argv[3], "outCap", 0, 1 << 30, default_cap, out_cap);
+}
+
+// tso_segment's output: n segments, segment i at bytes + i * stride +
+// headroom and lens[i] long, in cap bytes that were all kFill before.
+struct Segments {
+  const uint8_t* bytes;
+  size_t cap;
+  size_t headroom;
+  size_t stride;
+  const uint16_t* lens;
+  int n;
+  size_t start(int i) const { return static_cast<size_t>(i) * stride + headroom; }
+};
+
+// True when every byte outside the segments still holds the fill.
+bool fill_intact(const Segments& s) {
+  bool intact = true;
+  size_t pos = 0;
+  for (int i = 0; i < s.n; i++) {
+    for (; pos < s.start(i); pos++) intact = intact && s.bytes[pos] == kFill;
+    pos = s.start(i) + s.lens[i];
+  }
+  for (; pos < s.cap; pos++) intact = intact && s.bytes[pos] == kFill;
+  return intact;
+}
+
+// The segments as a new Buffer each, in an array with .stride and
+// .headroomIntact; nullptr with an exception pending.
+napi_value segments_value(napi_env env, const Segments& s) {
+  napi_value result, stride_value, intact_value;
+  if (napi_create_array_with_length(env, static_cast<size_t>(s.n), &result) != napi_ok ||
+      napi_create_double(env, static_cast<double>(s.stride), &stride_value) != napi_ok ||
+      napi_get_boolean(env, fill_intact(s), &intact_value) != napi_ok ||
+      napi_set_named_property(env, result, "stride", stride_value) != napi_ok ||
+      napi_set_named_property(env, result, "headroomIntact", intact_value) != napi_ok) {
+    return throw_last_napi_error(env);
+  }
+  for (int i = 0; i < s.n; i++) {
+    napi_value seg;
+    if (napi_create_buffer_copy(env, s.lens[i], s.bytes + s.start(i), nullptr, &seg) != napi_ok ||
+        napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) {
+      return throw_last_napi_error(env);
+    }
+  }
+  return result;
 }
 
 napi_value js_tso_segment(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  size_t argc = 4;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
-  if (argc < 2) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "tsoSegment(vnetHdrAndPacket, headroom) needs 2 arguments");
-    return nullptr;
-  }
-  uint8_t* data;
-  size_t len;
+  napi_value argv[4], null_value;
+  SuperPacket sp;
+  bool valid;
   double headroom, max_segs, out_cap;
-  if (!buffer_arg(env, argv[0], "vnetHdrAndPacket", &data, &len)) return nullptr;
-  if (!integer_arg(env, argv[1], "headroom", 0, 4096, &headroom)) return nullptr;
-
-  napi_value null_value;
-  if (napi_get_null(env, &null_value) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+  if (!get_some_args(env, info, 2, 4, argv, "tsoSegment(vnetHdrAndPacket, headroom)") || !super_packet_arg(env, argv[0], &sp, &valid) ||
+      !integer_arg(env, argv[1], "headroom", 0, 4096, &headroom) || napi_get_null(env, &null_value) != napi_ok) {
+    return throw_last_napi_error(env);
   }
-  VnetHdr h;
-  if (!vnet_hdr_read(data, len, &h)) return null_value;
-  const uint8_t* pkt = data + kVnetHdrLen;
-  const size_t pkt_len = len - kVnetHdrLen;
-
-  // Defaults just large enough for any acceptable packet: at most
-  // ceil(pkt_len / gso_size) segments, each at most headroom + 120 header
-  // bytes + min(gso_size, pkt_len).
-  const size_t seg_bound = h.gso_size > 0 ? (pkt_len + h.gso_size - 1) / h.gso_size + 1 : 1;
-  const size_t mss_bound = h.gso_size < pkt_len ? h.gso_size : pkt_len;
-  const double default_cap = static_cast<double>(seg_bound) * (headroom + 120 + static_cast<double>(mss_bound));
-  if (!optional_integer(env, argc, argv, 2, "maxSegs", 0, 1 << 20, static_cast<double>(seg_bound), &max_segs)) return nullptr;
-  if (!optional_integer(env, argc, argv, 3, "outCap", 0, 1 << 30, default_cap, &out_cap)) return nullptr;
+  if (!valid) return null_value;
+  if (!segment_limits(env, argv, sp, headroom, &max_segs, &out_cap)) return nullptr;
 
   const size_t cap = static_cast<size_t>(out_cap);
   Freer out{malloc(cap > 0 ? cap : 1)};
@@ -110,72 +160,25 @@ napi_value js_tso_segment(napi_env env, napi_callback_info info) {
   memset(out_bytes, kFill, cap);
 
   size_t stride = 0;
-  const int n = tso_segment(pkt, pkt_len, h, out_bytes, cap, static_cast<size_t>(headroom), &stride, seg_lens,
+  const int n = tso_segment(sp.pkt, sp.len, sp.h, out_bytes, cap, static_cast<size_t>(headroom), &stride, seg_lens,
                             static_cast<int>(max_segs));
   if (n < 0) return null_value;
-
-  // Every byte outside the segments must still hold the fill.
-  bool intact = true;
-  size_t pos = 0;
-  for (int i = 0; i < n; i++) {
-    const size_t seg_start = static_cast<size_t>(i) * stride + static_cast<size_t>(headroom);
-    for (; pos < seg_start; pos++) intact = intact && out_bytes[pos] == kFill;
-    pos = seg_start + seg_lens[i];
-  }
-  for (; pos < cap; pos++) intact = intact && out_bytes[pos] == kFill;
-
-  napi_value result, stride_value, intact_value;
-  if (napi_create_array_with_length(env, static_cast<size_t>(n), &result) != napi_ok ||
-      napi_create_double(env, static_cast<double>(stride), &stride_value) != napi_ok ||
-      napi_get_boolean(env, intact, &intact_value) != napi_ok ||
-      napi_set_named_property(env, result, "stride", stride_value) != napi_ok ||
-      napi_set_named_property(env, result, "headroomIntact", intact_value) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
-  for (int i = 0; i < n; i++) {
-    napi_value seg;
-    const uint8_t* at = out_bytes + static_cast<size_t>(i) * stride + static_cast<size_t>(headroom);
-    if (napi_create_buffer_copy(env, seg_lens[i], at, nullptr, &seg) != napi_ok ||
-        napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
-  }
-  return result;
+  return segments_value(env, Segments{out_bytes, cap, static_cast<size_t>(headroom), stride, seg_lens, n});
 }
 
 napi_value js_tso_headers(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  size_t argc = 3;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
-  if (argc < 1) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "tsoHeaders(vnetHdrAndPacket) needs 1 argument");
-    return nullptr;
-  }
-  uint8_t* data;
-  size_t len;
+  napi_value argv[3], null_value;
+  SuperPacket sp;
+  bool valid, partial;
   double max_segs;
-  if (!buffer_arg(env, argv[0], "vnetHdrAndPacket", &data, &len)) return nullptr;
-  bool partial;
-  if (!optional_integer(env, argc, argv, 1, "maxSegs", 0, 1 << 20, 1 << 16, &max_segs) ||
-      !optional_bool(env, argc, argv, 2, "partial", &partial)) {
-    return nullptr;
+  if (!get_some_args(env, info, 1, 3, argv, "tsoHeaders(vnetHdrAndPacket)") || !super_packet_arg(env, argv[0], &sp, &valid) ||
+      !optional_integer(env, argv[1], "maxSegs", 0, 1 << 20, 1 << 16, &max_segs) || !optional_bool(env, argv[2], "partial", &partial) ||
+      napi_get_null(env, &null_value) != napi_ok) {
+    return throw_last_napi_error(env);
   }
-  napi_value null_value;
-  if (napi_get_null(env, &null_value) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
-  VnetHdr h;
-  if (!vnet_hdr_read(data, len, &h)) return null_value;
-  const uint8_t* pkt = data + kVnetHdrLen;
-  const size_t pkt_len = len - kVnetHdrLen;
+  if (!valid) return null_value;
   constexpr size_t kHeadroom = kGpeHeaderLen;  // as the engine's
-  const size_t seg_bound = h.gso_size > 0 ? (pkt_len + h.gso_size - 1) / h.gso_size + 1 : 1;
+  const size_t seg_bound = sp.h.gso_size > 0 ? (sp.len + sp.h.gso_size - 1) / sp.h.gso_size + 1 : 1;
   const size_t cap = seg_bound * (kHeadroom + 120);
   Freer out{malloc(cap)};
   if (out.p == nullptr) {
@@ -184,27 +187,18 @@ napi_value js_tso_headers(napi_env env, napi_callback_info info) {
   }
   uint8_t* hdrs = static_cast<uint8_t*>(out.p);
   TsoPlan plan;
-  const int n = tso_headers(pkt, pkt_len, h, hdrs, cap, kHeadroom, &plan, static_cast<int>(max_segs), partial);
+  const int n = tso_headers(sp.pkt, sp.len, sp.h, hdrs, cap, kHeadroom, &plan, static_cast<int>(max_segs), partial);
   if (n < 0) return null_value;
   napi_value result;
-  if (napi_create_array_with_length(env, static_cast<size_t>(n), &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_array_with_length(env, static_cast<size_t>(n), &result) != napi_ok) return throw_last_napi_error(env);
   for (int i = 0; i < n; i++) {
     const size_t payload = i + 1 < n ? plan.mss : plan.last_payload;
     void* seg_data;
     napi_value seg;
-    if (napi_create_buffer(env, plan.hdrs + payload, &seg_data, &seg) != napi_ok) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
+    if (napi_create_buffer(env, plan.hdrs + payload, &seg_data, &seg) != napi_ok) return throw_last_napi_error(env);
     memcpy(seg_data, hdrs + size_t(i) * plan.hdr_stride + kHeadroom, plan.hdrs);
-    memcpy(static_cast<uint8_t*>(seg_data) + plan.hdrs, pkt + plan.hdrs + size_t(i) * plan.mss, payload);
-    if (napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
+    memcpy(static_cast<uint8_t*>(seg_data) + plan.hdrs, sp.pkt + plan.hdrs + size_t(i) * plan.mss, payload);
+    if (napi_set_element(env, result, static_cast<uint32_t>(i), seg) != napi_ok) return throw_last_napi_error(env);
   }
   return result;
 }
@@ -221,27 +215,18 @@ bool ipv4_packet_arg(napi_env env, napi_value value, const char* fn, uint8_t** d
 
 napi_value js_flow_hash(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv, "flowHash(packet)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 1, argv, "flowHash(packet)")) return throw_last_napi_error(env);
   uint8_t* data;
   size_t len;
   if (!ipv4_packet_arg(env, argv[0], "flowHash", &data, &len)) return nullptr;
   napi_value result;
-  if (napi_create_uint32(env, flow_hash(data, len), &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_uint32(env, flow_hash(data, len), &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
 napi_value js_icmp_unreachable(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  if (!get_args(env, info, 4, argv, "icmpUnreachable(packet, from, code, mtu)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 4, argv, "icmpUnreachable(packet, from, code, mtu)")) return throw_last_napi_error(env);
   uint8_t* data;
   size_t len;
   double from, code, mtu;
@@ -252,19 +237,13 @@ napi_value js_icmp_unreachable(napi_env env, napi_callback_info info) {
   uint8_t out[kIcmpErrorMax];
   const size_t n = write_icmp_unreachable(out, data, len, uint32_t(from), uint8_t(code), uint16_t(mtu));
   napi_value result;
-  if (napi_create_buffer_copy(env, n, out, nullptr, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_create_buffer_copy(env, n, out, nullptr, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
 napi_value js_complete_checksum(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  if (!get_args(env, info, 3, argv, "completeChecksum(packet, csumStart, csumOffset)")) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!get_args(env, info, 3, argv, "completeChecksum(packet, csumStart, csumOffset)")) return throw_last_napi_error(env);
   uint8_t* data;
   size_t len;
   double start, offset;
@@ -274,10 +253,7 @@ napi_value js_complete_checksum(napi_env env, napi_callback_info info) {
   }
   napi_value result;
   const bool ok = complete_checksum(data, len, static_cast<uint16_t>(start), static_cast<uint16_t>(offset));
-  if (napi_get_boolean(env, ok, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_boolean(env, ok, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -303,32 +279,19 @@ bool push_flushed(napi_env env, TcpCoalescer* c, napi_value result, uint32_t* co
 
 napi_value js_coalesce(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  size_t argc = 2;
   bool partial;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+  if (!get_some_args(env, info, 1, 2, argv, "coalesce(packets)") || !optional_bool(env, argv[1], "partial", &partial)) {
+    return throw_last_napi_error(env);
   }
-  if (argc < 1) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "coalesce(packets) needs 1 argument");
-    return nullptr;
-  }
-  if (!optional_bool(env, argc, argv, 1, "partial", &partial)) return nullptr;
   bool is_array = false;
   uint32_t n = 0;
-  if (napi_is_array(env, argv[0], &is_array) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_is_array(env, argv[0], &is_array) != napi_ok) return throw_last_napi_error(env);
   if (!is_array) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "packets must be an array of Buffers");
     return nullptr;
   }
   napi_value result;
-  if (napi_get_array_length(env, argv[0], &n) != napi_ok || napi_create_array(env, &result) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (napi_get_array_length(env, argv[0], &n) != napi_ok || napi_create_array(env, &result) != napi_ok) return throw_last_napi_error(env);
 
   // The packets stay in their (JS-owned) Buffers, unchanged, for the whole call.
   TcpCoalescer c;
@@ -337,22 +300,13 @@ napi_value js_coalesce(napi_env env, napi_callback_info info) {
     napi_value item;
     uint8_t* data;
     size_t len;
-    if (napi_get_element(env, argv[0], i, &item) != napi_ok) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
+    if (napi_get_element(env, argv[0], i, &item) != napi_ok) return throw_last_napi_error(env);
     if (!buffer_arg(env, item, "packets[i]", &data, &len)) return nullptr;
     if (c.add(data, len, partial)) continue;
-    if (!push_flushed(env, &c, result, &count)) {
-      throw_last_napi_error(env);
-      return nullptr;
-    }
+    if (!push_flushed(env, &c, result, &count)) return throw_last_napi_error(env);
     c.add(data, len, partial);  // refused only when empty or too long: a drop, as in the engine
   }
-  if (!push_flushed(env, &c, result, &count)) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+  if (!push_flushed(env, &c, result, &count)) return throw_last_napi_error(env);
   return result;
 }
 

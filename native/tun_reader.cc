@@ -236,8 +236,7 @@ napi_value js_start(napi_env env, napi_callback_info info) {
   }
   if (napi_reference_ref(env, r->self, nullptr) != napi_ok) {
     uv_poll_stop(&r->box->poll);
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   r->started = true;
   return nullptr;
@@ -250,40 +249,30 @@ napi_value js_stop(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-napi_value js_construct(napi_env env, napi_callback_info info) {
-  napi_value new_target = nullptr;
-  if (napi_get_new_target(env, info, &new_target) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
-  if (new_target == nullptr) {
-    napi_throw_type_error(env, "ERR_CONSTRUCT_CALL_REQUIRED", "TunReader must be called with new");
-    return nullptr;
-  }
-  napi_value argv[5];
-  napi_value self;
-  if (!get_args(env, info, 5, argv, "TunReader(fd, slab, slotSize, lengths, onBatch)", &self)) {
-    throw_last_napi_error(env);
-    return nullptr;
-  }
+// The constructor's arguments, checked: new TunReader(fd, slab, slotSize, lengths, onBatch).
+struct ReaderArgs {
+  int fd = -1;
+  size_t slot_size = 0;
+  uint32_t batch = 0;  // lengths.length
+};
 
-  // ---- Validate everything before acquiring anything.
+// Checks every argument, before anything is acquired. False with a
+// TypeError or RangeError pending, or after a failed N-API call (the caller
+// throws).
+bool reader_args(napi_env env, napi_value* argv, ReaderArgs* out) {
   double fd, slot_size;
   uint8_t* slab_data;
   size_t slab_len;
-  if (!integer_arg(env, argv[0], "fd", 0, INT32_MAX, &fd)) return nullptr;
-  if (!buffer_arg(env, argv[1], "slab", &slab_data, &slab_len)) return nullptr;
-  if (!integer_arg(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size)) return nullptr;
-
   size_t batch = 0;
   void* lengths_data;
-  if (!typed_array_arg(env, argv[3], napi_uint32_array, "lengths", "Uint32Array", &lengths_data, &batch)) {
-    throw_last_napi_error(env);
-    return nullptr;
+  if (!integer_arg(env, argv[0], "fd", 0, INT32_MAX, &fd) || !buffer_arg(env, argv[1], "slab", &slab_data, &slab_len) ||
+      !integer_arg(env, argv[2], "slotSize", 1, INT32_MAX, &slot_size) ||
+      !typed_array_arg(env, argv[3], napi_uint32_array, "lengths", "Uint32Array", &lengths_data, &batch)) {
+    return false;
   }
   if (batch < 1 || batch > UINT32_MAX) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "lengths must have at least one element (the batch size)");
-    return nullptr;
+    return false;
   }
   // batch <= 2^32 and slot_size < 2^31: the product fits in 64 bits.
   const uint64_t needed = static_cast<uint64_t>(batch) * static_cast<uint64_t>(slot_size);
@@ -292,15 +281,68 @@ napi_value js_construct(napi_env env, napi_callback_info info) {
     snprintf(msg, sizeof(msg), "slab is too small: %zu bytes < lengths.length (%zu) * slotSize (%.0f) = %llu", slab_len,
              batch, slot_size, static_cast<unsigned long long>(needed));
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return false;
+  }
+  if (!typed_arg(env, argv[4], napi_function, "onBatch", "a function")) return false;
+  out->fd = static_cast<int>(fd);
+  out->slot_size = static_cast<size_t>(slot_size);
+  out->batch = static_cast<uint32_t>(batch);
+  return true;
+}
+
+// Takes what finalize() gives back: strong references to the slab, lengths
+// and callback, the weak self reference, and the async context. False after
+// a failed N-API call, nothing thrown yet; finalize() releases what was taken.
+bool take_references(napi_env env, TunReader* r, napi_value* argv, napi_value self) {
+  napi_value resource_name;
+  return napi_create_reference(env, argv[1], 1, &r->slab) == napi_ok &&
+         napi_create_reference(env, argv[3], 1, &r->lengths) == napi_ok &&
+         napi_create_reference(env, argv[4], 1, &r->callback) == napi_ok &&
+         napi_create_reference(env, self, 0, &r->self) == napi_ok &&
+         napi_create_string_utf8(env, "weft.TunReader", NAPI_AUTO_LENGTH, &resource_name) == napi_ok &&
+         napi_async_init(env, self, resource_name, &r->async_context) == napi_ok;
+}
+
+// Registers a poll handle for r->fd on Node's loop and links it with r, so
+// that stop_polling() releases the box from then on. On failure throws,
+// frees the box (never registered) and returns false.
+bool attach_poll(napi_env env, TunReader* r, PollBox* box) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    throw_last_napi_error(env);
+    delete box;
+    return false;
+  }
+  const int rc = uv_poll_init(loop, &box->poll, r->fd);
+  if (rc != 0) {
+    char msg[160];
+    snprintf(msg, sizeof(msg), "TunReader: cannot poll fd %d: %s", r->fd, uv_strerror(rc));
+    napi_throw_error(env, uv_err_name(rc), msg);
+    delete box;  // uv_poll_init failed before registering the handle
+    return false;
+  }
+  box->poll.data = box;
+  box->owner = r;
+  r->box = box;
+  return true;
+}
+
+napi_value js_construct(napi_env env, napi_callback_info info) {
+  napi_value new_target = nullptr;
+  if (napi_get_new_target(env, info, &new_target) != napi_ok) return throw_last_napi_error(env);
+  if (new_target == nullptr) {
+    napi_throw_type_error(env, "ERR_CONSTRUCT_CALL_REQUIRED", "TunReader must be called with new");
     return nullptr;
   }
-  if (!typed_arg(env, argv[4], napi_function, "onBatch", "a function")) {
-    throw_last_napi_error(env);
-    return nullptr;
+  napi_value argv[5];
+  napi_value self;
+  ReaderArgs args;
+  if (!get_args(env, info, 5, argv, "TunReader(fd, slab, slotSize, lengths, onBatch)", &self) || !reader_args(env, argv, &args)) {
+    return throw_last_napi_error(env);
   }
 
-  // ---- Acquire: references first (undone by finalize()), then the poll
-  // handle, then the wrap, after which the finalizer owns everything.
+  // Acquire: references first (undone by finalize()), then the poll handle,
+  // then the wrap, after which the finalizer owns everything.
   TunReader* r = new (std::nothrow) TunReader();
   PollBox* box = new (std::nothrow) PollBox();
   if (r == nullptr || box == nullptr) {
@@ -310,38 +352,19 @@ napi_value js_construct(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   r->env = env;
-  r->fd = static_cast<int>(fd);
-  r->slot_size = static_cast<size_t>(slot_size);
-  r->batch = static_cast<uint32_t>(batch);
-
-  napi_value resource_name;
-  uv_loop_t* loop = nullptr;
-  if (napi_create_reference(env, argv[1], 1, &r->slab) != napi_ok ||
-      napi_create_reference(env, argv[3], 1, &r->lengths) != napi_ok ||
-      napi_create_reference(env, argv[4], 1, &r->callback) != napi_ok ||
-      napi_create_reference(env, self, 0, &r->self) != napi_ok ||
-      napi_create_string_utf8(env, "weft.TunReader", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
-      napi_async_init(env, self, resource_name, &r->async_context) != napi_ok ||
-      napi_get_uv_event_loop(env, &loop) != napi_ok) {
+  r->fd = args.fd;
+  r->slot_size = args.slot_size;
+  r->batch = args.batch;
+  if (!take_references(env, r, argv, self)) {
     throw_last_napi_error(env);
     delete box;
     finalize(env, r, nullptr);
     return nullptr;
   }
-
-  int rc = uv_poll_init(loop, &box->poll, r->fd);
-  if (rc != 0) {
-    char msg[160];
-    snprintf(msg, sizeof(msg), "TunReader: cannot poll fd %d: %s", r->fd, uv_strerror(rc));
-    napi_throw_error(env, uv_err_name(rc), msg);
-    delete box;  // uv_poll_init failed before registering the handle
+  if (!attach_poll(env, r, box)) {
     finalize(env, r, nullptr);
     return nullptr;
   }
-  box->poll.data = box;
-  box->owner = r;
-  r->box = box;  // from here, stop_polling() releases the box
-
   if (napi_add_async_cleanup_hook(env, on_env_cleanup, box, &box->cleanup) != napi_ok ||
       napi_wrap(env, self, r, finalize, nullptr, nullptr) != napi_ok) {
     throw_last_napi_error(env);
@@ -361,8 +384,7 @@ napi_value tun_reader_define_class(napi_env env) {
   napi_value cls;
   if (napi_define_class(env, "TunReader", NAPI_AUTO_LENGTH, js_construct, nullptr, sizeof(methods) / sizeof(methods[0]),
                         methods, &cls) != napi_ok) {
-    throw_last_napi_error(env);
-    return nullptr;
+    return throw_last_napi_error(env);
   }
   return cls;
 }

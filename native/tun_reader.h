@@ -1,5 +1,5 @@
 // TunReader: batch reads from a TUN fd on Node's libuv loop into a JS-owned slab,
-// one JS callback per batch. Also the Node-API argument helpers binding.cc shares.
+// one JS callback per batch (the js engine's TUN reads).
 //
 // JS contract (validated in the constructor; TypeError/RangeError otherwise):
 //
@@ -8,14 +8,17 @@
 //     slab      Buffer of at least lengths.length * slotSize bytes.
 //     slotSize  bytes per packet slot (> 0); packet i lands at slab[i * slotSize].
 //     lengths   Uint32Array; its length is the batch size; lengths[i] is packet i's length.
-//     onBatch   (count, errno) => void, called once per batch on the main thread.
+//     onBatch   (count, errno, last) => void, called once per batch on the main thread.
 //               slab and lengths are borrowed until it returns: the next batch
 //               overwrites them. errno is 0, or the errno of a read error that
 //               ended the batch (EAGAIN/EINTR never show); the count packets read
 //               before it are valid. A packet longer than slotSize is cut to
 //               slotSize without an error (the kernel copies what fits): size
-//               slots above the largest packet and treat a full slot as cut. errno with count 0 and the reader stopped
-//               means the fd itself failed (poll error, e.g. the device is gone).
+//               slots above the largest packet and treat a full slot as cut.
+//               last is true on the final call after the fd itself failed (a
+//               poll error, e.g. the device is gone, with count 0 and its errno;
+//               or EFAULT when the slab or lengths were detached): the reader
+//               has stopped itself.
 //               A throw becomes an uncaught exception (process 'uncaughtException').
 //   start()     begins polling; idempotent; throws once stopped.
 //   stop()      idempotent; no callback runs after it returns (also from inside onBatch).

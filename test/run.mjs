@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The test command (npm test): builds what the tests run (weftd, the addon
-// if missing), runs every vitest tier, and, when run as root, fails if any
+// The test command (npm test): builds what the tests run (weftd, the two
+// addons if either is missing), runs every vitest tier, and, when run as root, fails if any
 // test skipped: root is where nothing may skip.
 
 import { spawnSync } from 'node:child_process';
@@ -17,7 +17,7 @@ function step(cmd, args) {
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
-if (!existsSync(join(root, 'native/build/Release/weft.node'))) step(npm, ['run', '--silent', 'build:native']);
+if (!['weft.node', 'weft_test.node'].every((f) => existsSync(join(root, 'native/build/Release', f)))) step(npm, ['run', '--silent', 'build:native']);
 step(npm, ['run', '--silent', 'build:ts']);
 
 const out = mkdtempSync(join(tmpdir(), 'weft-vitest-'));

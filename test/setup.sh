@@ -7,7 +7,7 @@
 # prometheus for promtool, which lints weftd's /metrics in a test; linux-perf
 # for bench/profile.ts; tinc, wireguard-go and wireguard-tools for the other
 # tunnels bench/e2e.ts compares weft with)
-# and the npm packages, which also builds the native addon and weftd.
+# and the npm packages, which also builds the native addons and weftd.
 # Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +44,7 @@ if [ ! -d /usr/include/node ]; then
   exit 1
 fi
 
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ ! -f native/build/Release/weft.node ]; then
-  echo "setup: npm ci (builds the native addon and weftd)"
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ ! -f native/build/Release/weft.node ] || [ ! -f native/build/Release/weft_test.node ]; then
+  echo "setup: npm ci (builds the native addons and weftd)"
   npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -1,4 +1,5 @@
-// Loads the native addon (native/build/Release/weft.node) and types what it exports.
+// Loads the production addon (native/build/Release/weft.node) and types what it exports;
+// the test-only entry points are in the test addon (test/harness/test_addon.ts).
 
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +44,7 @@ export interface NativeRoutes {
   slots: Int32Array;
   peerIp: Uint32Array;
   peerPort: Uint16Array;
+  peerFlags: Uint8Array;
 }
 
 export interface NativeEngineOptions {
@@ -88,8 +90,6 @@ export interface WeftAddon {
   readonly TUN_MULTI_QUEUE: typeof TUN_MULTI_QUEUE;
   readonly TUN_VNET_HDR: typeof TUN_VNET_HDR;
 
-  /** The numbers both sides must agree on; the differential test holds them equal to the TypeScript constants. */
-  readonly CONSTANTS: { maxTsoSegments: number; gpeHeaderLen: number; encapOverhead: number; icmpErrorMax: number; icmpBurst: number; icmpPerSecond: number; peerTcpCsumPartial: number };
   /** Counter names in the native layout; equal to src/dataplane/counters.ts COUNTER_NAMES. */
   readonly COUNTER_NAMES: readonly string[];
   /**
@@ -103,50 +103,6 @@ export interface WeftAddon {
   engineStop(engine: NativeEngineHandle): void;
   /** The offloads in use after probing the kernel, and the workers still running. */
   engineInfo(engine: NativeEngineHandle): { udpGso: boolean; udpGro: boolean; workersRunning: number; retiredTables: number; boundToDevice: boolean };
-  /**
-   * Test entry point, no I/O: runs the native per-packet decision on each
-   * packet. direction 0 (inside): classify_inside's verdict (peer index, -1
-   * drop, -2 unreachable); 1 (outside): 1 accepted, 0 dropped. Drops are
-   * counted into `counters` (one block).
-   */
-  classifyBatch(
-    direction: 0 | 1,
-    routes: NativeRoutes,
-    self: { base: number; len: number; vni: number },
-    packets: Buffer[],
-    outerSrc: Uint32Array,
-    counters: BigUint64Array,
-  ): Int32Array;
-  /** Microbenchmark entry point: ns per packet of classify + encapsulate + accept, over `iterations` passes. */
-  benchEncap(routes: NativeRoutes, self: { base: number; len: number; vni: number }, packets: Buffer[], outerSrc: Uint32Array, iterations: number): number;
-
-  // Test-only (native/offload_binding.cc): direct access to the offload code
-  // the native engine runs, for the unit tests. They allocate per call; the
-  // product never calls them.
-
-  /**
-   * tso_segment() over a buffer holding a 10-byte virtio_net_hdr and the
-   * packet after it: the segments (without their headroom), or null when
-   * refused. `stride` is the distance between segments in the native output;
-   * headroomIntact tells that nothing outside the segments was written.
-   * maxSegs and outCap default to "large enough".
-   */
-  tsoSegment(
-    vnetHdrAndPacket: Buffer,
-    headroom: number,
-    maxSegs?: number,
-    outCap?: number,
-  ): (Buffer[] & { stride: number; headroomIntact: boolean }) | null;
-  /** tso_headers(), the engine's splitter: each segment as its headers followed by its payload slice, or null when refused; partial: TCP checksums left partial. */
-  tsoHeaders(vnetHdrAndPacket: Buffer, maxSegs?: number, partial?: boolean): Buffer[] | null;
-  /** wire.h write_icmp_unreachable() for an IPv4 packet (at least 20 bytes), for the differential test. */
-  icmpUnreachable(packet: Buffer, from: number, code: number, mtu: number): Buffer;
-  /** wire.h flow_hash() of an IPv4 packet (at least 20 bytes), for the differential test. */
-  flowHash(packet: Buffer): number;
-  /** complete_checksum() in place: false (packet untouched) when the offsets do not fit. */
-  completeChecksum(packet: Buffer, csumStart: number, csumOffset: number): boolean;
-  /** Feeds the IPv4 packets through a TcpCoalescer (partial: as from a peer that leaves TCP checksums partial): what would be written to the TUN, each with its vnet header. */
-  coalesce(packets: Buffer[], partial?: boolean): Buffer[];
 }
 
 // src/host and dist/host are both two levels below the repository root.

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/host/addon.js';
+import { loadTestAddon } from '../harness/test_addon.js';
 import { until } from '../harness/until.js';
 import { type ExecResult, run as runCommand } from '../lab/exec.js';
 
@@ -78,6 +79,14 @@ describe('weft addon (no privileges)', () => {
     expect(typeof addon.TunReader).toBe('function');
     expect(addon.TUN_MULTI_QUEUE).toBe(1);
     expect(addon.TUN_VNET_HDR).toBe(2);
+  });
+
+  it('weft.node exports what weftd uses and none of the test addon\'s entry points', () => {
+    expect(Object.keys(loadAddon()).sort()).toEqual(
+      ['COUNTER_NAMES', 'TUN_MULTI_QUEUE', 'TUN_VNET_HDR', 'TunReader', 'createEngine', 'engineInfo', 'engineSetRoutes', 'engineStop', 'lockFile', 'openTun', 'sdNotify', 'setAcceptLocal', 'writePacket'],
+    );
+    const production = new Set(Object.keys(loadAddon()));
+    expect(Object.keys(loadTestAddon()).filter((name) => production.has(name))).toEqual([]);
   });
 
   it('setAcceptLocal() answers an errno for a device that is not there or a name no device can have, and throws only for a non-string', () => {

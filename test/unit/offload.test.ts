@@ -1,4 +1,4 @@
-// The native offloads (native/offload.cc) through the addon's test-only
+// The native offloads (native/offload.cc) through the test addon's
 // exports: TSO segmentation of the kernel's TCP super-packets, checksum
 // completion, and TCP coalescing before the TUN write. No TUN needed, except
 // for the last block (root only), where the kernel itself takes a coalesced
@@ -10,9 +10,9 @@ import { readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadAddon } from '../../src/host/addon.js';
 import { rootSkipReason } from '../harness/privilege.js';
 import { type ExecResult, run as runCommand } from '../lab/exec.js';
+import { loadTestAddon } from '../harness/test_addon.js';
 import { internetChecksum } from '../../src/wire/ipv4_packet.js';
 import {
   icmpEcho,
@@ -40,7 +40,7 @@ import {
   withVnetHdr,
 } from '../harness/packets.js';
 
-const addon = loadAddon();
+const addon = loadTestAddon();
 const SRC = '198.19.1.2';
 const DST = '198.19.2.3';
 const DF = 0x4000;

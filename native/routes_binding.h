@@ -1,0 +1,25 @@
+// JS route tables and subnets to their C++ form, for both addons' bindings
+// (the engine's createEngine/engineSetRoutes and the test addon's in-process
+// entry points). Like napi_util.h, a failure leaves a JS exception pending.
+#ifndef WEFT_ROUTES_BINDING_H_
+#define WEFT_ROUTES_BINDING_H_
+
+#include <memory>
+
+#include <node_api.h>
+
+#include "outside.h"
+#include "routes.h"
+
+namespace weft {
+
+// routes: { netBase, netLen, subnetLen, slots: Int32Array, peerIp: Uint32Array, peerPort: Uint16Array, peerFlags: Uint8Array }
+// (RouteTable.arrays()); nullptr with a TypeError or RangeError pending when malformed.
+std::unique_ptr<RouteTable> routes_arg(napi_env env, napi_value obj);
+
+// The subnet base/len (len in [0, 32], already checked) as base and mask.
+SelfSubnet self_arg(double base, double len);
+
+}  // namespace weft
+
+#endif  // WEFT_ROUTES_BINDING_H_

@@ -1,0 +1,72 @@
+// Loads the test addon (native/build/Release/weft_test.node, built beside
+// weft.node by `npm run build:native`) and types what it exports: the entry
+// points into the native per-packet and offload code that only tests and
+// benchmarks call, so that weftd's addon ships none of them.
+
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { NativeRoutes } from '../../src/host/addon.js';
+
+export interface WeftTestAddon {
+  /** The numbers both sides must agree on; the differential test holds them equal to the TypeScript constants. */
+  readonly CONSTANTS: { maxTsoSegments: number; gpeHeaderLen: number; encapOverhead: number; icmpErrorMax: number; icmpBurst: number; icmpPerSecond: number; peerTcpCsumPartial: number };
+  /**
+   * No I/O: runs the native per-packet decision on each
+   * packet. direction 0 (inside): classify_inside's verdict (peer index, -1
+   * drop, -2 unreachable); 1 (outside): 1 accepted, 0 dropped. Drops are
+   * counted into `counters` (one block).
+   */
+  classifyBatch(
+    direction: 0 | 1,
+    routes: NativeRoutes,
+    self: { base: number; len: number; vni: number },
+    packets: Buffer[],
+    outerSrc: Uint32Array,
+    counters: BigUint64Array,
+  ): Int32Array;
+  /** bench/encap.ts's native row: ns per packet of classify + encapsulate + accept, over `iterations` passes. */
+  benchEncap(routes: NativeRoutes, self: { base: number; len: number; vni: number }, packets: Buffer[], outerSrc: Uint32Array, iterations: number): number;
+
+  // native/offload_binding.cc: direct access to the offload code the native
+  // engine runs, for the unit tests. They allocate per call.
+
+  /**
+   * tso_segment() over a buffer holding a 10-byte virtio_net_hdr and the
+   * packet after it: the segments (without their headroom), or null when
+   * refused. `stride` is the distance between segments in the native output;
+   * headroomIntact tells that nothing outside the segments was written.
+   * maxSegs and outCap default to "large enough".
+   */
+  tsoSegment(
+    vnetHdrAndPacket: Buffer,
+    headroom: number,
+    maxSegs?: number,
+    outCap?: number,
+  ): (Buffer[] & { stride: number; headroomIntact: boolean }) | null;
+  /** tso_headers(), the engine's splitter: each segment as its headers followed by its payload slice, or null when refused; partial: TCP checksums left partial. */
+  tsoHeaders(vnetHdrAndPacket: Buffer, maxSegs?: number, partial?: boolean): Buffer[] | null;
+  /** wire.h write_icmp_unreachable() for an IPv4 packet (at least 20 bytes), for the differential test. */
+  icmpUnreachable(packet: Buffer, from: number, code: number, mtu: number): Buffer;
+  /** wire.h flow_hash() of an IPv4 packet (at least 20 bytes), for the differential test. */
+  flowHash(packet: Buffer): number;
+  /** complete_checksum() in place: false (packet untouched) when the offsets do not fit. */
+  completeChecksum(packet: Buffer, csumStart: number, csumOffset: number): boolean;
+  /** Feeds the IPv4 packets through a TcpCoalescer (partial: as from a peer that leaves TCP checksums partial): what would be written to the TUN, each with its vnet header. */
+  coalesce(packets: Buffer[], partial?: boolean): Buffer[];
+}
+
+const TEST_ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/weft_test.node', import.meta.url));
+
+let testAddon: WeftTestAddon | undefined;
+
+/** The test addon, loaded once. Throws when it is not built, naming the command that builds it. */
+export function loadTestAddon(): WeftTestAddon {
+  if (testAddon !== undefined) return testAddon;
+  try {
+    testAddon = createRequire(import.meta.url)(TEST_ADDON_PATH) as WeftTestAddon;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new Error(`cannot load the test addon ${TEST_ADDON_PATH}: ${reason}; run \`npm run build:native\``, { cause: err });
+  }
+  return testAddon;
+}
