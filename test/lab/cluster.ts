@@ -24,6 +24,8 @@ export interface ClusterOptions {
   flags?: string[];
   /** false: only the lab and the network config; the test starts weftd itself (startNode). */
   startNodes?: boolean;
+  /** The lab's etcd: 1 member (default) or a cluster of 3; weftd and weftctl get every member's endpoint. */
+  etcdMembers?: number;
 }
 
 export interface NodeState {
@@ -70,7 +72,7 @@ export class WeftCluster {
 
   /** A lab with `nodes` nodes, a network config, weftd on every node and pods on each. */
   static async create(opts: ClusterOptions): Promise<WeftCluster> {
-    const lab = await Lab.create({ nodes: Math.max(1, opts.nodes), name: opts.name });
+    const lab = await Lab.create({ nodes: Math.max(1, opts.nodes), name: opts.name, ...(opts.etcdMembers ? { etcdMembers: opts.etcdMembers } : {}) });
     const c = new WeftCluster(lab, opts);
     try {
       await c.weftctl(['init', '--network', POD_NETWORK, '--subnet-len', '24']);
