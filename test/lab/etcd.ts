@@ -20,6 +20,7 @@ export const MAX_ETCD_MEMBERS = 3;
 const CLIENT_PORT = 2379;
 const PEER_PORT = 2380;
 const HEALTH_TIMEOUT_MS = 20_000;
+const LEADER_TIMEOUT_MS = 15_000;
 const STOP_GRACE_MS = 5000;
 const KILL_GRACE_MS = 2000;
 /** The nftables table that cuts a member off; it lives only in the member's namespace. */
@@ -205,6 +206,24 @@ export class LabEtcd {
     const k = leaderId === undefined ? undefined : seen.get(leaderId);
     if (k === undefined) throw new Error(`lab etcd: no reachable member leads (leader id ${leaderId ?? 'none'})`);
     return k;
+  }
+
+  /**
+   * Waits (up to 15 s) until the reachable members agree on a leader among
+   * them, and returns its index: after the leader dies, a write proposed
+   * before the others notice is lost and times out, so tests wait for this
+   * before writing.
+   */
+  async waitLeader(): Promise<number> {
+    const deadline = Date.now() + LEADER_TIMEOUT_MS;
+    for (;;) {
+      try {
+        return await this.leader();
+      } catch (err) {
+        if (Date.now() >= deadline) throw new Error(`lab etcd: no leader among ${this.reachable.map((m) => m.name).join(',') || 'no member'} after ${LEADER_TIMEOUT_MS} ms: ${(err as Error).message}`);
+      }
+      await sleep(200);
+    }
   }
 
   /** etcdctl against the reachable members (all but `exclude`), from the first one's namespace. */
