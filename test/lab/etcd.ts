@@ -62,6 +62,7 @@ export function etcdMembers(prefix: string, dir: string, count: number): EtcdMem
 export class LabEtcd {
   private readonly procs = new Map<number, LabProcessImpl>();
   private readonly cut = new Set<number>();
+  private readonly removed = new Set<number>();
 
   constructor(
     private readonly hooks: EtcdLabHooks,
@@ -103,19 +104,21 @@ export class LabEtcd {
   }
 
   /**
-   * Starts member k again on its old data, or on an empty directory with
-   * `wipe` (a single member then starts a new cluster with no keys; a
-   * cluster member must have been removed and re-added: see replace()).
-   * Resolves once it answers `endpoint health`.
+   * Starts member k again on its old data, or, for a single member, on an
+   * empty directory with `wipe` (a new cluster with no keys; a cluster's
+   * member comes back empty through remove() and addBack()). Resolves once
+   * it answers `endpoint health`.
    */
   async start(k: number, opts: { wipe?: boolean } = {}): Promise<void> {
     const m = this.member(k);
     if (this.running(k)) throw new Error(`lab etcd: member ${m.name} is already running (${this.process(k).describe()}); stop it first`);
+    if (this.removed.has(k)) throw new Error(`lab etcd: member ${m.name} was removed from the cluster; addBack() it`);
+    if (opts.wipe && this.members.length > 1) throw new Error(`lab etcd: a cluster member is not wiped in place (it would not rejoin); remove() and addBack() it`);
     if (opts.wipe) {
       await rm(m.dataDir, { recursive: true, force: true });
       this.hooks.note(`etcd ${m.name} data wiped: ${m.dataDir}`);
     }
-    this.spawn(m, opts.wipe && this.members.length > 1 ? 'existing' : 'new');
+    this.spawn(m, 'new');
     await this.waitHealthy(k);
   }
 
@@ -169,22 +172,37 @@ export class LabEtcd {
   }
 
   /**
-   * Replaces member k as an operator replaces a failed disk: stops it
-   * (SIGKILL), removes it from the cluster, wipes its data, adds it back
-   * under the same name and URLs, and starts it with
-   * --initial-cluster-state existing; resolves once it is healthy. Needs a
-   * quorum among the other members.
+   * Replaces member k as an operator replaces a failed disk: remove(k), then
+   * addBack(k). Needs a quorum among the other members.
    */
   async replace(k: number): Promise<void> {
+    await this.remove(k);
+    await this.addBack(k);
+  }
+
+  /** Stops member k (SIGKILL), removes it from the cluster (asking the others) and wipes its data directory. */
+  async remove(k: number): Promise<void> {
     const m = this.member(k);
-    if (this.members.length < 2) throw new Error('lab etcd: replace() needs a cluster (a single member would be wiped: start(1, { wipe: true }))');
+    if (this.members.length < 2) throw new Error('lab etcd: remove() needs a cluster (a single member would be wiped: start(1, { wipe: true }))');
     if (this.running(k)) await this.stop(k, 'SIGKILL');
-    const others = { exclude: k };
-    const id = await this.memberId(m, others);
-    await this.etcdctl(['member', 'remove', id], others);
+    const id = await this.memberId(m, { exclude: k });
+    await this.etcdctl(['member', 'remove', id], { exclude: k });
     await rm(m.dataDir, { recursive: true, force: true });
-    await this.etcdctl(['member', 'add', m.name, `--peer-urls=${m.peerUrl}`], others);
-    this.hooks.note(`etcd ${m.name}: removed (id ${id}), wiped, added again`);
+    this.removed.add(k);
+    this.hooks.note(`etcd ${m.name}: removed (id ${id}) and wiped`);
+  }
+
+  /**
+   * Adds removed member k back under its name and URLs (`member add`) and
+   * starts it on an empty directory with --initial-cluster-state existing;
+   * resolves once it is healthy.
+   */
+  async addBack(k: number): Promise<void> {
+    const m = this.member(k);
+    if (!this.removed.has(k)) throw new Error(`lab etcd: member ${m.name} was not removed`);
+    await this.etcdctl(['member', 'add', m.name, `--peer-urls=${m.peerUrl}`], { exclude: k });
+    this.removed.delete(k);
+    this.hooks.note(`etcd ${m.name}: added again`);
     this.spawn(m, 'existing');
     await this.waitHealthy(k);
   }
@@ -226,14 +244,27 @@ export class LabEtcd {
     }
   }
 
-  /** etcdctl against the reachable members (all but `exclude`), from the first one's namespace. */
-  async etcdctl(args: string[], opts: { timeoutMs?: number; exclude?: number } = {}): Promise<string> {
+  /** How many watch streams member k serves now (its etcd_debugging_mvcc_watch_stream_total gauge). */
+  async watchStreams(k: number): Promise<number> {
+    const m = this.member(k);
+    const r = await this.hooks.exec(m.ns, ['curl', '-sS', '--max-time', '3', `${m.clientUrl}/metrics`], { timeoutMs: 5000 });
+    const n = /^etcd_debugging_mvcc_watch_stream_total (\d+)$/m.exec(r.stdout)?.[1];
+    if (n === undefined) throw new Error(`lab etcd: ${m.name}'s /metrics has no etcd_debugging_mvcc_watch_stream_total`);
+    return Number(n);
+  }
+
+  /**
+   * etcdctl against the reachable members (all but `exclude`), from the
+   * first one's namespace; `stdin` is piped in (for `txn`).
+   */
+  async etcdctl(args: string[], opts: { timeoutMs?: number; exclude?: number; stdin?: string } = {}): Promise<string> {
     const to = this.reachable.filter((m) => m.index !== opts.exclude);
     const from = to[0];
     if (!from) throw new Error(`lab etcd: no reachable member for \`etcdctl ${args.join(' ')}\``);
-    const r = await this.hooks.exec(from.ns, ['etcdctl', `--endpoints=${to.map((m) => m.clientUrl).join(',')}`, ...args], {
+    const argv = ['etcdctl', `--endpoints=${to.map((m) => m.clientUrl).join(',')}`, ...args];
+    const r = await this.hooks.exec(from.ns, opts.stdin === undefined ? argv : ['sh', '-c', 'printf %s "$ETCDCTL_STDIN" | "$@"', 'sh', ...argv], {
       timeoutMs: opts.timeoutMs ?? 10_000,
-      env: { ETCDCTL_API: '3' },
+      env: { ETCDCTL_API: '3', ...(opts.stdin === undefined ? {} : { ETCDCTL_STDIN: opts.stdin }) },
     });
     return r.stdout;
   }

@@ -305,7 +305,7 @@ export class Lab {
   }
 
   /** etcdctl against every etcd member that runs and is not cut off. */
-  async etcdctl(args: string[], opts: { timeoutMs?: number } = {}): Promise<string> {
+  async etcdctl(args: string[], opts: { timeoutMs?: number; stdin?: string } = {}): Promise<string> {
     return this.etcd.etcdctl(args, opts);
   }
 
