@@ -22,13 +22,14 @@
 // every path (and by the lab's exit/signal handlers if this process dies).
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WEFTD, WeftCluster } from '../test/lab/cluster.js';
 import { startKernelNode } from '../test/lab/kernel_node.js';
 import type { Lab, LabProcess } from '../test/lab/lab.js';
+import { cpuModel, machineBusyS, processCpuS, vmHwmMB } from './proc.js';
 import { ratioChart } from './ratio_chart.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -90,42 +91,6 @@ function series(runs: number[]): Series {
   const s = [...runs].sort((a, b) => a - b);
   const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
   return { runs, median };
-}
-
-// ---------------------------------------------------------------------------
-// /proc
-
-const CLK_TCK = ((): number => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 3000 }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** utime + stime of a process, in seconds. */
-function processCpuS(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-}
-
-/** Busy time of all CPUs (everything but idle and iowait), in seconds. */
-function machineBusyS(): number {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '))!;
-  const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
-  const total = v.reduce((a, b) => a + b, 0);
-  return (total - v[3]! - v[4]!) / CLK_TCK;
-}
-
-function vmHwmMB(pid: number): number {
-  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-function cpuModel(): string {
-  const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-  return m?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
 }
 
 // ---------------------------------------------------------------------------
