@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { WEFTD, WeftCluster } from '../test/lab/cluster.js';
 import { startKernelNode } from '../test/lab/kernel_node.js';
 import type { Lab, LabProcess } from '../test/lab/lab.js';
+import { intEnv } from './env.js';
 import { cpuModel, machineBusyS, processCpuS, vmHwmMB } from './proc.js';
 import { ratioChart } from './ratio_chart.js';
 
@@ -44,14 +45,6 @@ const warn = (s: string): void => void process.stderr.write(`${s}\n`);
 
 // ---------------------------------------------------------------------------
 // settings
-
-function intEnv(name: string, dflt: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
-  return n;
-}
 
 const SECONDS = intEnv('WEFT_BENCH_SECONDS', 10, 1);
 const REPEATS = intEnv('WEFT_BENCH_REPEATS', 3, 1);

@@ -6,7 +6,10 @@
 // registry classes; runScale() is the scenario both run.
 
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import pino from 'pino';
+import { retryWhileEtcdDown } from '../../src/daemon/retry.js';
+import { isWeftError } from '../../src/errors.js';
 import { type Cidr, formatCidr, formatIp, parseCidr, parseIp } from '../../src/net/ipv4.js';
 import { LeaseKeeper } from '../../src/registry/lease_keeper.js';
 import { LeaseManager } from '../../src/registry/lease_manager.js';
@@ -53,11 +56,16 @@ export class LeaseFleet {
   onTable: ((c: FleetClient, t: RouteTable) => void) | undefined;
   private readonly regs: EtcdRegistry[];
   private readonly all = new Set<Client>();
+  private readonly stopping = new AbortController();
   private seq = 0;
+  /** Calls a join retried because etcd did not answer in time (as weftd retries them). */
+  retries = 0;
 
   constructor(private readonly o: FleetOptions) {
     if (!Number.isInteger(o.connections) || o.connections < 1) throw new Error(`lease fleet: connections must be an integer >= 1, got ${o.connections}`);
     this.regs = Array.from({ length: o.connections }, () => new EtcdRegistry({ endpoints: o.endpoints, prefix: o.prefix }));
+    // Every join waiting out a retry listens on it: a thousand at once is the point, not a leak.
+    setMaxListeners(0, this.stopping.signal);
   }
 
   /** A registry of the fleet's, for reading what etcd holds. */
@@ -65,7 +73,11 @@ export class LeaseFleet {
     return this.regs[0]!;
   }
 
-  /** Leases a subnet for `name` and starts its renewals and its watch; resolves once its first table is published. */
+  /**
+   * Leases a subnet for `name` and starts its renewals and its watch,
+   * retrying while etcd does not answer, as weftd does; resolves once its
+   * first table is published, rejects once the fleet is aborted.
+   */
   async join(name: string, ip: string): Promise<FleetClient> {
     if (this.live.has(name)) throw new Error(`lease fleet: ${name} has already joined`);
     const reg = this.regs[this.seq++ % this.regs.length]!;
@@ -79,7 +91,7 @@ export class LeaseFleet {
       stateDir: undefined,
       log: silent,
     });
-    const rec = await manager.acquire();
+    const rec = await this.retrying('acquire a subnet lease', () => manager.acquire());
     const problems: string[] = [];
     const keeper = new LeaseKeeper(manager, rec, ttlS, silent, { onFatal: (err) => problems.push(`fatal: ${err.message}`) });
     const client: Client = {
@@ -114,7 +126,7 @@ export class LeaseFleet {
     };
     this.all.add(client);
     keeper.start();
-    await client.watcher.start();
+    await this.retrying('list leases', () => client.watcher.start());
     this.live.set(name, client);
     return client;
   }
@@ -161,14 +173,36 @@ export class LeaseFleet {
     return out;
   }
 
+  /** Makes every join in progress reject with `reason`. */
+  abort(reason: Error): void {
+    this.stopping.abort(reason);
+  }
+
   /** Stops every client, gives every subnet back, closes the connections. Never throws. */
   async close(): Promise<void> {
+    this.abort(new Error('lease fleet closed'));
     const clients = [...this.all];
     this.live.clear();
     await Promise.allSettled(clients.map((c) => this.stop(c)));
     await Promise.allSettled(clients.map((c) => c.manager.release(c.keeper.record)));
     this.all.clear();
     for (const r of this.regs) r.close();
+  }
+
+  private retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return retryWhileEtcdDown(
+      what,
+      async () => {
+        try {
+          return await fn();
+        } catch (err) {
+          if (isWeftError(err, 'WEFT_ETCD_UNAVAILABLE')) this.retries++;
+          throw err;
+        }
+      },
+      silent,
+      this.stopping.signal,
+    );
   }
 
   private async stop(c: Client): Promise<void> {
@@ -181,6 +215,8 @@ export interface ScaleOptions extends Omit<FleetOptions, 'config'> {
   readonly clients: number;
   /** Changes (one client leaving and a new one joining at once) to time after convergence. */
   readonly changes: number;
+  /** How long the joins may take, retries included. */
+  readonly joinTimeoutMs: number;
   /** How long every table may take to equal the live leases after the last join. */
   readonly convergeTimeoutMs: number;
   /** How long a change may take to reach every client. */
@@ -192,6 +228,8 @@ export interface ScaleResult {
   readonly network: string;
   /** From the first join's start to the last join's first table. */
   readonly joinMs: number;
+  /** etcd calls the joins retried after a timeout (weftd's backoff: 1 s, 2 s, 4 s ...). */
+  readonly joinRetries: number;
   /** From the last join to every table equal to the live leases; null if that did not happen in time. */
   readonly convergeMs: number | null;
   /** What was still wrong when convergence timed out. */
@@ -200,8 +238,13 @@ export interface ScaleResult {
   readonly problems: readonly string[];
   /** Per client per change: ms from the start of the change until its table showed both halves. */
   readonly propagation: { readonly samples: number; readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number; readonly unseen: number };
-  /** Process memory grown by the joins, per client (each holding one lease, one watch, one table of every other). */
-  readonly perClient: { readonly rssKiB: number; readonly heapKiB: number };
+  /**
+   * Per client: process memory grown by the joins (each client holds one
+   * lease, one watch, one table of every other) and this process's CPU
+   * from the first join to convergence (what one node's control plane
+   * spends on a mass join, all clients sharing this process's CPUs).
+   */
+  readonly perClient: { readonly rssKiB: number; readonly heapKiB: number; readonly cpuMs: number };
 }
 
 /** A subnet length that leaves about four free subnets per client in 198.19.0.0/16 (fewer CAS conflicts as the fleet fills). */
@@ -227,6 +270,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   const doubles: string[] = [];
   try {
     const mem0 = process.memoryUsage();
+    const cpu0 = process.cpuUsage();
     const t0 = Date.now();
     let sampling = true;
     const sampler = (async () => {
@@ -236,9 +280,11 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       }
     })();
     let joined: FleetClient[];
+    const late = setTimeout(() => fleet.abort(new Error(`${o.clients} clients did not all join within ${o.joinTimeoutMs} ms (${fleet.live.size} did)`)), o.joinTimeoutMs);
     try {
       joined = await Promise.all(Array.from({ length: o.clients }, (_, k) => fleet.join(`c${k}`, ipOf(k))));
     } finally {
+      clearTimeout(late);
       sampling = false;
       await sampler;
     }
@@ -256,6 +302,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       await sleep(100);
     }
     const mem1 = process.memoryUsage();
+    const cpu1 = process.cpuUsage(cpu0);
     doubles.push(...(await fleet.doubles()));
 
     const samples: number[] = [];
@@ -293,12 +340,13 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       clients: o.clients,
       network: `${formatCidr(config.network)} in /${config.subnetLen}`,
       joinMs,
+      joinRetries: fleet.retries,
       convergeMs,
       unconverged: convergeMs === null ? wrong.slice(0, 10) : [],
       doubles: [...new Set(doubles)],
       problems,
       propagation: { samples: samples.length, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), maxMs: samples.at(-1) ?? NaN, unseen },
-      perClient: { rssKiB: Math.round((mem1.rss - mem0.rss) / 1024 / o.clients), heapKiB: Math.round((mem1.heapUsed - mem0.heapUsed) / 1024 / o.clients) },
+      perClient: { rssKiB: Math.round((mem1.rss - mem0.rss) / 1024 / o.clients), heapKiB: Math.round((mem1.heapUsed - mem0.heapUsed) / 1024 / o.clients), cpuMs: Math.round((cpu1.user + cpu1.system) / 1000 / o.clients) },
     };
   } finally {
     await fleet.close();

@@ -16,6 +16,7 @@ describe('200 lease clients joining at once (real etcd)', () => {
       clients: 200,
       changes: 3,
       connections: 10,
+      joinTimeoutMs: 30_000,
       ttlS: 60,
       resyncIntervalMs: 300_000,
       convergeTimeoutMs: 20_000,
