@@ -15,7 +15,7 @@
 //                  against N (bench/scale_chart.ts).
 //
 //   npm run bench:scale         (root for the weftd part)
-//   WEFT_BENCH_SCALE_CLIENTS=1000 WEFT_BENCH_SCALE_CHANGES=10 WEFT_BENCH_SCALE_CONNECTIONS=10
+//   WEFT_BENCH_SCALE_CLIENTS=1000 (0: skip the lease clients) WEFT_BENCH_SCALE_CHANGES=10 WEFT_BENCH_SCALE_CONNECTIONS=10
 //   WEFT_BENCH_SCALE_JOIN_TIMEOUT_S=300
 //   WEFT_BENCH_SCALE_NODES=10,30,100 (empty: skip the weftd part)
 //
@@ -38,7 +38,7 @@ import { scaleChart, type NodeRow } from './scale_chart.js';
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
 
-const CLIENTS = intEnv('WEFT_BENCH_SCALE_CLIENTS', 1000, 2);
+const CLIENTS = intEnv('WEFT_BENCH_SCALE_CLIENTS', 1000, 0);
 const CHANGES = intEnv('WEFT_BENCH_SCALE_CHANGES', 10, 1);
 const CONNECTIONS = intEnv('WEFT_BENCH_SCALE_CONNECTIONS', 10, 1);
 const JOIN_TIMEOUT_S = intEnv('WEFT_BENCH_SCALE_JOIN_TIMEOUT_S', 300, 10);
@@ -145,18 +145,12 @@ async function weftdNodes(n: number): Promise<NodeRow> {
   }
 }
 
-async function main(): Promise<void> {
-  if (NODES.length > 0 && process.getuid?.() !== 0) throw new Error('bench/scale.ts: the weftd part needs root (namespaces, TUN); WEFT_BENCH_SCALE_NODES= skips it');
-  const date = new Date().toISOString();
-  const env = { date, nproc: cpus().length, cpu: cpuModel(), kernel: release(), loadavgAtStart: loadavg().map((x) => round(x, 2)) };
-  say(`weft scale benchmark: ${env.nproc} CPUs (${env.cpu}), kernel ${env.kernel}, load ${env.loadavgAtStart.join(' ')}\n`);
-
-  const clients = await leaseClients();
+function printClients(clients: ClientPart): void {
   say(`## ${clients.clients} lease clients (${CONNECTIONS} shared etcd connections, one etcd on 127.0.0.1, ${clients.network})\n`);
   say('| figure | value |');
   say('| --- | ---: |');
   say(`| join (first start to last client's first table) | ${clients.joinMs} ms |`);
-  say(`| etcd calls the joins retried after a 5 s timeout | ${clients.joinRetries} |`);
+  say(`| etcd calls the joins retried (no answer in 60 s, or refused) | ${Object.values(clients.joinRetries).reduce((a, b) => a + b, 0)} |`);
   say(`| convergence (last join to every table equal to the live leases) | ${clients.convergeMs ?? 'NOT within 60 s'}${clients.convergeMs === null ? '' : ' ms'} |`);
   say(`| change propagation p50 / p99 / max (${clients.propagation.samples} samples, ${CHANGES} changes) | ${clients.propagation.p50Ms} / ${clients.propagation.p99Ms} / ${clients.propagation.maxMs} ms |`);
   say(`| clients that never saw a change | ${clients.propagation.unseen} |`);
@@ -165,9 +159,20 @@ async function main(): Promise<void> {
   say(`| machine busy CPU (whole run, ${round(clients.wallMs / 1000)} s) | ${clients.machineBusyS} s |`);
   say(`| clients' memory per lease held (RSS / JS heap) | ${clients.perClient.rssKiB} KiB / ${clients.perClient.heapKiB} KiB |`);
   say(`| clients' CPU per client, first join to convergence | ${clients.perClient.cpuMs} ms |`);
+  for (const [why, n] of Object.entries(clients.joinRetries)) say(`\nretried ${n} x: ${why}`);
   if (clients.doubles.length || clients.problems.length || clients.unconverged.length) {
     say(`\nproblems: ${JSON.stringify({ doubles: clients.doubles, problems: clients.problems.slice(0, 10), unconverged: clients.unconverged })}`);
   }
+}
+
+async function main(): Promise<void> {
+  if (NODES.length > 0 && process.getuid?.() !== 0) throw new Error('bench/scale.ts: the weftd part needs root (namespaces, TUN); WEFT_BENCH_SCALE_NODES= skips it');
+  const date = new Date().toISOString();
+  const env = { date, nproc: cpus().length, cpu: cpuModel(), kernel: release(), loadavgAtStart: loadavg().map((x) => round(x, 2)) };
+  say(`weft scale benchmark: ${env.nproc} CPUs (${env.cpu}), kernel ${env.kernel}, load ${env.loadavgAtStart.join(' ')}\n`);
+
+  const clients = CLIENTS > 0 ? await leaseClients() : undefined;
+  if (clients) printClients(clients);
 
   const rows: NodeRow[] = [];
   for (const n of NODES) {
@@ -183,7 +188,7 @@ async function main(): Promise<void> {
 
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `scale-${date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'bench/README.md', clients: { ...clients, connections: CONNECTIONS, changes: CHANGES }, nodes: rows }, null, 2)}\n`);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'bench/README.md', clients: clients && { ...clients, connections: CONNECTIONS, changes: CHANGES }, nodes: rows }, null, 2)}\n`);
   renameSync(`${file}.tmp`, file);
   say(`\nwrote ${file}`);
   if (rows.length) {

@@ -48,6 +48,13 @@ interface Client extends FleetClient {
 }
 
 const silent = pino({ level: 'silent' });
+/**
+ * The clients share one process, so a call's deadline would time this
+ * process's queue of work for a thousand clients rather than etcd: at
+ * weftd's 5 s, a mass join here turns into timeouts and re-lists that feed
+ * on themselves. Each weftd has its own CPU and keeps the 5 s.
+ */
+const FLEET_CALL_TIMEOUT_MS = 60_000;
 
 export class LeaseFleet {
   /** The clients that have joined and not left. */
@@ -58,12 +65,12 @@ export class LeaseFleet {
   private readonly all = new Set<Client>();
   private readonly stopping = new AbortController();
   private seq = 0;
-  /** Calls a join retried because etcd did not answer in time (as weftd retries them). */
-  retries = 0;
+  /** Calls a join retried because etcd did not answer (as weftd retries them), by the first 100 characters of the error. */
+  readonly retries = new Map<string, number>();
 
   constructor(private readonly o: FleetOptions) {
     if (!Number.isInteger(o.connections) || o.connections < 1) throw new Error(`lease fleet: connections must be an integer >= 1, got ${o.connections}`);
-    this.regs = Array.from({ length: o.connections }, () => new EtcdRegistry({ endpoints: o.endpoints, prefix: o.prefix }));
+    this.regs = Array.from({ length: o.connections }, () => new EtcdRegistry({ endpoints: o.endpoints, prefix: o.prefix, callTimeoutMs: FLEET_CALL_TIMEOUT_MS }));
     // Every join waiting out a retry listens on it: a thousand at once is the point, not a leak.
     setMaxListeners(0, this.stopping.signal);
   }
@@ -190,19 +197,26 @@ export class LeaseFleet {
   }
 
   private retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const { signal } = this.stopping;
     return retryWhileEtcdDown(
       what,
       async () => {
         try {
           return await fn();
         } catch (err) {
-          if (isWeftError(err, 'WEFT_ETCD_UNAVAILABLE')) this.retries++;
+          if (isWeftError(err, 'WEFT_ETCD_UNAVAILABLE')) {
+            const why = err.message.replace(/^etcd \S+: /, '').slice(0, 100);
+            this.retries.set(why, (this.retries.get(why) ?? 0) + 1);
+          }
           throw err;
         }
       },
       silent,
-      this.stopping.signal,
-    );
+      signal,
+    ).catch((err: unknown) => {
+      // An abort while waiting to retry surfaces as a bare AbortError: say why instead.
+      throw signal.aborted ? signal.reason : err;
+    });
   }
 
   private async stop(c: Client): Promise<void> {
@@ -228,8 +242,8 @@ export interface ScaleResult {
   readonly network: string;
   /** From the first join's start to the last join's first table. */
   readonly joinMs: number;
-  /** etcd calls the joins retried after a timeout (weftd's backoff: 1 s, 2 s, 4 s ...). */
-  readonly joinRetries: number;
+  /** etcd calls the joins retried after a timeout (60 s here) or a refusal (weftd's backoff: 1 s, 2 s, 4 s ...), by error. */
+  readonly joinRetries: Readonly<Record<string, number>>;
   /** From the last join to every table equal to the live leases; null if that did not happen in time. */
   readonly convergeMs: number | null;
   /** What was still wrong when convergence timed out. */
@@ -340,7 +354,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       clients: o.clients,
       network: `${formatCidr(config.network)} in /${config.subnetLen}`,
       joinMs,
-      joinRetries: fleet.retries,
+      joinRetries: Object.fromEntries(fleet.retries),
       convergeMs,
       unconverged: convergeMs === null ? wrong.slice(0, 10) : [],
       doubles: [...new Set(doubles)],
