@@ -10,8 +10,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep, type ExecResult } from './exec.js';
-import type { LabProcessImpl } from './process.js';
-import { logTail } from './process.js';
+import { logTail, type LabProcessImpl } from './process.js';
 
 export const ETCD_IP = '198.18.0.254';
 /** Member k (1-based) of a lab etcd cluster is at 198.18.0.(250 + k). */
