@@ -99,6 +99,11 @@ export class LeaseFleet {
       log: silent,
     });
     const rec = await this.retrying('acquire a subnet lease', () => manager.acquire());
+    if (this.stopping.signal.aborted) {
+      // Stopped while this lease was being written: give it back rather than start a client no one will stop.
+      await manager.release(rec).catch(() => undefined);
+      throw this.stopping.signal.reason;
+    }
     const problems: string[] = [];
     const keeper = new LeaseKeeper(manager, rec, ttlS, silent, { onFatal: (err) => problems.push(`fatal: ${err.message}`) });
     const client: Client = {
