@@ -91,7 +91,7 @@ export class LabEtcd {
     return !!p && !p.hasExited;
   }
 
-  /** Members that run and are not cut off: the ones etcdctl may talk to. */
+  /** Members that run and are not cut off: the ones etcdctl may talk to (a member cut from its peers answers, but without a leader). */
   get reachable(): EtcdMember[] {
     return this.members.filter((m) => this.running(m.index) && !this.cut.has(m.index));
   }
@@ -144,30 +144,36 @@ export class LabEtcd {
   }
 
   /**
-   * Cuts member k off the underlay: its namespace drops every packet in and
-   * out except on loopback (connections stay open and go silent, as behind a
-   * failed switch port). heal() takes the rule away.
+   * Cuts member k off: its namespace drops every packet in and out except
+   * on loopback (connections stay open and go silent, as behind a failed
+   * switch port), or with `peersOnly` just its peer traffic (port 2380):
+   * clients still reach it, but it has no leader. heal() takes the rule away.
    */
-  async partition(k: number): Promise<void> {
+  async partition(k: number, opts: { peersOnly?: boolean } = {}): Promise<void> {
     const m = this.member(k);
     if (this.cut.has(k)) throw new Error(`lab etcd: member ${m.name} is already cut off`);
     const t = `inet ${CUT_TABLE}`;
-    await this.hooks.exec(m.ns, [
-      'nft',
-      `add table ${t}; ` +
-        `add chain ${t} in { type filter hook input priority -300; policy drop; }; add rule ${t} in iif lo accept; ` +
-        `add chain ${t} out { type filter hook output priority -300; policy drop; }; add rule ${t} out oif lo accept`,
-    ], {});
+    const chain = (name: string, hook: 'input' | 'output', rules: string[]): string =>
+      `add chain ${t} ${name} { type filter hook ${hook} priority -300; policy ${opts.peersOnly ? 'accept' : 'drop'}; }; ${rules.map((r) => `add rule ${t} ${name} ${r}`).join('; ')}`;
+    const peerRules = [`tcp dport ${PEER_PORT} drop`, `tcp sport ${PEER_PORT} drop`];
+    await this.hooks.exec(m.ns, ['nft', `add table ${t}; ${chain('in', 'input', opts.peersOnly ? peerRules : ['iif lo accept'])}; ${chain('out', 'output', opts.peersOnly ? peerRules : ['oif lo accept'])}`], {});
     this.cut.add(k);
-    this.hooks.note(`etcd ${m.name} cut off (nft table ${t} in ns ${m.ns})`);
+    this.hooks.note(`etcd ${m.name} cut off${opts.peersOnly ? ' from its peers' : ''} (nft table ${t} in ns ${m.ns})`);
   }
 
+  /**
+   * Takes the cut away and waits until member k is healthy and every member
+   * agrees on a leader: a member cut off long enough has raised its term,
+   * and its return forces an election (etcd 3.4 runs without pre-vote).
+   */
   async heal(k: number): Promise<void> {
     const m = this.member(k);
     if (!this.cut.has(k)) throw new Error(`lab etcd: member ${m.name} is not cut off`);
     await this.hooks.exec(m.ns, ['nft', `delete table inet ${CUT_TABLE}`], {});
     this.cut.delete(k);
     this.hooks.note(`etcd ${m.name} healed`);
+    await this.waitHealthy(k);
+    await this.waitLeader();
   }
 
   /**
@@ -184,6 +190,7 @@ export class LabEtcd {
     const m = this.member(k);
     if (this.members.length < 2) throw new Error('lab etcd: remove() needs a cluster (a single member would be wiped: start(1, { wipe: true }))');
     if (this.running(k)) await this.stop(k, 'SIGKILL');
+    await this.waitLeader();
     const id = await this.memberId(m, { exclude: k });
     await this.etcdctl(['member', 'remove', id], { exclude: k });
     await rm(m.dataDir, { recursive: true, force: true });
@@ -199,7 +206,17 @@ export class LabEtcd {
   async addBack(k: number): Promise<void> {
     const m = this.member(k);
     if (!this.removed.has(k)) throw new Error(`lab etcd: member ${m.name} was not removed`);
-    await this.etcdctl(['member', 'add', m.name, `--peer-urls=${m.peerUrl}`], { exclude: k });
+    // etcd refuses a member while any other has been connected for less than 5 s (strict reconfig check): retry that.
+    const deadline = Date.now() + LEADER_TIMEOUT_MS;
+    for (;;) {
+      try {
+        await this.etcdctl(['member', 'add', m.name, `--peer-urls=${m.peerUrl}`], { exclude: k });
+        break;
+      } catch (err) {
+        if (!/unhealthy cluster/.test((err as Error).message) || Date.now() >= deadline) throw err;
+        await sleep(500);
+      }
+    }
     this.removed.delete(k);
     this.hooks.note(`etcd ${m.name}: added again`);
     this.spawn(m, 'existing');

@@ -118,6 +118,22 @@ describe.skipIf(!isRoot)('lab etcd cluster of three: per-member faults (needs ro
     expect(got).toBe('3\n');
   }, 40_000);
 
+  it('cuts a member from its peers only: it still answers serializable reads, cannot serve linearizable ones, and catches up when healed', async () => {
+    const l = lab!;
+    const k = 1;
+    const m = l.etcd.member(k);
+    await l.etcd.partition(k, { peersOnly: true });
+    await l.etcd.waitLeader();
+    await l.etcdctl(['put', '/weft-lab/d', '4']);
+    const serializable = await l.exec(l.nodeNs(1), ['etcdctl', `--endpoints=${m.clientUrl}`, '--command-timeout=2s', 'get', '--consistency=s', '--print-value-only', '/weft-lab/a'], { env: { ETCDCTL_API: '3' } });
+    expect(serializable.stdout).toBe('1\n');
+    expect(await getAt(l, k, '/weft-lab/d')).toBeUndefined();
+    await l.etcd.heal(k);
+    let got: string | undefined;
+    for (let t = 0; t < 50 && got !== '4\n'; t++) got = await getAt(l, k, '/weft-lab/d');
+    expect(got).toBe('4\n');
+  }, 40_000);
+
   it('replaces a member with an empty data directory (member remove, add, start existing): it gets every key back', async () => {
     const l = lab!;
     const k = 2;
