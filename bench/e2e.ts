@@ -31,7 +31,7 @@
 // exit/signal handlers if this process dies).
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +41,8 @@ import { Lab, type LabProcess } from '../test/lab/lab.js';
 import { missingCommand, planSubnet, type TunnelNode } from '../test/lab/overlay_node.js';
 import { startTincNodes, TINC_COMMANDS } from '../test/lab/tinc_node.js';
 import { startWireguardNodes, WG_COMMANDS } from '../test/lab/wireguard_node.js';
+import { intEnv } from './env.js';
+import { cpuModel, machineBusyS, processCpuS, vmHwmMB } from './proc.js';
 import { chartTitle, ratioChart } from './ratio_chart.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -55,14 +57,6 @@ const warn = (s: string): void => void process.stderr.write(`${s}\n`);
 
 // ---------------------------------------------------------------------------
 // settings
-
-function intEnv(name: string, dflt: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
-  return n;
-}
 
 const SECONDS = intEnv('WEFT_BENCH_SECONDS', 10, 1);
 const REPEATS = intEnv('WEFT_BENCH_REPEATS', 3, 1);
@@ -128,42 +122,6 @@ function series(runs: number[]): Series {
   const s = [...runs].sort((a, b) => a - b);
   const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
   return { runs, median };
-}
-
-// ---------------------------------------------------------------------------
-// /proc
-
-const CLK_TCK = ((): number => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 3000 }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** utime + stime of a process, in seconds. */
-function processCpuS(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-}
-
-/** Busy time of all CPUs (everything but idle and iowait), in seconds. */
-function machineBusyS(): number {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '))!;
-  const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
-  const total = v.reduce((a, b) => a + b, 0);
-  return (total - v[3]! - v[4]!) / CLK_TCK;
-}
-
-function vmHwmMB(pid: number): number {
-  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-function cpuModel(): string {
-  const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-  return m?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
 }
 
 // ---------------------------------------------------------------------------

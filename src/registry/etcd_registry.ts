@@ -17,6 +17,17 @@ import { type NetworkConfig, type SubnetLease, decodeNetworkConfig, encodeNetwor
 /** Keys per page of a lease listing: with values capped at 1 KiB, well under gRPC's 4 MiB per response. */
 const LIST_PAGE = 1000;
 
+/**
+ * gRPC keepalive while a call is open (the lease watch always is): a member
+ * cut off without a reset (a dead host, a partition) leaves the watch stream
+ * silent, so changes stop arriving until the next re-list; a ping
+ * unanswered for KEEPALIVE_TIMEOUT_MS breaks the connection, and the watch
+ * moves to another endpoint. etcd refuses pings more often than every 5 s
+ * (its --grpc-keepalive-min-time).
+ */
+const KEEPALIVE_TIME_MS = 10_000;
+const KEEPALIVE_TIMEOUT_MS = 5000;
+
 /** The end of the key range holding every key that starts with `prefix`. */
 function prefixEnd(prefix: Buffer): Buffer {
   const end = Buffer.from(prefix);
@@ -83,6 +94,7 @@ export class EtcdRegistry implements Registry {
       hosts: [...opts.endpoints],
       dialTimeout: timeout,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS },
       // A missing rootCertificate is grpc-js's "the default trust store".
       ...(opts.credentials ? { credentials: opts.credentials as IOptions['credentials'] } : {}),
       ...(opts.auth ? { auth: { ...opts.auth } } : {}),

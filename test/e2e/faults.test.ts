@@ -6,7 +6,8 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootSkipReason } from '../harness/privilege.js';
-import { PREFIX, POD_NETWORK, WeftCluster } from '../lab/cluster.js';
+import { type LogEvent, PREFIX, POD_NETWORK, WeftCluster, weftdEvents } from '../lab/cluster.js';
+import { createLeaseIfFree } from '../lab/kernel_node.js';
 import type { LabProcess } from '../lab/lab.js';
 import { pidAlive } from '../lab/netns.js';
 import { sleep, until as pollUntil } from '../harness/until.js';
@@ -17,21 +18,7 @@ const OUTAGE_MS = 30_000;
 
 const keyOf = (subnet: string): string => `${PREFIX}/network/subnets/${subnet.replace('/', '-')}`;
 
-interface LogEvent {
-  event?: string;
-  time: number;
-  [k: string]: unknown;
-}
-
-/** The JSON log lines of a weftd from character `from` of its log() on (see mark()). */
-function events(p: LabProcess, from = 0): LogEvent[] {
-  return p
-    .log()
-    .slice(from)
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogEvent);
-}
+const events = weftdEvents;
 
 /** Polls a cluster (HTTP, pings) five times a second at most. */
 const until = <T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, everyMs = 200): Promise<T> => pollUntil(what, fn, timeoutMs, everyMs);
@@ -64,16 +51,7 @@ describe.skipIf(rootSkipReason())('faults (needs root: network namespaces, TUN, 
     return JSON.parse(r.stdout) as { code: number; status: string };
   }
 
-  /** Every ordered pair of distinct nodes' first pods pings, once each (a few tries). */
-  async function allPairsPing(nodes: number[], timeoutS = 5): Promise<string[]> {
-    const failed: string[] = [];
-    for (const a of nodes) {
-      for (const b of nodes) {
-        if (a !== b && !(await c.lab.ping(pod(a), podIp(b), { count: 1, timeoutS }))) failed.push(`node${a} -> node${b}`);
-      }
-    }
-    return failed;
-  }
+  const allPairsPing = (nodes: number[], timeoutS?: number): Promise<string[]> => c.pingPairs(nodes, timeoutS);
 
   /** Starts weftd on node i and waits for `ready` itself (up to readyMs), then adds a pod: for starts that outlast startNode's own wait. */
   async function startSlowNode(i: number, readyMs: number): Promise<void> {
@@ -128,16 +106,8 @@ describe.skipIf(rootSkipReason())('faults (needs root: network namespaces, TUN, 
     p.kill('SIGSTOP');
     try {
       await c.lab.etcdctl(['del', keyOf(s2)]);
-      const granted = await c.lab.etcdctl(['lease', 'grant', '60']);
-      const leaseId = /lease ([0-9a-f]+) granted/.exec(granted)?.[1];
-      expect(leaseId).toBeDefined();
       const value = { nodeName: 'intruder', publicIp: '198.18.0.99', port: 4790, vni: 1, version: 'test', engine: 'kernel' };
-      // etcdctl txn unquotes double-quoted words only (see kernel_node.ts).
-      const txn = `create("${keyOf(s2)}") = "0"\n\nput --lease=${leaseId} ${keyOf(s2)} ${JSON.stringify(JSON.stringify(value))}\n\n\n`;
-      const r = await c.lab.exec(c.lab.etcdNs, ['sh', '-c', `printf '%s' "$TXN" | etcdctl --endpoints=${c.lab.etcdEndpoint} txn`], {
-        env: { ETCDCTL_API: '3', TXN: txn },
-      });
-      expect(r.stdout.trim()).toMatch(/^SUCCESS/);
+      expect(await createLeaseIfFree(c.lab, s2, value, 60)).toMatch(/^[0-9a-f]+$/);
     } finally {
       p.kill('SIGCONT');
     }

@@ -24,6 +24,8 @@ export interface ClusterOptions {
   flags?: string[];
   /** false: only the lab and the network config; the test starts weftd itself (startNode). */
   startNodes?: boolean;
+  /** The lab's etcd: 1 member (default) or a cluster of 3; weftd and weftctl get every member's endpoint. */
+  etcdMembers?: number;
 }
 
 export interface NodeState {
@@ -50,6 +52,23 @@ function metricsAddrOf(flags: readonly string[], fromEnv: string | undefined): s
 /** Fetches a URL with Node's http (no curl needed) and prints {code, body} as JSON. */
 const HTTP_GET_SCRIPT = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(JSON.stringify({ code: r.statusCode, body: b }))); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
 
+/** One line of weftd's JSON log. */
+export interface LogEvent {
+  event?: string;
+  time: number;
+  [k: string]: unknown;
+}
+
+/** The JSON log lines of a weftd from character `from` of its log() on (a mark: its log().length earlier). */
+export function weftdEvents(p: LabProcess, from = 0): LogEvent[] {
+  return p
+    .log()
+    .slice(from)
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogEvent);
+}
+
 /** Where `weftctl cni install` put node i's plugin, conflist and state. */
 export interface NodeCni {
   readonly network: string;
@@ -70,7 +89,7 @@ export class WeftCluster {
 
   /** A lab with `nodes` nodes, a network config, weftd on every node and pods on each. */
   static async create(opts: ClusterOptions): Promise<WeftCluster> {
-    const lab = await Lab.create({ nodes: Math.max(1, opts.nodes), name: opts.name });
+    const lab = await Lab.create({ nodes: Math.max(1, opts.nodes), name: opts.name, ...(opts.etcdMembers ? { etcdMembers: opts.etcdMembers } : {}) });
     const c = new WeftCluster(lab, opts);
     try {
       await c.weftctl(['init', '--network', POD_NETWORK, '--subnet-len', '24']);
@@ -92,8 +111,8 @@ export class WeftCluster {
     return join(this.lab.dir, `n${i}`);
   }
 
-  /** Starts weftd on node i (adding the node to the lab if new), waits until ready, then adds pods once. */
-  async startNode(i: number, pods = 0, extraFlags: string[] = [], env?: Record<string, string>): Promise<NodeState> {
+  /** Starts weftd on node i (adding the node to the lab if new), waits until ready (20 s by default), then adds pods once. */
+  async startNode(i: number, pods = 0, extraFlags: string[] = [], env?: Record<string, string>, readyTimeoutMs = 20_000): Promise<NodeState> {
     while (this.lab.nodeCount < i) await this.lab.addNode();
     const state = this.nodes.get(i) ?? { weftd: undefined, subnet: undefined, pods: [] };
     this.nodes.set(i, state);
@@ -113,7 +132,7 @@ export class WeftCluster {
     ], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`), ...(env ? { env } : {}) });
     state.weftd = proc;
     state.metricsAddr = metricsAddrOf([...(this.opts.flags ?? []), ...extraFlags], env?.WEFT_METRICS_ADDR);
-    const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, 20_000)) as { subnet: string };
+    const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, readyTimeoutMs)) as { subnet: string };
     state.subnet = ready.subnet;
     if (pods > 0 && state.pods.length === 0) {
       const [network, len] = ready.subnet.split('/');
@@ -176,6 +195,22 @@ export class WeftCluster {
 
   pods(): { node: number; ns: string; ip: string }[] {
     return [...this.nodes.entries()].flatMap(([node, s]) => s.pods.map((ns) => ({ node, ns, ip: this.lab.podIp(ns) })));
+  }
+
+  /** Every ordered pair of distinct nodes' first pods pings, once each (a few tries, `timeoutS` each, default 5); the pairs that failed. */
+  async pingPairs(nodes: readonly number[], timeoutS = 5): Promise<string[]> {
+    const firstPod = (i: number): string => {
+      const ns = this.nodes.get(i)?.pods[0];
+      if (!ns) throw new Error(`node ${i} has no pod`);
+      return ns;
+    };
+    const failed: string[] = [];
+    for (const a of nodes) {
+      for (const b of nodes) {
+        if (a !== b && !(await this.lab.ping(firstPod(a), this.lab.podIp(firstPod(b)), { count: 1, timeoutS }))) failed.push(`node${a} -> node${b}`);
+      }
+    }
+    return failed;
   }
 
   /** GET `path` from node i's weftd, inside the node's namespace. */

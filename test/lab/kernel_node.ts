@@ -11,7 +11,7 @@
 // lease is granted with a long TTL and disappears with the lab's etcd.
 
 import { POD_NETWORK, PREFIX, WeftCluster } from './cluster.js';
-import { DEFAULT_POD_MTU } from './lab.js';
+import { DEFAULT_POD_MTU, type Lab } from './lab.js';
 import { ipIn } from './netns.js';
 import { addressLikeWeftTun, parseSubnet } from './overlay_node.js';
 
@@ -98,6 +98,27 @@ export function keyOfSubnet(subnet: string): string {
   return `${SUBNETS_PREFIX}${subnet.replace('/', '-')}`;
 }
 
+/**
+ * Writes a SubnetLease by hand, as another agent would: a fresh etcd lease
+ * of `ttlS`, and the key created only if it does not exist (a transaction,
+ * as weftd does). Returns the etcd lease ID (hex), or undefined when the
+ * subnet is taken.
+ */
+export async function createLeaseIfFree(lab: Lab, subnet: string, value: SubnetLeaseValue, ttlS: number): Promise<string | undefined> {
+  const key = keyOfSubnet(subnet);
+  const granted = await lab.etcdctl(['lease', 'grant', String(ttlS)]);
+  const leaseId = /lease ([0-9a-f]+) granted/.exec(granted)?.[1];
+  if (!leaseId) throw new Error(`lease for ${key}: etcdctl lease grant said: ${granted.trim()}`);
+  // etcdctl txn splits its lines like a shell would only for double quotes
+  // (strconv.Unquote); a single-quoted value arrives cut at the first '"'.
+  const txn = `create("${key}") = "0"\n\nput --lease=${leaseId} ${key} ${JSON.stringify(JSON.stringify(value))}\n\n\n`;
+  const out = (await lab.etcdctl(['txn'], { stdin: txn })).trim();
+  if (/^SUCCESS/.test(out)) return leaseId;
+  if (!/^FAILURE/.test(out)) throw new Error(`lease for ${key}: etcdctl txn said: ${out}`);
+  await lab.etcdctl(['lease', 'revoke', leaseId]);
+  return undefined;
+}
+
 /** Parses `etcdctl get` output (key and value lines alternating). */
 export function parseEtcdctlGet(out: string): { key: string; value: string }[] {
   const lines = out.split('\n');
@@ -156,21 +177,9 @@ export async function startKernelNode(c: WeftCluster, i: number, opts: KernelNod
   const podMtu = DEFAULT_POD_MTU;
   await addressLikeWeftTun(ns, KERNEL_DEV, opts.subnet, podMtu, clusterNet);
 
-  // The lease, created only if the subnet is free (a transaction, as weftd does).
-  const leaseKey = keyOfSubnet(opts.subnet);
-  const granted = await lab.etcdctl(['lease', 'grant', String(KERNEL_LEASE_TTL_S)]);
-  const leaseId = /lease ([0-9a-f]+) granted/.exec(granted)?.[1];
-  if (!leaseId) throw new Error(`startKernelNode(${i}): etcdctl lease grant said: ${granted.trim()}`);
   const value: SubnetLeaseValue = { nodeName: `kernel${i}`, publicIp: ip, port, vni, version: 'kernel', engine: 'kernel' };
-  // etcdctl txn splits its lines like a shell would only for double quotes
-  // (strconv.Unquote); a single-quoted value arrives cut at the first '"'.
-  const txn = `create("${leaseKey}") = "0"\n\nput --lease=${leaseId} ${leaseKey} ${JSON.stringify(JSON.stringify(value))}\n\n\n`;
-  const r = await lab.exec(lab.etcdNs, ['sh', '-c', `printf '%s' "$TXN" | etcdctl --endpoints=${lab.etcdEndpoint} txn`], {
-    env: { ETCDCTL_API: '3', TXN: txn },
-  });
-  if (!/^SUCCESS/.test(r.stdout.trim())) {
-    throw new Error(`startKernelNode(${i}): ${leaseKey} is taken (etcdctl txn: ${r.stdout.trim()} ${r.stderr.trim()})`);
-  }
+  const leaseId = await createLeaseIfFree(lab, opts.subnet, value, KERNEL_LEASE_TTL_S);
+  if (!leaseId) throw new Error(`startKernelNode(${i}): ${keyOfSubnet(opts.subnet)} is taken`);
 
   const installed = new Map<string, string>();
   const refreshRoutes = async (): Promise<Map<string, string>> => {
@@ -216,7 +225,7 @@ export async function startKernelNode(c: WeftCluster, i: number, opts: KernelNod
     vni,
     port,
     pods: state.pods,
-    leaseKey,
+    leaseKey: keyOfSubnet(opts.subnet),
     leaseId,
     refreshRoutes,
     routes: () => installed,

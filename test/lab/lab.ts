@@ -3,7 +3,9 @@
 //
 //   <prefix>-sw     bridge br0 (no address); every other namespace's eth0 has
 //                   its veth peer here, enslaved to br0
-//   <prefix>-etcd   eth0 198.18.0.254/24, runs etcd (client URL :2379)
+//   <prefix>-etcd   eth0 198.18.0.254/24, runs etcd (client URL :2379); or,
+//                   with etcdMembers: 3, <prefix>-e1..e3 at 198.18.0.251-.253,
+//                   one member of a three-member cluster each (etcd.ts)
 //   <prefix>-n<i>   node i, eth0 198.18.0.<i>/24, ip_forward=1, rp_filter=0,
 //                   no default route; addPods() adds bridge cni0 here
 //   <prefix>-n<i>p<k>  pod k of node i, eth0 on the node's cni0
@@ -12,8 +14,10 @@
 // every process is tracked by PID and stopped by PID, and destroy() (or, for
 // an aborted run, the exit/SIGINT/SIGTERM handlers) deletes every namespace
 // the run created; cleanup registered with addTeardown() (podman.ts) runs
-// before anything else. stopEtcd() and startEtcd({ wipe }) take etcd down and
-// bring it back (same address; its old data, or none) for fault tests. Set
+// before anything else. stopEtcd() and startEtcd({ wipe }) take a single etcd
+// down and bring it back (same address; its old data, or none) for fault
+// tests; `etcd` (etcd.ts) does that per member of a cluster, and cuts a
+// member off, heals it, and replaces it. Set
 // WEFT_LAB_KEEP=1 to keep the run directory (logs, etcd data);
 // WEFT_LAB_DEBUG=1 echoes the lab's own log to stderr.
 
@@ -34,7 +38,8 @@ import {
   listNamespaces,
   pidAlive,
 } from './netns.js';
-import { LabProcessImpl, logTail, type LabProcess } from './process.js';
+import { ETCD_CLUSTER_IP_BASE, ETCD_IP, LabEtcd, etcdMembers } from './etcd.js';
+import { LabProcessImpl, type LabProcess } from './process.js';
 
 export type { LabProcess } from './process.js';
 export type { ExecResult } from './exec.js';
@@ -43,6 +48,8 @@ export interface LabOptions {
   nodes: number;
   /** Test name, used in logs and error messages. */
   name?: string;
+  /** 1 (default): one etcd at 198.18.0.254; 3: a cluster of three at .251-.253. */
+  etcdMembers?: number;
 }
 
 export interface PodSubnet {
@@ -69,15 +76,14 @@ export interface TeardownHook {
 }
 
 export const UNDERLAY_PREFIX_LEN = 24;
-export const ETCD_IP = '198.18.0.254';
+export { ETCD_IP };
 export const UNDERLAY_MTU = 1500;
 /** Underlay MTU - 36 (outer IPv4 20 + UDP 8 + VXLAN-GPE 8). */
 export const DEFAULT_POD_MTU = UNDERLAY_MTU - 36;
-const MAX_NODES = 253;
-const ETCD_HEALTH_TIMEOUT_MS = 15_000;
+/** Node addresses stop below the etcd cluster's (.251-.253) and the single etcd's (.254). */
+const MAX_NODES = ETCD_CLUSTER_IP_BASE;
 const TERM_GRACE_MS = 3000;
 const KILL_GRACE_MS = 2000;
-const ETCD_STOP_GRACE_MS = 5000;
 
 // ---------------------------------------------------------------------------
 // Emergency cleanup: one set of process handlers shared by all live labs.
@@ -163,8 +169,9 @@ async function hasSetprivPdeathsig(): Promise<boolean> {
 export class Lab {
   readonly prefix: string;
   readonly dir: string;
-  readonly etcdEndpoint = `http://${ETCD_IP}:2379`;
   readonly name: string;
+  /** The lab's etcd members and their faults. */
+  readonly etcd: LabEtcd;
 
   private readonly namespaces: string[] = [];
   private readonly procs = new Set<LabProcessImpl>();
@@ -172,15 +179,23 @@ export class Lab {
   private readonly podIps = new Map<string, string>();
   private readonly nodePods = new Map<number, { subnet: PodSubnet; count: number }>();
   private nodes = 0;
-  private etcd: LabProcessImpl | undefined;
   private logSeq = 0;
   private destroying: Promise<void> | undefined;
   private usePdeathsig = false;
 
-  private constructor(prefix: string, dir: string, name: string) {
+  private constructor(prefix: string, dir: string, name: string, members: number) {
     this.prefix = prefix;
     this.dir = dir;
     this.name = name;
+    this.etcd = new LabEtcd(
+      {
+        spawn: (ns, argv) => this.spawn(ns, argv) as LabProcessImpl,
+        exec: (ns, argv, opts) => this.exec(ns, argv, opts),
+        note: (...msgs) => this.note(...msgs),
+      },
+      etcdMembers(prefix, dir, members),
+      `weft-lab-${prefix}`,
+    );
   }
 
   static async create(opts: LabOptions): Promise<Lab> {
@@ -188,6 +203,8 @@ export class Lab {
     if (!Number.isInteger(opts.nodes) || opts.nodes < 0 || opts.nodes > MAX_NODES) {
       throw new Error(`Lab.create(${name}): nodes must be an integer in 0..${MAX_NODES}, got ${opts.nodes}`);
     }
+    const members = opts.etcdMembers ?? 1;
+    if (members !== 1 && members !== 3) throw new Error(`Lab.create(${name}): etcdMembers must be 1 or 3, got ${members}`);
     if (process.getuid?.() !== 0) {
       throw new Error(`Lab.create(${name}): needs root (creates network namespaces)`);
     }
@@ -205,7 +222,7 @@ export class Lab {
     if (!prefix) throw new Error(`Lab.create(${name}): no free namespace prefix`);
 
     const dir = await mkdtemp(join(tmpdir(), `weft-lab-${prefix}-`));
-    const lab = new Lab(prefix, dir, name);
+    const lab = new Lab(prefix, dir, name, members);
     liveLabs.add(lab);
     installHandlers();
     lab.note(`lab "${name}" prefix ${prefix} dir ${dir} pid ${process.pid}`);
@@ -237,13 +254,17 @@ export class Lab {
   get switchNs(): string {
     return `${this.prefix}-sw`;
   }
+  /** The single etcd's namespace (a cluster's members have their own: etcd.members). */
   get etcdNs(): string {
     return `${this.prefix}-etcd`;
   }
-  /** The etcd server process. */
+  /** etcd's client URLs, comma-separated, as --etcd-endpoints and etcdctl --endpoints take them. */
+  get etcdEndpoint(): string {
+    return this.etcd.endpoints;
+  }
+  /** The single etcd server process. */
   get etcdProcess(): LabProcess {
-    if (!this.etcd) throw new Error(`lab ${this.prefix}: etcd not started`);
-    return this.etcd;
+    return this.etcd.process(this.singleEtcd());
   }
   /** Number of nodes so far. */
   get nodeCount(): number {
@@ -283,12 +304,9 @@ export class Lab {
     });
   }
 
-  async etcdctl(args: string[], opts: { timeoutMs?: number } = {}): Promise<string> {
-    const r = await this.exec(this.etcdNs, ['etcdctl', `--endpoints=${this.etcdEndpoint}`, ...args], {
-      timeoutMs: opts.timeoutMs ?? 10_000,
-      env: { ETCDCTL_API: '3' },
-    });
-    return r.stdout;
+  /** etcdctl against every etcd member that runs and is not cut off. */
+  async etcdctl(args: string[], opts: { timeoutMs?: number; stdin?: string } = {}): Promise<string> {
+    return this.etcd.etcdctl(args, opts);
   }
 
   spawn(ns: string, argv: string[], opts: { env?: Record<string, string>; logFile?: string } = {}): LabProcess {
@@ -319,50 +337,35 @@ export class Lab {
     return r.code === 0;
   }
 
-  // ---- etcd faults -----------------------------------------------------------
+  // ---- etcd faults (a single etcd; a cluster's members: etcd.stop/start/partition/replace) ----
 
-  /** True while the lab's etcd runs (between startEtcd/create and stopEtcd). */
+  /** True while the single etcd runs (between startEtcd/create and stopEtcd). */
   get etcdRunning(): boolean {
-    return !!this.etcd && !this.etcd.hasExited;
+    return this.etcd.running(this.singleEtcd());
   }
 
   /**
-   * Stops the lab's etcd: SIGTERM by PID, waits for it to exit (SIGKILL after
-   * 5 s). Its data directory stays, for startEtcd(). Idempotent.
+   * Stops the single etcd: SIGTERM by PID, waits for it to exit (SIGKILL
+   * after 5 s). Its data directory stays, for startEtcd(). Idempotent.
    */
   async stopEtcd(): Promise<{ code: number | null; signal: string | null }> {
     this.checkAlive();
-    const etcd = this.etcd;
-    if (!etcd) throw new Error(`lab ${this.prefix}: etcd not started`);
-    if (etcd.hasExited) return etcd.exitStatus!;
-    etcd.kill('SIGTERM');
-    etcd.kill('SIGCONT'); // in case a test froze it
-    const exited = await Promise.race([etcd.exited, sleep(ETCD_STOP_GRACE_MS).then(() => undefined)]);
-    if (exited) {
-      this.note(`etcd stopped: ${etcd.describe()} (code ${exited.code} signal ${exited.signal})`);
-      return exited;
-    }
-    this.note(`SIGKILL etcd ${etcd.describe()} (no exit ${ETCD_STOP_GRACE_MS} ms after SIGTERM)`);
-    etcd.kill('SIGKILL');
-    const killed = await Promise.race([etcd.exited, sleep(KILL_GRACE_MS).then(() => undefined)]);
-    if (!killed) throw new Error(`lab ${this.prefix}: etcd ${etcd.describe()} did not exit after SIGKILL`);
-    return killed;
+    return this.etcd.stop(this.singleEtcd());
   }
 
   /**
-   * Starts the lab's etcd again at the same address, on its old data
+   * Starts the single etcd again at the same address, on its old data
    * directory, or on an empty one with `wipe` (every key, lease and revision
    * gone); resolves once `etcdctl endpoint health` succeeds.
    */
   async startEtcd(opts: { wipe?: boolean } = {}): Promise<void> {
     this.checkAlive();
-    if (this.etcdRunning) throw new Error(`lab ${this.prefix}: etcd is already running (${this.etcd!.describe()}); stopEtcd() first`);
-    if (opts.wipe) {
-      await rm(this.etcdDataDir, { recursive: true, force: true });
-      this.note(`etcd data wiped: ${this.etcdDataDir}`);
-    }
-    this.spawnEtcd();
-    await this.waitEtcdHealthy();
+    await this.etcd.start(this.singleEtcd(), opts);
+  }
+
+  private singleEtcd(): 1 {
+    if (this.etcd.members.length !== 1) throw new Error(`lab ${this.prefix}: etcd is a cluster of ${this.etcd.members.length}; use lab.etcd's per-member controls`);
+    return 1;
   }
 
   // ---- topology ------------------------------------------------------------
@@ -569,70 +572,19 @@ export class Lab {
     await ipIn(sw, ['link', 'add', 'br0', 'mtu', String(UNDERLAY_MTU), 'type', 'bridge']);
     await ipIn(sw, ['link', 'set', 'br0', 'up']);
 
-    await this.newNs(this.etcdNs);
-    await this.attachToSwitch(this.etcdNs, 'pe', `${ETCD_IP}/${UNDERLAY_PREFIX_LEN}`);
-    this.spawnEtcd();
+    for (const m of this.etcd.members) {
+      await this.newNs(m.ns);
+      await this.attachToSwitch(m.ns, `pe${m.index}`, `${m.ip}/${UNDERLAY_PREFIX_LEN}`);
+    }
 
     // Build the nodes while etcd starts.
     const results = await Promise.allSettled([
-      this.waitEtcdHealthy(),
+      this.etcd.startAll(),
       (async () => {
         for (let i = 0; i < nodes; i++) await this.addNode();
       })(),
     ]);
     for (const r of results) if (r.status === 'rejected') throw r.reason;
-  }
-
-  private get etcdDataDir(): string {
-    return join(this.dir, 'etcd');
-  }
-
-  private spawnEtcd(): void {
-    this.etcd = this.spawn(this.etcdNs, [
-      'etcd',
-      '--name',
-      'lab',
-      '--data-dir',
-      this.etcdDataDir,
-      '--listen-client-urls',
-      this.etcdEndpoint,
-      '--advertise-client-urls',
-      this.etcdEndpoint,
-      '--listen-peer-urls',
-      'http://127.0.0.1:2380',
-      '--initial-advertise-peer-urls',
-      'http://127.0.0.1:2380',
-      '--initial-cluster',
-      'lab=http://127.0.0.1:2380',
-    ]) as LabProcessImpl;
-  }
-
-  private async waitEtcdHealthy(): Promise<void> {
-    const etcd = this.etcd!;
-    const deadline = Date.now() + ETCD_HEALTH_TIMEOUT_MS;
-    let last = '';
-    for (;;) {
-      if (etcd.hasExited) {
-        const s = etcd.exitStatus!;
-        throw new Error(`etcd (${etcd.describe()}) exited with code ${s.code} signal ${s.signal}; log tail:\n${logTail(etcd.log())}`);
-      }
-      const r = await this.exec(
-        this.etcdNs,
-        ['etcdctl', `--endpoints=${this.etcdEndpoint}`, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'health'],
-        { timeoutMs: 4000, allowFail: true, env: { ETCDCTL_API: '3' } },
-      ).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
-      if (r.code === 0) {
-        this.note(`etcd healthy: ${r.stdout.trim() || r.stderr.trim()}`);
-        return;
-      }
-      last = `${r.stdout}${r.stderr}`.trim();
-      if (Date.now() >= deadline) {
-        throw new Error(
-          `ns ${this.etcdNs}: \`etcdctl endpoint health\` did not succeed within ${ETCD_HEALTH_TIMEOUT_MS} ms (last: ${last}); etcd log tail:\n${logTail(etcd.log())}`,
-        );
-      }
-      await sleep(100);
-    }
   }
 
   /** veth: `eth0` in `ns`, `peer` in the switch namespace on br0; MTU 1500; lo up. */
