@@ -54,6 +54,13 @@ export class LeaseWatcher {
   private failing: string | undefined;
   /** Leases left out of the table, by key, with the reason (logged once each). */
   private readonly ignoredLeases = new Map<string, string>();
+  /**
+   * The leases as last published, while watch events wait to be published
+   * together: one etcd watch response carries many events (a mass join),
+   * and one table per response, not per event, keeps a join of N nodes at
+   * N tables per node instead of N squared.
+   */
+  private unpublished: Map<number, LeaseRecord> | undefined;
   resyncs = 0;
 
   constructor(opts: LeaseWatcherOptions) {
@@ -97,7 +104,8 @@ export class LeaseWatcher {
       const listing = await this.o.registry.listLeases();
       // Closed meanwhile: hand nothing more to the (closed) dataplane or keeper.
       if (this.closed) return;
-      const before = new Map(this.leases);
+      const before = this.unpublished ?? new Map(this.leases);
+      this.unpublished = undefined;
       this.leases.clear();
       const wasIgnored = new Map(this.ignoredLeases);
       this.ignoredLeases.clear();
@@ -156,7 +164,10 @@ export class LeaseWatcher {
   }
 
   private apply(ev: LeaseEvent): void {
-    const before = new Map(this.leases);
+    if (this.unpublished === undefined) {
+      this.unpublished = new Map(this.leases);
+      queueMicrotask(() => this.publishEvents());
+    }
     if (ev.type === 'invalid') {
       // The key's old value, if any, no longer stands: route nothing to it.
       this.dropKey(ev.entry.key);
@@ -171,6 +182,13 @@ export class LeaseWatcher {
     }
     if (ev.type === 'delete' && cidrEquals(ev.subnet, this.o.self)) this.o.events.onSelfDeleted();
     this.checkSelf();
+  }
+
+  /** Publishes what the events since the last table changed (nothing when a re-list did it meanwhile, or once closed). */
+  private publishEvents(): void {
+    const before = this.unpublished;
+    this.unpublished = undefined;
+    if (before === undefined || this.closed) return;
     this.logDiff(before);
     this.publish();
   }

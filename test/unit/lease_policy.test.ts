@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WeftError } from '../../src/errors.js';
-import { formatCidr } from '../../src/net/ipv4.js';
+import { formatCidr, parseCidr } from '../../src/net/ipv4.js';
+import { subnetKey } from '../../src/registry/keys.js';
+import { encodeSubnetLease } from '../../src/registry/schema.js';
 import { LeaseKeeper } from '../../src/registry/lease_keeper.js';
 import { LeaseManager } from '../../src/registry/lease_manager.js';
 import { LeaseWatcher } from '../../src/registry/lease_watcher.js';
@@ -218,5 +220,42 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
     expect(peers()).toEqual([`${formatCidr(p3.subnet)} n3`]);
     expect(watcher.resyncFailure).toBeUndefined();
     expect(tables.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a watch response of many events becomes one table, and every peer in it is logged once', async () => {
+    const { clock, store } = world();
+    const self = node(store, clock, 'n1', { ttlS: 600 });
+    const mine = await self.manager.acquire();
+    const tables: RouteTable[] = [];
+    const { log, records } = captureLogger();
+    const watcher = new LeaseWatcher({
+      registry: self.registry,
+      config: config(),
+      self: mine.subnet,
+      nodeName: 'n1',
+      instance: 'n1-1',
+      publicIp: 0,
+      log,
+      resyncIntervalMs: 300_000,
+      clock,
+      events: { onTable: (t) => tables.push(t), onSelfDeleted: () => undefined, onSelfTaken: () => undefined },
+    });
+    await watcher.start();
+    cleanup.push(() => watcher.close());
+    expect(tables).toHaveLength(1);
+    // 50 nodes' leases land at once, as one watch response delivers a mass join (etcd3 emits its events in one go).
+    const free = Array.from({ length: 200 }, (_, k) => k + 1).filter((k) => `198.19.${k}.0/24` !== formatCidr(mine.subnet)).slice(0, 50);
+    for (const k of free) {
+      store.put(subnetKey(PREFIX, parseCidr(`198.19.${k}.0/24`)), encodeSubnetLease({ nodeName: `m${k}`, publicIp: `198.18.1.${k}`, port: 4790, vni: 1, version: 't', engine: 'js', instance: `m${k}` }));
+    }
+    await clock.advance(0);
+    expect(tables).toHaveLength(2);
+    expect(tables[1]!.peers).toHaveLength(50);
+    expect(records.filter((x) => x.event === 'peer_added')).toHaveLength(50);
+    // A lone change later is its own table.
+    store.delete(subnetKey(PREFIX, parseCidr(`198.19.${free[0]}.0/24`)));
+    await clock.advance(0);
+    expect(tables).toHaveLength(3);
+    expect(tables[2]!.peers).toHaveLength(49);
   });
 });
