@@ -57,6 +57,27 @@ async function keeping(ttlS: number) {
   return { clock, store, n, rec, keeper: n.keep(rec) };
 }
 
+/** n1's watcher over `registry`, started, with the tables it published and its log records. */
+async function watching(registry: MemoryRegistry, clock: ManualClock, mine: LeaseRecord) {
+  const tables: RouteTable[] = [];
+  const { log, records } = captureLogger();
+  const watcher = new LeaseWatcher({
+    registry,
+    config: config(),
+    self: mine.subnet,
+    nodeName: 'n1',
+    instance: 'n1-1',
+    publicIp: 0,
+    log,
+    resyncIntervalMs: 300_000,
+    clock,
+    events: { onTable: (t) => tables.push(t), onSelfDeleted: () => undefined, onSelfTaken: () => undefined },
+  });
+  await watcher.start();
+  cleanup.push(() => watcher.close());
+  return { watcher, tables, records };
+}
+
 describe('lease policy on a manual clock (in-memory registry)', () => {
   it('renews at a third of the TTL for two days: the same etcd lease throughout, never lost', async () => {
     const { clock, n, rec, keeper } = await keeping(3600);
@@ -188,22 +209,7 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
     const mine = await self.manager.acquire();
     const peer = node(store, clock, 'n2', { ttlS: 600, ip: '198.18.0.2' });
     const p1 = await peer.manager.acquire();
-    const tables: RouteTable[] = [];
-    const { log, records } = captureLogger();
-    const watcher = new LeaseWatcher({
-      registry: self.registry,
-      config: config(),
-      self: mine.subnet,
-      nodeName: 'n1',
-      instance: 'n1-1',
-      publicIp: 0,
-      log,
-      resyncIntervalMs: 300_000,
-      clock,
-      events: { onTable: (t) => tables.push(t), onSelfDeleted: () => undefined, onSelfTaken: () => undefined },
-    });
-    await watcher.start();
-    cleanup.push(() => watcher.close());
+    const { watcher, tables, records } = await watching(self.registry, clock, mine);
     const peers = (): string[] => watcher.peers().map((p) => `${formatCidr(p.subnet)} ${p.node}`).sort();
     expect(peers()).toEqual([`${formatCidr(p1.subnet)} n2`]);
 
@@ -226,22 +232,7 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
     const { clock, store } = world();
     const self = node(store, clock, 'n1', { ttlS: 600 });
     const mine = await self.manager.acquire();
-    const tables: RouteTable[] = [];
-    const { log, records } = captureLogger();
-    const watcher = new LeaseWatcher({
-      registry: self.registry,
-      config: config(),
-      self: mine.subnet,
-      nodeName: 'n1',
-      instance: 'n1-1',
-      publicIp: 0,
-      log,
-      resyncIntervalMs: 300_000,
-      clock,
-      events: { onTable: (t) => tables.push(t), onSelfDeleted: () => undefined, onSelfTaken: () => undefined },
-    });
-    await watcher.start();
-    cleanup.push(() => watcher.close());
+    const { watcher, tables, records } = await watching(self.registry, clock, mine);
     expect(tables).toHaveLength(1);
     // 50 nodes' leases land at once, as one watch response delivers a mass join (etcd3 emits its events in one go).
     const free = Array.from({ length: 200 }, (_, k) => k + 1).filter((k) => `198.19.${k}.0/24` !== formatCidr(mine.subnet)).slice(0, 50);
