@@ -23,6 +23,10 @@ runMain('weftd', async () => {
     return;
   }
   const log = createLogger(cmd.options.logLevel);
+  if (cmd.options.engine === 'js' && process.execArgv.includes('--jitless')) {
+    // The unit runs Node --jitless for the native engine, whose JavaScript is control plane only.
+    log.warn({ event: 'js_engine_jitless' }, 'the js engine runs every packet in JavaScript, and Node runs --jitless: drop --jitless from the unit\'s ExecStart for --engine js');
+  }
   // The real seams, wired here only.
   const registry = new EtcdRegistry({ ...cmd.etcd, clock: systemClock });
   const daemon = new Daemon(cmd.options, log, {

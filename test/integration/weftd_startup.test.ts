@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { WEFTD } from '../lab/cluster.js';
 import { type CliResult, runCli } from '../harness/cli.js';
 import { etcdEndpoint, uniquePrefix } from '../harness/registry_fixture.js';
+import { run as runCommand } from '../lab/exec.js';
 
 const run = promisify(execFile);
 
@@ -41,6 +42,18 @@ describe('weftd start-up errors', () => {
     const r = await weftd(['--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, '--public-ip', '198.18.0.1', '--mtu', '1464']);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`weftd: no network config at ${prefix}/network/config in etcd ${etcdEndpoint()}; run: weftctl init --network 10.244.0.0/16\n`);
+  });
+
+  it('warns when the js engine would run under the unit\'s --jitless, and only then', async () => {
+    const prefix = uniquePrefix('jitless');
+    const start = (engine: string) =>
+      runCommand(process.execPath, ['--jitless', WEFTD, '--engine', engine, '--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, '--public-ip', '198.18.0.1', '--mtu', '1464', '--metrics-addr', 'off'], { allowFail: true, timeoutMs: 20_000 });
+    const js = await start('js');
+    expect(js.code).toBe(1); // no network config under this prefix: it stops right after
+    expect(js.stdout).toMatch(/"level":40,.*"event":"js_engine_jitless"/);
+    const native = await start('native');
+    expect(native.code).toBe(1);
+    expect(native.stdout).not.toContain('js_engine_jitless');
   });
 
   it('names the key of a malformed network config', async () => {
