@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { startEtcd } from '../test/harness/etcd_server.js';
 import { runScale, type ScaleResult } from '../test/harness/lease_fleet.js';
 import { sleep } from '../test/harness/until.js';
-import { WeftCluster, weftdEvents } from '../test/lab/cluster.js';
+import { WeftCluster, unitNodeFlags, weftdEvents } from '../test/lab/cluster.js';
 import { intEnv } from './env.js';
 import { cpuModel, machineBusyS, processCpuS, vmHwmMB, vmRssMB } from './proc.js';
 import { scaleChart, type NodeRow } from './scale_chart.js';
@@ -110,7 +110,9 @@ async function weftdNodes(n: number): Promise<NodeRow> {
     const budgetMs = n * MESH_MS_PER_NODE;
     const busy0 = machineBusyS();
     // startNode spawns before its first await: every weftd is started when this loop ends.
-    const ready = Array.from({ length: n }, (_, k) => c.startNode(k + 1, 0, [], undefined, budgetMs));
+    // Node's flags as the unit runs weftd, so the figures are a production node's.
+    const env = { NODE_OPTIONS: unitNodeFlags().join(' ') };
+    const ready = Array.from({ length: n }, (_, k) => c.startNode(k + 1, 0, [], env, budgetMs));
     const lastStart = Date.now();
     ready.forEach((p) => p.catch(() => undefined));
     await Promise.all(ready);

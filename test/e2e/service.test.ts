@@ -3,14 +3,12 @@
 // node whose public IP changed).
 
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PREFIX, WEFTD, WeftCluster } from '../lab/cluster.js';
+import { PREFIX, WEFTD, WeftCluster, unitNodeFlags } from '../lab/cluster.js';
 import { rootSkipReason } from '../harness/privilege.js';
 
-const UNIT = fileURLToPath(new URL('../../systemd/weftd.service', import.meta.url));
 
 /** Prints every datagram received on the unix socket at argv[1], one line each, newlines as '|'. Exits after 60 s. */
 const LISTENER = `
@@ -108,10 +106,8 @@ describe.skipIf(rootSkipReason())('weftd as a service (needs root: network names
   it('runs with CAP_NET_ADMIN as its only capability and /proc/sys read-only, as the unit file grants', async () => {
     const dir2 = join(dir, 'capped');
     const flags = ['--etcd-endpoints', c.lab.etcdEndpoint, '--node-name', 'capped', '--iface', 'eth0', '--subnet-file', join(dir2, 'subnet.env'), '--state-dir', join(dir2, 'state'), '--ip-masq'];
-    // Node's flags as the unit gives them (ExecStart=/usr/bin/node <flags> .../weftd.js).
-    const execStart = /^ExecStart=(\S+) (.*) \S+weftd\.js$/m.exec(readFileSync(UNIT, 'utf8'));
-    expect(execStart, 'ExecStart of the unit').not.toBeNull();
-    const nodeFlags = execStart![2]!.split(' ');
+    const nodeFlags = unitNodeFlags();
+    expect(nodeFlags).toContain('--jitless');
     // ProtectKernelTunables=yes as systemd does it: /proc/sys bind-mounted read-only in a mount namespace of weftd's own.
     const readOnlySysctl = 'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"';
     const setpriv = ['setpriv', '--inh-caps', '-all,+net_admin', '--ambient-caps', '-all,+net_admin', '--bounding-set', '-all,+net_admin', '--no-new-privs'];

@@ -10,6 +10,14 @@ import { Podman } from './podman.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const WEFTD = join(ROOT, 'dist/cli/weftd.js');
+export const UNIT = join(ROOT, 'systemd/weftd.service');
+
+/** Node's flags as the shipped unit runs weftd with them (ExecStart=/usr/bin/node <flags> .../weftd.js). */
+export function unitNodeFlags(): string[] {
+  const execStart = /^ExecStart=(\S+) (.*) \S+weftd\.js$/m.exec(readFileSync(UNIT, 'utf8'));
+  if (!execStart) throw new Error(`no ExecStart=<node> <flags> .../weftd.js in ${UNIT}`);
+  return execStart[2]!.split(' ');
+}
 export const WEFTCTL = join(ROOT, 'dist/cli/weftctl.js');
 export const POD_NETWORK = '198.19.0.0/16';
 export const PREFIX = '/weft';
