@@ -24,9 +24,11 @@ const HOLD_MS = 12_000;
 /**
  * How long a change may take to reach a node whose watch stream sat on a
  * member that went silent: gRPC keepalive notices within 15 s, and the
- * stream's reconnect may first try another silent endpoint.
+ * stream's reconnect may first try another silent endpoint; a member cut
+ * from its peers only keeps answering keepalives until etcd ends its
+ * streams. Runs here measured 6-37 s; one CI run did not make 45 s.
  */
-const CHANGE_MS = 45_000;
+const CHANGE_MS = 90_000;
 /** Hand-written leases outlive the test. */
 const GHOST_TTL_S = 600;
 const SUBNETS = `${PREFIX}/network/subnets/`;
@@ -104,7 +106,7 @@ describe.skipIf(rootSkipReason())('weft on a three-member etcd cluster (needs ro
     });
     startedAt = Date.now();
     firstLeases = await stored();
-  }, 150_000);
+  }, 240_000);
   afterAll(async () => {
     await c?.destroy();
   }, 60_000);
@@ -148,18 +150,21 @@ describe.skipIf(rootSkipReason())('weft on a three-member etcd cluster (needs ro
     let ghostAt = 0;
     const late = nextNode++;
     let lateReady: Promise<unknown> | undefined;
+    let ended = true;
     try {
+      ended = false;
       await f.begin();
       if (f.quorum) {
         ghost = await addGhost();
         ghostAt = Date.now();
       }
       // Without a quorum it cannot lease a subnet: it waits, retrying, until end().
-      lateReady = c.startNode(late, 1, [], undefined, f.quorum ? 40_000 : HOLD_MS + 40_000);
+      lateReady = c.startNode(late, 1, [], undefined, f.quorum ? CHANGE_MS : HOLD_MS + CHANGE_MS);
       lateReady.catch(() => undefined);
       const propagation = ghost ? await Promise.all(nodes.map((i) => seesPeer(i, marks.get(i)!, ghost!, ghostAt, CHANGE_MS))) : [];
       await sleep(Math.max(0, t0 + HOLD_MS - Date.now()));
       if (!f.quorum) expect(weftdEvents(c.nodes.get(late)!.weftd!).some((e) => e.event === 'ready'), `node${late} ready without a quorum`).toBe(false);
+      ended = true;
       await f.end();
       await lateReady;
       if (!ghost) {
@@ -178,6 +183,8 @@ describe.skipIf(rootSkipReason())('weft on a three-member etcd cluster (needs ro
     } finally {
       sampling = false;
       await sampler;
+      // A failed check must not leave the fault in place for the next test.
+      if (!ended) await f.end().catch(() => undefined);
     }
 
     expect(report!.lost, `pings lost during ${f.name} (of ${report.sent})`).toEqual([]);
@@ -206,7 +213,7 @@ describe.skipIf(rootSkipReason())('weft on a three-member etcd cluster (needs ro
       },
       end: () => c.lab.etcd.start(leader),
     });
-  }, 150_000);
+  }, 240_000);
 
   it('the member serving the most lease watches cut off the underlay (its packets dropped in its namespace) and healed', async () => {
     let cut = 0;
@@ -221,7 +228,7 @@ describe.skipIf(rootSkipReason())('weft on a three-member etcd cluster (needs ro
       },
       end: () => c.lab.etcd.heal(cut),
     });
-  }, 150_000);
+  }, 240_000);
 
   it('the member serving the most lease watches cut from its peers only (clients still reach it, it has no leader) and healed', async () => {
     let cut = 0;
@@ -236,7 +243,7 @@ describe.skipIf(rootSkipReason())('weft on a three-member etcd cluster (needs ro
       },
       end: () => c.lab.etcd.heal(cut),
     });
-  }, 150_000);
+  }, 240_000);
 
   it('a member removed with its data wiped, and added back empty', async () => {
     let gone = 0;
@@ -252,7 +259,7 @@ describe.skipIf(rootSkipReason())('weft on a three-member etcd cluster (needs ro
       end: () => c.lab.etcd.addBack(gone),
     });
     expect((await c.lab.etcdctl(['member', 'list'])).trim().split('\n')).toHaveLength(3);
-  }, 150_000);
+  }, 240_000);
 
   it('two members down (no quorum): forwarding goes on, nothing is written, and all resumes when they return', async () => {
     const down: number[] = [];
@@ -271,7 +278,7 @@ describe.skipIf(rootSkipReason())('weft on a three-member etcd cluster (needs ro
         await c.lab.etcd.waitLeader();
       },
     });
-  }, 150_000);
+  }, 240_000);
 
   it('every node that ran from the start still holds its first etcd lease, more than one TTL later', async () => {
     await sleep(Math.max(0, startedAt + TTL_S * 1000 + 1000 - Date.now()));

@@ -192,7 +192,7 @@ export class LabEtcd {
     if (this.running(k)) await this.stop(k, 'SIGKILL');
     await this.waitLeader();
     const id = await this.memberId(m, { exclude: k });
-    await this.etcdctl(['member', 'remove', id], { exclude: k });
+    await this.reconfigure(['member', 'remove', id], k);
     await rm(m.dataDir, { recursive: true, force: true });
     this.removed.add(k);
     this.hooks.note(`etcd ${m.name}: removed (id ${id}) and wiped`);
@@ -206,21 +206,30 @@ export class LabEtcd {
   async addBack(k: number): Promise<void> {
     const m = this.member(k);
     if (!this.removed.has(k)) throw new Error(`lab etcd: member ${m.name} was not removed`);
-    // etcd refuses a member while any other has been connected for less than 5 s (strict reconfig check): retry that.
+    await this.reconfigure(['member', 'add', m.name, `--peer-urls=${m.peerUrl}`], k);
+    this.removed.delete(k);
+    this.hooks.note(`etcd ${m.name}: added again`);
+    this.spawn(m, 'existing');
+    await this.waitHealthy(k);
+  }
+
+  /**
+   * A membership change asked of the members other than k. etcd refuses one
+   * while any member has been connected for less than 5 s, or is not
+   * connected (strict reconfig check: "unhealthy cluster"): retried until
+   * the leader's timeout.
+   */
+  private async reconfigure(args: string[], k: number): Promise<void> {
     const deadline = Date.now() + LEADER_TIMEOUT_MS;
     for (;;) {
       try {
-        await this.etcdctl(['member', 'add', m.name, `--peer-urls=${m.peerUrl}`], { exclude: k });
-        break;
+        await this.etcdctl(args, { exclude: k });
+        return;
       } catch (err) {
         if (!/unhealthy cluster/.test((err as Error).message) || Date.now() >= deadline) throw err;
         await sleep(500);
       }
     }
-    this.removed.delete(k);
-    this.hooks.note(`etcd ${m.name}: added again`);
-    this.spawn(m, 'existing');
-    await this.waitHealthy(k);
   }
 
   /** The index of the member that leads now (asked of every reachable member; they must agree). */
