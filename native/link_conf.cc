@@ -8,6 +8,7 @@
 #include <net/if.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -64,6 +65,13 @@ int set_accept_local(const char* ifname) {
 
   const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (fd < 0) return errno;
+  // The kernel acks at once; bound the wait all the same, so start-up never hangs here.
+  const timeval ack_wait{2, 0};
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &ack_wait, sizeof(ack_wait)) != 0) {
+    const int e = errno;
+    close(fd);
+    return e;
+  }
   int err = 0;
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;

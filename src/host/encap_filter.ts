@@ -7,16 +7,7 @@
 // passes.
 
 import { type Cidr, formatCidr } from '../net/ipv4.js';
-import {
-  type FirewallBackend,
-  type IptChain,
-  detectBackend,
-  nftTableScript,
-  removeIptChain,
-  removeNftTable,
-  replaceIptChain,
-  replaceNftTable,
-} from './firewall.js';
+import { type FirewallBackend, type IptChain, detectBackend, installRuleset, nftTableScript, removeRuleset } from './firewall.js';
 
 /** nftables: `table ip weft_encap` (inspect: `nft list table ip weft_encap`). */
 export const ENCAP_NFT_TABLE = 'weft_encap';
@@ -42,12 +33,11 @@ function iptChain(port: number): IptChain {
 /** Installs (or replaces) the filter; returns the backend, which removeEncapFilter needs. */
 export async function installEncapFilter(network: Cidr, port: number): Promise<FirewallBackend> {
   const backend = await detectBackend('the pod encapsulation filter');
-  if (backend === 'nftables') await replaceNftTable(ENCAP_NFT_TABLE, nftBody(network, port));
-  else await replaceIptChain(iptChain(port), [['-s', formatCidr(network), '-m', 'comment', '--comment', COMMENT, '-j', 'DROP']]);
+  const iptRules = [['-s', formatCidr(network), '-m', 'comment', '--comment', COMMENT, '-j', 'DROP']];
+  await installRuleset({ nftTable: ENCAP_NFT_TABLE, nftBody: nftBody(network, port), ipt: iptChain(port), iptRules }, backend);
   return backend;
 }
 
 export async function removeEncapFilter(backend: FirewallBackend, port: number): Promise<void> {
-  if (backend === 'nftables') await removeNftTable(ENCAP_NFT_TABLE);
-  else await removeIptChain(iptChain(port));
+  await removeRuleset({ nftTable: ENCAP_NFT_TABLE, ipt: iptChain(port) }, backend);
 }

@@ -49,16 +49,16 @@ export interface IptChain {
 const ipt = (c: IptChain, args: readonly string[]): Promise<CmdResult> => runCommand('iptables', ['-w', '5', '-t', c.table, ...args]);
 const iptMust = (c: IptChain, args: readonly string[]): Promise<string> => mustRun('iptables', ['-w', '5', '-t', c.table, ...args]);
 
-export async function replaceNftTable(table: string, body: readonly string[]): Promise<void> {
+async function replaceNftTable(table: string, body: readonly string[]): Promise<void> {
   await mustRun('nft', ['-f', '-'], nftTableScript(table, body));
 }
 
-export async function removeNftTable(table: string): Promise<void> {
+async function removeNftTable(table: string): Promise<void> {
   await mustRun('nft', ['-f', '-'], nftRemoveTableScript(table));
 }
 
 /** The chain created when absent, else flushed, then filled with `rules`; each jump added once. Idempotent. */
-export async function replaceIptChain(c: IptChain, rules: readonly (readonly string[])[]): Promise<void> {
+async function replaceIptChain(c: IptChain, rules: readonly (readonly string[])[]): Promise<void> {
   if ((await ipt(c, ['-S', c.chain])).code !== 0) await iptMust(c, ['-N', c.chain]);
   else await iptMust(c, ['-F', c.chain]);
   for (const rule of rules) await iptMust(c, ['-A', c.chain, ...rule]);
@@ -66,9 +66,29 @@ export async function replaceIptChain(c: IptChain, rules: readonly (readonly str
 }
 
 /** Every jump (a crashed run and a later one may have left more than one), then the chain; no error when gone. */
-export async function removeIptChain(c: IptChain): Promise<void> {
+async function removeIptChain(c: IptChain): Promise<void> {
   for (const jump of c.jumps) for (let i = 0; i < 16 && (await ipt(c, ['-C', ...jump])).code === 0; i++) await iptMust(c, ['-D', ...jump]);
   if ((await ipt(c, ['-S', c.chain])).code !== 0) return;
   await iptMust(c, ['-F', c.chain]);
   await iptMust(c, ['-X', c.chain]);
+}
+
+/** One purpose's rules as each backend holds them: a table of weft's own, or a chain with its jumps. */
+export interface Ruleset {
+  readonly nftTable: string;
+  readonly nftBody: readonly string[];
+  readonly ipt: IptChain;
+  readonly iptRules: readonly (readonly string[])[];
+}
+
+/** Installs (or replaces) `r` with `backend`. Idempotent. */
+export async function installRuleset(r: Ruleset, backend: FirewallBackend): Promise<void> {
+  if (backend === 'nftables') await replaceNftTable(r.nftTable, r.nftBody);
+  else await replaceIptChain(r.ipt, r.iptRules);
+}
+
+/** Removes what installRuleset put in place with `backend`; no error when it is already gone. */
+export async function removeRuleset(r: Pick<Ruleset, 'nftTable' | 'ipt'>, backend: FirewallBackend): Promise<void> {
+  if (backend === 'nftables') await removeNftTable(r.nftTable);
+  else await removeIptChain(r.ipt);
 }

@@ -19,17 +19,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { type Cidr, formatCidr } from '../net/ipv4.js';
-import {
-  type FirewallBackend,
-  type IptChain,
-  detectBackend,
-  nftRemoveTableScript,
-  nftTableScript,
-  removeIptChain,
-  removeNftTable,
-  replaceIptChain,
-  replaceNftTable,
-} from './firewall.js';
+import { type FirewallBackend, type IptChain, detectBackend, installRuleset, nftRemoveTableScript, nftTableScript, removeRuleset } from './firewall.js';
 
 /** nftables: `table ip weft`, chain `postrouting` (inspect: `nft list table ip weft`). */
 export const NFT_TABLE = 'weft';
@@ -96,15 +86,13 @@ export function iptablesRules(network: Cidr, subnet: Cidr): string[][] {
  */
 export async function installMasquerade(network: Cidr, subnet: Cidr, backend?: FirewallBackend): Promise<FirewallBackend> {
   const b = backend ?? (await detectBackend('--ip-masq'));
-  if (b === 'nftables') await replaceNftTable(NFT_TABLE, nftBody(network, subnet));
-  else await replaceIptChain(IPT, iptablesRules(network, subnet));
+  await installRuleset({ nftTable: NFT_TABLE, nftBody: nftBody(network, subnet), ipt: IPT, iptRules: iptablesRules(network, subnet) }, b);
   return b;
 }
 
 /** Removes what installMasquerade put in place with `backend`; no error when it is already gone. */
 export async function removeMasquerade(backend: FirewallBackend): Promise<void> {
-  if (backend === 'nftables') await removeNftTable(NFT_TABLE);
-  else await removeIptChain(IPT);
+  await removeRuleset({ nftTable: NFT_TABLE, ipt: IPT }, backend);
 }
 
 /**
