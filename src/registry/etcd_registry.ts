@@ -9,6 +9,7 @@ import type { Cidr } from '../net/ipv4.js';
 import { type StoredEntry, deleteEvent, leaseEntries, putEvent, watchBroken } from './entries.js';
 import { refusalReason } from './etcd_refusal.js';
 import { muteIpServernameWarning } from './ip_servername_warning.js';
+import { requireLeader } from './require_leader.js';
 import { configKey, subnetKey, subnetsPrefix } from './keys.js';
 import { grantedTtl, writeConfig, writeOnFreshLease } from './steps.js';
 import type { LeaseListing, LeaseRecord, LeaseWatch, LeaseWatchHandlers, Registry } from './registry.js';
@@ -22,11 +23,12 @@ const LIST_PAGE = 1000;
  * cut off without a reset (a dead host, a partition) leaves the watch stream
  * silent, so changes stop arriving until the next re-list; a ping
  * unanswered for KEEPALIVE_TIMEOUT_MS breaks the connection, and the watch
- * moves to another endpoint. etcd refuses pings more often than every 5 s
- * (its --grpc-keepalive-min-time).
+ * moves to another endpoint, within 9 s. etcd refuses pings more often than
+ * every 5 s (its --grpc-keepalive-min-time); a member that still answers but
+ * has lost its leader is left by requireLeader instead.
  */
-const KEEPALIVE_TIME_MS = 10_000;
-const KEEPALIVE_TIMEOUT_MS = 5000;
+const KEEPALIVE_TIME_MS = 6000;
+const KEEPALIVE_TIMEOUT_MS = 3000;
 
 /** The end of the key range holding every key that starts with `prefix`. */
 function prefixEnd(prefix: Buffer): Buffer {
@@ -94,7 +96,7 @@ export class EtcdRegistry implements Registry {
       hosts: [...opts.endpoints],
       dialTimeout: timeout,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
-      grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS },
+      grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS, interceptors: [requireLeader] } as IOptions['grpcOptions'],
       // A missing rootCertificate is grpc-js's "the default trust store".
       ...(opts.credentials ? { credentials: opts.credentials as IOptions['credentials'] } : {}),
       ...(opts.auth ? { auth: { ...opts.auth } } : {}),

@@ -23,12 +23,18 @@ const TTL_S = 60;
 const HOLD_MS = 12_000;
 /**
  * How long a change may take to reach a node whose watch stream sat on a
- * member that went silent: gRPC keepalive notices within 15 s, and the
- * stream's reconnect may first try another silent endpoint; a member cut
- * from its peers only keeps answering keepalives until etcd ends its
- * streams. Runs here measured 6-37 s; one CI run did not make 45 s.
+ * member that went silent: gRPC keepalive notices within 9 s, and the
+ * stream's reconnect may first try another silent endpoint. Runs here
+ * measured 6-37 s; one CI run did not make 45 s.
  */
 const CHANGE_MS = 90_000;
+/**
+ * A member cut from its peers only still answers keepalives; weft's streams
+ * require a leader, so etcd ends them within about three election timeouts
+ * (3 s here). Without that the watch stayed silent until the next re-list
+ * (45 s in one run).
+ */
+const LEADERLESS_CHANGE_MS = 15_000;
 /** Hand-written leases outlive the test. */
 const GHOST_TTL_S = 600;
 const SUBNETS = `${PREFIX}/network/subnets/`;
@@ -43,6 +49,8 @@ interface Fault {
   readonly name: string;
   /** false: etcd has no quorum during the fault (no lease can be written until end()). */
   readonly quorum: boolean;
+  /** How long a change made during the fault may take to reach every node (default CHANGE_MS). */
+  readonly changeMs?: number;
   begin(): Promise<void>;
   end(): Promise<void>;
 }
@@ -161,7 +169,7 @@ describe.skipIf(rootSkipReason())('weft on a three-member etcd cluster (needs ro
       // Without a quorum it cannot lease a subnet: it waits, retrying, until end().
       lateReady = c.startNode(late, 1, [], undefined, f.quorum ? CHANGE_MS : HOLD_MS + CHANGE_MS);
       lateReady.catch(() => undefined);
-      const propagation = ghost ? await Promise.all(nodes.map((i) => seesPeer(i, marks.get(i)!, ghost!, ghostAt, CHANGE_MS))) : [];
+      const propagation = ghost ? await Promise.all(nodes.map((i) => seesPeer(i, marks.get(i)!, ghost!, ghostAt, f.changeMs ?? CHANGE_MS))) : [];
       await sleep(Math.max(0, t0 + HOLD_MS - Date.now()));
       if (!f.quorum) expect(weftdEvents(c.nodes.get(late)!.weftd!).some((e) => e.event === 'ready'), `node${late} ready without a quorum`).toBe(false);
       ended = true;
@@ -235,6 +243,7 @@ describe.skipIf(rootSkipReason())('weft on a three-member etcd cluster (needs ro
     await throughFault({
       name: 'member cut from its peers',
       quorum: true,
+      changeMs: LEADERLESS_CHANGE_MS,
       begin: async () => {
         // Its watch streams stay connected and answer keepalives, but carry no new events.
         cut = await mostWatched();
