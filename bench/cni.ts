@@ -19,15 +19,11 @@ import { callPlugin, pluginConf } from '../test/harness/cni_plugin.js';
 import { WeftCluster } from '../test/lab/cluster.js';
 import { addNamespace, deleteNamespace } from '../test/lab/netns.js';
 import { Podman } from '../test/lab/podman.js';
+import { median } from '../test/harness/stats.js';
 
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
 const RUNS = Number(process.env.WEFT_BENCH_CNI_RUNS ?? 20);
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
 
 async function timed(f: () => unknown): Promise<number> {
   const t = process.hrtime.bigint();

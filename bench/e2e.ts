@@ -44,6 +44,7 @@ import { startWireguardNodes, WG_COMMANDS } from '../test/lab/wireguard_node.js'
 import { intEnv } from './env.js';
 import { cpuModel, machineBusyS, processCpuS, vmHwmMB } from './proc.js';
 import { chartTitle, ratioChart } from './ratio_chart.js';
+import { median } from '../test/harness/stats.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'bench/results');
@@ -119,9 +120,7 @@ interface RowResult {
 }
 
 function series(runs: number[]): Series {
-  const s = [...runs].sort((a, b) => a - b);
-  const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  return { runs, median };
+  return { runs, median: median(runs) };
 }
 
 // ---------------------------------------------------------------------------

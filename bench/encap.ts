@@ -29,6 +29,7 @@ import { RouteTable, type Peer } from '../src/routes/route_table.js';
 import { writeGpeHeader } from '../src/wire/vxlan_gpe.js';
 import { udpPacket } from '../test/harness/packets.js';
 import { loadTestAddon } from '../test/harness/test_addon.js';
+import { median } from '../test/harness/stats.js';
 
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 export const SIZES = [64, 512, 1400] as const;
@@ -113,11 +114,6 @@ function timePasses(count: number, ms: number, pass: () => void): number {
     samples.push(Number(process.hrtime.bigint() - s) / (passes * count));
   }
   return median(samples);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 /** The js engine's per-packet work, as JsEngine.inside and JsEngine.outside do it (slab + offsets, one send buffer). */

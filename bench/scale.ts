@@ -29,6 +29,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd } from '../test/harness/etcd_server.js';
 import { runScale, type ScaleResult } from '../test/harness/lease_fleet.js';
+import { median } from '../test/harness/stats.js';
 import { sleep } from '../test/harness/until.js';
 import { WeftCluster, unitNodeFlags, weftdEvents } from '../test/lab/cluster.js';
 import { intEnv } from './env.js';
@@ -53,10 +54,6 @@ const NODES = (process.env.WEFT_BENCH_SCALE_NODES ?? '10,30,100')
 /** How long every weftd may take to be ready and meshed, per node started (2 CPUs shared by all of them). */
 const MESH_MS_PER_NODE = 3000;
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 interface ClientPart extends ScaleResult {
@@ -155,6 +152,7 @@ function printClients(clients: ClientPart): void {
   say(`| etcd calls the joins retried (no answer in 60 s, or refused) | ${Object.values(clients.joinRetries).reduce((a, b) => a + b, 0)} |`);
   say(`| convergence (last join to every table equal to the live leases) | ${clients.convergeMs ?? 'NOT within 60 s'}${clients.convergeMs === null ? '' : ' ms'} |`);
   say(`| change propagation p50 / p99 / max (${clients.propagation.samples} samples, ${CHANGES} changes) | ${clients.propagation.p50Ms} / ${clients.propagation.p99Ms} / ${clients.propagation.maxMs} ms |`);
+  say(`| one change: this process's CPU / wall time until the last client saw it / garbage-collection pauses (medians) | ${clients.propagation.cpuMsPerChange} / ${clients.propagation.wallMsPerChange} / ${clients.propagation.gcMsPerChange} ms |`);
   say(`| clients that never saw a change | ${clients.propagation.unseen} |`);
   say(`| subnets held twice | ${clients.doubles.length} |`);
   say(`| etcd CPU (whole run) / peak RSS / RSS at end | ${clients.etcd.cpuS} s / ${clients.etcd.peakRssMB} MB / ${clients.etcd.rssMB} MB |`);

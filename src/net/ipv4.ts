@@ -12,18 +12,33 @@ export function maskOf(len: number): number {
   return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
 }
 
-/** Parses a dotted quad; returns -1 when it is not one (no allocation on failure paths beyond split). */
+/**
+ * Parses a dotted quad (four decimal parts 0-255, no leading zeros, nothing
+ * else); returns -1 when it is not one. Scans characters and allocates
+ * nothing: route tables are rebuilt from every lease's address.
+ */
 export function parseIp(text: string): number {
-  const parts = text.split('.');
-  if (parts.length !== 4) return -1;
   let v = 0;
-  for (const p of parts) {
-    if (!/^(0|[1-9]\d{0,2})$/.test(p)) return -1;
-    const n = Number(p);
-    if (n > 255) return -1;
-    v = v * 256 + n;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x2e) {
+      if (digits === 0 || ++dots > 3) return -1;
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+    } else if (c >= 0x30 && c <= 0x39) {
+      if (digits === 1 && part === 0) return -1;
+      part = part * 10 + (c - 0x30);
+      if (++digits > 3 || part > 255) return -1;
+    } else {
+      return -1;
+    }
   }
-  return v >>> 0;
+  if (dots !== 3 || digits === 0) return -1;
+  return (v * 256 + part) >>> 0;
 }
 
 export function formatIp(ip: number): string {

@@ -55,12 +55,15 @@ export class LeaseWatcher {
   /** Leases left out of the table, by key, with the reason (logged once each). */
   private readonly ignoredLeases = new Map<string, string>();
   /**
-   * The leases as last published, while watch events wait to be published
-   * together: one etcd watch response carries many events (a mass join),
-   * and one table per response, not per event, keeps a join of N nodes at
-   * N tables per node instead of N squared.
+   * While watch events wait to be published together, each subnet they
+   * touched with its lease as last published (undefined: it had none): one
+   * etcd watch response carries many events (a mass join), and one table
+   * per response, not per event, keeps a join of N nodes at N tables per
+   * node instead of N squared; and only what changed is compared.
    */
-  private unpublished: Map<number, LeaseRecord> | undefined;
+  private unpublished: Map<number, LeaseRecord | undefined> | undefined;
+  /** Each lease's peer as routed, parsed once per value (tables are rebuilt from every lease on each change). */
+  private readonly peerOf = new WeakMap<LeaseRecord, Peer>();
   resyncs = 0;
 
   constructor(opts: LeaseWatcherOptions) {
@@ -104,7 +107,7 @@ export class LeaseWatcher {
       const listing = await this.o.registry.listLeases();
       // Closed meanwhile: hand nothing more to the (closed) dataplane or keeper.
       if (this.closed) return;
-      const before = this.unpublished ?? new Map(this.leases);
+      const before = this.lastPublished();
       this.unpublished = undefined;
       this.leases.clear();
       const wasIgnored = new Map(this.ignoredLeases);
@@ -114,7 +117,7 @@ export class LeaseWatcher {
       if (!this.leases.has(this.o.self.base)) this.o.events.onSelfDeleted();
       this.checkSelf();
       for (const r of this.leases.values()) this.refuseIfUnroutable(r, wasIgnored);
-      this.logDiff(before);
+      this.logDiff(new Set([...before.keys(), ...this.leases.keys()]), before);
       this.publish();
       if (this.closed) return;
       const watch = await this.o.registry.watchLeases((BigInt(listing.revision) + 1n).toString(), {
@@ -165,7 +168,7 @@ export class LeaseWatcher {
 
   private apply(ev: LeaseEvent): void {
     if (this.unpublished === undefined) {
-      this.unpublished = new Map(this.leases);
+      this.unpublished = new Map();
       queueMicrotask(() => this.publishEvents());
     }
     if (ev.type === 'invalid') {
@@ -174,23 +177,54 @@ export class LeaseWatcher {
       this.ignore(ev.entry.key, ev.entry.error.message);
     } else if (ev.type === 'put') {
       this.ignoredLeases.delete(ev.record.key);
+      this.touch(ev.record.subnet.base);
       this.leases.set(ev.record.subnet.base, ev.record);
       this.refuseIfUnroutable(ev.record);
     } else {
       this.ignoredLeases.delete(ev.key);
+      this.touch(ev.subnet.base);
       this.leases.delete(ev.subnet.base);
     }
     if (ev.type === 'delete' && cidrEquals(ev.subnet, this.o.self)) this.o.events.onSelfDeleted();
     this.checkSelf();
   }
 
+  /** Notes subnet `base`'s lease as last published, before an event changes it. */
+  private touch(base: number): void {
+    if (this.unpublished && !this.unpublished.has(base)) this.unpublished.set(base, this.leases.get(base));
+  }
+
+  /** The leases as last published: the current ones with what unpublished events changed put back. */
+  private lastPublished(): Map<number, LeaseRecord> {
+    const before = new Map(this.leases);
+    for (const [base, old] of this.unpublished ?? []) {
+      if (old) before.set(base, old);
+      else before.delete(base);
+    }
+    return before;
+  }
+
   /** Publishes what the events since the last table changed (nothing when a re-list did it meanwhile, or once closed). */
   private publishEvents(): void {
-    const before = this.unpublished;
+    const touched = this.unpublished;
     this.unpublished = undefined;
-    if (before === undefined || this.closed) return;
-    this.logDiff(before);
-    this.publish();
+    if (touched === undefined || this.closed) return;
+    const before = new Map<number, LeaseRecord>();
+    for (const [base, old] of touched) if (old) before.set(base, old);
+    this.logDiff(touched.keys(), before);
+    if (!this.published) return this.publish();
+    const removed: Cidr[] = [];
+    const added: Peer[] = [];
+    for (const base of touched.keys()) {
+      const r = this.leases.get(base);
+      if (r && this.usable(r)) added.push(this.peer(r));
+      else {
+        const gone = r ?? before.get(base);
+        if (gone) removed.push(gone.subnet);
+      }
+    }
+    this.published = this.published.with(removed, added);
+    this.o.events.onTable(this.published);
   }
 
   private checkSelf(): void {
@@ -199,7 +233,11 @@ export class LeaseWatcher {
   }
 
   private dropKey(key: string): void {
-    for (const [base, r] of this.leases) if (r.key === key) this.leases.delete(base);
+    for (const [base, r] of this.leases) {
+      if (r.key !== key) continue;
+      this.touch(base);
+      this.leases.delete(base);
+    }
   }
 
   /** Records `key` as left out; logs it unless it was already (in `before`, or now) for the same reason. */
@@ -230,11 +268,17 @@ export class LeaseWatcher {
 
   private table(): RouteTable {
     const peers: Peer[] = [];
-    for (const r of this.leases.values()) {
-      if (!this.usable(r)) continue;
-      peers.push({ subnet: r.subnet, node: r.lease.nodeName, ip: parseIp(r.lease.publicIp), port: r.lease.port, tcpCsumPartial: r.lease.features?.includes(FEATURE_TCP_CSUM_PARTIAL) === true });
-    }
+    for (const r of this.leases.values()) if (this.usable(r)) peers.push(this.peer(r));
     return RouteTable.build(this.o.config.network, this.o.config.subnetLen, peers);
+  }
+
+  private peer(r: LeaseRecord): Peer {
+    let peer = this.peerOf.get(r);
+    if (!peer) {
+      peer = { subnet: r.subnet, node: r.lease.nodeName, ip: parseIp(r.lease.publicIp), port: r.lease.port, tcpCsumPartial: r.lease.features?.includes(FEATURE_TCP_CSUM_PARTIAL) === true };
+      this.peerOf.set(r, peer);
+    }
+    return peer;
   }
 
   private publish(): void {
@@ -242,17 +286,19 @@ export class LeaseWatcher {
     this.o.events.onTable(this.published);
   }
 
-  private logDiff(before: Map<number, LeaseRecord>): void {
-    for (const [base, r] of this.leases) {
-      if (!this.usable(r)) continue;
+  /** Logs how the peers at `bases` differ from `before` (their leases as last published). */
+  private logDiff(bases: Iterable<number>, before: ReadonlyMap<number, LeaseRecord>): void {
+    for (const base of bases) {
+      const r = this.leases.get(base);
       const old = before.get(base);
-      if (!old) this.o.log.info({ event: 'peer_added', subnet: formatCidr(r.subnet), node: r.lease.nodeName, public_ip: r.lease.publicIp }, 'peer added');
-      else if (old.lease.publicIp !== r.lease.publicIp || old.lease.port !== r.lease.port || old.lease.nodeName !== r.lease.nodeName) {
-        this.o.log.info({ event: 'peer_changed', subnet: formatCidr(r.subnet), node: r.lease.nodeName, public_ip: r.lease.publicIp }, 'peer changed');
+      if (r && this.usable(r)) {
+        if (!old) this.o.log.info({ event: 'peer_added', subnet: formatCidr(r.subnet), node: r.lease.nodeName, public_ip: r.lease.publicIp }, 'peer added');
+        else if (old.lease.publicIp !== r.lease.publicIp || old.lease.port !== r.lease.port || old.lease.nodeName !== r.lease.nodeName) {
+          this.o.log.info({ event: 'peer_changed', subnet: formatCidr(r.subnet), node: r.lease.nodeName, public_ip: r.lease.publicIp }, 'peer changed');
+        }
+      } else if (!r && old && this.usable(old)) {
+        this.o.log.info({ event: 'peer_removed', subnet: formatCidr(old.subnet), node: old.lease.nodeName }, 'peer removed');
       }
-    }
-    for (const [base, r] of before) {
-      if (!this.leases.has(base) && this.usable(r)) this.o.log.info({ event: 'peer_removed', subnet: formatCidr(r.subnet), node: r.lease.nodeName }, 'peer removed');
     }
   }
 }

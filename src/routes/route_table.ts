@@ -4,7 +4,7 @@
 
 import { MAX_SUBNET_BITS, PEER_TCP_CSUM_PARTIAL } from '../constants.js';
 import { WeftError } from '../errors.js';
-import { type Cidr, contains, formatCidr, maskOf, subnetIndexOf } from '../net/ipv4.js';
+import { type Cidr, cidrEquals, contains, formatCidr, maskOf } from '../net/ipv4.js';
 
 /** One remote node, as its lease describes it. */
 export interface Peer {
@@ -29,29 +29,40 @@ export class RouteTable {
   private readonly peerPort: Uint16Array;
   /** PEER_* flag bits of each peer (constants.ts); only the native engine acts on them. */
   private readonly peerFlags: Uint8Array;
-  /** Underlay IP -> a peer index with that IP, for sender checks. */
-  private readonly byIp: Map<number, number>;
+  /** The peers' underlay IPs, for the js engine's sender checks: built at its first check (a control plane rebuilding tables for every change never needs it). */
+  private senders: Set<number> | undefined;
   private readonly netMask: number;
   private readonly shift: number;
 
+  /**
+   * The arrays are left zero, for build() and with() to fill. They share one
+   * ArrayBuffer: each one is a separate allocation outside the JS heap, which
+   * V8 accounts (and collects) far more slowly than heap objects, and a
+   * control plane makes a table for every change.
+   */
   private constructor(network: Cidr, subnetLen: number, peers: readonly Peer[]) {
     this.network = network;
     this.subnetLen = subnetLen;
     this.peers = peers;
     this.netMask = maskOf(network.len);
     this.shift = 32 - subnetLen;
-    this.slots = new Int32Array(2 ** (subnetLen - network.len)).fill(NO_PEER);
-    this.peerIp = new Uint32Array(peers.length);
-    this.peerPort = new Uint16Array(peers.length);
-    this.peerFlags = new Uint8Array(peers.length);
-    this.byIp = new Map();
-    peers.forEach((p, i) => {
-      this.slots[subnetIndexOf(network, subnetLen, p.subnet.base)] = i;
-      this.peerIp[i] = p.ip;
-      this.peerPort[i] = p.port;
-      this.peerFlags[i] = p.tcpCsumPartial === true ? PEER_TCP_CSUM_PARTIAL : 0;
-      this.byIp.set(p.ip, i);
-    });
+    const slotCount = 2 ** (subnetLen - network.len);
+    const n = peers.length;
+    const buf = new ArrayBuffer(slotCount * 4 + n * 7);
+    this.slots = new Int32Array(buf, 0, slotCount);
+    this.peerIp = new Uint32Array(buf, slotCount * 4, n);
+    this.peerPort = new Uint16Array(buf, slotCount * 4 + n * 4, n);
+    this.peerFlags = new Uint8Array(buf, slotCount * 4 + n * 6, n);
+  }
+
+  private slotOf(subnet: Cidr): number {
+    return ((subnet.base - this.network.base) >>> 0) >>> this.shift;
+  }
+
+  private setPeer(i: number, p: Peer): void {
+    this.peerIp[i] = p.ip;
+    this.peerPort[i] = p.port;
+    this.peerFlags[i] = p.tcpCsumPartial === true ? PEER_TCP_CSUM_PARTIAL : 0;
   }
 
   /**
@@ -63,17 +74,71 @@ export class RouteTable {
     if (subnetLen <= network.len || subnetLen - network.len > MAX_SUBNET_BITS || subnetLen > 32) {
       throw new WeftError('WEFT_CONFIG_INVALID', `subnet length /${subnetLen} does not fit network ${formatCidr(network)} (at most ${MAX_SUBNET_BITS} bits apart)`, { network: formatCidr(network), subnetLen });
     }
-    const seen = new Set<number>();
-    for (const p of peers) {
-      if (p.subnet.len !== subnetLen || !contains(network, p.subnet.base)) {
-        throw new WeftError('WEFT_CONFIG_INVALID', `peer ${p.node} subnet ${formatCidr(p.subnet)} is not a /${subnetLen} of ${formatCidr(network)}`, { node: p.node });
-      }
-      if (seen.has(p.subnet.base)) {
-        throw new WeftError('WEFT_CONFIG_INVALID', `two peers claim ${formatCidr(p.subnet)}`, { subnet: formatCidr(p.subnet) });
-      }
-      seen.add(p.subnet.base);
+    const t = new RouteTable(network, subnetLen, peers);
+    t.slots.fill(NO_PEER);
+    for (let i = 0; i < peers.length; i++) {
+      const p = peers[i]!;
+      t.checkShape(p);
+      const slot = t.slotOf(p.subnet);
+      if (t.slots[slot] !== NO_PEER) throw new WeftError('WEFT_CONFIG_INVALID', `two peers claim ${formatCidr(p.subnet)}`, { subnet: formatCidr(p.subnet) });
+      t.slots[slot] = i;
+      t.setPeer(i, p);
     }
-    return new RouteTable(network, subnetLen, peers);
+    return t;
+  }
+
+  /**
+   * This table with the peers of `removed` subnets gone and `added` peers in
+   * (replacing any peer on the same subnet): equal to a build() of the
+   * result, up to the order of peers. It copies the flat arrays and touches
+   * only the changed peers, where a build() reads every peer: a node with
+   * thousands of peers pays per change, not per peer.
+   */
+  with(removed: Iterable<Cidr>, added: Iterable<Peer>): RouteTable {
+    const peers = [...this.peers];
+    /** Slots whose peer index differs from this table's. */
+    const moved = new Map<number, number>();
+    const at = (slot: number): number | undefined => moved.get(slot) ?? this.slots[slot];
+    const drop = (subnet: Cidr): void => {
+      const slot = this.slotOf(subnet);
+      const i = at(slot);
+      // Not a peer of this table (another length, outside the network, never added): nothing to drop.
+      if (i === undefined || i === NO_PEER || !cidrEquals(peers[i]!.subnet, subnet)) return;
+      moved.set(slot, NO_PEER);
+      const last = peers.pop()!;
+      if (i < peers.length) {
+        peers[i] = last;
+        moved.set(this.slotOf(last.subnet), i);
+      }
+    };
+    for (const subnet of removed) drop(subnet);
+    for (const p of added) {
+      this.checkShape(p);
+      const slot = this.slotOf(p.subnet);
+      const i = at(slot)!;
+      if (i !== NO_PEER) peers[i] = p;
+      else {
+        moved.set(slot, peers.length);
+        peers.push(p);
+      }
+    }
+    const t = new RouteTable(this.network, this.subnetLen, peers);
+    t.slots.set(this.slots);
+    for (const [slot, i] of moved) t.slots[slot] = i;
+    for (let i = 0; i < peers.length; i++) {
+      if (i < this.peers.length && peers[i] === this.peers[i]) {
+        t.peerIp[i] = this.peerIp[i]!;
+        t.peerPort[i] = this.peerPort[i]!;
+        t.peerFlags[i] = this.peerFlags[i]!;
+      } else t.setPeer(i, peers[i]!);
+    }
+    return t;
+  }
+
+  private checkShape(p: Peer): void {
+    if (p.subnet.len !== this.subnetLen || !contains(this.network, p.subnet.base)) {
+      throw new WeftError('WEFT_CONFIG_INVALID', `peer ${p.node} subnet ${formatCidr(p.subnet)} is not a /${this.subnetLen} of ${formatCidr(this.network)}`, { node: p.node });
+    }
   }
 
   static empty(network: Cidr, subnetLen: number): RouteTable {
@@ -101,7 +166,8 @@ export class RouteTable {
 
   /** True when `outerSrc` is the underlay address of some peer. */
   isKnownSender(outerSrc: number): boolean {
-    return this.byIp.has(outerSrc);
+    this.senders ??= new Set(this.peerIp);
+    return this.senders.has(outerSrc);
   }
 
   /**

@@ -7,6 +7,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import { PerformanceObserver } from 'node:perf_hooks';
 import pino from 'pino';
 import { systemClock } from '../../src/clock.js';
 import { retryWhileEtcdDown } from '../../src/daemon/retry.js';
@@ -19,6 +20,7 @@ import { EtcdRegistry } from '../../src/registry/etcd_registry.js';
 import type { NetworkConfig } from '../../src/registry/schema.js';
 import { NO_PEER, type RouteTable } from '../../src/routes/route_table.js';
 import { sleep } from './until.js';
+import { median, percentile } from './stats.js';
 
 export interface FleetOptions {
   readonly endpoints: readonly string[];
@@ -260,7 +262,23 @@ export interface ScaleResult {
   readonly doubles: readonly string[];
   readonly problems: readonly string[];
   /** Per client per change: ms from the start of the change until its table showed both halves. */
-  readonly propagation: { readonly samples: number; readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number; readonly unseen: number };
+  readonly propagation: {
+    readonly samples: number;
+    readonly p50Ms: number;
+    readonly p99Ms: number;
+    readonly maxMs: number;
+    readonly unseen: number;
+    /**
+     * Median over the changes of this process's CPU (every client's share of
+     * one change, in one Node thread) and wall time from the change's start
+     * until the last client saw it: when the two are close, the clients'
+     * shared thread, not etcd, bounds propagation.
+     */
+    readonly cpuMsPerChange: number;
+    readonly wallMsPerChange: number;
+    /** Median over the changes of the time this process's main thread spent paused for garbage collection (its heap holds every client's leases and tables). */
+    readonly gcMsPerChange: number;
+  };
   /**
    * Per client: process memory grown by the joins (each client holds one
    * lease, one watch, one table of every other) and this process's CPU
@@ -277,7 +295,6 @@ export function fleetNetwork(clients: number): NetworkConfig {
   return { network, subnetLen: 16 + bits, vni: 1, port: 4790 };
 }
 
-const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 const ipOf = (k: number): string => `198.18.${1 + Math.floor(k / 250)}.${(k % 250) + 1}`;
 
 /**
@@ -329,33 +346,50 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     doubles.push(...(await fleet.doubles()));
 
     const samples: number[] = [];
+    const changeCpuMs: number[] = [];
+    const changeWallMs: number[] = [];
+    const changeGcMs: number[] = [];
+    let gcMs = 0;
+    const gc = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) gcMs += e.duration;
+    });
+    gc.observe({ entryTypes: ['gc'] });
     let unseen = 0;
     for (let k = 0; k < o.changes && convergeMs !== null; k++) {
       const leaver = joined[k]!;
       const newcomer = `n${k}`;
+      const newcomerIp = parseIp(ipOf(o.clients + k));
       const pending = new Map<string, { left: boolean; came: boolean }>();
       for (const c of fleet.live.values()) if (c.name !== leaver.name) pending.set(c.name, { left: false, came: false });
       const start = Date.now();
+      const cpuAtStart = process.cpuUsage();
+      const gcAtStart = gcMs;
       const seen: number[] = [];
       fleet.onTable = (c, t) => {
         const p = pending.get(c.name);
         if (!p) return;
         const at = t.lookup(leaver.subnet.base);
         p.left ||= at === NO_PEER || t.peers[at]!.node !== leaver.name;
-        p.came ||= t.peers.some((peer) => peer.node === newcomer);
+        // By its address in the flat array: reading every peer object of 1,000 tables would cost this process more than the change.
+        p.came ||= t.arrays().peerIp.includes(newcomerIp);
         if (p.left && p.came) {
           pending.delete(c.name);
           seen.push(Date.now() - start);
         }
       };
-      await Promise.all([fleet.leave(leaver.name), fleet.join(newcomer, ipOf(o.clients + k))]);
+      await Promise.all([fleet.leave(leaver.name), fleet.join(newcomer, formatIp(newcomerIp))]);
       pending.delete(newcomer);
       const deadline = start + o.changeTimeoutMs;
       while (pending.size > 0 && Date.now() < deadline) await sleep(20);
+      const cpu = process.cpuUsage(cpuAtStart);
+      changeCpuMs.push((cpu.user + cpu.system) / 1000);
+      changeWallMs.push(Date.now() - start);
+      changeGcMs.push(gcMs - gcAtStart);
       fleet.onTable = undefined;
       unseen += pending.size;
       samples.push(...seen);
     }
+    gc.disconnect();
     samples.sort((a, b) => a - b);
     const problems = [...fleet.live.values()].flatMap((c) => c.problems.map((p) => `${c.name}: ${p}`));
     doubles.push(...(await fleet.doubles()));
@@ -368,7 +402,16 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       unconverged: convergeMs === null ? wrong.slice(0, 10) : [],
       doubles: [...new Set(doubles)],
       problems,
-      propagation: { samples: samples.length, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), maxMs: samples.at(-1) ?? NaN, unseen },
+      propagation: {
+        samples: samples.length,
+        p50Ms: percentile(samples, 50),
+        p99Ms: percentile(samples, 99),
+        maxMs: samples.at(-1) ?? NaN,
+        unseen,
+        cpuMsPerChange: Math.round(median(changeCpuMs)),
+        wallMsPerChange: Math.round(median(changeWallMs)),
+        gcMsPerChange: Math.round(median(changeGcMs)),
+      },
       perClient: { rssKiB: Math.round((mem1.rss - mem0.rss) / 1024 / o.clients), heapKiB: Math.round((mem1.heapUsed - mem0.heapUsed) / 1024 / o.clients), cpuMs: Math.round((cpu1.user + cpu1.system) / 1000 / o.clients) },
     };
   } finally {

@@ -10,7 +10,18 @@ describe('IPv4 addresses and prefixes', () => {
   });
 
   it('rejects what is not a dotted quad', () => {
-    for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', 'a.b.c.d', '1.2.3.-1', ' 1.2.3.4']) expect(parseIp(bad)).toBe(-1);
+    for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', 'a.b.c.d', '1.2.3.-1', ' 1.2.3.4', '1..2.3', '1.2.3.', '.1.2.3', '1.2.3.4444', '00.1.2.3']) expect(parseIp(bad)).toBe(-1);
+  });
+
+  it('agrees with a dotted-quad grammar written as a regular expression, on any string of digits and dots', () => {
+    const quad = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
+    const oracle = (t: string): number => {
+      const m = quad.exec(t);
+      if (!m || m.slice(1).some((p) => Number(p) > 255)) return -1;
+      return m.slice(1).reduce((v, p) => v * 256 + Number(p), 0);
+    };
+    const text = fc.array(fc.constantFrom('0', '1', '2', '5', '9', '.', '.', 'x'), { maxLength: 17 }).map((cs) => cs.join(''));
+    fc.assert(fc.property(text, (t) => parseIp(t) === oracle(t)), { numRuns: 20_000 });
   });
 
   it('parses prefixes, refusing host bits with a hint', () => {

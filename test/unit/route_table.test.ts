@@ -46,6 +46,41 @@ describe('route table', () => {
     expect(() => RouteTable.build(parseCidr('10.0.0.0/8'), 30, [])).toThrow(/does not fit/);
   });
 
+  it('with() gives what build() of the resulting peers gives, for any removals and additions', () => {
+    const op = fc.record({ remove: fc.uniqueArray(fc.integer({ min: 0, max: 40 }), { maxLength: 8 }), add: fc.uniqueArray(fc.integer({ min: 0, max: 40 }), { maxLength: 8 }), port: fc.integer({ min: 1, max: 9 }) });
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 40 }), { maxLength: 30 }), fc.array(op, { maxLength: 6 }), (start, ops) => {
+        const at = (i: number, port = 0): Peer => ({ ...peer(i), port: 4790 + i + port, tcpCsumPartial: (i + port) % 2 === 0 });
+        let t = RouteTable.build(net, 24, start.map((i) => at(i)));
+        const model = new Map(start.map((i) => [i, at(i)]));
+        for (const o of ops) {
+          // A /25 and a subnet outside the network are not peers of the table: removing them drops nothing.
+          t = t.with([...o.remove.map((i) => subnetAt(net, 24, i)), parseCidr(`198.19.${o.remove[0] ?? 0}.128/25`), parseCidr('10.0.0.0/24')], o.add.map((i) => at(i, o.port)));
+          for (const i of o.remove) model.delete(i);
+          for (const i of o.add) model.set(i, at(i, o.port));
+        }
+        const want = RouteTable.build(net, 24, [...model.values()]);
+        expect(t.peers.length).toBe(want.peers.length);
+        for (let i = 0; i < 256; i++) {
+          const ip = subnetAt(net, 24, i).base + 7;
+          const [got, exp] = [t.lookup(ip), want.lookup(ip)];
+          expect(got === NO_PEER).toBe(exp === NO_PEER);
+          if (exp === NO_PEER) continue;
+          expect(t.peers[got]).toEqual(want.peers[exp]);
+          expect([t.peerIpAt(got), t.peerPortAt(got)]).toEqual([want.peerIpAt(exp), want.peerPortAt(exp)]);
+          expect(t.arrays().peerFlags[got]).toBe(want.arrays().peerFlags[exp]);
+        }
+      }),
+    );
+  });
+
+  it('with() refuses a peer outside the network, naming it, and leaves the table it was called on as it was', () => {
+    const t = RouteTable.build(net, 24, [peer(2)]);
+    expect(() => t.with([], [{ ...peer(3), subnet: parseCidr('10.0.0.0/24') }])).toThrow(/n3 subnet 10.0.0.0\/24/);
+    expect(t.peers).toEqual([peer(2)]);
+    expect(t.lookup(parseIp('198.19.2.9'))).toBe(0);
+  });
+
   it('handles a network at the top of the address space', () => {
     const top = parseCidr('255.255.0.0/16');
     const t = RouteTable.build(top, 24, [{ subnet: parseCidr('255.255.255.0/24'), node: 'x', ip: 1, port: 1 }]);
