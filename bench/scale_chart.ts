@@ -9,6 +9,8 @@ export interface NodeRow {
   readonly allReadyMs: number;
   /** From the last start to every weftd's table holding the N-1 others. */
   readonly meshMs: number;
+  /** From the first weftd's spawn to the last's. */
+  readonly spawnMs: number;
   readonly weftdCpuS: { readonly median: number; readonly max: number };
   readonly weftdRssMB: { readonly median: number; readonly max: number };
   readonly etcdPeakRssMB: number;

@@ -7,6 +7,7 @@ const row = (nodes: number, meshMs: number, cpu: number, rss: number): NodeRow =
   nodes,
   allReadyMs: meshMs / 2,
   meshMs,
+  spawnMs: nodes * 10,
   weftdCpuS: { median: cpu / 2, max: cpu },
   weftdRssMB: { median: rss - 10, max: rss },
   etcdPeakRssMB: 50,
