@@ -12,7 +12,9 @@
 //                  weftd started at once (no pods): time from the last start
 //                  to a full mesh (every weftd's table holds the N-1 others),
 //                  each weftd's CPU seconds and RSS at that moment; charted
-//                  against N (bench/scale_chart.ts).
+//                  against N (bench/scale_chart.ts); and the floor under the
+//                  start cost: the CPU of Node alone and of Node loading
+//                  weftd's modules, with the unit's flags.
 //
 //   npm run bench:scale         (root for the weftd part)
 //   WEFT_BENCH_SCALE_CLIENTS=1000 (0: skip the lease clients) WEFT_BENCH_SCALE_CHANGES=10 WEFT_BENCH_SCALE_CONNECTIONS=10
@@ -23,6 +25,7 @@
 // the weftd part ran). Every wait is bounded; etcd and every lab are
 // stopped on every path.
 
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +34,7 @@ import { startEtcd } from '../test/harness/etcd_server.js';
 import { runScale, type ScaleResult } from '../test/harness/lease_fleet.js';
 import { median } from '../test/harness/stats.js';
 import { sleep } from '../test/harness/until.js';
-import { WeftCluster, unitNodeFlags, weftdEvents } from '../test/lab/cluster.js';
+import { WEFTD, WeftCluster, unitNodeFlags, weftdEvents } from '../test/lab/cluster.js';
 import { intEnv } from './env.js';
 import { cpuModel, machineBusyS, processCpuS, vmHwmMB, vmRssMB } from './proc.js';
 import { scaleChart, type NodeRow } from './scale_chart.js';
@@ -149,6 +152,28 @@ async function weftdNodes(n: number): Promise<NodeRow> {
   }
 }
 
+/** CPU seconds (user + system) of running `argv` to its end (bash's `time`), median of 5. */
+function cpuOfRun(argv: readonly string[]): number {
+  const runs = Array.from({ length: 5 }, () => {
+    const r = spawnSync('bash', ['-c', 'TIMEFORMAT="%U %S"; time "$@" >/dev/null 2>&1', 'bash', ...argv], { encoding: 'utf8', timeout: 30_000 });
+    const [user, sys] = r.stderr.trim().split('\n').at(-1)!.split(' ').map(Number);
+    if (r.status !== 0 || !Number.isFinite(user) || !Number.isFinite(sys)) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr.trim()}`);
+    return user! + sys!;
+  });
+  return round(median(runs), 3);
+}
+
+/**
+ * What a weftd spends before it does any work, with the unit's Node flags:
+ * Node itself (`node -e 0`) and Node loading weftd's modules (`weftd
+ * --help` imports them all, then prints and exits): the floor under the
+ * start cost the nodes' rows show.
+ */
+function startFloor(): { nodeS: number; modulesS: number } {
+  const flags = unitNodeFlags();
+  return { nodeS: cpuOfRun([process.execPath, ...flags, '-e', '0']), modulesS: cpuOfRun([process.execPath, ...flags, WEFTD, '--help']) };
+}
+
 function printClients(clients: ClientPart): void {
   say(`## ${clients.clients} lease clients (${CONNECTIONS} shared etcd connections, one etcd on 127.0.0.1, ${clients.network})\n`);
   say('| figure | value |');
@@ -179,6 +204,7 @@ async function main(): Promise<void> {
   const clients = CLIENTS > 0 ? await leaseClients() : undefined;
   if (clients) printClients(clients);
 
+  const floor = NODES.length > 0 ? startFloor() : undefined;
   const rows: NodeRow[] = [];
   for (const n of NODES) {
     rows.push(await weftdNodes(n));
@@ -189,11 +215,12 @@ async function main(): Promise<void> {
     say('| nodes | first to last start | last start to all ready | last start to full mesh | weftd CPU s median / max | weftd RSS MB median / max | etcd peak RSS MB | machine busy CPU s, first start to full mesh |');
     say('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const r of rows) say(`| ${r.nodes} | ${r.spawnMs} ms | ${r.allReadyMs} ms | ${r.meshMs} ms | ${r.weftdCpuS.median} / ${r.weftdCpuS.max} | ${r.weftdRssMB.median} / ${r.weftdRssMB.max} | ${r.etcdPeakRssMB} | ${r.machineBusyS} |`);
+    say(`\nBefore any work, with the unit's Node flags: Node alone (node -e 0) ${floor!.nodeS} CPU-s, Node loading weftd's modules (weftd --help) ${floor!.modulesS} CPU-s (median of 5 each).`);
   }
 
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `scale-${date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'bench/README.md', clients: clients && { ...clients, connections: CONNECTIONS, changes: CHANGES }, nodes: rows }, null, 2)}\n`);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'bench/README.md', clients: clients && { ...clients, connections: CONNECTIONS, changes: CHANGES }, nodes: rows, startFloor: floor }, null, 2)}\n`);
   renameSync(`${file}.tmp`, file);
   say(`\nwrote ${file}`);
   if (rows.length) {
