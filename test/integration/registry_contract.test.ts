@@ -16,6 +16,7 @@ import { MemoryRegistry, MemoryStore } from '../../src/registry/memory_registry.
 import type { LeaseEvent, Registry } from '../../src/registry/registry.js';
 import type { SubnetLease } from '../../src/registry/schema.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd_server.js';
+import { freeze, thaw } from '../harness/freeze.js';
 import { ManualClock } from '../harness/manual_clock.js';
 import { captureLogger, config, uniquePrefix } from '../harness/registry_fixture.js';
 import { sleep, until } from '../harness/until.js';
@@ -64,12 +65,13 @@ async function etcdSubject(): Promise<Subject> {
       await raw.kv.compact({ revision: header.revision, physical: true });
     },
     outage: async (on) => {
-      process.kill(server.pid, on ? 'SIGSTOP' : 'SIGCONT');
+      if (on) await freeze(server.pid);
+      else thaw(server.pid);
       frozen = on;
     },
     settle: (p) => p,
     close: async () => {
-      if (frozen) process.kill(server.pid, 'SIGCONT');
+      if (frozen) thaw(server.pid);
       for (const r of opened) r.close();
       raw.close();
       await server.stop();

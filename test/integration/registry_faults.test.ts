@@ -14,6 +14,7 @@ import type { EtcdRegistry } from '../../src/registry/etcd_registry.js';
 import type { LeaseEvent } from '../../src/registry/registry.js';
 import type { SubnetLease } from '../../src/registry/schema.js';
 import { startEtcd } from '../harness/etcd_server.js';
+import { freeze, thaw } from '../harness/freeze.js';
 import { captureLogger, config, registry, uniquePrefix } from '../harness/registry_fixture.js';
 import { sleep, until } from '../harness/until.js';
 
@@ -29,7 +30,7 @@ describe('registry under etcd faults (real etcd on loopback)', () => {
     const etcd = await startEtcd();
     let frozen = false;
     cleanup.push(async () => {
-      if (frozen) process.kill(etcd.pid, 'SIGCONT');
+      if (frozen) thaw(etcd.pid);
       await etcd.stop();
     });
     const prefix = uniquePrefix('frozen');
@@ -52,7 +53,7 @@ describe('registry under etcd faults (real etcd on loopback)', () => {
     });
     await watcher.start();
 
-    process.kill(etcd.pid, 'SIGSTOP');
+    await freeze(etcd.pid);
     frozen = true;
     // A re-list cancels the old watch first, and etcd never answers that
     // cancel: each attempt must still fail on its deadlines, and be retried.
@@ -64,7 +65,7 @@ describe('registry under etcd faults (real etcd on loopback)', () => {
     await watcher.close();
     expect(Date.now() - t0).toBeLessThan(2500);
     const n = records.length;
-    process.kill(etcd.pid, 'SIGCONT');
+    thaw(etcd.pid);
     frozen = false;
     await sleep(1500);
     // Closed means closed: no re-list, no table, no log after it.
