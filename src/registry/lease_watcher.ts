@@ -213,15 +213,16 @@ export class LeaseWatcher {
     for (const [base, old] of touched) if (old) before.set(base, old);
     this.logDiff(touched.keys(), before);
     if (!this.published) return this.publish();
+    // Out with each touched subnet's peer as published (under its own length:
+    // a lease of another length at the same base replaces it), in with what
+    // is usable now.
     const removed: Cidr[] = [];
     const added: Peer[] = [];
     for (const base of touched.keys()) {
+      const old = before.get(base);
+      if (old) removed.push(old.subnet);
       const r = this.leases.get(base);
       if (r && this.usable(r)) added.push(this.peer(r));
-      else {
-        const gone = r ?? before.get(base);
-        if (gone) removed.push(gone.subnet);
-      }
     }
     this.published = this.published.with(removed, added);
     this.o.events.onTable(this.published);

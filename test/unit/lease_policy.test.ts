@@ -16,7 +16,7 @@ import { LeaseManager } from '../../src/registry/lease_manager.js';
 import { LeaseWatcher } from '../../src/registry/lease_watcher.js';
 import { MemoryRegistry, MemoryStore } from '../../src/registry/memory_registry.js';
 import type { LeaseRecord } from '../../src/registry/registry.js';
-import type { RouteTable } from '../../src/routes/route_table.js';
+import { NO_PEER, type RouteTable } from '../../src/routes/route_table.js';
 import { ManualClock } from '../harness/manual_clock.js';
 import { captureLogger, config } from '../harness/registry_fixture.js';
 
@@ -248,5 +248,22 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
     await clock.advance(0);
     expect(tables).toHaveLength(3);
     expect(tables[2]!.peers).toHaveLength(49);
+  });
+
+  it('a table changed by an event equals one built from the leases: a lease of another length on a peer\'s base takes the peer out', async () => {
+    const { clock, store } = world();
+    const self = node(store, clock, 'n1', { ttlS: 600 });
+    const mine = await self.manager.acquire();
+    const { tables } = await watching(self.registry, clock, mine);
+    const k = mine.subnet.base === parseCidr('198.19.77.0/24').base ? 78 : 77;
+    const value = (name: string) => encodeSubnetLease({ nodeName: name, publicIp: '198.18.1.77', port: 4790, vni: 1, version: 't', engine: 'js', instance: name });
+    store.put(subnetKey(PREFIX, parseCidr(`198.19.${k}.0/24`)), value('m24'));
+    await clock.advance(0);
+    expect(tables.at(-1)!.peers.map((p) => p.node)).toEqual(['m24']);
+    // A /25 at the same base: not routable in a /24 network, and the /24 it shadows in the watcher's view is gone from the table too.
+    store.put(subnetKey(PREFIX, parseCidr(`198.19.${k}.0/25`)), value('m25'));
+    await clock.advance(0);
+    expect(tables.at(-1)!.peers).toEqual([]);
+    expect(tables.at(-1)!.lookup(parseCidr(`198.19.${k}.0/24`).base + 9)).toBe(NO_PEER);
   });
 });
