@@ -6,7 +6,8 @@
 # clang and its runtime libraries for the libFuzzer targets in native/fuzz;
 # prometheus for promtool, which lints weftd's /metrics in a test; linux-perf
 # for bench/profile.ts; tinc, wireguard-go and wireguard-tools for the other
-# tunnels bench/e2e.ts compares weft with)
+# tunnels bench/e2e.ts compares weft with; libsodium23, the oracle the
+# WireGuard primitives' tests compare XChaCha20-Poly1305 with)
 # and the npm packages, which also builds the native addons and weftd.
 # Idempotent: installs only what is missing.
 set -euo pipefail
@@ -27,8 +28,10 @@ for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:
     *) command -v "$what" >/dev/null 2>&1 || need+=("${pair#*:}") ;;
   esac
 done
-# libFuzzer's runtime (clang's compiler-rt): a library, not a command.
-dpkg -s libclang-rt-14-dev >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
+# Libraries, not commands: libFuzzer's runtime (clang's compiler-rt), and libsodium.
+for lib in libclang-rt-14-dev libsodium23; do
+  dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -qq
