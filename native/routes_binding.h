@@ -13,7 +13,8 @@
 
 namespace weft {
 
-// routes: { netBase, netLen, subnetLen, slots: Int32Array, peerIp: Uint32Array, peerPort: Uint16Array, peerFlags: Uint8Array }
+// routes: { netBase, netLen, subnetLen, plaintextRefused, slots: Int32Array, peerIp: Uint32Array, peerPort: Uint16Array,
+//   peerWgPort: Uint16Array, peerFlags: Uint8Array }
 // (RouteTable.arrays()); nullptr with a TypeError or RangeError pending when malformed.
 std::unique_ptr<RouteTable> routes_arg(napi_env env, napi_value obj);
 

@@ -24,8 +24,10 @@ inline const RouteTable& fuzz_table() {
     slots[7] = 2;
     static const uint32_t ips[3] = {0xc6120001u, 0xc6120003u, 0xc6120007u};  // 198.18.0.1, .3, .7
     static const uint16_t ports[3] = {4790, 4790, 4790};
-    static const uint8_t flags[3] = {kPeerTcpCsumPartial, kPeerTcpCsumPartial, 0};  // both checksum paths
-    return build_route_table(net, 16, 24, slots, 256, ips, ports, flags, 3);
+    static const uint16_t wg_ports[3] = {0, 51820, 51820};
+    // Both checksum paths; .3 and .7 publish keys, and .7 speaks WireGuard with us (its VXLAN-GPE is refused).
+    static const uint8_t flags[3] = {kPeerTcpCsumPartial, kPeerTcpCsumPartial | kPeerHasKey, kPeerHasKey | kPeerWireguard};
+    return build_route_table(net, 16, 24, slots, 256, ips, ports, wg_ports, flags, 3, false);
   }();
   return *t;
 }
