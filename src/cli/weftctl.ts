@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // weftctl: operator commands against etcd: init the network config, show it, list the leases.
 
-import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
+import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_STATE_DIR, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI, ENCRYPTION_MODES, ETCD_PROBE_MS, type EncryptionMode } from '../constants.js';
 import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni } from '../cni/install.js';
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
 import { configKey } from '../registry/keys.js';
 import type { Registry } from '../registry/registry.js';
+import type { NetworkConfig } from '../registry/schema.js';
+import { InstanceLock } from '../host/instance_lock.js';
+import { DEFAULT_WG_PORT } from '../wireguard/constants.js';
 import { VERSION } from '../version.js';
 import { ETCD_FLAGS, etcdConnection } from './etcd_flags.js';
 import { type FlagSpec, type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
@@ -22,9 +25,13 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'subnet-len', type: 'string', help: 'init: prefix length of each node subnet', default: String(DEFAULT_SUBNET_LEN), env: false },
   { name: 'vni', type: 'string', help: 'init: VXLAN-GPE network identifier', default: String(DEFAULT_VNI), env: false },
   { name: 'port', type: 'string', help: 'init: UDP port of the nodes', default: String(DEFAULT_UDP_PORT), env: false },
+  { name: 'encryption', type: 'string', help: `init: encryption between nodes: ${ENCRYPTION_MODES.join(', ')}`, default: 'off', env: false },
+  { name: 'wireguard-port', type: 'string', help: 'init: UDP port of the nodes\' WireGuard sockets', default: String(DEFAULT_WG_PORT), env: false },
   { name: 'force', type: 'boolean', help: 'init: replace a different existing config', env: false },
   { name: 'json', type: 'boolean', help: 'leases, status: print JSON instead of a table', env: false },
   { name: 'metrics-addr', type: 'string', help: 'status: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
+  { name: 'state-dir', type: 'string', help: 'rotate-key: the local weftd\'s --state-dir', default: DEFAULT_STATE_DIR },
+  { name: 'timeout', type: 'string', help: 'rotate-key: seconds to wait for the new key in the lease', default: '30', env: false },
   { name: 'bin-dir', type: 'string', help: 'cni install: where runtimes find CNI plugins', default: DEFAULT_CNI_BIN_DIR, env: false },
   { name: 'conf-dir', type: 'string', help: 'cni install: where runtimes read *.conflist', default: DEFAULT_CNI_CONF_DIR, env: false },
   { name: 'network-name', type: 'string', help: 'cni install: the CNI network name (podman --network NAME)', default: DEFAULT_CNI_NETWORK, env: false },
@@ -39,10 +46,14 @@ const FLAGS: readonly FlagSpec[] = [
 const USAGE = `Usage: weftctl <command> [flags]
 
 Commands:
-  init [--network CIDR] [--subnet-len N] [--vni N] [--port N] [--force]
+  init [--network CIDR] [--subnet-len N] [--vni N] [--port N] [--encryption MODE] [--wireguard-port N] [--force]
                  write the cluster network config to etcd
   config         print the network config
-  leases         list the subnet leases: subnet, node, public IP, expires in
+  encryption [off|wireguard|wireguard-only]
+                 print, or change on the running cluster, the encryption between nodes
+  leases         list the subnet leases: subnet, node, public IP, WireGuard key, expires in
+  rotate-key [--state-dir D] [--timeout S]
+                 give the local weftd a new WireGuard key, and wait until its lease publishes it
   status [--json] [--metrics-addr HOST:PORT]
                  ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
   cni install [--bin-dir D] [--conf-dir D] [--network-name N] [--bridge B]
@@ -56,6 +67,11 @@ async function registryFrom(values: FlagValues): Promise<Registry> {
   return new EtcdRegistry(connection);
 }
 
+function encryptionMode(text: string, flag: string): EncryptionMode {
+  if (!(ENCRYPTION_MODES as readonly string[]).includes(text)) throw new WeftError('WEFT_BAD_FLAG', `${flag}: "${text}" is not one of ${ENCRYPTION_MODES.join(', ')}`, { flag });
+  return text as EncryptionMode;
+}
+
 async function init(reg: Registry, values: FlagValues): Promise<void> {
   const network = stringFlag(values, 'network') ?? DEFAULT_NETWORK;
   const raw = {
@@ -63,30 +79,68 @@ async function init(reg: Registry, values: FlagValues): Promise<void> {
     subnetLen: intFlag(values, 'subnet-len', 1, 32) ?? DEFAULT_SUBNET_LEN,
     vni: intFlag(values, 'vni', 1, 0xffffff) ?? DEFAULT_VNI,
     port: intFlag(values, 'port', 1, 65535) ?? DEFAULT_UDP_PORT,
+    encryption: encryptionMode(stringFlag(values, 'encryption') ?? 'off', '--encryption'),
+    wireguardPort: intFlag(values, 'wireguard-port', 1, 65535) ?? DEFAULT_WG_PORT,
   };
   const { validateNetworkConfig } = await import('../registry/schema.js');
   const cfg = validateNetworkConfig(raw, (what) => new WeftError('WEFT_BAD_FLAG', `init: ${what}`, { flag: 'network' }));
   const result = await reg.putConfig(cfg, values.force === true);
-  process.stdout.write(`${configKey(reg.prefix)}: ${result} (network ${formatCidr(cfg.network)}, subnets /${cfg.subnetLen}, vni ${cfg.vni}, port ${cfg.port})\n`);
+  const encryption = cfg.encryption === 'off' ? '' : `, encryption ${cfg.encryption} on port ${cfg.wireguardPort}`;
+  process.stdout.write(`${configKey(reg.prefix)}: ${result} (network ${formatCidr(cfg.network)}, subnets /${cfg.subnetLen}, vni ${cfg.vni}, port ${cfg.port}${encryption})\n`);
+}
+
+async function currentConfig(reg: Registry): Promise<NetworkConfig> {
+  const cfg = await reg.getConfig();
+  if (!cfg) throw new WeftError('WEFT_CONFIG_MISSING', `no network config at ${configKey(reg.prefix)}; run: weftctl init --network 10.244.0.0/16`, { key: configKey(reg.prefix) });
+  return cfg;
 }
 
 async function showConfig(reg: Registry): Promise<void> {
-  const cfg = await reg.getConfig();
-  if (!cfg) throw new WeftError('WEFT_CONFIG_MISSING', `no network config at ${configKey(reg.prefix)}; run: weftctl init --network 10.244.0.0/16`, { key: configKey(reg.prefix) });
-  process.stdout.write(`${JSON.stringify({ network: formatCidr(cfg.network), subnetLen: cfg.subnetLen, vni: cfg.vni, port: cfg.port })}\n`);
+  const cfg = await currentConfig(reg);
+  const encryption = cfg.encryption === 'off' ? {} : { encryption: cfg.encryption, wireguardPort: cfg.wireguardPort };
+  process.stdout.write(`${JSON.stringify({ network: formatCidr(cfg.network), subnetLen: cfg.subnetLen, vni: cfg.vni, port: cfg.port, ...encryption })}\n`);
+}
+
+/**
+ * Prints the cluster's encryption, or changes it: the config is rewritten
+ * with only `encryption` changed, and every weftd follows within seconds
+ * (docs/encryption.md gives the rollout steps).
+ */
+async function encryption(reg: Registry, mode: string | undefined): Promise<void> {
+  const cfg = await currentConfig(reg);
+  if (mode === undefined) {
+    process.stdout.write(`${cfg.encryption}${cfg.encryption === 'off' ? '' : ` (WireGuard port ${cfg.wireguardPort})`}\n`);
+    return;
+  }
+  const next = { ...cfg, encryption: encryptionMode(mode, 'encryption') };
+  const { validateNetworkConfig } = await import('../registry/schema.js');
+  validateNetworkConfig({ ...next, network: formatCidr(next.network) }, (what) => new WeftError('WEFT_BAD_FLAG', `encryption: ${what}`, { flag: 'encryption' }));
+  const result = next.encryption === cfg.encryption ? 'unchanged' : await reg.putConfig(next, true);
+  process.stdout.write(`encryption ${next.encryption}: ${result === 'replaced' ? `changed from ${cfg.encryption}; nodes follow within ${ETCD_PROBE_MS / 1000} s` : 'unchanged'}\n`);
 }
 
 async function leases(reg: Registry, json: boolean): Promise<void> {
   const listing = await reg.listLeases();
   const rows = await Promise.all(
-    listing.records.map(async (r) => ({ subnet: formatCidr(r.subnet), node: r.lease.nodeName, publicIp: r.lease.publicIp, port: r.lease.port, expiresInS: await reg.leaseTtl(r) })),
+    listing.records.map(async (r) => ({
+      subnet: formatCidr(r.subnet),
+      node: r.lease.nodeName,
+      publicIp: r.lease.publicIp,
+      port: r.lease.port,
+      wireguardPublicKey: r.lease.wireguardPublicKey || null,
+      wireguardPort: r.lease.wireguardPublicKey ? r.lease.wireguardPort || DEFAULT_WG_PORT : null,
+      expiresInS: await reg.leaseTtl(r),
+    })),
   );
   rows.sort((a, b) => a.subnet.localeCompare(b.subnet, 'en', { numeric: true }));
   if (json) {
     process.stdout.write(`${JSON.stringify({ leases: rows, invalid: listing.invalid.map((i) => ({ key: i.key, error: i.error.message })) }, null, 2)}\n`);
     return;
   }
-  const table = [['SUBNET', 'NODE', 'PUBLIC IP', 'EXPIRES IN'], ...rows.map((r) => [r.subnet, r.node, `${r.publicIp}:${r.port}`, formatDuration(r.expiresInS)])];
+  const table = [
+    ['SUBNET', 'NODE', 'PUBLIC IP', 'WIREGUARD KEY', 'EXPIRES IN'],
+    ...rows.map((r) => [r.subnet, r.node, `${r.publicIp}:${r.port}`, r.wireguardPublicKey ? `${r.wireguardPublicKey} :${r.wireguardPort}` : '-', formatDuration(r.expiresInS)]),
+  ];
   process.stdout.write(formatTable(table));
   for (const bad of listing.invalid) process.stderr.write(`weftctl: invalid lease: ${bad.error.message}\n`);
 }
@@ -115,6 +169,31 @@ async function status(values: FlagValues): Promise<void> {
   process.stdout.write(values.json === true ? text : formatStatus(s));
 }
 
+/**
+ * Asks the local weftd (found by the instance lock in its state directory)
+ * for a new key with SIGUSR1, then waits until its lease in etcd carries a
+ * key other than the one it had.
+ */
+async function rotateKey(reg: Registry, values: FlagValues): Promise<void> {
+  const stateDir = stringFlag(values, 'state-dir') ?? DEFAULT_STATE_DIR;
+  const timeoutS = intFlag(values, 'timeout', 1, 3600) ?? 30;
+  const holder = InstanceLock.holder(stateDir);
+  const keyOf = async (): Promise<string> => (await reg.listLeases()).records.find((r) => r.lease.nodeName === holder.node)?.lease.wireguardPublicKey ?? '';
+  const before = await keyOf();
+  if (!before) throw new WeftError('WEFT_CONFIG_INVALID', `node ${holder.node} publishes no WireGuard key (encryption is off, or its lease is not written yet): nothing to rotate`, { node: holder.node });
+  process.kill(holder.pid, 'SIGUSR1');
+  const deadline = Date.now() + timeoutS * 1000;
+  for (;;) {
+    const now = await keyOf();
+    if (now && now !== before) {
+      process.stdout.write(`node ${holder.node}: WireGuard key rotated, ${before} -> ${now}\n`);
+      return;
+    }
+    if (Date.now() > deadline) throw new WeftError('WEFT_ETCD_UNAVAILABLE', `node ${holder.node}'s lease still publishes ${before} after ${timeoutS} s; see weftd's log (wireguard_key_rotated, encryption_apply_failed)`, { node: holder.node });
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 runMain('weftctl', async () => {
   const { values, positionals } = parseFlags(process.argv.slice(2), process.env, FLAGS);
   if (values.version) {
@@ -133,13 +212,16 @@ runMain('weftctl', async () => {
     }
     return cniInstall(values);
   }
-  if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
-  if (!['init', 'config', 'leases', 'status'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases, status, cni install)`, { flag: command });
+  if (extra.length > (command === 'encryption' ? 1 : 0)) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra.at(-1)}"`, { flag: extra.at(-1) });
+  const commands = ['init', 'config', 'encryption', 'leases', 'rotate-key', 'status'];
+  if (!commands.includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (${commands.join(', ')}, cni install)`, { flag: command });
   if (command === 'status') return status(values);
   const reg = await registryFrom(values);
   try {
     if (command === 'init') await init(reg, values);
     else if (command === 'config') await showConfig(reg);
+    else if (command === 'encryption') await encryption(reg, extra[0]);
+    else if (command === 'rotate-key') await rotateKey(reg, values);
     else await leases(reg, values.json === true);
   } finally {
     reg.close();

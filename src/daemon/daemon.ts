@@ -8,9 +8,9 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { ENCAP_OVERHEAD, FEATURE_TCP_CSUM_PARTIAL } from '../constants.js';
+import { ETCD_PROBE_MS, FEATURE_TCP_CSUM_PARTIAL } from '../constants.js';
 import type { Engine } from '../dataplane/engine.js';
-import { WeftError, errorMessage } from '../errors.js';
+import { WeftError, errorMessage, isWeftError } from '../errors.js';
 import { writeSubnetEnv } from '../host/subnet_env.js';
 import { type Cidr, contains, formatCidr, formatIp, parseIp, underlayAddressProblem } from '../net/ipv4.js';
 import { formatListenAddr } from '../net/listen_addr.js';
@@ -24,13 +24,11 @@ import type { LeaseRecord } from '../registry/registry.js';
 import type { NetworkConfig } from '../registry/schema.js';
 import { RouteTable } from '../routes/route_table.js';
 import { VERSION } from '../version.js';
+import { EncryptionControl } from './encryption.js';
 import type { DaemonOptions } from './options.js';
 import { readiness } from './readiness.js';
 import { retryWhileEtcdDown } from './retry.js';
 import type { DaemonSeams, DataplaneDevice, Underlay } from './seams.js';
-
-/** How often weftd checks that etcd answers. */
-const ETCD_PROBE_MS = 5000;
 
 /** Teardown steps, pushed as setup proceeds and run in reverse. */
 type Undo = { readonly what: string; readonly run: () => Promise<void> | void };
@@ -41,6 +39,8 @@ export class Daemon implements StatusSource {
   private fatal: WeftError | undefined;
   private stopping: Promise<void> | undefined;
   private lastStats = '';
+  /** The config (or the reason it did not read) a warning was last logged for. */
+  private restartNeeded = '';
   /** This process's id in its lease, telling it apart from a clone under the same node name. */
   private readonly instance = randomBytes(6).toString('hex');
   private state: DaemonState = 'starting';
@@ -51,6 +51,7 @@ export class Daemon implements StatusSource {
     engine?: Engine;
     keeper?: LeaseKeeper;
     watcher?: LeaseWatcher;
+    encryption?: EncryptionControl;
   } = {};
 
   constructor(
@@ -95,6 +96,7 @@ export class Daemon implements StatusSource {
       ignoredLeases: watcher?.ignored ?? 0,
       peers: (watcher?.peers() ?? []).map((p) => ({ subnet: formatCidr(p.subnet), node: p.node, publicIp: formatIp(p.ip), port: p.port })),
       counters: engine ? engine.counters() : null,
+      encryption: this.parts.encryption?.status() ?? null,
       readiness: readiness({
         state: this.state,
         forwarding: keeper !== undefined && engine !== undefined,
@@ -106,6 +108,16 @@ export class Daemon implements StatusSource {
         resyncFailure: watcher?.resyncFailure,
       }),
     };
+  }
+
+  /** A new WireGuard key (SIGUSR1, `weftctl rotate-key`): written, used for new handshakes, published in the lease. */
+  async rotateKey(): Promise<void> {
+    const enc = this.parts.encryption;
+    if (!enc || this.state !== 'running') {
+      this.log.warn({ event: 'wireguard_key_rotation_refused', state: this.state }, 'key rotation asked for before weftd runs: ignored');
+      return;
+    }
+    await enc.rotate();
   }
 
   /** Asks the daemon to stop (signal handlers call this); idempotent. */
@@ -142,11 +154,13 @@ export class Daemon implements StatusSource {
     const lock = this.seams.host.lockInstance(this.opts.stateDir, this.opts.nodeName);
     this.onTeardown('instance lock', () => lock.release());
     const underlay = await this.underlay(config);
-    const mtu = this.opts.mtu ?? underlay.mtu - ENCAP_OVERHEAD;
-    const { manager, lease } = await this.lease(config, underlay);
+    const enc = new EncryptionControl({ stateDir: this.opts.stateDir, port: config.wireguardPort, underlayMtu: underlay.mtu, mtuFlag: this.opts.mtu, log: this.log });
+    this.parts.encryption = enc;
+    const mtu = enc.mtuFor(config.encryption);
+    const { manager, lease } = await this.lease(config, underlay, enc);
     const device = await this.setUpHost(config, lease.subnet, mtu);
-    const engine = await this.startEngine(config, device, underlay, mtu, lease.subnet);
-    const watcher = await this.follow(config, manager, lease, engine, underlay);
+    const engine = await this.startEngine(config, device, underlay, enc, lease.subnet);
+    const watcher = await this.follow(config, manager, lease, engine, underlay, { enc, setMtu: (m) => this.setMtu(device.tunName, config, lease.subnet, m) });
     this.startPeriodic(engine, watcher);
     await writeSubnetEnv(this.opts.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq: this.opts.ipMasq });
     // Asked to stop while the last steps ran: do not claim readiness now.
@@ -193,12 +207,13 @@ export class Daemon implements StatusSource {
     return underlay;
   }
 
-  private async lease(config: NetworkConfig, underlay: Underlay): Promise<{ manager: LeaseManager; lease: LeaseRecord }> {
+  private async lease(config: NetworkConfig, underlay: Underlay, enc: EncryptionControl): Promise<{ manager: LeaseManager; lease: LeaseRecord }> {
     const o = this.opts;
+    const base = { nodeName: o.nodeName, publicIp: underlay.ip, port: config.port, vni: config.vni, version: VERSION, engine: o.engine, instance: this.instance, features: this.features() };
     const manager = new LeaseManager({
       registry: this.seams.registry,
       config,
-      value: { nodeName: o.nodeName, publicIp: underlay.ip, port: config.port, vni: config.vni, version: VERSION, engine: o.engine, instance: this.instance, features: this.features() },
+      value: enc.leaseValue(base, config.encryption),
       ttlS: o.leaseTtlS,
       stateDir: o.stateDir,
       log: this.log,
@@ -242,9 +257,19 @@ export class Daemon implements StatusSource {
     return device;
   }
 
-  private async startEngine(config: NetworkConfig, device: DataplaneDevice, underlay: Underlay, mtu: number, subnet: Cidr): Promise<Engine> {
+  private async startEngine(config: NetworkConfig, device: DataplaneDevice, underlay: Underlay, enc: EncryptionControl, subnet: Cidr): Promise<Engine> {
     const tunAddr = subnet.base;
-    const cfg = { self: { base: tunAddr, len: config.subnetLen }, tunAddr, vni: config.vni, port: config.port, bindIp: parseIp(underlay.ip), bindDevice: underlay.iface, mtu };
+    const cfg = {
+      self: { base: tunAddr, len: config.subnetLen },
+      tunAddr,
+      vni: config.vni,
+      port: config.port,
+      bindIp: parseIp(underlay.ip),
+      bindDevice: underlay.iface,
+      mtu: enc.mtuFor('off'),
+      wireguard: { privateKey: enc.key, port: config.wireguardPort },
+      clock: this.seams.clock,
+    };
     const engine = device.createEngine(cfg, RouteTable.empty(config.network, config.subnetLen));
     this.onTeardown('dataplane', () => engine.close());
     await engine.start();
@@ -256,7 +281,14 @@ export class Daemon implements StatusSource {
   }
 
   /** Follows the other nodes' leases into the engine's route table, and keeps our own lease. */
-  private async follow(config: NetworkConfig, manager: LeaseManager, lease: LeaseRecord, engine: Engine, underlay: Underlay): Promise<LeaseWatcher> {
+  private async follow(
+    config: NetworkConfig,
+    manager: LeaseManager,
+    lease: LeaseRecord,
+    engine: Engine,
+    underlay: Underlay,
+    encryption: { enc: EncryptionControl; setMtu: (mtu: number) => Promise<void> },
+  ): Promise<LeaseWatcher> {
     const o = this.opts;
     const { clock } = this.seams;
     const subnet = lease.subnet;
@@ -278,6 +310,8 @@ export class Daemon implements StatusSource {
       },
     });
     this.onTeardown('lease watch', () => watcher.close());
+    // Before the first table: it already speaks WireGuard to keyed peers when the mode asks for it.
+    await encryption.enc.start(config.encryption, { engine, manager, keeper, watcher, setMtu: encryption.setMtu });
     await this.whileEtcdDown('list leases', () => watcher.start());
     keeper.start();
     this.onTeardown('lease renewal', () => keeper.stop());
@@ -300,7 +334,7 @@ export class Daemon implements StatusSource {
     return new WeftError('WEFT_LEASE_CONFLICT', `subnet ${formatCidr(subnet)} is now leased by node ${rec.lease.nodeName} (${rec.lease.publicIp}); stopping rather than forwarding for it`, details);
   }
 
-  /** The etcd probe (renewals are hours apart and the watch can be silent) and the counter logs. */
+  /** The etcd probe (renewals are hours apart and the watch can be silent), which also follows the config's encryption, and the counter logs. */
   private startPeriodic(engine: Engine, watcher: LeaseWatcher): void {
     const { clock } = this.seams;
     const probe = clock.setInterval(() => void this.probeEtcd(watcher), ETCD_PROBE_MS);
@@ -313,8 +347,9 @@ export class Daemon implements StatusSource {
 
   /**
    * One probe of etcd: logs when it stops and starts answering (renewals are
-   * hours apart, so without this an outage would be silent), and on its
-   * return re-lists the leases at once.
+   * hours apart, so without this an outage would be silent), on its return
+   * re-lists the leases at once, and then reads the network config to follow
+   * a change of its encryption.
    */
   private async probeEtcd(watcher: LeaseWatcher): Promise<void> {
     const { registry } = this.seams;
@@ -327,7 +362,9 @@ export class Daemon implements StatusSource {
       }
     } catch (err) {
       if (wasReachable) this.log.warn({ event: 'etcd_unavailable', what: 'probe', err: errorMessage(err) }, 'etcd unreachable; forwarding with the last table');
+      return;
     }
+    await this.followConfig();
   }
 
   /**
@@ -346,6 +383,40 @@ export class Daemon implements StatusSource {
       else this.log.error({ event: 'watchdog_withheld' }, 'dataplane not forwarding: withholding the systemd watchdog keepalive');
     }, sd.watchdogIntervalMs);
     this.onTeardown('systemd watchdog', () => clock.clearTimeout(watchdog));
+  }
+
+  /**
+   * Reads the network config and follows a change of its `encryption` (the
+   * only setting weftd follows live; a change of any other, or a config that
+   * no longer reads, is logged once: the node runs on with what it read at
+   * start).
+   */
+  private async followConfig(): Promise<void> {
+    const started = this.parts.config;
+    let config: NetworkConfig | undefined;
+    try {
+      config = await this.seams.registry.getConfig();
+    } catch (err) {
+      if (isWeftError(err, 'WEFT_VALUE_INVALID') && this.restartNeeded !== err.message) {
+        this.restartNeeded = err.message;
+        this.log.warn({ event: 'config_invalid', err: err.message }, `${err.message}; running with the config read at start`);
+      }
+      return;
+    }
+    if (!config || !started || this.stopController.signal.aborted) return;
+    const others = (c: NetworkConfig): string => JSON.stringify([formatCidr(c.network), c.subnetLen, c.vni, c.port, c.wireguardPort]);
+    if (others(config) !== others(started) && this.restartNeeded !== others(config)) {
+      this.restartNeeded = others(config);
+      this.log.warn({ event: 'config_changed_restart_needed' }, 'the network config changed in a setting other than encryption: restart weftd to apply it');
+    }
+    await this.parts.encryption?.follow(config.encryption);
+  }
+
+  /** The TUN's MTU and the subnet file's, changed together when encryption is turned on or off. */
+  private async setMtu(dev: string, config: NetworkConfig, subnet: Cidr, mtu: number): Promise<void> {
+    await this.seams.host.setTunMtu(dev, mtu);
+    await writeSubnetEnv(this.opts.subnetFile, { network: config.network, subnet, mtu, ipMasq: this.opts.ipMasq });
+    this.log.info({ event: 'mtu_changed', mtu }, `TUN and pod MTU now ${mtu}`);
   }
 
   /** Logs the counters when they moved since the last log: a drop summary at most once per interval. */

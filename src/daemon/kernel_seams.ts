@@ -10,7 +10,7 @@ import { DgramUdp } from '../host/dgram_udp.js';
 import { installEncapFilter, removeEncapFilter } from '../host/encap_filter.js';
 import { InstanceLock } from '../host/instance_lock.js';
 import { installMasquerade, ipForwarding, removeMasquerade } from '../host/masquerade.js';
-import { configureTun } from '../host/netconf.js';
+import { configureTun, setTunMtu } from '../host/netconf.js';
 import { KernelTun } from '../host/tun.js';
 import { findUnderlay } from '../host/underlay.js';
 import { formatIp } from '../net/ipv4.js';
@@ -21,6 +21,7 @@ export const kernelHost: HostNetwork = {
   lockInstance: (stateDir, nodeName) => InstanceLock.acquire(stateDir, nodeName),
   underlay: findUnderlay,
   configureTun,
+  setTunMtu,
   ipForwarding,
   installEncapFilter: async (network, port) => {
     const backend = await installEncapFilter(network, port);
@@ -44,7 +45,7 @@ function jsDevice(o: EngineChoice): DataplaneDevice {
   return {
     tunName: tun.name,
     gsoMaxSegs: undefined,
-    createEngine: (cfg, initial) => new JsEngine(cfg, tun, new DgramUdp(formatIp(cfg.bindIp), cfg.port), initial),
+    createEngine: (cfg, initial) => new JsEngine(cfg, tun, new DgramUdp(formatIp(cfg.bindIp), cfg.port), initial, (port) => new DgramUdp(formatIp(cfg.bindIp), port, 0)),
     close: () => tun.close(),
   };
 }

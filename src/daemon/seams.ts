@@ -32,6 +32,8 @@ export interface HostNetwork {
   underlay(o: { readonly publicIp?: string; readonly iface?: string; readonly mtu?: number }): Promise<Underlay>;
   /** Gives the TUN its address (cluster prefix), MTU and segment limit, and brings it up. */
   configureTun(dev: string, addrWithPrefix: string, mtu: number, gsoMaxSegs?: number): Promise<void>;
+  /** Changes the TUN's MTU while it runs. */
+  setTunMtu(dev: string, mtu: number): Promise<void>;
   /** Whether the kernel forwards IPv4; undefined when it cannot tell. */
   ipForwarding(): Promise<boolean | undefined>;
   /** Drops UDP to `port` from pod addresses in `network`. */

@@ -2,8 +2,9 @@
 // (native/dataplane.cc) its TUN queues, whole route tables, and memory for
 // counters it reads without calling into native.
 
+import { WeftError } from '../errors.js';
 import { COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
-import type { Engine, EngineConfig, EngineDetails } from './engine.js';
+import type { Engine, EngineConfig, EngineDetails, WireguardPeerStatus } from './engine.js';
 import { loadAddon, type NativeEngineHandle, type WeftAddon } from '../host/addon.js';
 import type { TunDevice } from '../host/tun_port.js';
 import type { RouteTable } from '../routes/route_table.js';
@@ -63,6 +64,16 @@ export class NativeEngine implements Engine {
   setRoutes(table: RouteTable): void {
     this.table = table;
     if (this.handle !== undefined && !this.closed) this.addon.engineSetRoutes(this.handle, table.arrays());
+  }
+
+  async enableWireguard(): Promise<void> {
+    throw new WeftError('WEFT_HOST_SETUP', 'the native engine does not encrypt yet: run weftd --engine js for the encrypted modes', {});
+  }
+
+  setWireguardKey(): void {}
+
+  wireguardPeers(): WireguardPeerStatus[] {
+    return [];
   }
 
   healthy(): boolean {

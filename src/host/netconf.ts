@@ -32,6 +32,11 @@ export async function configureTun(dev: string, addrWithPrefix: string, mtu: num
   await ip(['link', 'set', 'dev', dev, 'up']);
 }
 
+/** Changes the TUN's MTU on a running node (encryption turned on or off). */
+export async function setTunMtu(dev: string, mtu: number): Promise<void> {
+  await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu)]);
+}
+
 interface IpAddrJson {
   ifname: string;
   mtu?: number;

@@ -2,7 +2,8 @@
 // HTTP endpoints (/metrics, /healthz, /readyz, /status) and `weftctl status`.
 
 import type { CounterSnapshot } from '../dataplane/counters.js';
-import type { EngineDetails } from '../dataplane/engine.js';
+import type { EncryptionMode } from '../constants.js';
+import type { EngineDetails, WireguardPeerStatus } from '../dataplane/engine.js';
 
 export type DaemonState = 'starting' | 'running' | 'stopping';
 
@@ -11,6 +12,16 @@ export interface PeerStatus {
   readonly node: string;
   readonly publicIp: string;
   readonly port: number;
+}
+
+/** What a node runs with for encryption: the mode the config asks for, its key and port, its peers' sessions. */
+export interface EncryptionStatus {
+  readonly mode: EncryptionMode;
+  /** Whether this node's lease publishes its current key (the mode is applied). */
+  readonly published: boolean;
+  readonly publicKey: string;
+  readonly port: number;
+  readonly peers: readonly WireguardPeerStatus[];
 }
 
 export interface DaemonStatus {
@@ -38,6 +49,8 @@ export interface DaemonStatus {
   readonly ignoredLeases: number;
   readonly peers: readonly PeerStatus[];
   readonly counters: CounterSnapshot | null;
+  /** Null until the key is loaded. */
+  readonly encryption: EncryptionStatus | null;
   /** ready: forwarding with a held lease and etcd reachable; degraded: forwarding, etcd unreachable within the grace period. */
   readonly readiness: { readonly status: 'ready' | 'degraded' | 'not_ready'; readonly reasons: readonly string[] };
 }

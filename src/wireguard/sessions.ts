@@ -181,6 +181,8 @@ export class WireguardSessions {
   private tick: Timer | undefined;
   private lastTick = -Infinity;
   private closed = false;
+  /** Initiations sent and handshakes completed (either role), for the engines' counters. */
+  readonly stats = { initiationsSent: 0, handshakesCompleted: 0 };
 
   constructor(private readonly o: SessionsOptions) {
     this.static_ = keyPair(o.privateKey);
@@ -199,6 +201,11 @@ export class WireguardSessions {
 
   peer(id: string): SessionPeer | undefined {
     return this.peers.get(id);
+  }
+
+  /** The keypair our receiver index `localIndex` names, if it is a session's (not a handshake in flight). */
+  keypair(localIndex: number): Keypair | undefined {
+    return this.indices.get(localIndex)?.keypair;
   }
 
   allPeers(): IterableIterator<SessionPeer> {
@@ -369,6 +376,7 @@ export class WireguardSessions {
     peer.pending = { ...made.state, sentAt: now, retryAt: now + REKEY_TIMEOUT_MS + randomInt(REKEY_TIMEOUT_JITTER_MS) };
     peer.lastInitiationSent = now;
     this.o.log?.debug({ event: 'wireguard_initiation', node: peer.node, retry: peer.retries }, 'handshake initiation sent');
+    this.stats.initiationsSent++;
     this.o.dataplane.sendHandshake(peer.ip, peer.port, made.msg);
     this.startTicking();
   }
@@ -407,7 +415,7 @@ export class WireguardSessions {
     peer.lastInitiationConsumed = now;
     peer.cookies.seal(made.msg, peer.mac1Key, now);
     const keys = deriveKeys(made.result, false);
-    const kp = this.keypair(peer, localIndex, made.result.remoteIndex, keys, false, now);
+    const kp = this.newKeypair(peer, localIndex, made.result.remoteIndex, keys, false, now);
     // A responder's keypair waits for key confirmation as `next`; an unconfirmed next and the previous one go.
     this.retire(peer.next);
     this.retire(peer.previous);
@@ -437,7 +445,7 @@ export class WireguardSessions {
     }
     peer.pending = undefined;
     const keys = deriveKeys(result, true);
-    const kp = this.keypair(peer, pending.localIndex, result.remoteIndex, keys, true, now);
+    const kp = this.newKeypair(peer, pending.localIndex, result.remoteIndex, keys, true, now);
     this.indices.set(pending.localIndex, { peer, keypair: kp });
     // As initiator the new keypair is current at once; an unconfirmed next becomes previous.
     if (peer.next) {
@@ -465,7 +473,7 @@ export class WireguardSessions {
     if (!entry.peer.cookies.consume(msg, now)) this.o.refused('auth');
   }
 
-  private keypair(peer: SessionPeer, localIndex: number, remoteIndex: number, keys: { send: Uint8Array; recv: Uint8Array }, initiator: boolean, now: number): Keypair {
+  private newKeypair(peer: SessionPeer, localIndex: number, remoteIndex: number, keys: { send: Uint8Array; recv: Uint8Array }, initiator: boolean, now: number): Keypair {
     const kp: Keypair = {
       peer,
       localIndex,
@@ -487,6 +495,7 @@ export class WireguardSessions {
   }
 
   private sessionDerived(peer: SessionPeer, now: number): void {
+    this.stats.handshakesCompleted++;
     peer.lastHandshake = now;
     peer.retries = 0;
     peer.failures = 0;

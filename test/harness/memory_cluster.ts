@@ -48,6 +48,9 @@ function memoryHost(ip: string, record: HostRecord): HostNetwork {
     configureTun: async (dev, addr, mtu) => {
       record.tunConfig = { dev, addr, mtu };
     },
+    setTunMtu: async (_dev, mtu) => {
+      if (record.tunConfig) record.tunConfig = { ...record.tunConfig, mtu };
+    },
     ipForwarding: async () => true,
     installEncapFilter: async () => {
       record.encapFilter = true;
@@ -65,7 +68,7 @@ function memoryDataplane(net: MemoryNetwork, ip: string, tun: MemoryTun): Datapl
     open: () => ({
       tunName: tun.name,
       gsoMaxSegs: undefined,
-      createEngine: (cfg, initial) => new JsEngine(cfg, tun, net.transport(formatIp(cfg.bindIp), cfg.port), initial),
+      createEngine: (cfg, initial) => new JsEngine(cfg, tun, net.transport(formatIp(cfg.bindIp), cfg.port), initial, (port) => net.transport(formatIp(cfg.bindIp), port)),
       close: () => tun.close(),
     }),
   };

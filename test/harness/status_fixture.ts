@@ -26,6 +26,16 @@ export function sampleStatus(over: Partial<DaemonStatus> = {}): DaemonStatus {
       { subnet: '198.19.3.0/24', node: 'node3', publicIp: '198.18.0.3', port: 4790 },
     ],
     counters,
+    encryption: {
+      mode: 'wireguard',
+      published: true,
+      publicKey: Buffer.alloc(32, 1).toString('base64'),
+      port: 51820,
+      peers: [
+        { node: 'node2', key: Buffer.alloc(32, 2).toString('base64'), endpoint: '198.18.0.2:51820', sessions: 2, lastHandshakeAgoS: 30, state: 'up' },
+        { node: 'node3', key: Buffer.alloc(32, 3).toString('base64'), endpoint: '198.18.0.3:51820', sessions: 0, lastHandshakeAgoS: null, state: 'failing' },
+      ],
+    },
     readiness: { status: 'ready', reasons: [] },
     ...over,
   };
