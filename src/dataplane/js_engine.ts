@@ -233,9 +233,13 @@ export class JsEngine implements Engine {
     this.sessions.wantSession(sp);
   }
 
-  /** The keypair to send to `sp` on: its current one while younger than Reject-After-Time. */
+  /**
+   * The keypair to send to `sp` on: a responder's next one as soon as a
+   * transport message confirmed it (the sessions' timer makes it current a
+   * tick later), else the current one; never one past Reject-After-Time.
+   */
   private sendKeypair(sp: SessionPeer): Keypair | undefined {
-    const kp = sp.current;
+    const kp = sp.next?.confirmed ? sp.next : sp.current;
     return kp && this.cfg.clock.now() - kp.createdAt < REJECT_AFTER_TIME_MS ? kp : undefined;
   }
 

@@ -89,6 +89,8 @@ export const DEFAULT_WG_PORT = 51820;
 export const TIMER_TICK_MS = 250;
 /** Handshake messages waiting to be processed at or above which a node is under load (answers with cookies). */
 export const UNDER_LOAD_QUEUE = 128;
+/** Handshake messages in one second at or above which a node is under load too (a dataplane that takes them as they come has no queue to measure). */
+export const UNDER_LOAD_PER_SECOND = 512;
 /** A node stays under load this long after the queue last reached UNDER_LOAD_QUEUE. */
 export const UNDER_LOAD_HOLD_MS = 1_000;
 /** Packets (or TSO super-packets) held per peer while its handshake completes; older ones are dropped first. */

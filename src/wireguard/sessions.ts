@@ -40,6 +40,7 @@ import {
   RESP_RECEIVER,
   TIMER_TICK_MS,
   UNDER_LOAD_HOLD_MS,
+  UNDER_LOAD_PER_SECOND,
   UNDER_LOAD_QUEUE,
 } from './constants.js';
 import { type KeyPair, dh, formatKey, generateKeyPair, keyPair, keysEqual } from './keys.js';
@@ -178,6 +179,9 @@ export class WireguardSessions {
   private readonly indices = new Map<number, { peer: SessionPeer; keypair?: Keypair }>();
   private readonly limiter = new RateLimiter();
   private underLoadUntil = -Infinity;
+  /** Handshake messages received in the second that started at `windowStart`. */
+  private windowStart = -Infinity;
+  private windowCount = 0;
   private tick: Timer | undefined;
   private lastTick = -Infinity;
   private closed = false;
@@ -293,15 +297,21 @@ export class WireguardSessions {
 
   /**
    * Handshake messages whose mac1 the dataplane checked and whose source is
-   * a node's address. A batch this long, or one within a second of such a
-   * batch, means the node is under load: then initiations and responses
-   * need a valid mac2 (else they get a cookie reply) and a source's rate is
-   * limited.
+   * a node's address. A batch of UNDER_LOAD_QUEUE (the dataplane's backlog)
+   * or UNDER_LOAD_PER_SECOND messages within a second put the node under
+   * load for a second: then a source's messages are limited in rate, and
+   * initiations and responses need a valid mac2 (else they get a cookie
+   * reply), so a flood costs a MAC per message, not a Diffie-Hellman.
    */
   receive(batch: readonly HandshakeMessage[]): void {
     if (this.closed) return;
     const now = this.o.clock.now();
-    if (batch.length >= UNDER_LOAD_QUEUE) this.underLoadUntil = now + UNDER_LOAD_HOLD_MS;
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.windowCount = 0;
+    }
+    this.windowCount += batch.length;
+    if (batch.length >= UNDER_LOAD_QUEUE || this.windowCount >= UNDER_LOAD_PER_SECOND) this.underLoadUntil = now + UNDER_LOAD_HOLD_MS;
     const underLoad = now < this.underLoadUntil;
     for (const { msg, srcIp } of batch) {
       const type = messageType(msg, 0, msg.length);
@@ -309,13 +319,14 @@ export class WireguardSessions {
         this.consumeCookieReply(msg, now);
         continue;
       }
+      // Under load a source gets HANDSHAKES_PER_SECOND (burst HANDSHAKE_BURST) of our work, cookie replies included, and no DH without a valid mac2.
       if (underLoad) {
-        if (!this.checker.mac2Valid(msg, srcIp, now)) {
-          this.o.dataplane.sendHandshake(srcIp, this.portOf(srcIp), this.checker.reply(msg, srcIp, now));
+        if (!this.limiter.allow(srcIp, now)) {
           this.o.refused('cookie');
           continue;
         }
-        if (!this.limiter.allow(srcIp, now)) {
+        if (!this.checker.mac2Valid(msg, srcIp, now)) {
+          this.o.dataplane.sendHandshake(srcIp, this.portOf(srcIp), this.checker.reply(msg, srcIp, now));
           this.o.refused('cookie');
           continue;
         }

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { mac1Valid } from '../../src/wireguard/cookie.js';
 import {
   COOKIE_REPLY_SIZE,
+  HANDSHAKE_BURST,
   INITIATION_SIZE,
   KEEPALIVE_TIMEOUT_MS,
   REJECT_AFTER_TIME_MS,
@@ -164,19 +165,22 @@ describe('WireGuard sessions: handshakes', () => {
     const { clock, a, b } = pair();
     a.s.wantSession(a.peerOf(b));
     const init = a.outbox.splice(0)[0]!.msg;
-    // A batch of UNDER_LOAD_QUEUE messages puts b under load; each without a valid mac2 gets a cookie reply.
+    // A batch of UNDER_LOAD_QUEUE messages puts b under load: a's first HANDSHAKE_BURST without a valid mac2 get a cookie reply, the rest nothing.
     b.s.receive(Array.from({ length: UNDER_LOAD_QUEUE }, () => ({ msg: init, srcIp: IP_A })));
     expect(b.refusals.filter((r) => r === 'cookie').length).toBe(UNDER_LOAD_QUEUE);
     const replies = b.outbox.splice(0);
+    expect(replies.length).toBe(HANDSHAKE_BURST);
     expect(replies.every((r) => r.msg.length === COOKIE_REPLY_SIZE && r.ip === IP_A)).toBe(true);
     a.s.receive([{ msg: replies[0]!.msg, srcIp: IP_B }]);
     expect(a.refusals).toEqual([]);
     await clock.advance(REKEY_TIMEOUT_MS + REKEY_TIMEOUT_JITTER_MS + TIMER_TICK_MS);
     const withCookie = a.outbox.splice(0)[0]!.msg;
     expect(Buffer.from(withCookie.subarray(132)).equals(Buffer.alloc(16))).toBe(false);
-    b.s.receive([{ msg: withCookie, srcIp: IP_A }]);
-    expect(b.outbox.length).toBe(1);
-    expect(b.outbox[0]!.msg.length).toBe(RESPONSE_SIZE);
+    // Still under load (another long batch): the initiation with a valid mac2 gets its response, the others cookies.
+    b.s.receive([{ msg: withCookie, srcIp: IP_A }, ...Array.from({ length: UNDER_LOAD_QUEUE - 1 }, () => ({ msg: init, srcIp: IP_A }))]);
+    const answers = b.outbox.splice(0);
+    expect(answers.filter((r) => r.msg.length === RESPONSE_SIZE).length).toBe(1);
+    expect(answers.filter((r) => r.msg.length === COOKIE_REPLY_SIZE).length).toBe(HANDSHAKE_BURST - 1);
   });
 
   it('crossing initiations leave each side sending on the keypair it initiated and receiving on the other', () => {
