@@ -47,7 +47,10 @@ Commands:
                  ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
   cni install [--bin-dir D] [--conf-dir D] [--network-name N] [--bridge B]
               [--subnet-file F] [--data-dir D] [--ipam-dir D]
-                 install the weft CNI plugin and its conflist (weft, then portmap)`;
+                 install the weft CNI plugin and its conflist (weft, then portmap),
+                 and link bridge, host-local, portmap and loopback into --bin-dir
+                 from Debian's /usr/lib/cni (or /usr/libexec/cni, /opt/cni/bin)
+                 when it lacks them`;
 
 /** Loaded only by the commands that talk to etcd: the client and protobufjs cost most of weftctl's start. */
 async function registryFrom(values: FlagValues): Promise<Registry> {
@@ -103,7 +106,12 @@ function cniInstall(values: FlagValues): void {
     dataDir: flag('data-dir', DEFAULT_CNI_DATA_DIR),
     ipamDir: flag('ipam-dir', DEFAULT_IPAM_DIR),
   });
-  for (const f of done) process.stdout.write(`${f.path}: ${f.written ? 'written' : 'unchanged'}\n`);
+  for (const f of done.files) process.stdout.write(`${f.path}: ${f.written ? 'written' : 'unchanged'}\n`);
+  for (const c of done.companions) {
+    if (c.state === 'linked') process.stdout.write(`${c.path} -> ${c.target}: linked\n`);
+    else if (c.state === 'present') process.stdout.write(`${c.path}: present\n`);
+    else process.stderr.write(`weftctl: warning: no ${c.name} plugin in ${c.searched.join(', ')}: pods cannot start until it is in ${c.path} (install containernetworking-plugins; containerd 1.x looks in its bin_dir only)\n`);
+  }
 }
 
 /** Asks the local weftd (not etcd) over its HTTP endpoint. */
