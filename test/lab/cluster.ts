@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Containerd } from './containerd.js';
 import { Lab, type LabProcess } from './lab.js';
 import { Podman } from './podman.js';
 
@@ -89,6 +90,8 @@ export interface NodeCni {
 export class WeftCluster {
   readonly nodes = new Map<number, NodeState>();
   private readonly podmans = new Map<number, Podman>();
+  private readonly containerds = new Map<number, Containerd>();
+  private readonly cniInstalls = new Map<number, Promise<NodeCni>>();
 
   private constructor(
     readonly lab: Lab,
@@ -155,27 +158,46 @@ export class WeftCluster {
     return { network: `weft-${this.lab.prefix}`, binDir: join(d, 'bin'), confDir: join(d, 'net.d'), dataDir: join(d, 'state'), ipamDir: join(d, 'ipam') };
   }
 
-  /**
-   * A podman on node i whose containers get their network from weft's
-   * plugin, installed by `weftctl cni install` as an operator would (once per
-   * node; the same Podman after that).
-   */
+  /** Node i's CNI, installed by `weftctl cni install` as an operator would (once per node). */
+  installCni(i: number): Promise<NodeCni> {
+    let p = this.cniInstalls.get(i);
+    if (!p) {
+      const cni = this.cniOf(i);
+      p = this.lab
+        .exec(this.lab.nodeNs(i), [
+          process.execPath, WEFTCTL, 'cni', 'install',
+          '--bin-dir', cni.binDir,
+          '--conf-dir', cni.confDir,
+          '--network-name', cni.network,
+          '--subnet-file', join(this.nodeDir(i), 'subnet.env'),
+          '--data-dir', cni.dataDir,
+          '--ipam-dir', cni.ipamDir,
+        ])
+        .then(() => cni);
+      this.cniInstalls.set(i, p);
+      p.catch(() => this.cniInstalls.delete(i));
+    }
+    return p;
+  }
+
+  /** A podman on node i whose containers get their network from weft's plugin (the same Podman after the first call). */
   async podman(i: number): Promise<Podman> {
     const known = this.podmans.get(i);
     if (known) return known;
-    const cni = this.cniOf(i);
-    await this.lab.exec(this.lab.nodeNs(i), [
-      process.execPath, WEFTCTL, 'cni', 'install',
-      '--bin-dir', cni.binDir,
-      '--conf-dir', cni.confDir,
-      '--network-name', cni.network,
-      '--subnet-file', join(this.nodeDir(i), 'subnet.env'),
-      '--data-dir', cni.dataDir,
-      '--ipam-dir', cni.ipamDir,
-    ]);
+    const cni = await this.installCni(i);
     const p = await Podman.create(this.lab, i, { network: cni.network, confDir: cni.confDir, pluginDirs: [cni.binDir, '/usr/lib/cni'] });
     this.podmans.set(i, p);
     return p;
+  }
+
+  /** A containerd on node i whose CRI sandboxes get their network from weft's plugin, in the one bin_dir the install filled (the same Containerd after the first call). */
+  async containerd(i: number): Promise<Containerd> {
+    const known = this.containerds.get(i);
+    if (known) return known;
+    const cni = await this.installCni(i);
+    const c = await Containerd.create(this.lab, i, { network: cni.network, confDir: cni.confDir, binDir: cni.binDir });
+    this.containerds.set(i, c);
+    return c;
   }
 
   engineOf(i: number): string {
