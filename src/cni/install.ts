@@ -162,9 +162,16 @@ export function linkCompanions(binDir: string, sources: readonly string[]): Comp
   });
 }
 
+export interface WrittenFile {
+  readonly path: string;
+  readonly written: boolean;
+}
+
+/** What install did, in the order it did it. */
 export interface InstallResult {
-  readonly files: { path: string; written: boolean }[];
+  readonly plugin: WrittenFile;
   readonly companions: CompanionOutcome[];
+  readonly conflist: WrittenFile;
 }
 
 /**
@@ -185,11 +192,5 @@ export function installCni(o: InstallOptions, node: string = process.execPath, s
   const pluginWritten = writeIfChanged(plugin, renderPluginScript(node, PLUGIN_ENTRY), 0o755);
   const companions = linkCompanions(o.binDir, sources);
   const conflist = join(o.confDir, CONFLIST_NAME);
-  return {
-    files: [
-      { path: plugin, written: pluginWritten },
-      { path: conflist, written: writeIfChanged(conflist, renderConflist(o), 0o644) },
-    ],
-    companions,
-  };
+  return { plugin: { path: plugin, written: pluginWritten }, companions, conflist: { path: conflist, written: writeIfChanged(conflist, renderConflist(o), 0o644) } };
 }
