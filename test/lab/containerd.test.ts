@@ -1,28 +1,33 @@
 // The containerd harness on Debian's bridge + host-local + portmap (no weft):
 // CRI as kubelet calls it, and nothing of containerd's left behind, even when
-// containerd was killed under running sandboxes or the run is aborted.
+// containerd was killed under running sandboxes, the run is aborted, or a
+// run was SIGKILLed (the next one cleans up after it).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { until } from '../harness/until.js';
+import { installBridgeConflist } from './bridge_conflist.js';
 import { Containerd, type Sandbox } from './containerd.js';
 import { Lab } from './lab.js';
-import { pidAlive } from './netns.js';
+import { deleteNamespace, listNamespaces, mountsUnder, pidAlive } from './netns.js';
 import { SANDBOX_IMAGE } from './rootfs.js';
 
 const isRoot = process.getuid?.() === 0;
+const ABANDONED = fileURLToPath(new URL('./fixtures/abandoned_containerd.ts', import.meta.url));
 
-/** Debian's bridge (cni0, gateway, no masquerade, MTU 1464) with host-local, then portmap. */
-function conflist(name: string, subnet: string, dataDir: string): string {
-  return JSON.stringify({
-    cniVersion: '1.0.0',
-    name,
-    plugins: [
-      { type: 'bridge', bridge: 'cni0', isGateway: true, isDefaultGateway: true, ipMasq: false, mtu: 1464, ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir } },
-      { type: 'portmap', capabilities: { portMappings: true } },
-    ],
-  });
+/** What the fixture run made before it was killed. */
+interface Abandoned {
+  labDir: string;
+  namespaces: string[];
+  dir: string;
+  cgroupParent: string;
+  containerd: number;
+  shims: number[];
+  pod: number;
+  netns: string;
+  resultFiles: string[];
 }
 
 describe.skipIf(!isRoot)('containerd harness (needs root: network namespaces, containerd, runc)', () => {
@@ -39,8 +44,7 @@ describe.skipIf(!isRoot)('containerd harness (needs root: network namespaces, co
   /** A Containerd on `node` whose CRI runs Debian's plugins from /usr/lib/cni, as Debian's own config has it. */
   async function containerdOn(node: number): Promise<Containerd> {
     const confDir = join(lab!.dir, `n${node}`, 'net.d');
-    await mkdir(confDir, { recursive: true });
-    await writeFile(join(confDir, `${network}.conflist`), conflist(network, `198.19.${node}.0/24`, ipam(node)));
+    await installBridgeConflist(confDir, network, `198.19.${node}.0/24`, ipam(node));
     return Containerd.create(lab!, node, { network, confDir, binDir: '/usr/lib/cni' });
   }
 
@@ -123,5 +127,41 @@ describe.skipIf(!isRoot)('containerd harness (needs root: network namespaces, co
     const pids = [c.pid!, ...c.shimPids(), s.pid];
     c.destroySync();
     await expectNothingLeft(c, 1, pids);
+  }, 120_000);
+
+  it('create() removes what a run killed with SIGKILL left of its containerd: shims, pod, containerd, mounts, cgroups, cache files, dir', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', ABANDONED], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    let left: Abandoned | undefined;
+    try {
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      left = JSON.parse(await until(`the fixture's report (stderr: ${err})`, () => out.includes('\n') && out.split('\n')[0], 60_000, 100)) as Abandoned;
+      child.kill('SIGKILL');
+      await exited;
+      // Its exit handlers never ran: the shims and the pod outlive it (containerd gets its pdeathsig).
+      for (const pid of [...left.shims, left.pod]) expect(pidAlive(pid), `pid ${pid}`).toBe(true);
+      expect(mountsUnder(left.dir)).toContain(left.netns);
+
+      const c = await containerdOn(2);
+      for (const pid of [left.containerd, ...left.shims, left.pod]) expect(pidAlive(pid), `pid ${pid}`).toBe(false);
+      expect(mountsUnder(left.dir)).toEqual([]);
+      expect(existsSync(left.dir)).toBe(false);
+      expect(existsSync(join('/sys/fs/cgroup/pids', left.cgroupParent))).toBe(false);
+      expect(left.resultFiles).toHaveLength(2);
+      for (const f of left.resultFiles) expect(existsSync(join('/var/lib/cni/results', f)), f).toBe(false);
+      await c.destroy();
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+      // The rest of the dead run is the lab's stale cleanup's business; this test started it, so it removes it now.
+      if (left) {
+        const names = await listNamespaces();
+        for (const ns of [...left.namespaces].reverse()) if (names.includes(ns)) await deleteNamespace(ns, { allowFail: true });
+        rmSync(left.labDir, { recursive: true, force: true });
+      }
+    }
   }, 120_000);
 });

@@ -23,7 +23,11 @@
 //     PID, mounts under its dir unmounted, cgroups removed, CNI result files
 //     of its sandboxes, its dir, and /run/containerd (where shims put their
 //     sockets) if a lab run created it and no containerd uses it any more.
-//     destroySync() does the second half for the exit/signal handlers.
+//     destroySync() does the second half for the exit/signal handlers;
+//   - create() first does that second half for the instances of lab runs
+//     that died without cleanup (SIGKILL), found by their lab dir in the
+//     argv of the shims and containerd they left (only once the PID in that
+//     lab's lab.log is gone).
 
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,7 +37,7 @@ import { CriClient, type PodSandboxConfig, type PortMapping } from '../harness/c
 import { until } from '../harness/until.js';
 import { run, runSync, sleep, sleepSync, type ExecResult } from './exec.js';
 import type { Lab, LabProcess, TeardownHook } from './lab.js';
-import { pidAlive } from './netns.js';
+import { mountsUnder, pidAlive } from './netns.js';
 import { SANDBOX_IMAGE, sandboxImage } from './rootfs.js';
 
 export interface ContainerdOptions {
@@ -149,14 +153,6 @@ function shimsOf(address: string): Shim[] {
   });
 }
 
-/** Mount points under `dir`, deepest last as the kernel lists them. */
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mounts', 'utf8')
-    .split('\n')
-    .map((l) => (l.split(' ')[1] ?? '').replace(/\\040/g, ' '))
-    .filter((m) => m.startsWith(`${dir}/`));
-}
-
 /** Every directory named `name` at the top of a cgroup hierarchy (v1: one per controller; v2: the root). */
 function cgroupDirs(name: string): string[] {
   const roots = ['/sys/fs/cgroup', ...readdirSync('/sys/fs/cgroup').map((h) => join('/sys/fs/cgroup', h))];
@@ -191,6 +187,109 @@ function killAndWait(pids: readonly number[]): number[] {
   return alive.filter(pidAlive);
 }
 
+/** What one instance leaves on the machine, known from its dir: its socket, its pods' cgroup parent, its sandbox ids. */
+interface Footprint {
+  readonly dir: string;
+  readonly socket: string;
+  readonly cgroupParent: string;
+  readonly sandboxIds: readonly string[];
+}
+
+const socketOf = (dir: string): string => join(dir, 'containerd.sock');
+
+/** Sandbox ids in the CRI store under containerd dir `dir` (those created by a call that did not return, too). */
+function storedSandboxIds(dir: string): string[] {
+  try {
+    return readdirSync(join(dir, 'root', 'io.containerd.grpc.v1.cri', 'sandboxes')).filter((e) => /^[0-9a-f]{64}$/.test(e));
+  } catch {
+    return [];
+  }
+}
+
+/** `/var/lib/cni/results` files of sandboxes `ids` (any network, containerd's loopback too). */
+function resultFilesOf(ids: Iterable<string>): string[] {
+  const want = new Set(ids);
+  try {
+    return readdirSync(RESULTS_DIR).filter((f) => want.has(/-([0-9a-f]{64})-[^-]+$/.exec(f)?.[1] ?? ''));
+  } catch {
+    return [];
+  }
+}
+
+function podPidsOf(cgroupParent: string): number[] {
+  return [...new Set(cgroupDirs(cgroupParent).flatMap((d) => cgroupTree(d).flatMap(procsOf)))];
+}
+
+/**
+ * With its containerd stopped: SIGKILLs the shims and pod processes by PID,
+ * removes the shims' sockets, unmounts what is mounted under the dir,
+ * removes the pod cgroups, the CNI result files and the dir. Returns what it
+ * could not do.
+ */
+function removeFootprint(f: Footprint): string[] {
+  const errors: string[] = [];
+  const ids = new Set([...f.sandboxIds, ...storedSandboxIds(f.dir)]);
+  const results = resultFilesOf(ids);
+  const shims = shimsOf(f.socket);
+  const stuck = killAndWait([...shims.map((s) => s.pid), ...podPidsOf(f.cgroupParent)]);
+  if (stuck.length) errors.push(`pids ${stuck.join(' ')} did not die on SIGKILL`);
+  // A killed shim leaves its socket; the name hashes this instance's address, so it is no one else's.
+  for (const sock of new Set([...shims.map((s) => s.socket), ...[...ids].map((id) => shimSocket(f.socket, CRI_NAMESPACE, id))])) rmSync(sock, { force: true });
+  for (const m of mountsUnder(f.dir).reverse()) {
+    if (!runSync('umount', [m]) && !runSync('umount', ['-l', m])) errors.push(`cannot unmount ${m}`);
+  }
+  for (const top of cgroupDirs(f.cgroupParent)) {
+    for (const cg of cgroupTree(top)) {
+      try {
+        rmdirSync(cg);
+      } catch (e) {
+        errors.push(`cannot remove cgroup ${cg}: ${(e as Error).message}`);
+      }
+    }
+  }
+  for (const r of results) rmSync(join(RESULTS_DIR, r), { force: true });
+  try {
+    rmSync(f.dir, { recursive: true, force: true });
+  } catch (e) {
+    errors.push(`rm -rf ${f.dir}: ${(e as Error).message}`);
+  }
+  releaseRunDir();
+  return errors;
+}
+
+/** A containerd dir of a lab run, as its socket or config path names it: the lab dir, the run's prefix and the node. */
+const LAB_CONTAINERD_DIR_RE = /^((.*\/weft-lab-(wl\d+[0-9a-f]{4})-[^/]+)\/n(\d+)\/containerd)\/(?:containerd\.sock|config\.toml)$/;
+
+/** Whether the process that made lab dir `labDir` runs: its PID is on lab.log's first line. Unknown counts as running. */
+function labOwnerRuns(labDir: string): boolean {
+  try {
+    const pid = / pid (\d+)$/m.exec(readFileSync(join(labDir, 'lab.log'), 'utf8').split('\n')[0] ?? '')?.[1];
+    return pid === undefined || pidAlive(Number(pid));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * What lab runs that died without cleanup (SIGKILL) left running: their
+ * containerd (if it outlived its pdeathsig) and shims, found by the lab dir
+ * in their --config or -address, and from those the rest of the footprint.
+ * Only runs whose owner is known and gone are touched.
+ */
+function sweepStaleRuns(): void {
+  const stale = new Map<string, Footprint>();
+  const daemons: number[] = [];
+  for (const { pid, argv } of runtimeProcesses()) {
+    const path = argv[argv.indexOf(argv.includes('-address') ? '-address' : '--config') + 1] ?? '';
+    const m = LAB_CONTAINERD_DIR_RE.exec(path);
+    if (!m || labOwnerRuns(m[2]!)) continue;
+    stale.set(m[1]!, { dir: m[1]!, socket: socketOf(m[1]!), cgroupParent: `/weft-${m[3]}-n${m[4]}`, sandboxIds: [] });
+    if (!argv.includes('-address')) daemons.push(pid);
+  }
+  killAndWait(daemons);
+  for (const f of stale.values()) removeFootprint(f);
+}
+
 export class Containerd implements TeardownHook {
   /** `<lab.dir>/n<i>/containerd`: config.toml, root/, state/, opt/, runc/, pods/ and the sockets. */
   readonly dir: string;
@@ -213,7 +312,7 @@ export class Containerd implements TeardownHook {
   ) {
     this.ns = lab.nodeNs(node);
     this.dir = join(lab.dir, `n${node}`, 'containerd');
-    this.socket = join(this.dir, 'containerd.sock');
+    this.socket = socketOf(this.dir);
     this.cgroupParent = `/weft-${lab.prefix}-n${node}`;
     this.network = opts.network;
     this.cri = new CriClient(this.socket);
@@ -224,6 +323,7 @@ export class Containerd implements TeardownHook {
     lab.nodeNs(node); // throws for a node the lab does not have
     const c = new Containerd(lab, node, opts);
     if (liveDirs.has(c.dir)) throw new Error(`containerd: node ${node} of lab ${lab.prefix} already has a Containerd`);
+    sweepStaleRuns();
     claimRunDir();
     await mkdir(join(c.dir, 'pods'), { recursive: true });
     await writeFile(c.configFile, c.config());
@@ -381,12 +481,7 @@ export class Containerd implements TeardownHook {
 
   /** `/var/lib/cni/results` files of this instance's sandboxes (the conflist's network and containerd's loopback). */
   cniResultFiles(): string[] {
-    const ids = new Set([...this.sandboxIds, ...this.storedSandboxIds()]);
-    try {
-      return readdirSync(RESULTS_DIR).filter((f) => ids.has(/-([0-9a-f]{64})-[^-]+$/.exec(f)?.[1] ?? ''));
-    } catch {
-      return [];
-    }
+    return resultFilesOf([...this.sandboxIds, ...storedSandboxIds(this.dir)]);
   }
 
   /** Host PIDs of the shims serving this instance. */
@@ -406,7 +501,7 @@ export class Containerd implements TeardownHook {
 
   /** PIDs in this instance's pod cgroups. */
   podPids(): number[] {
-    return [...new Set(cgroupDirs(this.cgroupParent).flatMap((d) => cgroupTree(d).flatMap(procsOf)))];
+    return podPidsOf(this.cgroupParent);
   }
 
   /** Idempotent. See the contracts at the top. */
@@ -438,7 +533,7 @@ export class Containerd implements TeardownHook {
       if (shims.length) errors.push(`shims still running after every sandbox was removed: pids ${shims.join(' ')}`);
       if (mounts.length) errors.push(`mounts left after every sandbox was removed: ${mounts.join(' ')}`);
     }
-    errors.push(...this.forceCleanup());
+    errors.push(...removeFootprint(this.footprint));
     liveDirs.delete(this.dir);
     if (errors.length) throw new Error(`containerd on ${this.ns}: destroy: ${errors.join('; ')}`);
   }
@@ -450,55 +545,14 @@ export class Containerd implements TeardownHook {
     try {
       this.cri.close();
       if (this.proc && this.running) killAndWait([this.proc.pid]);
-      this.forceCleanup();
+      removeFootprint(this.footprint);
     } catch {
       // best effort
     }
     liveDirs.delete(this.dir);
   }
 
-  /**
-   * With containerd stopped: SIGKILLs its shims and pod processes by PID,
-   * unmounts what is mounted under its dir, removes the pod cgroups, the CNI
-   * result files and the dir. Returns what it could not do.
-   */
-  private forceCleanup(): string[] {
-    const errors: string[] = [];
-    const results = this.cniResultFiles();
-    const shims = shimsOf(this.socket);
-    const stuck = killAndWait([...shims.map((s) => s.pid), ...this.podPids()]);
-    if (stuck.length) errors.push(`pids ${stuck.join(' ')} did not die on SIGKILL`);
-    // A killed shim leaves its socket; the name hashes this instance's address, so it is no one else's.
-    const sockets = [...shims.map((s) => s.socket), ...[...this.sandboxIds, ...this.storedSandboxIds()].map((id) => shimSocket(this.socket, CRI_NAMESPACE, id))];
-    for (const f of new Set(sockets)) rmSync(f, { force: true });
-    for (const m of this.mounts().reverse()) {
-      if (!runSync('umount', [m]) && !runSync('umount', ['-l', m])) errors.push(`cannot unmount ${m}`);
-    }
-    for (const top of cgroupDirs(this.cgroupParent)) {
-      for (const cg of cgroupTree(top)) {
-        try {
-          rmdirSync(cg);
-        } catch (e) {
-          errors.push(`cannot remove cgroup ${cg}: ${(e as Error).message}`);
-        }
-      }
-    }
-    for (const f of results) rmSync(join(RESULTS_DIR, f), { force: true });
-    try {
-      rmSync(this.dir, { recursive: true, force: true });
-    } catch (e) {
-      errors.push(`rm -rf ${this.dir}: ${(e as Error).message}`);
-    }
-    releaseRunDir();
-    return errors;
-  }
-
-  /** Sandbox ids in containerd's CRI store on disk (those created by a call that did not return, too). */
-  private storedSandboxIds(): string[] {
-    try {
-      return readdirSync(join(this.dir, 'root', 'io.containerd.grpc.v1.cri', 'sandboxes')).filter((e) => /^[0-9a-f]{64}$/.test(e));
-    } catch {
-      return [];
-    }
+  private get footprint(): Footprint {
+    return { dir: this.dir, socket: this.socket, cgroupParent: this.cgroupParent, sandboxIds: [...this.sandboxIds] };
   }
 }

@@ -23,7 +23,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, runSync, type ExecResult } from './exec.js';
 import type { Lab, TeardownHook } from './lab.js';
-import { pidAlive } from './netns.js';
+import { mountsUnder, pidAlive } from './netns.js';
 import { busyboxRootfs } from './rootfs.js';
 
 export interface PodmanOptions {
@@ -312,11 +312,7 @@ export class Podman implements TeardownHook {
     }
     for (const n of this.netnsSeen) if (existsSync(n)) runSync('ip', ['netns', 'del', n.slice('/run/netns/'.length)]);
     try {
-      const mounts = readFileSync('/proc/self/mounts', 'utf8')
-        .split('\n')
-        .map((l) => l.split(' ')[1] ?? '')
-        .filter((m) => m.startsWith(`${this.dir}/`));
-      for (const m of mounts.reverse()) runSync('umount', ['-l', m]);
+      for (const m of mountsUnder(this.dir).reverse()) runSync('umount', ['-l', m]);
     } catch {
       // best effort
     }
