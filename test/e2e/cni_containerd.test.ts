@@ -13,14 +13,11 @@ import { contains, parseCidr, parseIp } from '../../src/net/ipv4.js';
 import { CriError } from '../harness/cri_client.js';
 import { rootSkipReason } from '../harness/privilege.js';
 import { until } from '../harness/until.js';
-import { WeftCluster } from '../lab/cluster.js';
+import { HTTP_GET_SCRIPT, WeftCluster } from '../lab/cluster.js';
 import type { Containerd, Sandbox } from '../lab/containerd.js';
 
 const skip = rootSkipReason();
 const NODES = [1, 2, 3];
-
-/** Fetches a URL with Node's http and prints the body (exit 0 on 200). */
-const HTTP_GET = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => { process.stdout.write(b); process.exit(r.statusCode === 200 ? 0 : 2); }); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
 
 describe.skipIf(skip)(`containerd CRI sandboxes on weft${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let c: WeftCluster;
@@ -82,10 +79,10 @@ describe.skipIf(skip)(`containerd CRI sandboxes on weft${skip ? ` (skipped: ${sk
     expect(inSubnet(2, web.ip)).toBe(true);
     await runtime.runContainer(web, 'httpd', ['sh', '-c', 'echo hello-from-node2 > /tmp/index.html && exec httpd -f -v -p 80 -h /tmp']);
     const url = `http://${c.lab.nodeIp(2)}:8080/index.html`;
-    const fromNode = async (): Promise<string> => (await c.lab.exec(c.lab.nodeNs(1), [process.execPath, '-e', HTTP_GET, url], { allowFail: true })).stdout;
+    const fromNode = async (): Promise<string> => (await c.httpGet(1, url).catch(() => ({ body: '' }))).body;
     // httpd listens a moment after StartContainer returns.
     await until('hostPort from node 1', async () => (await fromNode()).includes('hello-from-node2'), 15_000, 200);
-    const fromPod = await cd.get(3)!.execIn(pod.get(3)!, [process.execPath, '-e', HTTP_GET, url], { allowFail: true });
+    const fromPod = await cd.get(3)!.execIn(pod.get(3)!, [process.execPath, '-e', HTTP_GET_SCRIPT, url], { allowFail: true });
     expect(fromPod.stdout, fromPod.stderr).toContain('hello-from-node2');
     // busybox httpd -v logs each client's address (the CRI log, one "<time> stderr F <line>" per line): the senders' own.
     const log = readFileSync(join(web.config.logDirectory!, 'httpd.log'), 'utf8');

@@ -59,7 +59,7 @@ function metricsAddrOf(flags: readonly string[], fromEnv: string | undefined): s
 }
 
 /** Fetches a URL with Node's http (no curl needed) and prints {code, body} as JSON. */
-const HTTP_GET_SCRIPT = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(JSON.stringify({ code: r.statusCode, body: b }))); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
+export const HTTP_GET_SCRIPT = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(JSON.stringify({ code: r.statusCode, body: b }))); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
 
 /** One line of weftd's JSON log. */
 export interface LogEvent {
