@@ -91,7 +91,6 @@ export class WeftCluster {
   readonly nodes = new Map<number, NodeState>();
   private readonly podmans = new Map<number, Podman>();
   private readonly containerds = new Map<number, Containerd>();
-  private readonly cniInstalls = new Map<number, Promise<NodeCni>>();
 
   private constructor(
     readonly lab: Lab,
@@ -124,6 +123,19 @@ export class WeftCluster {
 
   /** Starts weftd on node i (adding the node to the lab if new), waits until ready (20 s by default), then adds pods once. */
   async startNode(i: number, pods = 0, extraFlags: string[] = [], env?: Record<string, string>, readyTimeoutMs = 20_000): Promise<NodeState> {
+    const proc = await this.launchNode(i, extraFlags, env);
+    const state = this.nodes.get(i)!;
+    const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, readyTimeoutMs)) as { subnet: string };
+    state.subnet = ready.subnet;
+    if (pods > 0 && state.pods.length === 0) {
+      const [network, len] = ready.subnet.split('/');
+      state.pods = await this.lab.addPods(i, pods, { network: network!, prefixLen: Number(len) });
+    }
+    return state;
+  }
+
+  /** Starts weftd on node i (adding the node to the lab if new), and returns it at once: for a weftd that is not expected to get ready soon. */
+  async launchNode(i: number, extraFlags: string[] = [], env?: Record<string, string>): Promise<LabProcess> {
     while (this.lab.nodeCount < i) await this.lab.addNode();
     const state = this.nodes.get(i) ?? { weftd: undefined, subnet: undefined, pods: [] };
     this.nodes.set(i, state);
@@ -143,13 +155,7 @@ export class WeftCluster {
     ], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`), ...(env ? { env } : {}) });
     state.weftd = proc;
     state.metricsAddr = metricsAddrOf([...(this.opts.flags ?? []), ...extraFlags], env?.WEFT_METRICS_ADDR);
-    const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, readyTimeoutMs)) as { subnet: string };
-    state.subnet = ready.subnet;
-    if (pods > 0 && state.pods.length === 0) {
-      const [network, len] = ready.subnet.split('/');
-      state.pods = await this.lab.addPods(i, pods, { network: network!, prefixLen: Number(len) });
-    }
-    return state;
+    return proc;
   }
 
   /** Node i's CNI dirs; the network name is the run's own (podman's result cache in /var/lib/cni is shared). */
@@ -158,29 +164,11 @@ export class WeftCluster {
     return { network: `weft-${this.lab.prefix}`, binDir: join(d, 'bin'), confDir: join(d, 'net.d'), dataDir: join(d, 'state'), ipamDir: join(d, 'ipam') };
   }
 
-  /** Node i's CNI, installed by `weftctl cni install` as an operator would (once per node). */
-  installCni(i: number): Promise<NodeCni> {
-    let p = this.cniInstalls.get(i);
-    if (!p) {
-      const cni = this.cniOf(i);
-      p = this.lab
-        .exec(this.lab.nodeNs(i), [
-          process.execPath, WEFTCTL, 'cni', 'install',
-          '--bin-dir', cni.binDir,
-          '--conf-dir', cni.confDir,
-          '--network-name', cni.network,
-          '--subnet-file', join(this.nodeDir(i), 'subnet.env'),
-          '--data-dir', cni.dataDir,
-          '--ipam-dir', cni.ipamDir,
-        ])
-        .then(() => cni);
-      this.cniInstalls.set(i, p);
-      p.catch(() => this.cniInstalls.delete(i));
-    }
-    return p;
-  }
-
-  /** A podman on node i whose containers get their network from weft's plugin (the same Podman after the first call). */
+  /**
+   * A podman on node i whose containers get their network from weft's
+   * plugin, installed by `weftctl cni install` as an operator would (once per
+   * node; the same Podman after that).
+   */
   async podman(i: number): Promise<Podman> {
     const known = this.podmans.get(i);
     if (known) return known;
@@ -188,6 +176,21 @@ export class WeftCluster {
     const p = await Podman.create(this.lab, i, { network: cni.network, confDir: cni.confDir, pluginDirs: [cni.binDir, '/usr/lib/cni'] });
     this.podmans.set(i, p);
     return p;
+  }
+
+  /** Installs weft's CNI plugin on node i with `weftctl cni install`, as an operator would; idempotent. */
+  async installCni(i: number): Promise<NodeCni> {
+    const cni = this.cniOf(i);
+    await this.lab.exec(this.lab.nodeNs(i), [
+      process.execPath, WEFTCTL, 'cni', 'install',
+      '--bin-dir', cni.binDir,
+      '--conf-dir', cni.confDir,
+      '--network-name', cni.network,
+      '--subnet-file', join(this.nodeDir(i), 'subnet.env'),
+      '--data-dir', cni.dataDir,
+      '--ipam-dir', cni.ipamDir,
+    ]);
+    return cni;
   }
 
   /** A containerd on node i whose CRI sandboxes get their network from weft's plugin, in the one bin_dir the install filled (the same Containerd after the first call). */
