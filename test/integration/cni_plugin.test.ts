@@ -15,6 +15,7 @@ import { formatNoSubnet } from '../../src/host/subnet_env.js';
 import { parseCidr } from '../../src/net/ipv4.js';
 import { callPlugin, pluginConf, type PluginAnswer, type PluginCall } from '../harness/cni_plugin.js';
 import { rootSkipReason } from '../harness/privilege.js';
+import { until } from '../harness/until.js';
 import { WEFTCTL } from '../lab/cluster.js';
 import { addNamespace, deleteNamespace, ipIn } from '../lab/netns.js';
 
@@ -100,7 +101,8 @@ describe.skipIf(skip)(`CNI plugin executed in a namespace${skip ? ` (skipped: ${
       // The runtime deletes the pod's netns after DEL, and the veth pair with it.
       if (lose !== 'netns') await deleteNamespace(p.netns!.split('/').pop()!);
     }
-    expect(await veths()).toBe('');
+    // The kernel frees a deleted netns, and the veth pair in it, a moment later.
+    await until('the veths to go with their netns', async () => (await veths()) === '', 5000, 50);
   });
 
   it('as containerd 1.6 calls it: CNI_PATH is the plugin dir alone, DEL comes twice, the second without CNI_NETNS, quiet even with no subnet file', async () => {
