@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// weftctl: operator commands against etcd: init the network config, show it, list the leases.
+// weftctl: operator commands: init the network config in etcd, show it, list
+// the leases; ask the local weftd for its status; check this node; install
+// the CNI plugin.
 
 import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
 import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni } from '../cni/install.js';
@@ -13,7 +15,8 @@ import { ETCD_FLAGS, etcdConnection } from './etcd_flags.js';
 import { type FlagSpec, type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { runMain } from './main.js';
 import { resolve } from 'node:path';
-import { fetchStatusText, formatDuration, formatStatus, formatTable, parseStatus } from './weftctl_status.js';
+import { fetchStatusText, formatDuration, parseStatus } from '../observe/status_client.js';
+import { formatStatus, formatTable } from './weftctl_status.js';
 import { parseListenAddr } from '../net/listen_addr.js';
 
 const FLAGS: readonly FlagSpec[] = [
@@ -23,13 +26,14 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'vni', type: 'string', help: 'init: VXLAN-GPE network identifier', default: String(DEFAULT_VNI), env: false },
   { name: 'port', type: 'string', help: 'init: UDP port of the nodes', default: String(DEFAULT_UDP_PORT), env: false },
   { name: 'force', type: 'boolean', help: 'init: replace a different existing config', env: false },
-  { name: 'json', type: 'boolean', help: 'leases, status: print JSON instead of a table', env: false },
-  { name: 'metrics-addr', type: 'string', help: 'status: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
+  { name: 'json', type: 'boolean', help: 'leases, status, check: print JSON instead of a table', env: false },
+  { name: 'metrics-addr', type: 'string', help: 'status, check: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
+  { name: 'probe', type: 'boolean', help: 'check: ping each peer\'s overlay address (--probe=false skips it)', default: 'true', env: false },
   { name: 'bin-dir', type: 'string', help: 'cni install: where runtimes find CNI plugins', default: DEFAULT_CNI_BIN_DIR, env: false },
   { name: 'conf-dir', type: 'string', help: 'cni install: where runtimes read *.conflist', default: DEFAULT_CNI_CONF_DIR, env: false },
   { name: 'network-name', type: 'string', help: 'cni install: the CNI network name (podman --network NAME)', default: DEFAULT_CNI_NETWORK, env: false },
-  { name: 'bridge', type: 'string', help: 'cni install: the bridge pods attach to', default: DEFAULT_BRIDGE, env: false },
-  { name: 'subnet-file', type: 'string', help: 'cni install: the subnet file weftd writes', default: DEFAULT_SUBNET_FILE },
+  { name: 'bridge', type: 'string', help: 'cni install, check: the bridge pods attach to', default: DEFAULT_BRIDGE, env: false },
+  { name: 'subnet-file', type: 'string', help: 'cni install, check: the subnet file weftd writes (check: default, the one weftd names)', default: DEFAULT_SUBNET_FILE },
   { name: 'data-dir', type: 'string', help: 'cni install: the plugin\'s per-attachment state', default: DEFAULT_CNI_DATA_DIR, env: false },
   { name: 'ipam-dir', type: 'string', help: 'cni install: host-local\'s reservations', default: DEFAULT_IPAM_DIR, env: false },
   { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
@@ -45,6 +49,9 @@ Commands:
   leases         list the subnet leases: subnet, node, public IP, expires in
   status [--json] [--metrics-addr HOST:PORT]
                  ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
+  check [--json] [--metrics-addr HOST:PORT] [--bridge B] [--subnet-file F] [--probe=false]
+                 check this node (weftd, lease, subnet file, TUN, MTU, bridge, firewall,
+                 peers, etcd): one line each, ok / warn / fail and what to do; exits 0 / 1 / 2
   cni install [--bin-dir D] [--conf-dir D] [--network-name N] [--bridge B]
               [--subnet-file F] [--data-dir D] [--ipam-dir D]
                  install the weft CNI plugin and its conflist (weft, then portmap)`;
@@ -134,8 +141,13 @@ runMain('weftctl', async () => {
     return cniInstall(values);
   }
   if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
-  if (!['init', 'config', 'leases', 'status'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases, status, cni install)`, { flag: command });
+  if (!['init', 'config', 'leases', 'status', 'check'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases, status, check, cni install)`, { flag: command });
   if (command === 'status') return status(values);
+  if (command === 'check') {
+    const { check } = await import('./weftctl_check.js');
+    process.exitCode = await check(values);
+    return;
+  }
   const reg = await registryFrom(values);
   try {
     if (command === 'init') await init(reg, values);

@@ -15,7 +15,7 @@ import { writeSubnetEnv } from '../host/subnet_env.js';
 import { type Cidr, contains, formatCidr, formatIp, parseIp, underlayAddressProblem } from '../net/ipv4.js';
 import { formatListenAddr } from '../net/listen_addr.js';
 import { ObserveServer } from '../observe/http_server.js';
-import type { DaemonState, DaemonStatus, StatusSource } from '../observe/status.js';
+import type { DaemonState, DaemonStatus, FirewallStatus, HostStatus, StatusSource } from '../observe/status.js';
 import { configKey } from '../registry/keys.js';
 import { LeaseKeeper } from '../registry/lease_keeper.js';
 import { LeaseManager } from '../registry/lease_manager.js';
@@ -48,6 +48,10 @@ export class Daemon implements StatusSource {
   private parts: {
     config?: NetworkConfig;
     publicIp?: string;
+    underlay?: Underlay;
+    device?: NonNullable<HostStatus['device']>;
+    encapFilter?: Pick<FirewallStatus, 'backend' | 'error'>;
+    ipMasqBackend?: string;
     engine?: Engine;
     keeper?: LeaseKeeper;
     watcher?: LeaseWatcher;
@@ -87,8 +91,10 @@ export class Daemon implements StatusSource {
       network: config ? formatCidr(config.network) : null,
       subnet: keeper ? formatCidr(keeper.record.subnet) : null,
       publicIp: publicIp ?? null,
+      port: config ? config.port : null,
       leaseExpiresInS: keeper ? keeper.secondsLeft() : null,
-      etcd: { endpoints: this.opts.etcdEndpoints, connected: registry.reachable, lastContactAgoS: agoS === undefined ? null : Math.round(agoS) },
+      leaseTtlS: this.opts.leaseTtlS,
+      etcd: { endpoints: this.opts.etcdEndpoints, prefix: this.opts.etcdPrefix, connected: registry.reachable, lastContactAgoS: agoS === undefined ? null : Math.round(agoS) },
       renewals: keeper?.renewals ?? 0,
       reacquisitions: keeper?.reacquisitions ?? 0,
       watchResyncs: watcher?.resyncs ?? 0,
@@ -105,6 +111,20 @@ export class Daemon implements StatusSource {
         etcdEndpoints: this.opts.etcdEndpoints,
         resyncFailure: watcher?.resyncFailure,
       }),
+      host: this.hostStatus(),
+    };
+  }
+
+  private hostStatus(): HostStatus {
+    const { underlay, device, encapFilter, ipMasqBackend } = this.parts;
+    const o = this.opts;
+    return {
+      device: device ?? null,
+      underlay: underlay ? { iface: underlay.iface ?? null, mtu: underlay.mtu } : null,
+      encapOverhead: ENCAP_OVERHEAD,
+      subnetFile: o.subnetFile,
+      encapFilter: { wanted: o.podEncapFilter, backend: encapFilter?.backend ?? null, error: encapFilter?.error ?? null },
+      ipMasq: { wanted: o.ipMasq, backend: ipMasqBackend ?? null, error: null },
     };
   }
 
@@ -190,6 +210,7 @@ export class Daemon implements StatusSource {
       throw new WeftError('WEFT_NO_PUBLIC_IP', `the underlay address ${underlay.ip} ${problem}: give --public-ip (or --iface) an address other nodes reach this node at`, { publicIp: underlay.ip });
     }
     this.parts.publicIp = underlay.ip;
+    this.parts.underlay = underlay;
     return underlay;
   }
 
@@ -221,21 +242,26 @@ export class Daemon implements StatusSource {
     const { host } = this.seams;
     const device = this.seams.dataplane.open();
     this.onTeardown('TUN device', () => device.close());
-    await host.configureTun(device.tunName, `${formatIp(subnet.base)}/${config.network.len}`, mtu, device.gsoMaxSegs);
+    const address = `${formatIp(subnet.base)}/${config.network.len}`;
+    await host.configureTun(device.tunName, address, mtu, device.gsoMaxSegs);
+    this.parts.device = { kind: 'tun', name: device.tunName, mtu, address };
 
     // Forwarding is the host's policy (the CNI bridge plugin turns it on): report it, do not change it.
     if ((await host.ipForwarding()) === false) this.log.warn({ event: 'ip_forward_off' }, 'net.ipv4.ip_forward is 0: pods cannot reach beyond this node (sysctl -w net.ipv4.ip_forward=1)');
     if (o.podEncapFilter) {
       try {
         const filter = await host.installEncapFilter(config.network, config.port);
+        this.parts.encapFilter = { backend: filter.backend, error: null };
         this.onTeardown('pod encapsulation filter', () => filter.remove());
         this.log.info({ event: 'encap_filter', backend: filter.backend, network: formatCidr(config.network), port: config.port }, `dropping UDP to port ${config.port} from pods (${filter.backend})`);
       } catch (err) {
+        this.parts.encapFilter = { backend: null, error: errorMessage(err) };
         this.log.warn({ event: 'encap_filter_unavailable', err: errorMessage(err) }, `pods can send encapsulated packets to port ${config.port}: ${errorMessage(err)}`);
       }
     }
     if (o.ipMasq) {
       const masq = await host.installMasquerade(config.network, subnet);
+      this.parts.ipMasqBackend = masq.backend;
       this.onTeardown('ip-masq rules', () => masq.remove());
       this.log.info({ event: 'ip_masq', backend: masq.backend, network: formatCidr(config.network) }, `masquerading traffic leaving ${formatCidr(config.network)} (${masq.backend})`);
     }

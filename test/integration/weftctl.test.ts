@@ -30,7 +30,7 @@ describe('weftctl', () => {
     for (const [args, msg] of [
       [['init', '--network', '198.19.0.0/16', '--subnet-len', '12'], "weftctl: init: subnetLen 12 must be longer than the network's /16, at most 30, and at most 20 bits longer\n"],
       [['init', '--network', '198.19.1.0/16'], 'weftctl: init: network: "198.19.1.0/16" has host bits set; did you mean 198.19.0.0/16?\n'],
-      [['frobnicate'], 'weftctl: unknown command "frobnicate" (init, config, leases, status, cni install)\n'],
+      [['frobnicate'], 'weftctl: unknown command "frobnicate" (init, config, leases, status, check, cni install)\n'],
       [['cni'], 'weftctl: cni: expected "cni install"\n'],
       [['cni', 'install', '--bin-dir', '/tmp/x', '--bridge', 'way-too-long-bridge'], 'weftctl: --bridge: the value must be an interface name of at most 15 characters, got "way-too-long-bridge"\n'],
       [['leases', '--vni'], 'weftctl: --vni: needs a value\n'],
