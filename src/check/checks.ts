@@ -251,7 +251,7 @@ const bridge: Check = {
     if (others.length > 0 || (!br.addresses.includes(gw) && ports.length > 0)) {
       const has = br.addresses.length > 0 ? `has ${list(br.addresses)}` : 'has no address';
       return fail(
-        `${f.bridge} ${has}${br.addresses.includes(gw) ? ' besides' : ', not'} the gateway ${gw} of ${formatCidr(expected.subnet)}${ports.length > 0 ? ` (${ports.length} pod interfaces on it)` : ''}`,
+        `${f.bridge} ${has}${br.addresses.includes(gw) ? ' besides' : ', not'} the gateway ${gw} of ${formatCidr(expected.subnet)}${ports.length > 0 ? ` (${podInterfaces(ports.length)} on it)` : ''}`,
         `the node's subnet changed under its pods (the lease was lost and another taken, or etcd lost its data): delete the pods on ${f.bridge} (or drain the node; ip -o link show master ${f.bridge} lists them); the next pod's ADD then moves ${f.bridge} to ${gw}`,
       );
     }
@@ -264,9 +264,13 @@ const bridge: Check = {
       );
     }
     if (br.mtu < expected.mtu) return warn(`${f.bridge}'s MTU ${br.mtu} is below the subnet file's ${expected.mtu}`, `ip link set ${f.bridge} mtu ${expected.mtu}, or recreate the pods on it`);
-    return ok(`${f.bridge} ${gw}, MTU ${br.mtu}, ${ports.length} pod interface${ports.length === 1 ? '' : 's'}`);
+    return ok(`${f.bridge} ${gw}, MTU ${br.mtu}, ${podInterfaces(ports.length)}`);
   },
 };
+
+function podInterfaces(n: number): string {
+  return `${n} pod interface${n === 1 ? '' : 's'}`;
+}
 
 /** The subnet and MTU the bridge should have: the subnet file's, else the lease weftd holds. */
 function bridgeExpectation(f: CheckFacts): { subnet: Cidr; mtu: number } | undefined {

@@ -17,6 +17,7 @@ import type { ListenAddr } from '../net/listen_addr.js';
 import type { DaemonStatus } from '../observe/status.js';
 import { fetchStatusText, parseStatus } from '../observe/status_client.js';
 import type { EtcdOptions, EtcdRegistry } from '../registry/etcd_registry.js';
+import { connectionCause } from '../registry/etcd_refusal.js';
 import type { CheckFacts, EtcdData, EtcdFacts, MemberFacts, Outcome } from './facts.js';
 
 const STATUS_TIMEOUT_MS = 3000;
@@ -135,7 +136,7 @@ async function gatherEtcd(opts: EtcdOptions, node: string | undefined, subnets: 
       try {
         return { endpoint, status: await reg.memberStatus() };
       } catch (err) {
-        const message = errorMessage(err).replace(`etcd ${endpoint}: member status: `, '');
+        const message = connectionCause(errorMessage(err).replace(`etcd ${endpoint}: member status: `, ''));
         return { endpoint, error: message, refused: isWeftError(err, 'WEFT_ETCD_AUTH') };
       } finally {
         reg.close();
