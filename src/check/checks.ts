@@ -272,6 +272,21 @@ function podInterfaces(n: number): string {
   return `${n} pod interface${n === 1 ? '' : 's'}`;
 }
 
+/** The kernel forwards IPv4: without it packets from pods stop at their node (the peers' probe, node to node, does not need it). */
+const ipForward: Check = {
+  name: 'ip-forward',
+  run(f) {
+    if (f.ipForward === undefined) return skip('net.ipv4.ip_forward cannot be read');
+    if (!f.ipForward) {
+      return fail(
+        'net.ipv4.ip_forward is 0: packets from pods stop at this node',
+        'sysctl -w net.ipv4.ip_forward=1, and set it in /etc/sysctl.d/ so it stays (the CNI bridge plugin turns it on with the first pod; something turned it off)',
+      );
+    }
+    return ok('net.ipv4.ip_forward is 1');
+  },
+};
+
 /** The subnet and MTU the bridge should have: the subnet file's, else the lease weftd holds. */
 function bridgeExpectation(f: CheckFacts): { subnet: Cidr; mtu: number } | undefined {
   if (f.subnetFile.ok) {
@@ -409,7 +424,7 @@ const etcd: Check = {
     if (led.length === 0) {
       return fail(
         `no leader: ${answered.length} of ${n} members answer, none has a leader (the cluster lost its quorum)`,
-        'bring back enough members for a majority (etcdctl endpoint status --cluster -w table); until then nodes keep forwarding with their last route tables, but no lease is renewed, taken or released',
+        'bring back enough members for a majority (etcdctl endpoint status -w table, given every member); until then nodes keep forwarding with their last route tables, but no lease is renewed, taken or released',
       );
     }
     const alarmed = answered.filter((m) => m.alarms.length > 0);
@@ -441,13 +456,13 @@ const etcd: Check = {
     ];
     const leaders = new Set(led.map((m) => m.leader));
     const summary = `${answered.length} of ${n} members answer, leader ${[...leaders].join(' and ')}; config ${config.network}, /${config.subnetLen} subnets, port ${config.port}`;
-    if (problems.length > 0) return warn(`${summary}; ${list(problems, 3)}`, 'the cluster works while a majority answers: bring the others back (etcdctl endpoint status --cluster -w table)');
+    if (problems.length > 0) return warn(`${summary}; ${list(problems, 3)}`, 'the cluster works while a majority answers: bring the others back (etcdctl endpoint status -w table, given every member)');
     return ok(summary);
   },
 };
 
 /** Every check, in the order they print. */
-export const CHECKS: readonly Check[] = [weftd, lease, subnetFile, tun, mtu, bridge, encapFilter, masquerade, peers, etcd];
+export const CHECKS: readonly Check[] = [weftd, lease, subnetFile, tun, mtu, bridge, ipForward, encapFilter, masquerade, peers, etcd];
 
 /** Runs every check that applies to the engine weftd runs (all when weftd does not answer: engine-specific ones then skip). */
 export function runChecks(f: CheckFacts, checks: readonly Check[] = CHECKS): CheckResult[] {

@@ -21,6 +21,8 @@ export interface CheckFacts {
   /** The subnet file's text; null when the file does not exist. */
   readonly subnetFile: Outcome<string | null>;
   readonly links: Outcome<readonly LinkInfo[]>;
+  /** net.ipv4.ip_forward; undefined when it cannot be read. */
+  readonly ipForward: boolean | undefined;
   /** weft's firewall rules as the host holds them; undefined when not looked at (nothing known to compare with). */
   readonly encapFilter?: Outcome<RulesetState>;
   readonly ipMasq?: Outcome<RulesetState>;

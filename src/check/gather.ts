@@ -9,7 +9,7 @@ import { DEFAULT_SUBNET_FILE } from '../constants.js';
 import { errorMessage, isWeftError } from '../errors.js';
 import { encapFilterRuleset } from '../host/encap_filter.js';
 import { type FirewallBackend, type Ruleset, type RulesetState, detectBackend, rulesetState } from '../host/firewall.js';
-import { masqueradeRuleset } from '../host/masquerade.js';
+import { ipForwarding, masqueradeRuleset } from '../host/masquerade.js';
 import { listLinks } from '../host/netconf.js';
 import { pingAll } from '../host/ping.js';
 import { type Cidr, formatCidr, formatIp, parseCidr } from '../net/ipv4.js';
@@ -54,8 +54,9 @@ export async function gatherFacts(o: GatherOptions): Promise<CheckFacts> {
   // A bad etcd flag (an unreadable --etcd-cafile) is the caller's error: thrown, not a fact.
   const etcdOptions = o.etcd(s);
   const subnets = new Set([s?.subnet, subnetFile.ok ? fileSubnet(subnetFile.value) : undefined].filter((x): x is string => typeof x === 'string'));
-  const [links, encapFilter, ipMasq, probes, etcd] = await Promise.all([
+  const [links, ipForward, encapFilter, ipMasq, probes, etcd] = await Promise.all([
     outcome(listLinks),
+    ipForwarding(),
     s ? encapFilterState(s) : undefined,
     s ? masqueradeState(s) : undefined,
     o.probe && s && s.subnet !== null && s.peers.length > 0 ? outcome(() => pingAll(s.peers.map((p) => overlayAddress(p.subnet)), PROBE)) : undefined,
@@ -67,6 +68,7 @@ export async function gatherFacts(o: GatherOptions): Promise<CheckFacts> {
     weftd,
     subnetFile,
     links,
+    ipForward,
     ...(encapFilter ? { encapFilter } : {}),
     ...(ipMasq ? { ipMasq } : {}),
     ...(probes ? { probes } : {}),

@@ -72,14 +72,14 @@ describe.skipIf(rootSkipReason())('weftctl check on 2 nodes (needs root: network
     const { code, report } = await check(1);
     expect(report.status).toBe('ok');
     expect(code).toBe(0);
-    expect(report.checks.map((k) => `${k.name} ${k.verdict}`)).toEqual(['weftd', 'lease', 'subnet-file', 'tun', 'mtu', 'bridge', 'encap-filter', 'masquerade', 'peers', 'etcd'].map((n) => `${n} ok`));
+    expect(report.checks.map((k) => `${k.name} ${k.verdict}`)).toEqual(['weftd', 'lease', 'subnet-file', 'tun', 'mtu', 'bridge', 'ip-forward', 'encap-filter', 'masquerade', 'peers', 'etcd'].map((n) => `${n} ok`));
     expect(named(report, 'bridge').summary).toBe(`cni0 ${gateway(1)}, MTU 1464, 1 pod interface`);
     expect(named(report, 'peers').summary).toBe('1 of 1 peers answer on the overlay');
     expect(named(report, 'etcd').summary).toMatch(/^3 of 3 members answer, leader [0-9a-f]+; config 198\.19\.0\.0\/16, \/24 subnets, port 4790$/);
 
     const text = await c.lab.exec(ns(1), [process.execPath, WEFTCTL, 'check']);
-    expect(text.stdout.split('\n').filter((l) => /^ok {4}\S/.test(l))).toHaveLength(10);
-    expect(text.stdout).toMatch(/^ok: 10 ok\n$/m);
+    expect(text.stdout.split('\n').filter((l) => /^ok {4}\S/.test(l))).toHaveLength(11);
+    expect(text.stdout).toMatch(/^ok: 11 ok\n$/m);
   });
 
   it('names a TUN whose MTU was changed behind weftd', () =>
@@ -111,6 +111,9 @@ describe.skipIf(rootSkipReason())('weftctl check on 2 nodes (needs root: network
 
   it('names a pod interface with an MTU above the subnet file\'s', () =>
     breaks(1, 'bridge', 'fail', /^MTU above the subnet file's 1464: vp1 1500/, () => sh(1, ['ip', 'link', 'set', 'vp1', 'mtu', '1500']), () => sh(1, ['ip', 'link', 'set', 'vp1', 'mtu', '1464'])));
+
+  it('names a kernel that does not forward IPv4', () =>
+    breaks(1, 'ip-forward', 'fail', /^net\.ipv4\.ip_forward is 0/, () => sh(1, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=0']), () => sh(1, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'])));
 
   it('names a subnet file that does not match the lease, and one that is gone', async () => {
     const file = join(c.nodeDir(1), 'subnet.env');

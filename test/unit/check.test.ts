@@ -47,6 +47,7 @@ function facts(over: Partial<CheckFacts> = {}, status: Partial<DaemonStatus> = {
     weftd: { ok: true, value: sampleStatus(status) },
     subnetFile: { ok: true, value: SUBNET_FILE },
     links: { ok: true, value: LINKS },
+    ipForward: true,
     encapFilter: { ok: true, value: { present: true, missing: [] } },
     probes: { ok: true, value: [{ address: '198.19.2.0', sent: 3, received: 3 }, { address: '198.19.3.0', sent: 3, received: 3 }] },
     etcd: { ok: true, value: ETCD },
@@ -81,7 +82,7 @@ const etcdData = (change: Partial<NonNullable<Extract<EtcdFacts['data'], { ok: t
 describe('weftctl check on a healthy node', () => {
   it('passes every check, in the documented order, with exit status 0', () => {
     const results = runChecks(facts());
-    expect(results.map((r) => `${r.name} ${r.verdict}`)).toEqual(['weftd', 'lease', 'subnet-file', 'tun', 'mtu', 'bridge', 'encap-filter', 'masquerade', 'peers', 'etcd'].map((n) => `${n} ok`));
+    expect(results.map((r) => `${r.name} ${r.verdict}`)).toEqual(['weftd', 'lease', 'subnet-file', 'tun', 'mtu', 'bridge', 'ip-forward', 'encap-filter', 'masquerade', 'peers', 'etcd'].map((n) => `${n} ok`));
     expect(results.every((r) => r.fix === undefined)).toBe(true);
     expect(EXIT_STATUS[overall(results)]).toBe(0);
     expect(byName(results).lease!.summary).toBe('198.19.1.0/24 held by node1, expires in 23h53m (TTL 24h00m, renewed every 8h00m)');
@@ -227,6 +228,13 @@ describe('bridge', () => {
   });
 });
 
+describe('ip-forward', () => {
+  it('fails when the kernel does not forward, skips when it cannot tell', () => {
+    expect(result(facts({ ipForward: false }), 'ip-forward')).toMatchObject({ verdict: 'fail', summary: 'net.ipv4.ip_forward is 0: packets from pods stop at this node', fix: expect.stringContaining('sysctl -w net.ipv4.ip_forward=1') });
+    expect(result(facts({ ipForward: undefined }), 'ip-forward').verdict).toBe('skip');
+  });
+});
+
 describe('firewall rules', () => {
   it('fails when the table is gone or rules are missing, as weftd installed them', () => {
     expect(result(facts({ encapFilter: { ok: true, value: { present: false, missing: [] } } }), 'encap-filter')).toMatchObject({ verdict: 'fail', summary: 'table ip weft_encap is missing: the filter dropping pods\' UDP to the cluster port is not in force' });
@@ -295,7 +303,7 @@ describe('report', () => {
     expect(lines[0]).toBe('ok    weftd         running and ready (node node1, weftd 0.1.0, engine native)');
     expect(lines).toContain("fail  mtu           weft0's MTU 1464 plus 36 bytes of encapsulation exceeds eth0's MTU 1450: packets over 1414 bytes are lost (ping works, large transfers stall)");
     expect(lines[lines.indexOf(lines.find((l) => l.startsWith('fail  mtu'))!) + 1]).toMatch(/^ {20}fix: leave --mtu unset/);
-    expect(lines.at(-2)).toBe('fail: 1 fail, 8 ok, 1 skip');
+    expect(lines.at(-2)).toBe('fail: 1 fail, 9 ok, 1 skip');
   });
 
   it('gives the same as JSON, with the overall status', () => {
