@@ -339,7 +339,7 @@ function firewallCheck({ name, flag, what, where, status, state, offNote }: Fire
       const reinstall = `${RESTART.replace('sets it up', 'installs them')}; a firewall manager that replaces the whole ruleset (a flush ruleset, firewalld reloading) removes them: make it leave weft's rules alone`;
       if (!held.value.present) return fail(`${place} is missing: ${what} ${name === 'masquerade' ? 'is not done' : 'is not in force'}`, reinstall);
       if (held.value.missing.length > 0) return fail(`${place} lacks ${list(held.value.missing, 2)}`, reinstall);
-      return ok(`${what} in place (${cfg.backend}, ${place})`);
+      return ok(`in place: ${what} (${cfg.backend}, ${place})`);
     },
   };
 }
@@ -454,8 +454,10 @@ const etcd: Check = {
       ...answered.filter((m) => m.leader === '0').map((m) => `${m.endpoint} has no leader`),
       ...(s && !s.etcd.connected ? ["weftd's own last call to etcd failed"] : []),
     ];
-    const leaders = new Set(led.map((m) => m.leader));
-    const summary = `${answered.length} of ${n} members answer, leader ${[...leaders].join(' and ')}; config ${config.network}, /${config.subnetLen} subnets, port ${config.port}`;
+    // A leader by its endpoint when it is one of those asked, else by its id as etcdctl prints it (hex).
+    const leaderName = (id: string): string => answered.find((m) => m.memberId === id)?.endpoint ?? BigInt(id).toString(16);
+    const leaders = [...new Set(led.map((m) => m.leader))].map(leaderName);
+    const summary = `${answered.length} of ${n} members answer, leader ${leaders.join(' and ')}; config ${config.network}, /${config.subnetLen} subnets, port ${config.port}`;
     if (problems.length > 0) return warn(`${summary}; ${list(problems, 3)}`, 'the cluster works while a majority answers: bring the others back (etcdctl endpoint status -w table, given every member)');
     return ok(summary);
   },

@@ -75,7 +75,7 @@ describe.skipIf(rootSkipReason())('weftctl check on 2 nodes (needs root: network
     expect(report.checks.map((k) => `${k.name} ${k.verdict}`)).toEqual(['weftd', 'lease', 'subnet-file', 'tun', 'mtu', 'bridge', 'ip-forward', 'encap-filter', 'masquerade', 'peers', 'etcd'].map((n) => `${n} ok`));
     expect(named(report, 'bridge').summary).toBe(`cni0 ${gateway(1)}, MTU 1464, 1 pod interface`);
     expect(named(report, 'peers').summary).toBe('1 of 1 peers answer on the overlay');
-    expect(named(report, 'etcd').summary).toMatch(/^3 of 3 members answer, leader [0-9a-f]+; config 198\.19\.0\.0\/16, \/24 subnets, port 4790$/);
+    expect(named(report, 'etcd').summary).toMatch(/^3 of 3 members answer, leader http:\/\/198\.18\.0\.25[123]:2379; config 198\.19\.0\.0\/16, \/24 subnets, port 4790$/);
 
     const text = await c.lab.exec(ns(1), [process.execPath, WEFTCTL, 'check']);
     expect(text.stdout.split('\n').filter((l) => /^ok {4}\S/.test(l))).toHaveLength(11);

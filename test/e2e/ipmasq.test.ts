@@ -246,7 +246,7 @@ describe.skipIf(rootSkipReason())('--ip-masq (needs root: network namespaces, TU
       return Object.fromEntries((JSON.parse(r.stdout) as { checks: { name: string; verdict: string; summary: string }[] }).checks.map((k) => [k.name, k]));
     };
     const healthy = await check();
-    expect(healthy.masquerade).toMatchObject({ verdict: 'ok', summary: `masquerading of pod traffic leaving the cluster network in place (iptables, chain ${IPT_CHAIN})` });
+    expect(healthy.masquerade).toMatchObject({ verdict: 'ok', summary: `in place: masquerading of pod traffic leaving the cluster network (iptables, chain ${IPT_CHAIN})` });
     expect(healthy['encap-filter']).toMatchObject({ verdict: 'ok', summary: expect.stringMatching(/\(iptables, chain WEFT-ENCAP\)$/) });
     await c.lab.exec(nodeNs(1), ['iptables', '-w', '5', '-t', 'nat', '-D', IPT_CHAIN, '2']);
     await c.lab.exec(nodeNs(1), ['iptables', '-w', '5', '-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', 'weft: ip-masq', '-j', IPT_CHAIN]);

@@ -25,7 +25,8 @@ const LINKS: LinkInfo[] = [
   { name: 'veth1', mtu: 1464, up: true, master: 'cni0', addresses: [] },
 ];
 
-const member = (endpoint: string, leader = 'a1'): MemberFacts => ({ endpoint, status: { memberId: endpoint.slice(-6, -5), leader, raftTerm: '4', version: '3.4.23', alarms: [], learner: false } });
+/** A member whose id is its endpoint's last digit before the port; it follows member 161 (a1 in hex) unless told. */
+const member = (endpoint: string, leader = '161'): MemberFacts => ({ endpoint, status: { memberId: endpoint.slice(-6, -5), leader, raftTerm: '4', version: '3.4.23', alarms: [], learner: false } });
 
 const ETCD: EtcdFacts = {
   endpoints: ['http://198.18.0.251:2379', 'http://198.18.0.252:2379'],
@@ -87,6 +88,8 @@ describe('weftctl check on a healthy node', () => {
     expect(EXIT_STATUS[overall(results)]).toBe(0);
     expect(byName(results).lease!.summary).toBe('198.19.1.0/24 held by node1, expires in 23h53m (TTL 24h00m, renewed every 8h00m)');
     expect(byName(results).etcd!.summary).toBe('2 of 2 members answer, leader a1; config 198.19.0.0/16, /24 subnets, port 4790');
+    const led = facts({ etcd: { ok: true, value: { ...ETCD, members: [member('http://198.18.0.251:2379', '2'), member('http://198.18.0.252:2379', '2')] } } });
+    expect(result(led, 'etcd').summary).toBe('2 of 2 members answer, leader http://198.18.0.252:2379; config 198.19.0.0/16, /24 subnets, port 4790');
   });
 });
 
