@@ -8,7 +8,7 @@
 // weftd runs one of them, so an engine adds its checks to CHECKS without
 // touching the others.
 
-import { type SubnetEnv, parseSubnetEnv } from '../host/subnet_env.js';
+import { type SubnetFile, parseSubnetFile } from '../host/subnet_env.js';
 import type { LinkInfo } from '../host/netconf.js';
 import { type Cidr, formatCidr, formatIp, parseCidr } from '../net/ipv4.js';
 import type { DaemonStatus, FirewallStatus } from '../observe/status.js';
@@ -46,14 +46,11 @@ const LOGS = 'journalctl -u weftd -n 50';
 
 // ---- what several checks read the same way
 
-/** What the subnet file says: the subnet held, that the node holds none (and why), or that it is absent. */
-type SubnetFileView = { readonly held: SubnetEnv } | { readonly none: string } | { readonly absent: true };
+/** What the subnet file says (the subnet held, or that the node holds none), or that it is absent. */
+type SubnetFileView = SubnetFile | { readonly held?: undefined; readonly none?: undefined; readonly absent: true };
 
 function subnetFileView(text: string | null, path: string): SubnetFileView {
-  if (text === null) return { absent: true };
-  const reason = /^WEFT_NO_SUBNET=(.*)$/m.exec(text)?.[1];
-  if (reason !== undefined) return { none: reason };
-  return { held: parseSubnetEnv(text, path) };
+  return text === null ? { absent: true } : parseSubnetFile(text, path);
 }
 
 /** The pods' gateway on the bridge: the subnet's first address, with its length. */
@@ -63,13 +60,12 @@ function gatewayOf(subnet: Cidr): string {
 
 /** Why weftd holds no subnet, as /status says it. */
 function noSubnetReason(s: DaemonStatus): string {
-  const said = (s as { noSubnet?: string | null }).noSubnet;
-  return said ?? (s.readiness.reasons.join('; ') || s.state);
+  return s.noSubnet ?? (s.readiness.reasons.join('; ') || s.state);
 }
 
 /** What to do about a weftd without a subnet: a full network needs a subnet freed; a lost one is replaced by weftd itself. */
 function noSubnetFix(reason: string): string {
-  if (/no free|full/i.test(reason)) {
+  if (/waiting for a free/.test(reason)) {
     return 'the network has no free subnet: remove the leases of nodes that are gone (weftctl leases; etcdctl del <key>) or widen the network; weftd takes a subnet within seconds of one freeing';
   }
   return `weftd takes a free subnet as soon as it can (${LOGS}); pods created on the subnet the node lost must be recreated`;
@@ -104,7 +100,7 @@ const weftd: Check = {
     const reasons = s.readiness.reasons.join('; ');
     if (s.readiness.status === 'ready') return ok(`running and ready (${who})`);
     if (s.readiness.status === 'degraded') return warn(`degraded: ${reasons} (${who})`, 'it forwards with the route table it has; see the etcd check');
-    if (s.subnet === null && s.state !== 'starting' && s.state !== 'stopping') return fail(`up, not ready: no subnet: ${noSubnetReason(s)} (${who})`, noSubnetFix(noSubnetReason(s)));
+    if (s.state === 'waiting') return fail(`up, not ready: ${reasons} (${who})`, noSubnetFix(noSubnetReason(s)));
     if (/dataplane stopped/.test(reasons)) return fail(`not ready: ${reasons} (${who})`, `the systemd watchdog restarts it within 30 s; else ${RESTART}; why: ${LOGS}`);
     return fail(`${s.state}, not ready: ${reasons} (${who})`, `${s.state === 'stopping' ? 'it is stopping' : 'it is still starting, or waits for etcd (see the etcd check)'}: ${LOGS}`);
   },
@@ -116,7 +112,7 @@ const lease: Check = {
     if (!f.weftd.ok) return skip('weftd does not answer');
     const s = f.weftd.value;
     if (s.subnet === null) {
-      if (s.state === 'starting') return skip('weftd is starting: no lease yet');
+      if (s.state !== 'waiting') return skip(`weftd is ${s.state}: no lease`);
       return fail(`no lease held: ${noSubnetReason(s)}`, noSubnetFix(noSubnetReason(s)));
     }
     const ttl = s.leaseTtlS;
@@ -161,20 +157,26 @@ const subnetFile: Check = {
     }
     const s = f.weftd.ok ? f.weftd.value : undefined;
     const rewrite = `${RESTART.replace('sets it up', 'writes it')}; give weftd, the conflist (subnetFile) and weftctl check the same file`;
-    if ('absent' in view) {
+    if (!view.held && !view.none) {
       if (!s) return warn(`${path} does not exist, and weftd does not answer`, 'start weftd: it writes the file once it holds a subnet; until then the CNI plugin answers ADD with "try again later"');
       if (s.subnet === null || s.state !== 'running') return ok(`${path} does not exist: weftd holds no subnet yet, so the CNI plugin answers "try again later"`);
       return fail(`${path} does not exist, though weftd holds ${s.subnet}: no pod gets an address`, rewrite);
     }
-    if ('none' in view) {
-      if (s?.subnet && s.state === 'running') return fail(`${path} says this node holds no subnet (${view.none}), though weftd holds ${s.subnet}`, rewrite);
-      return ok(`${path} says this node holds no subnet (${view.none}): the CNI plugin answers "try again later"`);
+    if (view.none) {
+      if (s?.subnet && s.state === 'running') return fail(`${path} says this node holds no subnet (${view.none.reason}), though weftd holds ${s.subnet}`, rewrite);
+      return ok(`${path} says this node holds no subnet (${view.none.reason}): the CNI plugin answers "try again later"`);
     }
     const file = view.held;
     const named = `${path} names ${formatCidr(file.subnet)}`;
+    const expires = file.leaseExpiresMs;
+    const expired = expires !== undefined && expires <= f.nowMs;
+    const until = expires === undefined ? '' : expired ? ` (its lease expired at ${new Date(expires).toISOString()} as far as the file says, so the CNI plugin hands out no address)` : ` until ${new Date(expires).toISOString()}`;
     const stale = `the CNI plugin hands out addresses of a subnet this node does not hold: stop creating pods here; weftd rewrites the file when it holds a subnet (${LOGS})`;
-    if (!s) return warn(`${named}, but weftd does not answer: pods still get addresses from it`, 'start weftd; if the node is being retired, remove the file so no pod gets an address');
+    if (!s) return warn(`${named}, but weftd does not answer${expired ? until : `: pods get addresses from it${until}`}`, 'start weftd; if the node is being retired, remove the file so no pod gets an address');
     if (s.subnet === null) return fail(`${named}, but weftd holds no subnet (${noSubnetReason(s)})`, stale);
+    if (expired && s.state === 'running') {
+      return fail(`${named}${until}`, `weftd rewrites it with each renewal: see the lease and etcd checks, and ${LOGS} (subnet_file_failed)`);
+    }
     const wrong: string[] = [];
     const subnet = formatCidr(file.subnet);
     if (subnet !== s.subnet) wrong.push(`subnet ${subnet}, the lease ${s.subnet}`);
@@ -291,8 +293,8 @@ const ipForward: Check = {
 function bridgeExpectation(f: CheckFacts): { subnet: Cidr; mtu: number } | undefined {
   if (f.subnetFile.ok) {
     try {
-      const view = subnetFileView(f.subnetFile.value, f.subnetFilePath);
-      if ('held' in view) return { subnet: view.held.subnet, mtu: view.held.mtu };
+      const held = subnetFileView(f.subnetFile.value, f.subnetFilePath).held;
+      if (held) return { subnet: held.subnet, mtu: held.mtu };
     } catch {
       // the subnet-file check says why
     }

@@ -13,6 +13,8 @@ import type { MemberStatus } from '../registry/etcd_registry.js';
 export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
 export interface CheckFacts {
+  /** When the facts were gathered (ms since the epoch): what times found in them are compared with. */
+  readonly nowMs: number;
   /** The bridge pods attach to (--bridge). */
   readonly bridge: string;
   /** The subnet file looked at: --subnet-file when given, else the one weftd writes. */

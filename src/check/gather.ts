@@ -63,6 +63,7 @@ export async function gatherFacts(o: GatherOptions): Promise<CheckFacts> {
     outcome(() => gatherEtcd(etcdOptions, s?.node, subnets)),
   ]);
   return {
+    nowMs: Date.now(),
     bridge: o.bridge,
     subnetFilePath,
     weftd,

@@ -8,7 +8,8 @@ import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, install
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
-import { configKey } from '../registry/keys.js';
+import { configKey, parseSubnetKey } from '../registry/keys.js';
+import { leaseProblem } from '../registry/lease_problem.js';
 import type { Registry } from '../registry/registry.js';
 import { VERSION } from '../version.js';
 import { ETCD_FLAGS, etcdConnection } from './etcd_flags.js';
@@ -46,7 +47,8 @@ Commands:
   init [--network CIDR] [--subnet-len N] [--vni N] [--port N] [--force]
                  write the cluster network config to etcd
   config         print the network config
-  leases         list the subnet leases: subnet, node, public IP, expires in
+  leases         list the subnet leases: subnet, node, public IP, expires in, and
+                 why a lease is left out of the route tables
   status [--json] [--metrics-addr HOST:PORT]
                  ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
   check [--json] [--metrics-addr HOST:PORT] [--bridge B] [--subnet-file F] [--probe=false]
@@ -83,19 +85,42 @@ async function showConfig(reg: Registry): Promise<void> {
   process.stdout.write(`${JSON.stringify({ network: formatCidr(cfg.network), subnetLen: cfg.subnetLen, vni: cfg.vni, port: cfg.port })}\n`);
 }
 
+/**
+ * The leases with what each node would make of them: time left on the etcd
+ * lease (none on a key written without one), and why a row is left out of
+ * every node's route table (lease_problem.ts; a value that does not parse
+ * is a row too).
+ */
 async function leases(reg: Registry, json: boolean): Promise<void> {
-  const listing = await reg.listLeases();
+  const [listing, config] = await Promise.all([reg.listLeases(), reg.getConfig()]);
   const rows = await Promise.all(
-    listing.records.map(async (r) => ({ subnet: formatCidr(r.subnet), node: r.lease.nodeName, publicIp: r.lease.publicIp, port: r.lease.port, expiresInS: await reg.leaseTtl(r) })),
+    listing.records.map(async (r) => {
+      const problem = config ? leaseProblem(r, config) : undefined;
+      return {
+        subnet: formatCidr(r.subnet),
+        node: r.lease.nodeName,
+        publicIp: r.lease.publicIp,
+        port: r.lease.port,
+        expiresInS: r.etcdLease === '0' ? null : await reg.leaseTtl(r),
+        ...(problem ? { ignored: { reason: problem.reason, message: problem.message } } : {}),
+      };
+    }),
   );
+  const invalid = listing.invalid.map((i) => {
+    const subnet = parseSubnetKey(reg.prefix, i.key);
+    return { key: i.key, subnet: subnet ? formatCidr(subnet) : i.key, error: i.error.message };
+  });
   rows.sort((a, b) => a.subnet.localeCompare(b.subnet, 'en', { numeric: true }));
   if (json) {
-    process.stdout.write(`${JSON.stringify({ leases: rows, invalid: listing.invalid.map((i) => ({ key: i.key, error: i.error.message })) }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ leases: rows, invalid: invalid.map(({ key, error }) => ({ key, error, ignored: { reason: 'invalid', message: error } })) }, null, 2)}\n`);
     return;
   }
-  const table = [['SUBNET', 'NODE', 'PUBLIC IP', 'EXPIRES IN'], ...rows.map((r) => [r.subnet, r.node, `${r.publicIp}:${r.port}`, formatDuration(r.expiresInS)])];
+  const table = [
+    ['SUBNET', 'NODE', 'PUBLIC IP', 'EXPIRES IN', 'NOTE'],
+    ...rows.map((r) => [r.subnet, r.node, `${r.publicIp}:${r.port}`, r.expiresInS === null ? 'no TTL' : formatDuration(r.expiresInS), r.ignored ? `ignored (${r.ignored.reason}): ${r.ignored.message}` : '']),
+    ...invalid.map((i) => [i.subnet, '-', '-', '-', `ignored (invalid): ${i.error}`]),
+  ];
   process.stdout.write(formatTable(table));
-  for (const bad of listing.invalid) process.stderr.write(`weftctl: invalid lease: ${bad.error.message}\n`);
 }
 
 /** Writes the plugin and its conflist; touches neither etcd nor weftd. */

@@ -167,6 +167,49 @@ describe.skipIf(rootSkipReason())('weftctl check on 2 nodes (needs root: network
     expect(notOk((await check(1)).report)).toEqual({});
   }, 60_000);
 
+  it('names a weftd that waits for a free subnet, and passes its subnet file, which says there is none', async () => {
+    // A cluster of its own under another prefix: a /23 of /24s holds one node (the first subnet is never handed out), and a hand-written lease holds it.
+    const prefix = '/weft-full';
+    await c.weftctl(['--etcd-prefix', prefix, 'init', '--network', '198.19.252.0/23', '--subnet-len', '24']);
+    await c.lab.etcdctl(['put', `${prefix}/network/subnets/198.19.253.0-24`, JSON.stringify({ nodeName: 'other', publicIp: '198.18.0.77', port: 4790, vni: 1, version: 'hand' })]);
+    await c.launchNode(3, ['--etcd-prefix', prefix]);
+    try {
+      await until('node3 waiting', async () => {
+        const r = await c.http(3, '/status').catch(() => undefined);
+        return r?.code === 200 && (JSON.parse(r.body) as { state: string }).state === 'waiting';
+      }, 20_000, 200);
+      const { code, report } = await check(3);
+      expect(code).toBe(2);
+      expect(notOk(report)).toEqual({ weftd: 'fail', lease: 'fail', tun: 'skip', mtu: 'skip', bridge: 'skip', 'encap-filter': 'skip', masquerade: 'skip', peers: 'skip' });
+      const waiting = 'waiting for a free /24 in 198.19.252.0/23 (all 1 leased; the first subnet is never handed out)';
+      expect(named(report, 'lease')).toMatchObject({ summary: `no lease held: ${waiting}`, fix: expect.stringContaining('widen the network') });
+      expect(named(report, 'subnet-file').summary).toMatch(/says this node holds no subnet \(waiting for a free \/24 in 198\.19\.252\.0\/23/);
+      expect(named(report, 'etcd').summary).toMatch(/config 198\.19\.252\.0\/23, \/24 subnets/);
+    } finally {
+      await c.stopNode(3);
+    }
+  });
+
+  it('names cni0 left on the old subnet when the node took another (its subnet went to another node)', async () => {
+    const old = subnet(2);
+    const key = `/weft/network/subnets/${old.replace('/', '-')}`;
+    await c.lab.etcdctl(['put', key, JSON.stringify({ nodeName: 'intruder', publicIp: '198.18.0.99', port: 4790, vni: 1, version: 'hand' })]);
+    const now = await until('node2 on another subnet', async () => {
+      const s = JSON.parse((await c.http(2, '/status')).body) as { state: string; subnet: string | null };
+      return s.state === 'running' && s.subnet !== null && s.subnet !== old ? s.subnet : undefined;
+    }, 20_000, 200);
+    await c.lab.etcdctl(['del', key]);
+    c.nodes.get(2)!.subnet = now;
+    const { code, report } = await check(2);
+    expect(notOk(report)).toEqual({ bridge: 'fail' });
+    expect(code).toBe(2);
+    const oldGateway = `${formatIp(parseCidr(old).base + 1)}/24`;
+    expect(named(report, 'bridge')).toMatchObject({
+      summary: `cni0 has ${oldGateway}, not the gateway ${gateway(2)} of ${now} (1 pod interface on it)`,
+      fix: expect.stringContaining(`the next pod's ADD then moves cni0 to ${gateway(2)}`),
+    });
+  });
+
   it('names a weftd that is not running', async () => {
     await c.stopNode(2);
     // Without weftd to say where, the subnet file and etcd come from flags.

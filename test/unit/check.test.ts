@@ -10,12 +10,14 @@ import { formatReport, reportJson } from '../../src/check/report.js';
 import { encapFilterRuleset } from '../../src/host/encap_filter.js';
 import { nftMissingRules } from '../../src/host/firewall.js';
 import type { LinkInfo } from '../../src/host/netconf.js';
-import { formatSubnetEnv } from '../../src/host/subnet_env.js';
+import { formatNoSubnet, formatSubnetEnv } from '../../src/host/subnet_env.js';
 import { parseCidr } from '../../src/net/ipv4.js';
 import type { DaemonStatus } from '../../src/observe/status.js';
 import { sampleStatus } from '../harness/status_fixture.js';
 
-const SUBNET_FILE = formatSubnetEnv({ network: parseCidr('198.19.0.0/16'), subnet: parseCidr('198.19.1.0/24'), mtu: 1464, ipMasq: false });
+/** When the facts were gathered. */
+const NOW = Date.parse('2026-12-02T12:00:00Z');
+const SUBNET_FILE = formatSubnetEnv({ network: parseCidr('198.19.0.0/16'), subnet: parseCidr('198.19.1.0/24'), mtu: 1464, ipMasq: false, leaseExpiresMs: NOW + 86_000_000 });
 
 const LINKS: LinkInfo[] = [
   { name: 'lo', mtu: 65536, up: true, master: null, addresses: ['127.0.0.1/8'] },
@@ -43,6 +45,7 @@ const ETCD: EtcdFacts = {
 
 function facts(over: Partial<CheckFacts> = {}, status: Partial<DaemonStatus> = {}): CheckFacts {
   return {
+    nowMs: NOW,
     bridge: 'cni0',
     subnetFilePath: '/run/weft/subnet.env',
     weftd: { ok: true, value: sampleStatus(status) },
@@ -113,26 +116,34 @@ describe('weftd', () => {
 });
 
 describe('a node without a subnet', () => {
-  const waiting = {
-    state: 'running',
+  const full = 'waiting for a free /24 in 198.19.0.0/22 (all 3 leased; the first subnet is never handed out)';
+  const waiting = (noSubnet: string): Partial<DaemonStatus> => ({
+    state: 'waiting',
     subnet: null,
+    noSubnet,
     leaseExpiresInS: null,
     peers: [],
     host: { ...sampleStatus().host, device: null },
-    readiness: { status: 'not_ready', reasons: ['no subnet: no free /24 left in 198.19.0.0/22 (3 leased)'] },
-  } as const satisfies Partial<DaemonStatus>;
-  const marker = 'FLANNEL_NETWORK=198.19.0.0/22\nWEFT_NO_SUBNET=no free /24 left in 198.19.0.0/22 (3 leased)\n';
+    readiness: { status: 'not_ready', reasons: [`no subnet: ${noSubnet}`] },
+  });
+  const marker = formatNoSubnet({ network: parseCidr('198.19.0.0/22'), reason: full });
 
   it('fails weftd and the lease with the reason, and passes a subnet file that says there is none', () => {
-    const f = facts({ subnetFile: { ok: true, value: marker }, probes: undefined }, waiting);
+    const f = facts({ subnetFile: { ok: true, value: marker }, probes: undefined }, waiting(full));
     expect(notOk(f)).toEqual({ weftd: 'fail', lease: 'fail', tun: 'skip', mtu: 'skip', bridge: 'skip', peers: 'skip' });
-    expect(result(f, 'lease').summary).toBe('no lease held: no subnet: no free /24 left in 198.19.0.0/22 (3 leased)');
-    expect(result(f, 'weftd').fix).toMatch(/remove the leases of nodes that are gone .* or widen the network/);
-    expect(result(f, 'subnet-file').summary).toMatch(/says this node holds no subnet/);
+    expect(result(f, 'lease').summary).toBe(`no lease held: ${full}`);
+    expect(result(f, 'weftd')).toMatchObject({ summary: `up, not ready: no subnet: ${full} (node node1, weftd 0.1.0, engine native)`, fix: expect.stringMatching(/remove the leases of nodes that are gone .* or widen the network/) });
+    expect(result(f, 'subnet-file').summary).toBe(`/run/weft/subnet.env says this node holds no subnet (${full}): the CNI plugin answers "try again later"`);
+  });
+
+  it('says weftd takes another subnet by itself after losing its own', () => {
+    const lost = 'lost 198.19.1.0/24: its key names node node5 (198.18.0.5) now; taking another subnet';
+    const f = facts({ subnetFile: { ok: true, value: formatNoSubnet({ network: parseCidr('198.19.0.0/16'), reason: lost, lost: parseCidr('198.19.1.0/24') }) } }, waiting(lost));
+    expect(result(f, 'lease')).toMatchObject({ verdict: 'fail', summary: `no lease held: ${lost}`, fix: expect.stringContaining('weftd takes a free subnet as soon as it can') });
   });
 
   it('fails a subnet file that still names a subnet the node does not hold', () => {
-    const f = facts({ probes: undefined }, waiting);
+    const f = facts({ probes: undefined }, waiting(full));
     expect(result(f, 'subnet-file')).toMatchObject({ verdict: 'fail', summary: expect.stringContaining('names 198.19.1.0/24, but weftd holds no subnet') });
   });
 });
@@ -161,6 +172,15 @@ describe('subnet file', () => {
   it('fails when missing while weftd holds a subnet, and when it does not parse', () => {
     expect(result(facts({ subnetFile: { ok: true, value: null } }), 'subnet-file')).toMatchObject({ verdict: 'fail', summary: '/run/weft/subnet.env does not exist, though weftd holds 198.19.1.0/24: no pod gets an address' });
     expect(result(facts({ subnetFile: { ok: true, value: 'FLANNEL_NETWORK=198.19.0.0/16\n' } }), 'subnet-file')).toMatchObject({ verdict: 'fail', summary: '/run/weft/subnet.env: FLANNEL_SUBNET is missing' });
+  });
+
+  it('fails a file whose lease time has passed: weftd no longer rewrites it, and the CNI plugin refuses pods', () => {
+    const old = formatSubnetEnv({ network: parseCidr('198.19.0.0/16'), subnet: parseCidr('198.19.1.0/24'), mtu: 1464, ipMasq: false, leaseExpiresMs: NOW - 1000 });
+    expect(result(facts({ subnetFile: { ok: true, value: old } }), 'subnet-file')).toMatchObject({
+      verdict: 'fail',
+      summary: '/run/weft/subnet.env names 198.19.1.0/24 (its lease expired at 2026-12-02T11:59:59.000Z as far as the file says, so the CNI plugin hands out no address)',
+    });
+    expect(result(facts({ subnetFile: { ok: true, value: old }, weftd: { ok: false, error: 'down' } }), 'subnet-file').summary).toMatch(/but weftd does not answer \(its lease expired at/);
   });
 
   it('lists every value that differs from what weftd runs with', () => {
