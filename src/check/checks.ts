@@ -13,7 +13,9 @@ import type { LinkInfo } from '../host/netconf.js';
 import { type Cidr, formatCidr, formatIp, parseCidr } from '../net/ipv4.js';
 import type { DaemonStatus, FirewallStatus } from '../observe/status.js';
 import { formatDuration } from '../observe/status_client.js';
+import { ENCAP_IPT_CHAIN, ENCAP_NFT_TABLE } from '../host/encap_filter.js';
 import type { RulesetState } from '../host/firewall.js';
+import { IPT_CHAIN as MASQ_IPT_CHAIN, NFT_TABLE as MASQ_NFT_TABLE } from '../host/masquerade.js';
 import type { CheckFacts, EtcdData, EtcdLease, Outcome } from './facts.js';
 
 export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
@@ -310,6 +312,8 @@ interface FirewallCheck {
   readonly flag: string;
   /** What the rules do, for the summaries. */
   readonly what: string;
+  /** What their absence means. */
+  readonly without: string;
   /** Where they live, per backend. */
   readonly where: { readonly nftables: string; readonly iptables: string };
   readonly status: (s: DaemonStatus) => FirewallStatus;
@@ -319,7 +323,7 @@ interface FirewallCheck {
 }
 
 /** One of weft's firewall rulesets against what weftd was asked for and installed. */
-function firewallCheck({ name, flag, what, where, status, state, offNote }: FirewallCheck): Check {
+function firewallCheck({ name, flag, what, without, where, status, state, offNote }: FirewallCheck): Check {
   return {
     name,
     run(f) {
@@ -339,7 +343,7 @@ function firewallCheck({ name, flag, what, where, status, state, offNote }: Fire
       if (!held) return skip(`${place} not inspected`);
       if (!held.ok) return fail(`cannot inspect ${place}: ${held.error}`, 'run weftctl check as root, with nft or iptables installed');
       const reinstall = `${RESTART.replace('sets it up', 'installs them')}; a firewall manager that replaces the whole ruleset (a flush ruleset, firewalld reloading) removes them: make it leave weft's rules alone`;
-      if (!held.value.present) return fail(`${place} is missing: ${what} ${name === 'masquerade' ? 'is not done' : 'is not in force'}`, reinstall);
+      if (!held.value.present) return fail(`${place} is missing: ${without}`, reinstall);
       if (held.value.missing.length > 0) return fail(`${place} lacks ${list(held.value.missing, 2)}`, reinstall);
       return ok(`in place: ${what} (${cfg.backend}, ${place})`);
     },
@@ -350,7 +354,8 @@ const encapFilter = firewallCheck({
   name: 'encap-filter',
   flag: '--pod-encap-filter',
   what: "the filter dropping pods' UDP to the cluster port",
-  where: { nftables: 'table ip weft_encap', iptables: 'chain WEFT-ENCAP' },
+  without: 'pods can send encapsulated packets, forging any address of the node\'s subnet',
+  where: { nftables: `table ip ${ENCAP_NFT_TABLE}`, iptables: `chain ${ENCAP_IPT_CHAIN}` },
   status: (s) => s.host.encapFilter,
   state: (f) => f.encapFilter,
   offNote: ': pods may send encapsulated traffic unless your firewall drops it',
@@ -360,7 +365,8 @@ const masquerade = firewallCheck({
   name: 'masquerade',
   flag: '--ip-masq',
   what: 'masquerading of pod traffic leaving the cluster network',
-  where: { nftables: 'table ip weft', iptables: 'chain WEFT-POSTROUTING' },
+  without: 'pods reach nothing outside the cluster network',
+  where: { nftables: `table ip ${MASQ_NFT_TABLE}`, iptables: `chain ${MASQ_IPT_CHAIN}` },
   status: (s) => s.host.ipMasq,
   state: (f) => f.ipMasq,
   offNote: '',

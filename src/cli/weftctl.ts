@@ -52,8 +52,9 @@ Commands:
   status [--json] [--metrics-addr HOST:PORT]
                  ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
   check [--json] [--metrics-addr HOST:PORT] [--bridge B] [--subnet-file F] [--probe=false]
-                 check this node (weftd, lease, subnet file, TUN, MTU, bridge, firewall,
-                 peers, etcd): one line each, ok / warn / fail and what to do; exits 0 / 1 / 2
+                 check this node (weftd, lease, subnet file, TUN, MTU, bridge, forwarding,
+                 firewall, peers, etcd): one line each, ok / warn / fail and what to do;
+                 exits 0 / 1 / 2 (docs/troubleshooting.md)
   cni install [--bin-dir D] [--conf-dir D] [--network-name N] [--bridge B]
               [--subnet-file F] [--data-dir D] [--ipam-dir D]
                  install the weft CNI plugin and its conflist (weft, then portmap)`;

@@ -260,10 +260,10 @@ describe('ip-forward', () => {
 
 describe('firewall rules', () => {
   it('fails when the table is gone or rules are missing, as weftd installed them', () => {
-    expect(result(facts({ encapFilter: { ok: true, value: { present: false, missing: [] } } }), 'encap-filter')).toMatchObject({ verdict: 'fail', summary: 'table ip weft_encap is missing: the filter dropping pods\' UDP to the cluster port is not in force' });
+    expect(result(facts({ encapFilter: { ok: true, value: { present: false, missing: [] } } }), 'encap-filter')).toMatchObject({ verdict: 'fail', summary: 'table ip weft_encap is missing: pods can send encapsulated packets, forging any address of the node\'s subnet' });
     expect(result(facts({ encapFilter: { ok: true, value: { present: true, missing: ['chain forward: x'] } } }), 'encap-filter').summary).toBe('table ip weft_encap lacks chain forward: x');
     const masq = facts({ ipMasq: { ok: true, value: { present: false, missing: [] } } }, { host: { ...sampleStatus().host, ipMasq: { wanted: true, backend: 'iptables', error: null } } });
-    expect(result(masq, 'masquerade')).toMatchObject({ verdict: 'fail', summary: 'chain WEFT-POSTROUTING is missing: masquerading of pod traffic leaving the cluster network is not done' });
+    expect(result(masq, 'masquerade')).toMatchObject({ verdict: 'fail', summary: 'chain WEFT-POSTROUTING is missing: pods reach nothing outside the cluster network' });
   });
 
   it('warns when weftd could not install the filter, or an earlier weftd left masquerade rules behind', () => {
