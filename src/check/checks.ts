@@ -68,7 +68,7 @@ function noSubnetReason(s: DaemonStatus): string {
 /** What to do about a weftd without a subnet: a full network needs a subnet freed; a lost one is replaced by weftd itself. */
 function noSubnetFix(reason: string): string {
   if (/waiting for a free/.test(reason)) {
-    return 'the network has no free subnet: remove the leases of nodes that are gone (weftctl leases; etcdctl del <key>) or widen the network; weftd takes a subnet within seconds of one freeing';
+    return 'the network has no free subnet: remove the leases of nodes that are gone (etcdctl del <key>; weftctl leases lists them) or widen the network; weftd takes a subnet within seconds of one freeing';
   }
   return `weftd takes a free subnet as soon as it can (${LOGS}); pods created on the subnet the node lost must be recreated`;
 }
@@ -400,7 +400,7 @@ const peers: Check = {
     if (silent.length > 0) {
       return fail(
         `${silent.length} of ${n} peers do not answer on the overlay: ${list(silent)}`,
-        `run weftctl check on those nodes; between the nodes UDP port ${s.port ?? 4790} must pass both ways (firewalls, security groups); a node that is gone keeps its lease until it expires (weftctl leases)`,
+        `run weftctl check on those nodes; between the nodes UDP port ${s.port ?? 4790} must pass both ways (firewalls, security groups); a node that is gone keeps its lease until it expires (weftctl leases shows it)`,
       );
     }
     if (lossy.length > 0 || unprobed.length > 0) {

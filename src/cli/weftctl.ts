@@ -12,52 +12,14 @@ import { configKey, parseSubnetKey } from '../registry/keys.js';
 import { leaseProblem } from '../registry/lease_problem.js';
 import type { Registry } from '../registry/registry.js';
 import { VERSION } from '../version.js';
-import { ETCD_FLAGS, etcdConnection } from './etcd_flags.js';
-import { type FlagSpec, type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { etcdConnection } from './etcd_flags.js';
+import { type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { WEFTCTL_COMMANDS, WEFTCTL_FLAGS, WEFTCTL_USAGE } from './weftctl_flags.js';
 import { runMain } from './main.js';
 import { resolve } from 'node:path';
 import { fetchStatusText, formatDuration, parseStatus } from '../observe/status_client.js';
 import { formatStatus, formatTable } from './weftctl_status.js';
 import { parseListenAddr } from '../net/listen_addr.js';
-
-const FLAGS: readonly FlagSpec[] = [
-  ...ETCD_FLAGS,
-  { name: 'network', type: 'string', help: 'init: cluster pod network', default: DEFAULT_NETWORK, env: false },
-  { name: 'subnet-len', type: 'string', help: 'init: prefix length of each node subnet', default: String(DEFAULT_SUBNET_LEN), env: false },
-  { name: 'vni', type: 'string', help: 'init: VXLAN-GPE network identifier', default: String(DEFAULT_VNI), env: false },
-  { name: 'port', type: 'string', help: 'init: UDP port of the nodes', default: String(DEFAULT_UDP_PORT), env: false },
-  { name: 'force', type: 'boolean', help: 'init: replace a different existing config', env: false },
-  { name: 'json', type: 'boolean', help: 'leases, status, check: print JSON instead of a table', env: false },
-  { name: 'metrics-addr', type: 'string', help: 'status, check: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
-  { name: 'probe', type: 'boolean', help: 'check: ping each peer\'s overlay address (--probe=false skips it)', default: 'true', env: false },
-  { name: 'bin-dir', type: 'string', help: 'cni install: where runtimes find CNI plugins', default: DEFAULT_CNI_BIN_DIR, env: false },
-  { name: 'conf-dir', type: 'string', help: 'cni install: where runtimes read *.conflist', default: DEFAULT_CNI_CONF_DIR, env: false },
-  { name: 'network-name', type: 'string', help: 'cni install: the CNI network name (podman --network NAME)', default: DEFAULT_CNI_NETWORK, env: false },
-  { name: 'bridge', type: 'string', help: 'cni install, check: the bridge pods attach to', default: DEFAULT_BRIDGE, env: false },
-  { name: 'subnet-file', type: 'string', help: 'cni install, check: the subnet file weftd writes (check: default, the one weftd names)', default: DEFAULT_SUBNET_FILE },
-  { name: 'data-dir', type: 'string', help: 'cni install: the plugin\'s per-attachment state', default: DEFAULT_CNI_DATA_DIR, env: false },
-  { name: 'ipam-dir', type: 'string', help: 'cni install: host-local\'s reservations', default: DEFAULT_IPAM_DIR, env: false },
-  { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
-  { name: 'version', type: 'boolean', help: 'print the version and exit', env: false },
-];
-
-const USAGE = `Usage: weftctl <command> [flags]
-
-Commands:
-  init [--network CIDR] [--subnet-len N] [--vni N] [--port N] [--force]
-                 write the cluster network config to etcd
-  config         print the network config
-  leases         list the subnet leases: subnet, node, public IP, expires in, and
-                 why a lease is left out of the route tables
-  status [--json] [--metrics-addr HOST:PORT]
-                 ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
-  check [--json] [--metrics-addr HOST:PORT] [--bridge B] [--subnet-file F] [--probe=false]
-                 check this node (weftd, lease, subnet file, TUN, MTU, bridge, forwarding,
-                 firewall, peers, etcd): one line each, ok / warn / fail and what to do;
-                 exits 0 / 1 / 2 (docs/troubleshooting.md)
-  cni install [--bin-dir D] [--conf-dir D] [--network-name N] [--bridge B]
-              [--subnet-file F] [--data-dir D] [--ipam-dir D]
-                 install the weft CNI plugin and its conflist (weft, then portmap)`;
 
 /** Loaded only by the commands that talk to etcd: the client and protobufjs cost most of weftctl's start. */
 async function registryFrom(values: FlagValues): Promise<Registry> {
@@ -149,14 +111,14 @@ async function status(values: FlagValues): Promise<void> {
 }
 
 runMain('weftctl', async () => {
-  const { values, positionals } = parseFlags(process.argv.slice(2), process.env, FLAGS);
+  const { values, positionals } = parseFlags(process.argv.slice(2), process.env, WEFTCTL_FLAGS);
   if (values.version) {
     process.stdout.write(`weftctl ${VERSION}\n`);
     return;
   }
   const [command, ...extra] = positionals;
   if (values.help || command === undefined || command === 'help') {
-    process.stdout.write(helpText(USAGE, FLAGS));
+    process.stdout.write(helpText(WEFTCTL_USAGE, WEFTCTL_FLAGS));
     if (command === undefined && !values.help) process.exitCode = 2;
     return;
   }
@@ -167,7 +129,7 @@ runMain('weftctl', async () => {
     return cniInstall(values);
   }
   if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
-  if (!['init', 'config', 'leases', 'status', 'check'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases, status, check, cni install)`, { flag: command });
+  if (!WEFTCTL_COMMANDS.includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (${WEFTCTL_COMMANDS.join(', ')})`, { flag: command });
   if (command === 'status') return status(values);
   if (command === 'check') {
     const { check } = await import('./weftctl_check.js');
