@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// weftctl: operator commands against etcd: init the network config, show it, list the leases.
+// weftctl: operator commands: init the network config in etcd, show it, list
+// the leases; ask the local weftd for its status; check this node; install
+// the CNI plugin.
 
 import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
 import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni, type WrittenFile } from '../cni/install.js';
@@ -15,7 +17,8 @@ import { type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './fl
 import { WEFTCTL_COMMANDS, WEFTCTL_FLAGS, WEFTCTL_USAGE } from './weftctl_flags.js';
 import { runMain } from './main.js';
 import { resolve } from 'node:path';
-import { fetchStatusText, formatDuration, formatStatus, formatTable, parseStatus } from './weftctl_status.js';
+import { fetchStatusText, formatDuration, parseStatus } from '../observe/status_client.js';
+import { formatStatus, formatTable } from './weftctl_status.js';
 import { parseListenAddr } from '../net/listen_addr.js';
 
 /** Loaded only by the commands that talk to etcd: the client and protobufjs cost most of weftctl's start. */
@@ -137,6 +140,11 @@ runMain('weftctl', async () => {
   if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
   if (!WEFTCTL_COMMANDS.includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (${WEFTCTL_COMMANDS.join(', ')})`, { flag: command });
   if (command === 'status') return status(values);
+  if (command === 'check') {
+    const { check } = await import('./weftctl_check.js');
+    process.exitCode = await check(values);
+    return;
+  }
   const reg = await registryFrom(values);
   try {
     if (command === 'init') await init(reg, values);
