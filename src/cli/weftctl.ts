@@ -4,7 +4,7 @@
 // the CNI plugin.
 
 import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
-import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni } from '../cni/install.js';
+import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni, type WrittenFile } from '../cni/install.js';
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
@@ -98,7 +98,16 @@ function cniInstall(values: FlagValues): void {
     dataDir: flag('data-dir', DEFAULT_CNI_DATA_DIR),
     ipamDir: flag('ipam-dir', DEFAULT_IPAM_DIR),
   });
-  for (const f of done) process.stdout.write(`${f.path}: ${f.written ? 'written' : 'unchanged'}\n`);
+  const file = (f: WrittenFile): void => {
+    process.stdout.write(`${f.path}: ${f.written ? 'written' : 'unchanged'}\n`);
+  };
+  file(done.plugin);
+  for (const c of done.companions) {
+    if (c.state === 'linked') process.stdout.write(`${c.path} -> ${c.target}: linked\n`);
+    else if (c.state === 'present') process.stdout.write(`${c.path}: present\n`);
+    else process.stderr.write(`weftctl: warning: no ${c.name} plugin in ${c.searched.join(', ')}: pods cannot start until it is in ${c.path} (install containernetworking-plugins; containerd 1.x looks in its bin_dir only)\n`);
+  }
+  file(done.conflist);
 }
 
 /** Asks the local weftd (not etcd) over its HTTP endpoint. */

@@ -47,4 +47,7 @@ Commands:
                  exits 0 / 1 / 2 (docs/troubleshooting.md)
   cni install [--bin-dir D] [--conf-dir D] [--network-name N] [--bridge B]
               [--subnet-file F] [--data-dir D] [--ipam-dir D]
-                 install the weft CNI plugin and its conflist (weft, then portmap)`;
+                 install the weft CNI plugin and its conflist (weft, then portmap),
+                 and link bridge, host-local, portmap and loopback into --bin-dir
+                 from Debian's /usr/lib/cni (or /usr/libexec/cni, /opt/cni/bin)
+                 when it lacks them`;
