@@ -1,64 +1,39 @@
 #!/usr/bin/env node
-// weftctl: operator commands against etcd: init the network config, show it, list the leases.
+// weftctl: operator commands: init the network config in etcd, show it,
+// change its encryption, list the leases; ask the local weftd for its status,
+// or for a new WireGuard key; check this node; install the CNI plugin.
 
-import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_STATE_DIR, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI, ENCRYPTION_MODES, ETCD_PROBE_MS, type EncryptionMode } from '../constants.js';
-import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni } from '../cni/install.js';
+import {
+  DEFAULT_METRICS_ADDR,
+  DEFAULT_NETWORK,
+  DEFAULT_STATE_DIR,
+  DEFAULT_SUBNET_FILE,
+  DEFAULT_SUBNET_LEN,
+  DEFAULT_UDP_PORT,
+  DEFAULT_VNI,
+  ENCRYPTION_MODES,
+  ETCD_PROBE_MS,
+  type EncryptionMode,
+} from '../constants.js';
+import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni, type WrittenFile } from '../cni/install.js';
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
-import { configKey } from '../registry/keys.js';
+import { configKey, parseSubnetKey } from '../registry/keys.js';
+import { leaseProblem } from '../registry/lease_problem.js';
 import type { Registry } from '../registry/registry.js';
 import type { NetworkConfig } from '../registry/schema.js';
 import { InstanceLock } from '../host/instance_lock.js';
 import { DEFAULT_WG_PORT } from '../wireguard/constants.js';
 import { VERSION } from '../version.js';
-import { ETCD_FLAGS, etcdConnection } from './etcd_flags.js';
-import { type FlagSpec, type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { etcdConnection } from './etcd_flags.js';
+import { type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { WEFTCTL_COMMANDS, WEFTCTL_FLAGS, WEFTCTL_USAGE } from './weftctl_flags.js';
 import { runMain } from './main.js';
 import { resolve } from 'node:path';
-import { fetchStatusText, formatDuration, formatStatus, formatTable, parseStatus } from './weftctl_status.js';
+import { fetchStatusText, formatDuration, parseStatus } from '../observe/status_client.js';
+import { formatStatus, formatTable } from './weftctl_status.js';
 import { parseListenAddr } from '../net/listen_addr.js';
-
-const FLAGS: readonly FlagSpec[] = [
-  ...ETCD_FLAGS,
-  { name: 'network', type: 'string', help: 'init: cluster pod network', default: DEFAULT_NETWORK, env: false },
-  { name: 'subnet-len', type: 'string', help: 'init: prefix length of each node subnet', default: String(DEFAULT_SUBNET_LEN), env: false },
-  { name: 'vni', type: 'string', help: 'init: VXLAN-GPE network identifier', default: String(DEFAULT_VNI), env: false },
-  { name: 'port', type: 'string', help: 'init: UDP port of the nodes', default: String(DEFAULT_UDP_PORT), env: false },
-  { name: 'encryption', type: 'string', help: `init: encryption between nodes: ${ENCRYPTION_MODES.join(', ')}`, default: 'off', env: false },
-  { name: 'wireguard-port', type: 'string', help: 'init: UDP port of the nodes\' WireGuard sockets', default: String(DEFAULT_WG_PORT), env: false },
-  { name: 'force', type: 'boolean', help: 'init: replace a different existing config', env: false },
-  { name: 'json', type: 'boolean', help: 'leases, status: print JSON instead of a table', env: false },
-  { name: 'metrics-addr', type: 'string', help: 'status: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
-  { name: 'state-dir', type: 'string', help: 'rotate-key: the local weftd\'s --state-dir', default: DEFAULT_STATE_DIR },
-  { name: 'timeout', type: 'string', help: 'rotate-key: seconds to wait for the new key in the lease', default: '30', env: false },
-  { name: 'bin-dir', type: 'string', help: 'cni install: where runtimes find CNI plugins', default: DEFAULT_CNI_BIN_DIR, env: false },
-  { name: 'conf-dir', type: 'string', help: 'cni install: where runtimes read *.conflist', default: DEFAULT_CNI_CONF_DIR, env: false },
-  { name: 'network-name', type: 'string', help: 'cni install: the CNI network name (podman --network NAME)', default: DEFAULT_CNI_NETWORK, env: false },
-  { name: 'bridge', type: 'string', help: 'cni install: the bridge pods attach to', default: DEFAULT_BRIDGE, env: false },
-  { name: 'subnet-file', type: 'string', help: 'cni install: the subnet file weftd writes', default: DEFAULT_SUBNET_FILE },
-  { name: 'data-dir', type: 'string', help: 'cni install: the plugin\'s per-attachment state', default: DEFAULT_CNI_DATA_DIR, env: false },
-  { name: 'ipam-dir', type: 'string', help: 'cni install: host-local\'s reservations', default: DEFAULT_IPAM_DIR, env: false },
-  { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
-  { name: 'version', type: 'boolean', help: 'print the version and exit', env: false },
-];
-
-const USAGE = `Usage: weftctl <command> [flags]
-
-Commands:
-  init [--network CIDR] [--subnet-len N] [--vni N] [--port N] [--encryption MODE] [--wireguard-port N] [--force]
-                 write the cluster network config to etcd
-  config         print the network config
-  encryption [off|wireguard|wireguard-only]
-                 print, or change on the running cluster, the encryption between nodes
-  leases         list the subnet leases: subnet, node, public IP, WireGuard key, expires in
-  rotate-key [--state-dir D] [--timeout S]
-                 give the local weftd a new WireGuard key, and wait until its lease publishes it
-  status [--json] [--metrics-addr HOST:PORT]
-                 ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
-  cni install [--bin-dir D] [--conf-dir D] [--network-name N] [--bridge B]
-              [--subnet-file F] [--data-dir D] [--ipam-dir D]
-                 install the weft CNI plugin and its conflist (weft, then portmap)`;
 
 /** Loaded only by the commands that talk to etcd: the client and protobufjs cost most of weftctl's start. */
 async function registryFrom(values: FlagValues): Promise<Registry> {
@@ -119,30 +94,51 @@ async function encryption(reg: Registry, mode: string | undefined): Promise<void
   process.stdout.write(`encryption ${next.encryption}: ${result === 'replaced' ? `changed from ${cfg.encryption}; nodes follow within ${ETCD_PROBE_MS / 1000} s` : 'unchanged'}\n`);
 }
 
+/**
+ * The leases with what each node would make of them: time left on the etcd
+ * lease (none on a key written without one), and why a row is left out of
+ * every node's route table (lease_problem.ts; a value that does not parse
+ * is a row too).
+ */
 async function leases(reg: Registry, json: boolean): Promise<void> {
-  const listing = await reg.listLeases();
+  const [listing, config] = await Promise.all([reg.listLeases(), reg.getConfig()]);
   const rows = await Promise.all(
-    listing.records.map(async (r) => ({
-      subnet: formatCidr(r.subnet),
-      node: r.lease.nodeName,
-      publicIp: r.lease.publicIp,
-      port: r.lease.port,
-      wireguardPublicKey: r.lease.wireguardPublicKey || null,
-      wireguardPort: r.lease.wireguardPublicKey ? r.lease.wireguardPort || DEFAULT_WG_PORT : null,
-      expiresInS: await reg.leaseTtl(r),
-    })),
+    listing.records.map(async (r) => {
+      const problem = config ? leaseProblem(r, config) : undefined;
+      return {
+        subnet: formatCidr(r.subnet),
+        node: r.lease.nodeName,
+        publicIp: r.lease.publicIp,
+        port: r.lease.port,
+        wireguardPublicKey: r.lease.wireguardPublicKey || null,
+        wireguardPort: r.lease.wireguardPublicKey ? r.lease.wireguardPort || DEFAULT_WG_PORT : null,
+        expiresInS: r.etcdLease === '0' ? null : await reg.leaseTtl(r),
+        ...(problem ? { ignored: { reason: problem.reason, message: problem.message } } : {}),
+      };
+    }),
   );
+  const invalid = listing.invalid.map((i) => {
+    const subnet = parseSubnetKey(reg.prefix, i.key);
+    return { key: i.key, subnet: subnet ? formatCidr(subnet) : i.key, error: i.error.message };
+  });
   rows.sort((a, b) => a.subnet.localeCompare(b.subnet, 'en', { numeric: true }));
   if (json) {
-    process.stdout.write(`${JSON.stringify({ leases: rows, invalid: listing.invalid.map((i) => ({ key: i.key, error: i.error.message })) }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ leases: rows, invalid: invalid.map(({ key, error }) => ({ key, error, ignored: { reason: 'invalid', message: error } })) }, null, 2)}\n`);
     return;
   }
   const table = [
-    ['SUBNET', 'NODE', 'PUBLIC IP', 'WIREGUARD KEY', 'EXPIRES IN'],
-    ...rows.map((r) => [r.subnet, r.node, `${r.publicIp}:${r.port}`, r.wireguardPublicKey ? `${r.wireguardPublicKey} :${r.wireguardPort}` : '-', formatDuration(r.expiresInS)]),
+    ['SUBNET', 'NODE', 'PUBLIC IP', 'WIREGUARD KEY', 'EXPIRES IN', 'NOTE'],
+    ...rows.map((r) => [
+      r.subnet,
+      r.node,
+      `${r.publicIp}:${r.port}`,
+      r.wireguardPublicKey ? `${r.wireguardPublicKey} :${r.wireguardPort}` : '-',
+      r.expiresInS === null ? 'no TTL' : formatDuration(r.expiresInS),
+      r.ignored ? `ignored (${r.ignored.reason}): ${r.ignored.message}` : '',
+    ]),
+    ...invalid.map((i) => [i.subnet, '-', '-', '-', '-', `ignored (invalid): ${i.error}`]),
   ];
   process.stdout.write(formatTable(table));
-  for (const bad of listing.invalid) process.stderr.write(`weftctl: invalid lease: ${bad.error.message}\n`);
 }
 
 /** Writes the plugin and its conflist; touches neither etcd nor weftd. */
@@ -157,7 +153,16 @@ function cniInstall(values: FlagValues): void {
     dataDir: flag('data-dir', DEFAULT_CNI_DATA_DIR),
     ipamDir: flag('ipam-dir', DEFAULT_IPAM_DIR),
   });
-  for (const f of done) process.stdout.write(`${f.path}: ${f.written ? 'written' : 'unchanged'}\n`);
+  const file = (f: WrittenFile): void => {
+    process.stdout.write(`${f.path}: ${f.written ? 'written' : 'unchanged'}\n`);
+  };
+  file(done.plugin);
+  for (const c of done.companions) {
+    if (c.state === 'linked') process.stdout.write(`${c.path} -> ${c.target}: linked\n`);
+    else if (c.state === 'present') process.stdout.write(`${c.path}: present\n`);
+    else process.stderr.write(`weftctl: warning: no ${c.name} plugin in ${c.searched.join(', ')}: pods cannot start until it is in ${c.path} (install containernetworking-plugins; containerd 1.x looks in its bin_dir only)\n`);
+  }
+  file(done.conflist);
 }
 
 /** Asks the local weftd (not etcd) over its HTTP endpoint. */
@@ -195,14 +200,14 @@ async function rotateKey(reg: Registry, values: FlagValues): Promise<void> {
 }
 
 runMain('weftctl', async () => {
-  const { values, positionals } = parseFlags(process.argv.slice(2), process.env, FLAGS);
+  const { values, positionals } = parseFlags(process.argv.slice(2), process.env, WEFTCTL_FLAGS);
   if (values.version) {
     process.stdout.write(`weftctl ${VERSION}\n`);
     return;
   }
   const [command, ...extra] = positionals;
   if (values.help || command === undefined || command === 'help') {
-    process.stdout.write(helpText(USAGE, FLAGS));
+    process.stdout.write(helpText(WEFTCTL_USAGE, WEFTCTL_FLAGS));
     if (command === undefined && !values.help) process.exitCode = 2;
     return;
   }
@@ -213,9 +218,13 @@ runMain('weftctl', async () => {
     return cniInstall(values);
   }
   if (extra.length > (command === 'encryption' ? 1 : 0)) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra.at(-1)}"`, { flag: extra.at(-1) });
-  const commands = ['init', 'config', 'encryption', 'leases', 'rotate-key', 'status'];
-  if (!commands.includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (${commands.join(', ')}, cni install)`, { flag: command });
+  if (!WEFTCTL_COMMANDS.includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (${WEFTCTL_COMMANDS.join(', ')})`, { flag: command });
   if (command === 'status') return status(values);
+  if (command === 'check') {
+    const { check } = await import('./weftctl_check.js');
+    process.exitCode = await check(values);
+    return;
+  }
   const reg = await registryFrom(values);
   try {
     if (command === 'init') await init(reg, values);

@@ -11,26 +11,28 @@
 //     that have not seen the lease yet still reach us until sessions end)
 //   wireguard <-> wireguard-only: only whether VXLAN-GPE is refused
 //
-// Each step is retried at the next poll when it fails (etcd down, the port
-// taken), so the node converges; what it runs with shows in /status.
+// The mode and the key last the daemon's life; the parts it is applied to
+// (engine, lease keeper, watcher) are those of the subnet held now, attached
+// when it is set up and detached when it is let go. Each step is retried at
+// the next poll when it fails (etcd down, the port taken), so the node
+// converges; what it runs with shows in /status.
 
 import type { Logger } from 'pino';
 import { ENCAP_OVERHEAD, type EncryptionMode } from '../constants.js';
 import type { Engine } from '../dataplane/engine.js';
 import { errorMessage } from '../errors.js';
 import { loadOrCreateKey, writeKeyFile } from '../host/wireguard_key.js';
+import type { EncryptionStatus } from '../observe/status.js';
 import type { LeaseKeeper } from '../registry/lease_keeper.js';
 import type { LeaseManager } from '../registry/lease_manager.js';
 import type { LeaseWatcher } from '../registry/lease_watcher.js';
-import type { EncryptionStatus } from '../observe/status.js';
 import type { SubnetLease } from '../registry/schema.js';
 import { WG_OVERHEAD } from '../wireguard/constants.js';
 import { formatKey, generateKeyPair, keyPair } from '../wireguard/keys.js';
 
-/** The parts of a running weftd the mode is applied to. */
+/** The parts of the subnet held now that the mode is applied to. */
 export interface EncryptionParts {
   readonly engine: Engine;
-  readonly manager: LeaseManager;
   readonly keeper: LeaseKeeper;
   readonly watcher: LeaseWatcher;
   /** Sets the TUN's MTU and rewrites the subnet file with it. */
@@ -50,11 +52,15 @@ export class EncryptionControl {
   private privateKey: Uint8Array;
   private publicKey: string;
   private wanted: EncryptionMode = 'off';
-  /** What the node runs with; `published`: the key the lease carries ('' for none). */
-  private applied = { portOpen: false, published: '', mtu: 0 };
-  private parts: EncryptionParts | undefined;
+  /** The lease's key now ('' for none), and the TUN's MTU: they last the daemon's life. */
+  private published = '';
+  private mtu_ = 0;
+  /** Whether the attached engine's WireGuard port is open. */
+  private portOpen = false;
+  private manager: LeaseManager | undefined;
   /** The lease value without WireGuard fields. */
   private base: SubnetLease | undefined;
+  private parts: EncryptionParts | undefined;
   private running: Promise<void> | undefined;
 
   /** Loads the node's key, creating it on first start: WEFT_KEY_FILE when the file is unsafe. */
@@ -62,11 +68,21 @@ export class EncryptionControl {
     const { privateKey, path, created } = loadOrCreateKey(o.stateDir);
     this.privateKey = privateKey;
     this.publicKey = formatKey(keyPair(privateKey).publicKey);
-    o.log.info({ event: created ? 'wireguard_key_created' : 'wireguard_key_loaded', path, public_key: this.publicKey }, `WireGuard public key ${this.publicKey}`);
+    o.log.info({ event: 'wireguard_key', path, created, public_key: this.publicKey }, `WireGuard public key ${this.publicKey}${created ? ` (created ${path})` : ''}`);
   }
 
   get key(): Uint8Array {
     return this.privateKey;
+  }
+
+  /** The TUN's and pods' MTU now. */
+  get mtu(): number {
+    return this.mtu_;
+  }
+
+  /** Bytes each packet grows by on the underlay now: 60 while this node speaks WireGuard, else 36. */
+  get overhead(): number {
+    return this.published ? WG_OVERHEAD : ENCAP_OVERHEAD;
   }
 
   /** The TUN's and pods' MTU in `mode`: underlay - 60 with WireGuard, - 36 without, unless --mtu says. */
@@ -74,26 +90,37 @@ export class EncryptionControl {
     return this.o.mtuFlag ?? this.o.underlayMtu - (mode === 'off' ? ENCAP_OVERHEAD : WG_OVERHEAD);
   }
 
-  /** The lease value in `mode`: `base` with key and port while encrypting. */
-  leaseValue(base: SubnetLease, mode: EncryptionMode): SubnetLease {
+  /**
+   * The mode the config asked for at start, and the lease value (`base`
+   * with key and port in it while encrypting) `manager` writes: every
+   * subnet this daemon takes is leased so.
+   */
+  begin(mode: EncryptionMode, manager: LeaseManager, base: SubnetLease): SubnetLease {
+    this.wanted = mode;
+    this.manager = manager;
     this.base = base;
-    return mode === 'off' ? base : { ...base, wireguardPublicKey: this.publicKey, wireguardPort: this.o.port };
+    this.published = mode === 'off' ? '' : this.publicKey;
+    this.mtu_ = this.mtuFor(mode);
+    return this.leaseValue();
   }
 
   /**
-   * Records what start-up applied (`mode`, with the lease and MTU written
-   * for it), opens the port if the mode wants it (a port that cannot be
-   * bound stops the start), and hands the route tables their setting.
+   * The parts of a subnet just set up (its lease written as leaseValue()
+   * said, its TUN at `mtu`): opens the engine's port if the lease carries a
+   * key (a port that cannot be bound fails the setup), and gives the tables
+   * their setting before the first one is built.
    */
-  async start(mode: EncryptionMode, parts: EncryptionParts): Promise<void> {
+  async attach(parts: EncryptionParts): Promise<void> {
     this.parts = parts;
-    this.wanted = mode;
-    this.applied = { portOpen: false, published: mode === 'off' ? '' : this.publicKey, mtu: this.mtuFor(mode) };
-    if (mode !== 'off') {
-      await parts.engine.enableWireguard(this.applied.mtu);
-      this.applied.portOpen = true;
-    }
+    this.portOpen = false;
+    if (this.published) await this.openPort();
     this.setTables();
+  }
+
+  /** The subnet they served is let go. */
+  detach(): void {
+    this.parts = undefined;
+    this.portOpen = false;
   }
 
   /** The network config asks for `mode`: converge to it (one pass at a time; a failed step is retried by the next call). */
@@ -104,7 +131,11 @@ export class EncryptionControl {
     return this.running;
   }
 
-  /** A new key: written to the key file, used for new handshakes, published. Sessions in use stay. */
+  /**
+   * A new key: written to the key file, used for new handshakes, published.
+   * Sessions in use stay; until the lease reaches a peer, its handshakes
+   * are made for the old key and refused (it retries every 5 s).
+   */
   async rotate(): Promise<void> {
     const old = this.publicKey;
     const { privateKey, publicKey } = generateKeyPair();
@@ -113,29 +144,33 @@ export class EncryptionControl {
     this.publicKey = formatKey(publicKey);
     this.parts?.engine.setWireguardKey(privateKey);
     this.o.log.info({ event: 'wireguard_key_rotated', old_public_key: old, public_key: this.publicKey }, `WireGuard key rotated: ${old} -> ${this.publicKey}`);
-    // The lease still carries the old key, which peers keep using for new handshakes until the new one reaches them; sessions in use go on.
     this.setTables();
     await this.follow(this.wanted);
   }
 
   status(): EncryptionStatus {
-    return { mode: this.wanted, published: this.applied.published === this.publicKey, publicKey: this.publicKey, port: this.o.port, peers: this.parts?.engine.wireguardPeers() ?? [] };
+    return { mode: this.wanted, published: this.published === this.publicKey, publicKey: this.publicKey, port: this.o.port, peers: this.parts?.engine.wireguardPeers() ?? [] };
+  }
+
+  private leaseValue(): SubnetLease {
+    const base = this.base!;
+    return this.published ? { ...base, wireguardPublicKey: this.published, wireguardPort: this.o.port } : base;
+  }
+
+  private async openPort(): Promise<void> {
+    await this.parts!.engine.enableWireguard(this.mtu_);
+    this.portOpen = true;
   }
 
   private async converge(): Promise<void> {
-    const p = this.parts;
-    if (!p || !this.base) return;
     const on = this.wanted !== 'off';
     try {
       if (on) {
-        if (!this.applied.portOpen) {
-          await p.engine.enableWireguard(this.mtuFor(this.wanted));
-          this.applied.portOpen = true;
-        }
+        if (this.parts && !this.portOpen) await this.openPort();
         await this.setMtu(this.mtuFor(this.wanted));
-        if (this.applied.published !== this.publicKey) await this.publish(true);
+        if (this.published !== this.publicKey) await this.publish(this.publicKey);
       } else {
-        if (this.applied.published !== '') await this.publish(false);
+        if (this.published) await this.publish('');
         await this.setMtu(this.mtuFor('off'));
       }
       this.setTables();
@@ -144,30 +179,39 @@ export class EncryptionControl {
     }
   }
 
-  /** Writes the lease with (or without) our key and port; the tables follow once it is written. */
-  private async publish(on: boolean): Promise<void> {
-    const p = this.parts!;
-    p.manager.setValue(this.leaseValue(this.base!, on ? this.wanted : 'off'));
-    if (!on) {
-      // Stop speaking WireGuard before the key leaves the lease: peers still send it until they see the lease, which we still take.
-      this.applied.published = '';
+  /** Writes the lease with `key` (or none) and the port; the tables follow once it is written. */
+  private async publish(key: string): Promise<void> {
+    const was = this.published;
+    this.published = key;
+    this.manager!.setValue(this.leaseValue());
+    // Off: stop speaking WireGuard before the key leaves the lease (peers send it until they see the lease, and we still take it).
+    if (!key) this.setTables();
+    try {
+      await this.parts?.keeper.rewrite();
+    } catch (err) {
+      this.published = was;
+      this.manager!.setValue(this.leaseValue());
       this.setTables();
+      throw err;
     }
-    const key = this.publicKey;
-    await p.keeper.rewrite();
-    this.applied.published = on ? key : '';
   }
 
   private async setMtu(mtu: number): Promise<void> {
-    if (mtu === this.applied.mtu) return;
-    await this.parts!.setMtu(mtu);
-    this.applied.mtu = mtu;
-    if (this.applied.portOpen) await this.parts!.engine.enableWireguard(mtu);
+    if (mtu === this.mtu_) return;
+    const was = this.mtu_;
+    this.mtu_ = mtu;
+    try {
+      await this.parts?.setMtu(mtu);
+    } catch (err) {
+      this.mtu_ = was;
+      throw err;
+    }
+    if (this.portOpen) await this.parts?.engine.enableWireguard(mtu);
   }
 
   /** The route tables' setting: WireGuard toward keyed peers once our lease carries a key; VXLAN-GPE refused in wireguard-only. */
   private setTables(): void {
-    const published = this.applied.published !== '';
-    this.parts?.watcher.setEncryption({ wireguard: published, plaintextRefused: published && this.wanted === 'wireguard-only' }, this.publicKey);
+    const on = this.published !== '';
+    this.parts?.watcher.setEncryption({ wireguard: on, plaintextRefused: on && this.wanted === 'wireguard-only' }, this.publicKey);
   }
 }

@@ -1,8 +1,8 @@
 // The kernel's UDP sockets for the js engine: one receiving socket on the
 // cluster port, and a few sending sockets on ephemeral ports so the outer
-// source port varies with the inner flow, as the wire format asks (README,
-// "Wire format"); or, for WireGuard, one socket that receives and sends
-// (WireGuard peers answer the address and port they hear from).
+// source port varies with the inner flow, as the wire format asks
+// (docs/architecture.md, "Wire format"); or, for WireGuard, one socket that
+// receives and sends (WireGuard peers answer the address and port they hear from).
 
 import dgram from 'node:dgram';
 import { once } from 'node:events';

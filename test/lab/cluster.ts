@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Containerd } from './containerd.js';
 import { Lab, type LabProcess } from './lab.js';
 import { Podman } from './podman.js';
 
@@ -61,7 +62,7 @@ function metricsAddrOf(flags: readonly string[], fromEnv: string | undefined): s
 }
 
 /** Fetches a URL with Node's http (no curl needed) and prints {code, body} as JSON. */
-const HTTP_GET_SCRIPT = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(JSON.stringify({ code: r.statusCode, body: b }))); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
+export const HTTP_GET_SCRIPT = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(JSON.stringify({ code: r.statusCode, body: b }))); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
 
 /** One line of weftd's JSON log. */
 export interface LogEvent {
@@ -92,6 +93,7 @@ export interface NodeCni {
 export class WeftCluster {
   readonly nodes = new Map<number, NodeState>();
   private readonly podmans = new Map<number, Podman>();
+  private readonly containerds = new Map<number, Containerd>();
 
   private constructor(
     readonly lab: Lab,
@@ -124,6 +126,20 @@ export class WeftCluster {
 
   /** Starts weftd on node i (adding the node to the lab if new), waits until ready (20 s by default), then adds pods once. */
   async startNode(i: number, pods = 0, extraFlags: string[] = [], env?: Record<string, string>, readyTimeoutMs = 20_000): Promise<NodeState> {
+    const proc = await this.launchNode(i, extraFlags, env);
+    const state = this.nodes.get(i)!;
+    const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, readyTimeoutMs)) as { subnet: string };
+    state.subnet = ready.subnet;
+    if (pods > 0 && state.pods.length === 0) {
+      const [network, len] = ready.subnet.split('/');
+      // The pods' MTU as the CNI plugin would give it: the subnet file's (lower with encryption).
+      state.pods = await this.lab.addPods(i, pods, { network: network!, prefixLen: Number(len) }, Number(this.subnetEnv(i).FLANNEL_MTU));
+    }
+    return state;
+  }
+
+  /** Starts weftd on node i (adding the node to the lab if new), and returns it at once: for a weftd that is not expected to get ready soon. */
+  async launchNode(i: number, extraFlags: string[] = [], env?: Record<string, string>): Promise<LabProcess> {
     while (this.lab.nodeCount < i) await this.lab.addNode();
     const state = this.nodes.get(i) ?? { weftd: undefined, subnet: undefined, pods: [] };
     this.nodes.set(i, state);
@@ -143,14 +159,7 @@ export class WeftCluster {
     ], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`), ...(env ? { env } : {}) });
     state.weftd = proc;
     state.metricsAddr = metricsAddrOf([...(this.opts.flags ?? []), ...extraFlags], env?.WEFT_METRICS_ADDR);
-    const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, readyTimeoutMs)) as { subnet: string };
-    state.subnet = ready.subnet;
-    if (pods > 0 && state.pods.length === 0) {
-      const [network, len] = ready.subnet.split('/');
-      // The pods' MTU as the CNI plugin would give it: the subnet file's (lower with encryption).
-      state.pods = await this.lab.addPods(i, pods, { network: network!, prefixLen: Number(len) }, Number(this.subnetEnv(i).FLANNEL_MTU));
-    }
-    return state;
+    return proc;
   }
 
   /** Node i's CNI dirs; the network name is the run's own (podman's result cache in /var/lib/cni is shared). */
@@ -167,6 +176,14 @@ export class WeftCluster {
   async podman(i: number): Promise<Podman> {
     const known = this.podmans.get(i);
     if (known) return known;
+    const cni = await this.installCni(i);
+    const p = await Podman.create(this.lab, i, { network: cni.network, confDir: cni.confDir, pluginDirs: [cni.binDir, '/usr/lib/cni'] });
+    this.podmans.set(i, p);
+    return p;
+  }
+
+  /** Installs weft's CNI plugin on node i with `weftctl cni install`, as an operator would; idempotent. */
+  async installCni(i: number): Promise<NodeCni> {
     const cni = this.cniOf(i);
     await this.lab.exec(this.lab.nodeNs(i), [
       process.execPath, WEFTCTL, 'cni', 'install',
@@ -177,9 +194,17 @@ export class WeftCluster {
       '--data-dir', cni.dataDir,
       '--ipam-dir', cni.ipamDir,
     ]);
-    const p = await Podman.create(this.lab, i, { network: cni.network, confDir: cni.confDir, pluginDirs: [cni.binDir, '/usr/lib/cni'] });
-    this.podmans.set(i, p);
-    return p;
+    return cni;
+  }
+
+  /** A containerd on node i whose CRI sandboxes get their network from weft's plugin, in the one bin_dir the install filled (the same Containerd after the first call). */
+  async containerd(i: number): Promise<Containerd> {
+    const known = this.containerds.get(i);
+    if (known) return known;
+    const cni = await this.installCni(i);
+    const c = await Containerd.create(this.lab, i, { network: cni.network, confDir: cni.confDir, binDir: cni.binDir });
+    this.containerds.set(i, c);
+    return c;
   }
 
   engineOf(i: number): string {

@@ -1,5 +1,5 @@
 // The weft test lab: a cluster made of network namespaces that this run
-// creates and deletes itself (its address plan and rules: the README's opening section).
+// creates and deletes itself (its address plan and rules: docs/development.md, "The lab").
 //
 //   <prefix>-sw     bridge br0 (no address); every other namespace's eth0 has
 //                   its veth peer here, enslaved to br0
@@ -309,7 +309,8 @@ export class Lab {
     return this.etcd.etcdctl(args, opts);
   }
 
-  spawn(ns: string, argv: string[], opts: { env?: Record<string, string>; logFile?: string } = {}): LabProcess {
+  /** A tracked long-running process in `ns` (hostMounts: see SpawnOptions). */
+  spawn(ns: string, argv: string[], opts: { env?: Record<string, string>; logFile?: string; hostMounts?: boolean } = {}): LabProcess {
     this.checkNs(ns);
     const seq = ++this.logSeq;
     const role = ns.slice(this.prefix.length + 1);
@@ -317,6 +318,7 @@ export class Lab {
     const p = new LabProcessImpl(ns, argv, {
       logFile,
       pdeathsig: this.usePdeathsig,
+      ...(opts.hostMounts ? { hostMounts: true } : {}),
       ...(opts.env ? { env: opts.env } : {}),
     });
     this.procs.add(p);

@@ -3,18 +3,18 @@
 // files; and the installed script's VERSION answer against Node's.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { bridgeConfig } from '../../src/cni/delegate.js';
-import { checkInstallOptions, renderConflist, renderPluginScript, type InstallOptions } from '../../src/cni/install.js';
+import { checkInstallOptions, COMPANION_PLUGINS, linkCompanions, renderConflist, renderPluginScript, type InstallOptions } from '../../src/cni/install.js';
 import { parseNetConf } from '../../src/cni/netconf.js';
 import { CniCode, CniError, readCniEnv, versionInfo } from '../../src/cni/spec.js';
 import { stalePods, subnetChangedMessage } from '../../src/cni/subnet_change.js';
-import { formatSubnetEnv, parseSubnetEnv } from '../../src/host/subnet_env.js';
+import { formatNoSubnet, formatSubnetEnv, parseSubnetEnv, parseSubnetFile } from '../../src/host/subnet_env.js';
 import { parseCidr } from '../../src/net/ipv4.js';
 
 /** The built bundle (the source's own URL points into src/ under vitest). */
@@ -54,6 +54,24 @@ describe('subnet file', () => {
     expect(() => parseSubnetEnv('garbage', 'f')).toThrow('is not a KEY=VALUE line');
     expect(() => parseSubnetEnv(env('').replace('198.19.4.1/24', '198.19.4.1/31'), 'f')).toThrow('/31 leaves no address for pods');
     expect(parseSubnetEnv(env('# comment\nOTHER=1\n'), 'f').subnet).toEqual(parseCidr('198.19.4.0/24'));
+  });
+
+  it('carries the lease expiry as an ISO time, and refuses one that is not', () => {
+    const held = { network: parseCidr('198.19.0.0/16'), subnet: parseCidr('198.19.4.0/24'), mtu: 1464, ipMasq: false, leaseExpiresMs: Date.UTC(2026, 11, 7, 18, 30) };
+    const text = formatSubnetEnv(held);
+    expect(text).toContain('WEFT_LEASE_EXPIRES=2026-12-07T18:30:00.000Z\n');
+    expect(parseSubnetFile(text, 'f')).toEqual({ held });
+    expect(() => parseSubnetEnv(env('WEFT_LEASE_EXPIRES=soon\n'), 'f')).toThrow('f: WEFT_LEASE_EXPIRES is not an ISO 8601 time, got "soon"');
+  });
+
+  it('says when the node holds no subnet, with no FLANNEL_SUBNET for any reader to allocate from', () => {
+    const none = { network: parseCidr('198.19.0.0/22'), reason: 'lost 198.19.3.0/24: now leased by node n5 (198.18.0.5); waiting', lost: parseCidr('198.19.3.0/24') };
+    const text = formatNoSubnet(none);
+    expect(text).not.toMatch(/^FLANNEL_SUBNET=/m);
+    expect(parseSubnetFile(text, 'f')).toEqual({ none });
+    expect(parseSubnetFile(formatNoSubnet({ network: none.network, reason: 'a\nb' }), 'f')).toEqual({ none: { network: none.network, reason: 'a b' } });
+    expect(() => parseSubnetEnv(text, '/run/weft/subnet.env')).toThrow('/run/weft/subnet.env: this node holds no subnet: lost 198.19.3.0/24');
+    expect(() => parseSubnetFile(`${env('')}WEFT_NO_SUBNET=x\n`, 'f')).toThrow('f: WEFT_NO_SUBNET and FLANNEL_SUBNET are both set');
   });
 });
 
@@ -164,3 +182,57 @@ describe('installed files', () => {
     }
   });
 });
+
+describe('companion plugins in the one plugin dir', () => {
+  /** A temp dir with `bin/` (the plugin dir) and `src/` (a distribution's plugin dir) holding `names`. */
+  function dirs(names: readonly string[]): { root: string; bin: string; src: string } {
+    const root = mkdtempSync(join(tmpdir(), 'weft-cni-link-'));
+    const bin = join(root, 'bin');
+    const src = join(root, 'src');
+    mkdirSync(bin);
+    mkdirSync(src);
+    for (const n of names) writeFileSync(join(src, n), '#!/bin/sh\n', { mode: 0o755 });
+    return { root, bin, src };
+  }
+
+  it('links every missing one from the first source that has it, then finds them present', () => {
+    const { root, bin, src } = dirs(COMPANION_PLUGINS);
+    try {
+      const first = linkCompanions(bin, ['/nonexistent', src]);
+      expect(first.map((c) => c.state)).toEqual(['linked', 'linked', 'linked', 'linked']);
+      for (const n of COMPANION_PLUGINS) expect(readlinkSync(join(bin, n))).toBe(join(src, n));
+      expect(linkCompanions(bin, [src]).map((c) => c.state)).toEqual(['present', 'present', 'present', 'present']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it("leaves the dir's own plugins and files alone, replaces a dangling link, reports what is nowhere", () => {
+    const { root, bin, src } = dirs(['bridge', 'portmap', 'loopback']);
+    try {
+      writeFileSync(join(bin, 'bridge'), 'own', { mode: 0o755 });
+      symlinkSync(join(root, 'gone'), join(bin, 'portmap'));
+      writeFileSync(join(bin, 'loopback'), 'not executable');
+      chmodSync(join(bin, 'loopback'), 0o644);
+      const out = linkCompanions(bin, [src]);
+      expect(out.find((c) => c.name === 'bridge')).toMatchObject({ state: 'present' });
+      expect(lstatSync(join(bin, 'bridge')).isSymbolicLink()).toBe(false);
+      expect(out.find((c) => c.name === 'portmap')).toMatchObject({ state: 'linked', target: join(src, 'portmap') });
+      expect(out.find((c) => c.name === 'host-local')).toMatchObject({ state: 'missing', searched: [bin, src] });
+      expect(out.find((c) => c.name === 'loopback')).toMatchObject({ state: 'missing' });
+      expect(lstatSync(join(bin, 'loopback')).isSymbolicLink()).toBe(false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('installing into the distribution\'s own dir (containerd 1.x on Debian: bin_dir /usr/lib/cni) links nothing', () => {
+    const { root, src } = dirs(COMPANION_PLUGINS);
+    try {
+      expect(linkCompanions(src, [src, `${src}/`]).map((c) => c.state)).toEqual(['present', 'present', 'present', 'present']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
