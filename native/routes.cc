@@ -1,6 +1,8 @@
 // Route table construction and publication: see routes.h.
 #include "routes.h"
 
+#include <new>
+
 namespace weft {
 
 namespace {
@@ -35,6 +37,8 @@ std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, in
   t->peer_wg_port.assign(peer_wg_port, peer_wg_port + peer_count);
   t->peer_flags.assign(peer_flags, peer_flags + peer_count);
   t->plaintext_refused = plaintext_refused;
+  t->want_session.reset(new (std::nothrow) std::atomic<uint8_t>[peer_count + 1]());
+  if (!t->want_session) return nullptr;
   size_t cap = 4;
   while (cap < peer_count * 2) cap <<= 1;
   t->sender_ips.assign(cap, 0);

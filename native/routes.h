@@ -12,6 +12,8 @@
 #include <mutex>
 #include <vector>
 
+#include "wg_keypair.h"
+
 namespace weft {
 
 constexpr int32_t kNoPeer = -1;
@@ -36,6 +38,17 @@ struct RouteTable {
   // and beside it the flags every peer at that IP shares.
   std::vector<uint32_t> sender_ips;
   std::vector<uint8_t> sender_flags;
+
+  // WireGuard (empty while this node does not encrypt): the sessions, the
+  // key mac1 is checked with (a new key comes with a new mac1_gen, which
+  // tells each worker to re-key its Mac1), the padding limit (the TUN's
+  // MTU), and per peer a flag a worker raises when a packet found no
+  // session to send on (JS takes it: engine_binding.cc).
+  WgSessions wg;
+  uint8_t mac1_key[32] = {};
+  uint64_t mac1_gen = 0;
+  uint16_t pad_limit = 0;
+  std::unique_ptr<std::atomic<uint8_t>[]> want_session;
 
   int32_t lookup(uint32_t ip) const {
     if ((ip & net_mask) != net_base) return kNoPeer;

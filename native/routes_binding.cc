@@ -2,6 +2,8 @@
 // only; the table is built and checked by routes.cc.
 #include "routes_binding.h"
 
+#include <string.h>
+
 #include "napi_util.h"
 
 namespace weft {
@@ -33,6 +35,40 @@ std::unique_ptr<RouteTable> routes_arg(napi_env env, napi_value obj) {
                              static_cast<uint8_t*>(flags), ip_count, plaintext_refused);
   if (!t) napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "inconsistent route table (slot count or peer index out of range)");
   return t;
+}
+
+bool wg_sessions_arg(napi_env env, napi_value wg, const std::function<std::shared_ptr<Keypair>(uint32_t)>& keypair, RouteTable* t) {
+  napi_value v;
+  void *key, *slots;
+  size_t key_len, slot_count;
+  double pad_limit;
+  if (!typed_arg(env, wg, napi_object, "wireguard", "an object") || !get_prop(env, wg, "mac1Key", &v) ||
+      !typed_array_arg(env, v, napi_uint8_array, "wireguard.mac1Key", "Uint8Array", &key, &key_len) ||
+      !int_prop(env, wg, "padLimit", 0, 65535, &pad_limit) || !get_prop(env, wg, "slots", &v) ||
+      !typed_array_arg(env, v, napi_uint32_array, "wireguard.slots", "Uint32Array", &slots, &slot_count)) {
+    return false;
+  }
+  const size_t peers = t->peer_ip.size();
+  if (key_len != sizeof(t->mac1_key) || slot_count != 3 * peers) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "wireguard.mac1Key must be 32 bytes and wireguard.slots 3 per peer");
+    return false;
+  }
+  memcpy(t->mac1_key, key, sizeof(t->mac1_key));
+  t->pad_limit = uint16_t(pad_limit);
+  t->wg.peer_next.assign(peers, nullptr);
+  t->wg.peer_current.assign(peers, nullptr);
+  const uint32_t* s = static_cast<const uint32_t*>(slots);
+  for (size_t p = 0; p < peers; p++) {
+    for (size_t k = 0; k < 3; k++) {
+      const uint32_t index = s[3 * p + k];
+      std::shared_ptr<Keypair> kp = index == 0 || t->wg.find(index) != nullptr ? nullptr : keypair(index);
+      if (!kp) continue;
+      if (k == 0) t->wg.peer_next[p] = kp.get();
+      if (k == 1) t->wg.peer_current[p] = kp.get();
+      t->wg.index(kp);
+    }
+  }
+  return true;
 }
 
 SelfSubnet self_arg(double base, double len) {

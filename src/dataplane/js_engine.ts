@@ -11,17 +11,16 @@
 
 import { GPE_NEXT_PROTO_IPV4, JS_TUN_BATCH, PEER_WIREGUARD, VXLAN_GPE_HEADER_LEN } from '../constants.js';
 import { WeftError, errorMessage } from '../errors.js';
-import { formatCidr } from '../net/ipv4.js';
 import type { RouteTable } from '../routes/route_table.js';
 import { KEEPALIVE_SIZE, MSG_TRANSPORT, REJECT_AFTER_TIME_MS, STAGED_PER_PEER } from '../wireguard/constants.js';
 import { MSG_MALFORMED } from '../wireguard/messages.js';
-import type { HandshakeMessage, HandshakeRefusal, Keypair, SessionPeer } from '../wireguard/sessions.js';
-import { WireguardSessions } from '../wireguard/sessions.js';
+import type { HandshakeMessage, Keypair, SessionPeer } from '../wireguard/sessions.js';
 import { sealTransport, transportLength } from '../wireguard/transport.js';
 import { ICMP_ERROR_MAX, ICMP_NET_UNREACHABLE, flowHash, icmpErrorLength, writeIcmpUnreachable } from '../wire/ipv4_packet.js';
 import { writeGpeHeader } from '../wire/vxlan_gpe.js';
 import { C, COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
 import type { Engine, EngineConfig, EngineDetails, WireguardPeerStatus } from './engine.js';
+import { EngineSessions } from './engine_sessions.js';
 import { IcmpBudget } from './icmp_budget.js';
 import { INSIDE_DROP, INSIDE_UNREACHABLE, classifyInside } from './inside.js';
 import { acceptInner, acceptOutside } from './outside.js';
@@ -35,16 +34,6 @@ const SEND_POOL = 256;
 const HANDSHAKE_QUEUE = 4096;
 /** Handshake messages the sessions take per turn of the event loop, so forwarding goes on during a flood. */
 const HANDSHAKES_PER_TURN = 256;
-
-/** Each handshake refusal's counter. */
-const REFUSAL_COUNTER: Readonly<Record<HandshakeRefusal, number>> = {
-  unknown_sender: C.outside_drop_unknown_sender,
-  unknown_key: C.outside_drop_wg_unknown_key,
-  auth: C.outside_drop_wg_auth,
-  replay: C.outside_drop_wg_replay,
-  unknown_index: C.outside_drop_wg_unknown_index,
-  cookie: C.outside_drop_wg_cookie,
-};
 
 /** A send buffer and its completion callback, bound once so a send allocates no closure. */
 interface SendSlot {
@@ -66,12 +55,10 @@ export class JsEngine implements Engine {
   private started = false;
   private closed = false;
 
-  private readonly sessions: WireguardSessions;
+  private readonly wg: EngineSessions;
   /** The WireGuard port, once enableWireguard() opened it. */
-  private wg: UdpTransport | undefined;
+  private wgPort: UdpTransport | undefined;
   private padLimit: number;
-  /** Each table peer's sessions, by peer index (undefined: it publishes no key). */
-  private sessionOf: (SessionPeer | undefined)[] = [];
   /** Packets waiting for a peer's session (at most STAGED_PER_PEER, the oldest dropped first). */
   private readonly staged = new Map<SessionPeer, Buffer[]>();
   private readonly handshakes: HandshakeMessage[] = [];
@@ -103,20 +90,15 @@ export class JsEngine implements Engine {
       };
       this.freeSlots.push(slot);
     }
-    this.sessions = new WireguardSessions({
-      privateKey: cfg.wireguard.privateKey,
-      clock: cfg.clock,
-      refused: (why) => this.c[REFUSAL_COUNTER[why]]!++,
-      dataplane: {
-        sendHandshake: (ip, port, msg) => this.wg?.send(Buffer.from(msg), msg.length, ip, port, 0, () => undefined),
-        keypairsChanged: (p) => this.flushStaged(p),
-        sessionReady: (p) => {
-          if (!this.flushStaged(p)) this.sendKeepalive(p);
-        },
-        sendKeepalive: (p) => this.sendKeepalive(p),
-        gaveUp: (p) => this.dropStaged(p),
-        refreshActivity: () => undefined,
+    this.wg = new EngineSessions(cfg, {
+      sendHandshake: (ip, port, msg) => this.wgPort?.send(Buffer.from(msg), msg.length, ip, port, 0, () => undefined),
+      keypairsChanged: (p) => this.flushStaged(p),
+      sessionReady: (p) => {
+        if (!this.flushStaged(p)) this.sendKeepalive(p);
       },
+      sendKeepalive: (p) => this.sendKeepalive(p),
+      gaveUp: (p) => this.dropStaged(p),
+      refreshActivity: () => undefined,
     });
   }
 
@@ -134,28 +116,27 @@ export class JsEngine implements Engine {
 
   setRoutes(table: RouteTable): void {
     this.table = table;
-    this.sessions.setPeers(table.peers.flatMap((p) => (p.wgKey ? [{ id: formatCidr(p.subnet), node: p.node, key: p.wgKey, ip: p.ip, port: p.wgPort! }] : [])));
-    this.sessionOf = table.peers.map((p) => (p.wgKey ? this.sessions.peer(formatCidr(p.subnet)) : undefined));
+    this.wg.setTable(table);
   }
 
   async enableWireguard(padLimit: number): Promise<void> {
     this.padLimit = padLimit;
-    if (this.wg || this.closed) return;
+    if (this.wgPort || this.closed) return;
     const wg = this.wgTransport(this.cfg.wireguard.port);
     try {
       await wg.start((buf, len, srcIp) => this.outsideWireguard(buf, len, srcIp));
     } catch (err) {
       throw new WeftError('WEFT_HOST_SETUP', `cannot open the WireGuard port ${this.cfg.wireguard.port}: ${errorMessage(err)}`, { port: this.cfg.wireguard.port });
     }
-    this.wg = wg;
+    this.wgPort = wg;
   }
 
   setWireguardKey(privateKey: Uint8Array): void {
-    this.sessions.setPrivateKey(privateKey);
+    this.wg.sessions.setPrivateKey(privateKey);
   }
 
   wireguardPeers(): WireguardPeerStatus[] {
-    return this.sessions.status();
+    return this.wg.status();
   }
 
   healthy(): boolean {
@@ -167,18 +148,18 @@ export class JsEngine implements Engine {
   }
 
   counters(): CounterSnapshot {
-    this.c[C.wg_initiations_sent] = this.sessions.stats.initiationsSent;
-    this.c[C.wg_handshakes_completed] = this.sessions.stats.handshakesCompleted;
-    return snapshot(this.c);
+    const sums = Float64Array.from(this.c);
+    this.wg.addTo(sums);
+    return snapshot(sums);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.sessions.close();
+    this.wg.sessions.close();
     this.tun.close();
     await this.udp.close();
-    await this.wg?.close();
+    await this.wgPort?.close();
   }
 
   // ---- inside
@@ -217,8 +198,8 @@ export class JsEngine implements Engine {
 
   /** A packet for a peer spoken to in WireGuard: sent on its session, or kept until the handshake completes. */
   private insideWireguard(peer: number, pkt: Buffer, off: number, len: number): void {
-    const sp = this.sessionOf[peer];
-    if (!sp || !this.wg) {
+    const sp = this.wg.of(peer);
+    if (!sp || !this.wgPort) {
       this.c[C.inside_drop_no_session]!++;
       return;
     }
@@ -230,7 +211,7 @@ export class JsEngine implements Engine {
       this.c[C.inside_drop_no_session]!++;
     }
     queue.push(Buffer.from(pkt.subarray(off, off + len)));
-    this.sessions.wantSession(sp);
+    this.wg.sessions.wantSession(sp);
   }
 
   /**
@@ -246,7 +227,7 @@ export class JsEngine implements Engine {
   /** Sends packet[off, off+len) (len 0: a keepalive) to `sp` on its session; false when it has none. */
   private seal(sp: SessionPeer, pkt: Uint8Array, off: number, len: number): boolean {
     const kp = this.sendKeypair(sp);
-    if (!kp || !this.wg) return false;
+    if (!kp || !this.wgPort) return false;
     const out = this.freeSlots.pop();
     if (out === undefined) {
       this.c[C.inside_drop_send_error]!++;
@@ -257,7 +238,7 @@ export class JsEngine implements Engine {
     kp.lastSent = now;
     if (len > 0) kp.lastDataSent = now;
     out.len = len;
-    this.wg.send(out.buf, n, sp.ip, sp.port, 0, len > 0 ? out.done : () => this.freeSlots.push(out));
+    this.wgPort.send(out.buf, n, sp.ip, sp.port, 0, len > 0 ? out.done : () => this.freeSlots.push(out));
     return true;
   }
 
@@ -299,14 +280,14 @@ export class JsEngine implements Engine {
   }
 
   private outsideWireguard(buf: Buffer, len: number, srcIp: number): void {
-    const type = precheckWireguard(buf, 0, len, srcIp, this.table, this.sessions.mac1Key, this.c);
+    const type = precheckWireguard(buf, 0, len, srcIp, this.table, this.wg.sessions.mac1Key, this.c);
     if (type === MSG_MALFORMED) return;
     if (type !== MSG_TRANSPORT) {
       this.queueHandshake(buf, len, srcIp);
       return;
     }
     const now = this.cfg.clock.now();
-    const opened = openWireguard(buf, 0, len, srcIp, (i) => this.sessions.keypair(i), now, this.c);
+    const opened = openWireguard(buf, 0, len, srcIp, (i) => this.wg.sessions.keypair(i), now, this.c);
     if (!opened) return;
     const { kp, plain } = opened;
     kp.lastReceived = now;
@@ -341,7 +322,7 @@ export class JsEngine implements Engine {
     this.handshakesScheduled = false;
     if (this.closed) return;
     // The batch's length is how far behind the node is: the sessions answer with cookies when it is long.
-    this.sessions.receive(this.handshakes.splice(0, HANDSHAKES_PER_TURN));
+    this.wg.sessions.receive(this.handshakes.splice(0, HANDSHAKES_PER_TURN));
     if (this.handshakes.length > 0) {
       this.handshakesScheduled = true;
       setImmediate(() => this.takeHandshakes());

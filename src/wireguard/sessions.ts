@@ -433,8 +433,9 @@ export class WireguardSessions {
     peer.previous = undefined;
     peer.next = kp;
     this.sessionDerived(peer, now);
-    this.o.dataplane.sendHandshake(peer.ip, peer.port, made.msg);
+    // The dataplane knows the keypair before the initiator does: its first transport message may come back at once.
     this.o.dataplane.keypairsChanged(peer);
+    this.o.dataplane.sendHandshake(peer.ip, peer.port, made.msg);
   }
 
   private consumeResponse(msg: Uint8Array, srcIp: number, now: number): void {

@@ -23,8 +23,12 @@ const WG_PORT = 51820;
 const PATTERN = '77656674';
 const skip = rootSkipReason() || missingCommand([{ command: 'tshark', pkg: 'tshark' }, { command: 'tcpdump', pkg: 'tcpdump' }]);
 
-/** Every node js (the reference engine). */
-const SETUPS: [string, (node: number) => string][] = [['js', () => 'js']];
+/** Every node native (the product), every node js (the reference), and both in one cluster (node 2 js). */
+const SETUPS: [string, (node: number) => string][] = [
+  ['native', () => 'native'],
+  ['js', () => 'js'],
+  ['mixed', (node) => (node === 2 ? 'js' : 'native')],
+];
 
 /** A capture on node i's underlay (tcpdump, UDP only) while `during` runs; the pcap file. */
 async function capture(c: WeftCluster, i: number, name: string, during: () => Promise<void>): Promise<string> {

@@ -13,7 +13,7 @@ import { WeftCluster } from '../lab/cluster.js';
 import { startPingStream } from '../lab/ping_stream.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
-const ENGINES: readonly string[] = ['js'];
+const ENGINES: readonly string[] = ['native', 'js'];
 
 for (const engine of ENGINES) {
   describe.skipIf(rootSkipReason())(`encryption rolled out on a running cluster, ${engine} engines (needs root: network namespaces, TUN, weftd)`, () => {
@@ -50,9 +50,15 @@ for (const engine of ENGINES) {
       const tOnly = Date.now() - t0;
       const { sent, received } = await stream;
       const report = await pings.stop();
+      const drops = async (i: number): Promise<string> =>
+        Object.entries(await c.counters(i, 0))
+          .filter(([k, v]) => v > 0 && (k.includes('_drop_') || k.startsWith('wg_')))
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ');
       process.stdout.write(
         `[rollout ${engine}] wireguard applied on both nodes ${(tWireguard / 1000).toFixed(1)} s and wireguard-only ${(tOnly / 1000).toFixed(1)} s into the run; ` +
-          `pings: ${report.sent} sent, ${report.lost.length} lost (seq ${report.lost.join(',') || '-'}), ${report.inFlight} in flight at the end; TCP stream ${received === sent ? 'intact' : 'DAMAGED'}\n`,
+          `pings: ${report.sent} sent, ${report.lost.length} lost (seq ${report.lost.join(',') || '-'}), ${report.inFlight} in flight at the end; TCP stream ${received === sent ? 'intact' : 'DAMAGED'}; ` +
+          `node1: ${await drops(1)}; node2: ${await drops(2)}\n`,
       );
       expect(sent).toMatch(/^16777216 [0-9a-f]{64}$/);
       expect(received).toBe(sent);

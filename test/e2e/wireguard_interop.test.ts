@@ -17,7 +17,7 @@ const PEER_SUBNET = '198.19.250.0/24';
 const PEER_ADDR = '198.19.250.1';
 const skip = rootSkipReason() || missingCommand(WG_COMMANDS);
 
-const ENGINES: readonly string[] = ['js'];
+const ENGINES: readonly string[] = ['native', 'js'];
 
 for (const engine of ENGINES) {
   describe.skipIf(skip)(`weftd --engine ${engine} and wireguard-go${skip ? ` (skipped: ${skip})` : ''}`, () => {
