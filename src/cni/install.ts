@@ -5,8 +5,8 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../host/atomic_write.js';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { WeftError } from '../errors.js';
+import { treePath } from '../tree.js';
 import { VERSION } from '../version.js';
 import { parseNetConf } from './netconf.js';
 import { CniError, versionInfo } from './spec.js';
@@ -33,7 +33,7 @@ export interface InstallOptions {
  * environment): main.js and what it imports bundled into one CommonJS file
  * by the build, which Node starts about 11 ms sooner than the ES module graph.
  */
-export const PLUGIN_ENTRY = fileURLToPath(new URL('./plugin.cjs', import.meta.url));
+export const PLUGIN_ENTRY = treePath('dist/cni/plugin.cjs');
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
