@@ -32,7 +32,7 @@ function iptChain(port: number): IptChain {
 
 /** Installs (or replaces) the filter; returns the backend, which removeEncapFilter needs. */
 export async function installEncapFilter(network: Cidr, port: number): Promise<FirewallBackend> {
-  const backend = await detectBackend('the pod encapsulation filter');
+  const backend = detectBackend('the pod encapsulation filter');
   const iptRules = [['-s', formatCidr(network), '-m', 'comment', '--comment', COMMENT, '-j', 'DROP']];
   await installRuleset({ nftTable: ENCAP_NFT_TABLE, nftBody: nftBody(network, port), ipt: iptChain(port), iptRules }, backend);
   return backend;

@@ -85,7 +85,7 @@ export function iptablesRules(network: Cidr, subnet: Cidr): string[][] {
  * Idempotent: a second run, e.g. after a crash, leaves one set of rules.
  */
 export async function installMasquerade(network: Cidr, subnet: Cidr, backend?: FirewallBackend): Promise<FirewallBackend> {
-  const b = backend ?? (await detectBackend('--ip-masq'));
+  const b = backend ?? detectBackend('--ip-masq');
   await installRuleset({ nftTable: NFT_TABLE, nftBody: nftBody(network, subnet), ipt: IPT, iptRules: iptablesRules(network, subnet) }, b);
   return b;
 }

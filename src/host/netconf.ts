@@ -1,8 +1,12 @@
 // Host network configuration through iproute2: the TUN's address, MTU and
 // link state, and facts about the underlay interface. Runs at control-plane
-// rate only; every failure names the command and the device.
+// rate only; every failure names the command and the device. Each `ip`
+// process costs weftd's start more than the change it makes (a fork of the
+// whole process): the TUN's changes go to one `ip -batch`, and what the
+// kernel tells without one (/proc/net/route, getifaddrs) is read directly.
 
 import { readFile } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { WeftError } from '../errors.js';
 import { loadAddon } from './addon.js';
@@ -27,9 +31,13 @@ export async function configureTun(dev: string, addrWithPrefix: string, mtu: num
     const code = getSystemErrorName(-errno);
     throw new WeftError('WEFT_HOST_SETUP', `cannot set net.ipv4.conf.${dev}.accept_local over rtnetlink: ${code}`, { iface: dev, errno: code });
   }
-  await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu), ...(gsoMaxSegs === undefined ? [] : ['gso_max_segs', String(gsoMaxSegs)])]);
-  await ip(['addr', 'replace', addrWithPrefix, 'dev', dev]);
-  await ip(['link', 'set', 'dev', dev, 'up']);
+  // Device names hold no whitespace (the kernel refuses them), so each line splits as written.
+  const batch = [
+    `link set dev ${dev} mtu ${mtu}${gsoMaxSegs === undefined ? '' : ` gso_max_segs ${gsoMaxSegs}`}`,
+    `addr replace ${addrWithPrefix} dev ${dev}`,
+    `link set dev ${dev} up`,
+  ];
+  await mustRun('ip', ['-batch', '-'], `${batch.join('\n')}\n`);
 }
 
 interface IpAddrJson {
@@ -48,14 +56,30 @@ export async function interfaceInfo(iface: string): Promise<{ ip: string; mtu: n
   return { ip: addr.local, mtu: out[0].mtu ?? Number(await readFile(`/sys/class/net/${iface}/mtu`, 'utf8')) };
 }
 
-/** The interface holding the IPv4 default route, if any. */
-export async function defaultRouteInterface(): Promise<string | undefined> {
-  const out = JSON.parse(await ip(['-j', '-4', 'route', 'show', 'default'])) as { dev?: string }[];
-  return out[0]?.dev;
+const RTF_UP = 0x1;
+
+/**
+ * The interface of the main table's IPv4 default route in /proc/net/route's
+ * text (the lowest metric of those up), if any: what `ip -4 route show
+ * default` lists first.
+ */
+export function defaultRouteIn(procNetRoute: string): string | undefined {
+  let best: { iface: string; metric: number } | undefined;
+  for (const line of procNetRoute.split('\n').slice(1)) {
+    const [iface, destination, , flags, , , metric, mask] = line.trim().split(/\s+/);
+    if (!iface || destination !== '00000000' || mask !== '00000000' || (Number.parseInt(flags ?? '0', 16) & RTF_UP) === 0) continue;
+    const m = Number(metric);
+    if (!best || m < best.metric) best = { iface, metric: m };
+  }
+  return best?.iface;
 }
 
-/** The interface that holds `addr`, if any. */
-export async function interfaceWithAddress(addr: string): Promise<string | undefined> {
-  const out = JSON.parse(await ip(['-j', '-4', 'addr', 'show'])) as IpAddrJson[];
-  return out.find((l) => l.addr_info?.some((a) => a.local === addr))?.ifname;
+/** The interface holding the IPv4 default route, if any (/proc/net is this network namespace's). */
+export async function defaultRouteInterface(): Promise<string | undefined> {
+  return defaultRouteIn(await readFile('/proc/net/route', 'utf8'));
+}
+
+/** The interface that holds `addr`, if any (getifaddrs: this network namespace's). */
+export function interfaceWithAddress(addr: string): string | undefined {
+  return Object.entries(networkInterfaces()).find(([, addrs]) => addrs?.some((a) => a.family === 'IPv4' && a.address === addr))?.[0];
 }
