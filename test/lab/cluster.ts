@@ -20,12 +20,13 @@ export function weftdNodeFlags(): string[] {
 }
 
 /**
- * The command that starts weftd with `args`: its bin, as users start it; for the js engine (the last
- * --engine in args) `node <bin>`, without the bin's --jitless, as docs/install.md says to run it.
+ * The command that starts weftd (`bin`, this tree's by default) with `args`: the bin, as users start
+ * it; for the js engine (the last --engine in args) `node <bin>`, without the bin's --jitless, as
+ * docs/install.md says to run it.
  */
-export function weftdCommand(args: readonly string[]): string[] {
+export function weftdCommand(args: readonly string[], bin = WEFTD): string[] {
   const engine = args.reduce<string | undefined>((e, a, k) => (a === '--engine' ? args[k + 1] : a.startsWith('--engine=') ? a.slice('--engine='.length) : e), undefined);
-  return engine === 'js' ? [process.execPath, WEFTD] : [WEFTD];
+  return engine === 'js' ? [process.execPath, bin] : [bin];
 }
 export const WEFTCTL = join(ROOT, 'dist/cli/weftctl.js');
 export const POD_NETWORK = '198.19.0.0/16';
@@ -39,6 +40,8 @@ export interface ClusterOptions {
   engine?: string | ((node: number) => string);
   /** Extra weftd flags for every node. */
   flags?: string[];
+  /** The weftd bin, for all nodes or per node (default this tree's, WEFTD). */
+  bin?: string | ((node: number) => string);
   /** false: only the lab and the network config; the test starts weftd itself (startNode). */
   startNodes?: boolean;
   /** The lab's etcd: 1 member (default) or a cluster of 3; weftd and weftctl get every member's endpoint. */
@@ -145,7 +148,8 @@ export class WeftCluster {
       ...(this.opts.flags ?? []),
       ...extraFlags,
     ];
-    const proc = this.lab.spawn(this.lab.nodeNs(i), [...weftdCommand(args), ...args], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`), ...(env ? { env } : {}) });
+    const bin = typeof this.opts.bin === 'function' ? this.opts.bin(i) : (this.opts.bin ?? WEFTD);
+    const proc = this.lab.spawn(this.lab.nodeNs(i), [...weftdCommand(args, bin), ...args], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`), ...(env ? { env } : {}) });
     state.weftd = proc;
     state.metricsAddr = metricsAddrOf([...(this.opts.flags ?? []), ...extraFlags], env?.WEFT_METRICS_ADDR);
     const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, readyTimeoutMs)) as { subnet: string };
