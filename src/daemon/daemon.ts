@@ -144,7 +144,7 @@ export class Daemon implements StatusSource {
     const underlay = await this.underlay(config);
     const mtu = this.opts.mtu ?? underlay.mtu - ENCAP_OVERHEAD;
     const { manager, lease } = await this.lease(config, underlay);
-    const device = await this.setUpHost(config, lease.subnet, mtu);
+    const device = await this.setUpHost(config, lease.subnet, mtu, underlay);
     const engine = await this.startEngine(config, device, underlay, mtu, lease.subnet);
     const watcher = await this.follow(config, manager, lease, engine, underlay);
     this.startPeriodic(engine, watcher);
@@ -215,13 +215,13 @@ export class Daemon implements StatusSource {
     return { manager, lease };
   }
 
-  /** The TUN, configured for the subnet; the pod encapsulation filter and masquerading as asked. */
-  private async setUpHost(config: NetworkConfig, subnet: Cidr, mtu: number): Promise<DataplaneDevice> {
+  /** The dataplane's device, configured for the subnet; the pod encapsulation filter and masquerading as asked. */
+  private async setUpHost(config: NetworkConfig, subnet: Cidr, mtu: number, underlay: Underlay): Promise<DataplaneDevice> {
     const o = this.opts;
     const { host } = this.seams;
     const device = this.seams.dataplane.open();
-    this.onTeardown('TUN device', () => device.close());
-    await host.configureTun(device.tunName, `${formatIp(subnet.base)}/${config.network.len}`, mtu, device.gsoMaxSegs);
+    this.onTeardown('dataplane device', () => device.close());
+    await device.configure({ network: config.network, subnet, mtu, port: config.port, vni: config.vni, underlay });
 
     // Forwarding is the host's policy (the CNI bridge plugin turns it on): report it, do not change it.
     if ((await host.ipForwarding()) === false) this.log.warn({ event: 'ip_forward_off' }, 'net.ipv4.ip_forward is 0: pods cannot reach beyond this node (sysctl -w net.ipv4.ip_forward=1)');

@@ -38,9 +38,13 @@ export function attr(type: number, payload: Uint8Array): Buffer {
   return b;
 }
 
-/** An attribute holding `children`, flagged nested as the kernel's strict parsers want. */
-export function nested(type: number, children: readonly Buffer[]): Buffer {
-  return attr(type | NLA_F_NESTED, Buffer.concat(children));
+/**
+ * An attribute holding `children`, flagged nested as the kernel's strict
+ * parsers want (`flagged` false for the older nests iproute2 sends without
+ * the flag, which the kernel parses either way).
+ */
+export function nested(type: number, children: readonly Buffer[], flagged = true): Buffer {
+  return attr(flagged ? type | NLA_F_NESTED : type, Buffer.concat(children));
 }
 
 export const flagAttr = (type: number): Buffer => attr(type, Buffer.alloc(0));

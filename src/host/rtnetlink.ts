@@ -159,7 +159,7 @@ export function newVxlanGpeRequest(s: VxlanGpeSpec): NlRequest {
   const data = [flagAttr(IFLA_VXLAN_GPE), u8Attr(IFLA_VXLAN_COLLECT_METADATA, 1), u8Attr(IFLA_VXLAN_LEARNING, 0), be16Attr(IFLA_VXLAN_PORT, s.port)];
   if (s.vnifilter) data.push(u8Attr(IFLA_VXLAN_VNIFILTER, 1));
   if (s.lowerIndex !== undefined) data.push(u32Attr(IFLA_VXLAN_LINK, s.lowerIndex));
-  const attrs = [ifname(s.name), ...(s.mtu === undefined ? [] : [u32Attr(IFLA_MTU, s.mtu)]), nested(IFLA_LINKINFO, [strAttr(IFLA_INFO_KIND, 'vxlan'), nested(IFLA_INFO_DATA, data)])];
+  const attrs = [ifname(s.name), ...(s.mtu === undefined ? [] : [u32Attr(IFLA_MTU, s.mtu)]), nested(IFLA_LINKINFO, [strAttr(IFLA_INFO_KIND, 'vxlan'), nested(IFLA_INFO_DATA, data, false)], false)];
   return { type: RTM_NEWLINK, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body: Buffer.concat([ifinfomsg(), ...attrs]) };
 }
 
@@ -288,12 +288,13 @@ export interface RouteEntry {
 /** Adds or replaces `r` (NLM_F_REPLACE: same destination, TOS and metric in the table). */
 export function newRouteRequest(r: RouteEntry): NlRequest {
   const throwing = r.type === 'throw';
+  // In iproute2's order, so the bytes compare with `ip route add`'s.
   const attrs = [be32Attr(RTA_DST, r.dst)];
-  if (r.oif !== undefined) attrs.push(u32Attr(RTA_OIF, r.oif));
   if (r.encap) {
     attrs.push(nested(RTA_ENCAP, [be64Attr(LWTUNNEL_IP_ID, BigInt(r.encap.vni)), be32Attr(LWTUNNEL_IP_DST, r.encap.remote), be16Attr(LWTUNNEL_IP_FLAGS, TUNNEL_CSUM)]));
     attrs.push(u16Attr(RTA_ENCAP_TYPE, LWTUNNEL_ENCAP_IP));
   }
+  if (r.oif !== undefined) attrs.push(u32Attr(RTA_OIF, r.oif));
   const body = Buffer.concat([rtmsg(r.len, r.protocol, throwing ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK, throwing ? RTN_THROW : RTN_UNICAST), ...attrs]);
   return { type: RTM_NEWROUTE, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, body };
 }

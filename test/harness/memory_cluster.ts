@@ -45,9 +45,6 @@ function memoryHost(ip: string, record: HostRecord): HostNetwork {
       return { release: () => void heldLocks.delete(stateDir) };
     },
     underlay: async () => ({ ip, mtu: UNDERLAY_MTU }),
-    configureTun: async (dev, addr, mtu) => {
-      record.tunConfig = { dev, addr, mtu };
-    },
     ipForwarding: async () => true,
     installEncapFilter: async () => {
       record.encapFilter = true;
@@ -60,11 +57,13 @@ function memoryHost(ip: string, record: HostRecord): HostNetwork {
   };
 }
 
-function memoryDataplane(net: MemoryNetwork, ip: string, tun: MemoryTun): Dataplane {
+function memoryDataplane(net: MemoryNetwork, tun: MemoryTun, record: HostRecord): Dataplane {
   return {
     open: () => ({
       tunName: tun.name,
-      gsoMaxSegs: undefined,
+      configure: async (c) => {
+        record.tunConfig = { dev: tun.name, addr: `${formatIp(c.subnet.base)}/${c.network.len}`, mtu: c.mtu };
+      },
       createEngine: (cfg, initial) => new JsEngine(cfg, tun, net.transport(formatIp(cfg.bindIp), cfg.port), initial),
       close: () => tun.close(),
     }),
@@ -131,7 +130,7 @@ export class ClusterNode {
       registry: this.registry,
       clock: this.cluster.clock,
       host: memoryHost(this.ip, this.host),
-      dataplane: memoryDataplane(this.cluster.net, this.ip, this.tun),
+      dataplane: memoryDataplane(this.cluster.net, this.tun, this.host),
       notifier: undefined,
     });
     this.daemon = daemon;
