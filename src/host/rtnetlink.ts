@@ -17,6 +17,7 @@ import {
   type NlAnswer,
   type NlMessage,
   type NlRequest,
+  attr,
   attrString,
   be16Attr,
   be32Attr,
@@ -159,7 +160,7 @@ export function newVxlanGpeRequest(s: VxlanGpeSpec): NlRequest {
   const data = [flagAttr(IFLA_VXLAN_GPE), u8Attr(IFLA_VXLAN_COLLECT_METADATA, 1), u8Attr(IFLA_VXLAN_LEARNING, 0), be16Attr(IFLA_VXLAN_PORT, s.port)];
   if (s.vnifilter) data.push(u8Attr(IFLA_VXLAN_VNIFILTER, 1));
   if (s.lowerIndex !== undefined) data.push(u32Attr(IFLA_VXLAN_LINK, s.lowerIndex));
-  const attrs = [ifname(s.name), ...(s.mtu === undefined ? [] : [u32Attr(IFLA_MTU, s.mtu)]), nested(IFLA_LINKINFO, [strAttr(IFLA_INFO_KIND, 'vxlan'), nested(IFLA_INFO_DATA, data, false)], false)];
+  const attrs = [ifname(s.name), ...(s.mtu === undefined ? [] : [u32Attr(IFLA_MTU, s.mtu)]), nested(IFLA_LINKINFO, [attr(IFLA_INFO_KIND, Buffer.from('vxlan')), nested(IFLA_INFO_DATA, data, false)], false)];
   return { type: RTM_NEWLINK, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body: Buffer.concat([ifinfomsg(), ...attrs]) };
 }
 
