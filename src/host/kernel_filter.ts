@@ -93,10 +93,18 @@ export function kernelFilterNftScript(s: KernelFilterSpec, nodes: readonly numbe
   return nftTableScript(KERNEL_NFT_TABLE, nftBody(s, nodes));
 }
 
-/** The nft script that replaces the node set's elements in one transaction. */
-export function nftNodesScript(nodes: readonly number[]): string {
+/**
+ * The nft script that turns the node set from `from` into `to` in one
+ * transaction: the difference when `from` is known (one peer's change
+ * writes one element, not the table's thousand), else flushed and refilled.
+ */
+export function nftNodesScript(to: readonly number[], from?: readonly number[]): string {
   const set = `${NFT_FAMILY} ${KERNEL_NFT_TABLE} ${NODES_SET}`;
-  return [`flush set ${set}`, ...(nodes.length > 0 ? [`add element ${set} { ${nodes.map(formatIp).join(', ')} }`] : []), ''].join('\n');
+  const elements = (verb: string, ips: readonly number[]): string[] => (ips.length > 0 ? [`${verb} element ${set} { ${ips.map(formatIp).join(', ')} }`] : []);
+  if (from === undefined) return [`flush set ${set}`, ...elements('add', to), ''].join('\n');
+  const had = new Set(from);
+  const want = new Set(to);
+  return [...elements('delete', from.filter((ip) => !want.has(ip))), ...elements('add', to.filter((ip) => !had.has(ip)))].map((l) => `${l}\n`).join('');
 }
 
 // ---- iptables (where nft is missing): the same rules in chains of the filter and raw tables
@@ -230,7 +238,7 @@ export class KernelFilter {
       const nodes = this.pendingNodes;
       this.pendingNodes = undefined;
       try {
-        if (this.backend === 'nftables') await mustRun('nft', ['-f', '-'], nftNodesScript(nodes));
+        if (this.backend === 'nftables') await this.replaceNftNodes(nodes);
         else await mustRun('iptables-restore', ['--noflush'], iptScript(this.spec, nodes, false));
         this.nodes = nodes;
         this.failure = undefined;
@@ -238,6 +246,13 @@ export class KernelFilter {
         this.failure = (err as Error).message;
       }
     }
+  }
+
+  /** The node set by its difference from the last one written; refilled whole when that fails (the set was changed by hand). */
+  private async replaceNftNodes(nodes: readonly number[]): Promise<void> {
+    const diff = nftNodesScript(nodes, this.nodes);
+    if (diff === '') return;
+    if ((await runCommand('nft', ['-f', '-'], diff)).code !== 0) await mustRun('nft', ['-f', '-'], nftNodesScript(nodes));
   }
 
   /**

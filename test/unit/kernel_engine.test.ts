@@ -82,8 +82,11 @@ describe('the kernel engine\'s filter', () => {
     expect(kernelFilterNftScript(spec, [])).not.toContain('elements');
   });
 
-  it('replaces the node set in one transaction, empty included', () => {
-    expect(nftNodesScript([parseIp('198.18.0.9')])).toBe('flush set ip weft_kernel nodes\nadd element ip weft_kernel nodes { 198.18.0.9 }\n');
+  it('changes the node set in one transaction by its difference, or refills it whole', () => {
+    const ip = (d: number): number => parseIp(`198.18.0.${d}`);
+    expect(nftNodesScript([ip(1), ip(3), ip(4)], [ip(1), ip(2), ip(3)])).toBe('delete element ip weft_kernel nodes { 198.18.0.2 }\nadd element ip weft_kernel nodes { 198.18.0.4 }\n');
+    expect(nftNodesScript([ip(1)], [ip(1)])).toBe('');
+    expect(nftNodesScript([ip(9)])).toBe('flush set ip weft_kernel nodes\nadd element ip weft_kernel nodes { 198.18.0.9 }\n');
     expect(nftNodesScript([])).toBe('flush set ip weft_kernel nodes\n');
   });
 
