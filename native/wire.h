@@ -1,5 +1,5 @@
 // Wire formats the engine reads and writes, as inline functions: the
-// VXLAN-GPE header (README, "Wire format"), IPv4 header fields, the flow hash, and the
+// VXLAN-GPE header (docs/architecture.md, "Wire format"), IPv4 header fields, the flow hash, and the
 // ICMP errors weft originates. Mirrors src/wire/*.ts; the differential tests
 // hold the two to the same results.
 #ifndef WEFT_WIRE_H_
@@ -13,7 +13,7 @@
 
 namespace weft {
 
-// ---- Specification constants (README, "Wire format")
+// ---- Specification constants (docs/architecture.md, "Wire format")
 constexpr size_t kGpeHeaderLen = 8;
 // Outer IPv4 (20) + UDP (8) + VXLAN-GPE: what encapsulation adds to an inner packet.
 constexpr size_t kEncapOverhead = 20 + 8 + kGpeHeaderLen;

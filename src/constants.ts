@@ -1,7 +1,7 @@
 // Numbers other implementations depend on (specification) and numbers that
 // are ours to tune (implementation), kept apart so nobody tunes the former.
 
-// ---- Specification constants (README, "Wire format" and "etcd schema"; changing them breaks the wire or the etcd schema)
+// ---- Specification constants (docs/architecture.md "Wire format", docs/etcd.md "etcd schema"; changing them breaks the wire or the etcd schema)
 
 /** IANA port for VXLAN-GPE. */
 export const DEFAULT_UDP_PORT = 4790;

@@ -16,6 +16,8 @@ export type WeftErrorCode =
   /** A lease watch ended (its start revision compacted, a reconnect, a server cancel): re-list and watch again. */
   | 'WEFT_WATCH_BROKEN'
   | 'WEFT_HOST_SETUP'
+  /** A file weftd keeps in its state directory could not be written: details name the path and the operation. */
+  | 'WEFT_STATE_WRITE'
   | 'WEFT_TUN_OPEN'
   | 'WEFT_ADDON_MISSING'
   | 'WEFT_NO_PUBLIC_IP'

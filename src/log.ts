@@ -1,5 +1,5 @@
 // The logger: pino JSON lines on stdout. Field names of events are stable
-// (`event`, `subnet`, `node`, `key`, `err`); the README lists them.
+// (`event`, `subnet`, `node`, `key`, `err`); docs/metrics.md lists them.
 
 import pino, { type Logger } from 'pino';
 

@@ -6,48 +6,17 @@ import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, install
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
-import { configKey } from '../registry/keys.js';
+import { configKey, parseSubnetKey } from '../registry/keys.js';
+import { leaseProblem } from '../registry/lease_problem.js';
 import type { Registry } from '../registry/registry.js';
 import { VERSION } from '../version.js';
-import { ETCD_FLAGS, etcdConnection } from './etcd_flags.js';
-import { type FlagSpec, type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { etcdConnection } from './etcd_flags.js';
+import { type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { WEFTCTL_COMMANDS, WEFTCTL_FLAGS, WEFTCTL_USAGE } from './weftctl_flags.js';
 import { runMain } from './main.js';
 import { resolve } from 'node:path';
 import { fetchStatusText, formatDuration, formatStatus, formatTable, parseStatus } from './weftctl_status.js';
 import { parseListenAddr } from '../net/listen_addr.js';
-
-const FLAGS: readonly FlagSpec[] = [
-  ...ETCD_FLAGS,
-  { name: 'network', type: 'string', help: 'init: cluster pod network', default: DEFAULT_NETWORK, env: false },
-  { name: 'subnet-len', type: 'string', help: 'init: prefix length of each node subnet', default: String(DEFAULT_SUBNET_LEN), env: false },
-  { name: 'vni', type: 'string', help: 'init: VXLAN-GPE network identifier', default: String(DEFAULT_VNI), env: false },
-  { name: 'port', type: 'string', help: 'init: UDP port of the nodes', default: String(DEFAULT_UDP_PORT), env: false },
-  { name: 'force', type: 'boolean', help: 'init: replace a different existing config', env: false },
-  { name: 'json', type: 'boolean', help: 'leases, status: print JSON instead of a table', env: false },
-  { name: 'metrics-addr', type: 'string', help: 'status: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
-  { name: 'bin-dir', type: 'string', help: 'cni install: where runtimes find CNI plugins', default: DEFAULT_CNI_BIN_DIR, env: false },
-  { name: 'conf-dir', type: 'string', help: 'cni install: where runtimes read *.conflist', default: DEFAULT_CNI_CONF_DIR, env: false },
-  { name: 'network-name', type: 'string', help: 'cni install: the CNI network name (podman --network NAME)', default: DEFAULT_CNI_NETWORK, env: false },
-  { name: 'bridge', type: 'string', help: 'cni install: the bridge pods attach to', default: DEFAULT_BRIDGE, env: false },
-  { name: 'subnet-file', type: 'string', help: 'cni install: the subnet file weftd writes', default: DEFAULT_SUBNET_FILE },
-  { name: 'data-dir', type: 'string', help: 'cni install: the plugin\'s per-attachment state', default: DEFAULT_CNI_DATA_DIR, env: false },
-  { name: 'ipam-dir', type: 'string', help: 'cni install: host-local\'s reservations', default: DEFAULT_IPAM_DIR, env: false },
-  { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
-  { name: 'version', type: 'boolean', help: 'print the version and exit', env: false },
-];
-
-const USAGE = `Usage: weftctl <command> [flags]
-
-Commands:
-  init [--network CIDR] [--subnet-len N] [--vni N] [--port N] [--force]
-                 write the cluster network config to etcd
-  config         print the network config
-  leases         list the subnet leases: subnet, node, public IP, expires in
-  status [--json] [--metrics-addr HOST:PORT]
-                 ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
-  cni install [--bin-dir D] [--conf-dir D] [--network-name N] [--bridge B]
-              [--subnet-file F] [--data-dir D] [--ipam-dir D]
-                 install the weft CNI plugin and its conflist (weft, then portmap)`;
 
 /** Loaded only by the commands that talk to etcd: the client and protobufjs cost most of weftctl's start. */
 async function registryFrom(values: FlagValues): Promise<Registry> {
@@ -76,19 +45,42 @@ async function showConfig(reg: Registry): Promise<void> {
   process.stdout.write(`${JSON.stringify({ network: formatCidr(cfg.network), subnetLen: cfg.subnetLen, vni: cfg.vni, port: cfg.port })}\n`);
 }
 
+/**
+ * The leases with what each node would make of them: time left on the etcd
+ * lease (none on a key written without one), and why a row is left out of
+ * every node's route table (lease_problem.ts; a value that does not parse
+ * is a row too).
+ */
 async function leases(reg: Registry, json: boolean): Promise<void> {
-  const listing = await reg.listLeases();
+  const [listing, config] = await Promise.all([reg.listLeases(), reg.getConfig()]);
   const rows = await Promise.all(
-    listing.records.map(async (r) => ({ subnet: formatCidr(r.subnet), node: r.lease.nodeName, publicIp: r.lease.publicIp, port: r.lease.port, expiresInS: await reg.leaseTtl(r) })),
+    listing.records.map(async (r) => {
+      const problem = config ? leaseProblem(r, config) : undefined;
+      return {
+        subnet: formatCidr(r.subnet),
+        node: r.lease.nodeName,
+        publicIp: r.lease.publicIp,
+        port: r.lease.port,
+        expiresInS: r.etcdLease === '0' ? null : await reg.leaseTtl(r),
+        ...(problem ? { ignored: { reason: problem.reason, message: problem.message } } : {}),
+      };
+    }),
   );
+  const invalid = listing.invalid.map((i) => {
+    const subnet = parseSubnetKey(reg.prefix, i.key);
+    return { key: i.key, subnet: subnet ? formatCidr(subnet) : i.key, error: i.error.message };
+  });
   rows.sort((a, b) => a.subnet.localeCompare(b.subnet, 'en', { numeric: true }));
   if (json) {
-    process.stdout.write(`${JSON.stringify({ leases: rows, invalid: listing.invalid.map((i) => ({ key: i.key, error: i.error.message })) }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ leases: rows, invalid: invalid.map(({ key, error }) => ({ key, error, ignored: { reason: 'invalid', message: error } })) }, null, 2)}\n`);
     return;
   }
-  const table = [['SUBNET', 'NODE', 'PUBLIC IP', 'EXPIRES IN'], ...rows.map((r) => [r.subnet, r.node, `${r.publicIp}:${r.port}`, formatDuration(r.expiresInS)])];
+  const table = [
+    ['SUBNET', 'NODE', 'PUBLIC IP', 'EXPIRES IN', 'NOTE'],
+    ...rows.map((r) => [r.subnet, r.node, `${r.publicIp}:${r.port}`, r.expiresInS === null ? 'no TTL' : formatDuration(r.expiresInS), r.ignored ? `ignored (${r.ignored.reason}): ${r.ignored.message}` : '']),
+    ...invalid.map((i) => [i.subnet, '-', '-', '-', `ignored (invalid): ${i.error}`]),
+  ];
   process.stdout.write(formatTable(table));
-  for (const bad of listing.invalid) process.stderr.write(`weftctl: invalid lease: ${bad.error.message}\n`);
 }
 
 /** Writes the plugin and its conflist; touches neither etcd nor weftd. */
@@ -116,14 +108,14 @@ async function status(values: FlagValues): Promise<void> {
 }
 
 runMain('weftctl', async () => {
-  const { values, positionals } = parseFlags(process.argv.slice(2), process.env, FLAGS);
+  const { values, positionals } = parseFlags(process.argv.slice(2), process.env, WEFTCTL_FLAGS);
   if (values.version) {
     process.stdout.write(`weftctl ${VERSION}\n`);
     return;
   }
   const [command, ...extra] = positionals;
   if (values.help || command === undefined || command === 'help') {
-    process.stdout.write(helpText(USAGE, FLAGS));
+    process.stdout.write(helpText(WEFTCTL_USAGE, WEFTCTL_FLAGS));
     if (command === undefined && !values.help) process.exitCode = 2;
     return;
   }
@@ -134,7 +126,7 @@ runMain('weftctl', async () => {
     return cniInstall(values);
   }
   if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
-  if (!['init', 'config', 'leases', 'status'].includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (init, config, leases, status, cni install)`, { flag: command });
+  if (!WEFTCTL_COMMANDS.includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (${WEFTCTL_COMMANDS.join(', ')})`, { flag: command });
   if (command === 'status') return status(values);
   const reg = await registryFrom(values);
   try {

@@ -51,19 +51,28 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
   return rows.map((row) => `${row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`).join('');
 }
 
+/** How many leases are left out of the table, and why: "2 (invalid 1, public_ip_in_network 1)". */
+function ignored(s: DaemonStatus): string {
+  const why = Object.entries(s.ignoredLeasesByReason ?? {}).filter(([, n]) => n > 0);
+  return why.length === 0 ? String(s.ignoredLeases) : `${s.ignoredLeases} (${why.map(([r, n]) => `${r} ${n}`).join(', ')})`;
+}
+
 /** The status for a person: a summary, then the peers, then the counters. */
 export function formatStatus(s: DaemonStatus): string {
   const details = Object.entries(s.engine.details).map(([k, v]) => `${k} ${String(v)}`);
   const summary: [string, string][] = [
     ['node', `${s.node} (weftd ${s.version}, ${s.state})`],
     ['readiness', s.readiness.reasons.length > 0 ? `${s.readiness.status}: ${s.readiness.reasons.join('; ')}` : s.readiness.status],
-    ['subnet', s.subnet ? `${s.subnet} of ${s.network ?? '?'}` : 'none yet'],
+    ['subnet', s.subnet ? `${s.subnet} of ${s.network ?? '?'}` : (s.noSubnet ?? 'none yet')],
     ['public ip', s.publicIp ?? 'not known yet'],
-    ['lease', s.leaseExpiresInS === null ? 'not held yet' : `expires in ${formatDuration(s.leaseExpiresInS)} unless renewed (renewals ${s.renewals}, re-acquisitions ${s.reacquisitions})`],
+    [
+      'lease',
+      `${s.leaseExpiresInS === null ? 'not held' : `expires in ${formatDuration(s.leaseExpiresInS)} unless renewed`} (renewals ${s.renewals}, re-acquisitions ${s.reacquisitions}, subnets lost ${s.subnetLosses})`,
+    ],
     ['engine', details.length > 0 ? `${s.engine.kind} (${details.join(', ')})` : s.engine.kind],
     [
       'etcd',
-      `${s.etcd.connected ? 'connected' : 'not connected'} (${s.etcd.endpoints.join(',')}; ${s.etcd.lastContactAgoS === null ? 'never answered' : `last answer ${s.etcd.lastContactAgoS} s ago`}; watch resyncs ${s.watchResyncs}; ignored leases ${s.ignoredLeases})`,
+      `${s.etcd.connected ? 'connected' : 'not connected'} (${s.etcd.endpoints.join(',')}; ${s.etcd.lastContactAgoS === null ? 'never answered' : `last answer ${s.etcd.lastContactAgoS} s ago`}; watch resyncs ${s.watchResyncs}; ignored leases ${ignored(s)})`,
     ],
   ];
   const width = Math.max(...summary.map(([k]) => k.length)) + 2;

@@ -49,7 +49,7 @@ function metricsAddr(text: string): ListenAddr | null {
 /**
  * --queues=auto: one queue on a node of at most 2 CPUs, where a second
  * worker competes with the pods and the kernel's softirqs for the same two
- * CPUs (README, "Measured": it costs small-packet rate and latency, and on
+ * CPUs (docs/performance.md: it costs small-packet rate and latency, and on
  * some machines bulk TCP too), else one per CPU, at most 8.
  */
 export function autoQueues(cpus: number): number {

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { contains, formatCidr, parseIp } from '../net/ipv4.js';
-import { parseSubnetEnv, type SubnetEnv } from '../host/subnet_env.js';
+import { parseSubnetFile, type SubnetEnv, type SubnetFile } from '../host/subnet_env.js';
 import { checkAttachment, listAttachments, loadAttachment, removeAttachment, saveAttachment, type AttachmentState } from './attachments.js';
 import { bridgeConfig, findPlugin, runDelegate } from './delegate.js';
 import type { Attachment, WeftNetConf } from './netconf.js';
@@ -34,7 +34,7 @@ function cniPathOf(env: CniEnv): readonly string[] {
 }
 
 /** The node's subnet file: missing is "try again later" (weftd not up yet); unparsable is invalid config. */
-function readSubnet(conf: WeftNetConf): SubnetEnv {
+function readSubnetFile(conf: WeftNetConf): SubnetFile {
   let text: string;
   try {
     text = readFileSync(conf.subnetFile, 'utf8');
@@ -45,10 +45,31 @@ function readSubnet(conf: WeftNetConf): SubnetEnv {
     throw new CniError(CniCode.Io, `cannot read node subnet file ${conf.subnetFile}: ${errorMessage(err)}`);
   }
   try {
-    return parseSubnetEnv(text, conf.subnetFile);
+    return parseSubnetFile(text, conf.subnetFile);
   } catch (err) {
     throw new CniError(CniCode.InvalidConfig, `node subnet file does not parse: ${errorMessage(err)}`);
   }
+}
+
+/** Why the file's lease cannot be vouched for now: past its expiry, another node may hold the subnet. */
+function leaseExpired(held: SubnetEnv, conf: WeftNetConf): string | undefined {
+  if (held.leaseExpiresMs === undefined || Date.now() < held.leaseExpiresMs) return undefined;
+  return (
+    `the node's lease on ${formatCidr(held.subnet)} expired at ${new Date(held.leaseExpiresMs).toISOString()} unless weftd renewed it and could not rewrite ${conf.subnetFile}: ` +
+    'weftd is stopped, frozen or cut off from etcd, and another node may hold the subnet now; try again later'
+  );
+}
+
+/**
+ * The subnet this node holds: none (weftd lost it, or waits for a free one),
+ * or a lease past its expiry, is "try again later", saying why.
+ */
+function readSubnet(conf: WeftNetConf): SubnetEnv {
+  const f = readSubnetFile(conf);
+  if (f.none) throw new CniError(CniCode.TryAgainLater, `this node holds no pod subnet now (${f.none.reason}); weftd takes one as soon as it can: try again later`);
+  const expired = leaseExpired(f.held, conf);
+  if (expired) throw new CniError(CniCode.TryAgainLater, expired);
+  return f.held;
 }
 
 function addressesOf(result: Record<string, unknown> | undefined): string[] {
@@ -138,11 +159,19 @@ function check(env: CniEnv, conf: WeftNetConf, processEnv: NodeJS.ProcessEnv): C
   required(env.netns, 'CNI_NETNS', 'CHECK');
   const path = cniPathOf(env);
   const ips = prevAddresses(conf);
-  const subnet = readSubnet(conf);
+  const file = readSubnetFile(conf);
   for (const cidr of ips) {
     const [addr = '', len = ''] = cidr.split('/');
     const ip = parseIp(addr);
     if (ip < 0 || !/^\d{1,2}$/.test(len) || Number(len) > 32) throw new CniError(CniCode.InvalidConfig, `prevResult address "${cidr}" is not an IPv4 CIDR`);
+    if (file.none) {
+      const { lost, reason } = file.none;
+      const which = lost && contains(lost, ip) ? `the node no longer holds its subnet ${formatCidr(lost)}` : 'the node holds no pod subnet now';
+      throw new CniError(CniCode.AddressOutsideSubnet, `pod address ${cidr}: ${which} (${reason}); the address may be another node's now: recreate the pod`);
+    }
+    const subnet = file.held;
+    const expired = leaseExpired(subnet, conf);
+    if (expired) throw new CniError(CniCode.TryAgainLater, `pod address ${cidr}: ${expired}`);
     if (!contains(subnet.subnet, ip) || Number(len) !== subnet.subnet.len) {
       throw new CniError(
         CniCode.AddressOutsideSubnet,

@@ -18,6 +18,8 @@ export interface ReadinessFacts {
   readonly etcdEndpoints: readonly string[];
   /** Why re-listing the leases fails, while it does. */
   readonly resyncFailure: string | undefined;
+  /** Why the node holds no subnet (state waiting). */
+  readonly noSubnet: string | undefined;
 }
 
 /**
@@ -28,8 +30,8 @@ export interface ReadinessFacts {
  */
 export function readiness(f: ReadinessFacts): DaemonStatus['readiness'] {
   if (f.state !== 'running' || !f.forwarding) {
-    const reasons = [f.state === 'stopping' ? 'stopping' : 'starting: no lease or dataplane yet'];
-    if (f.state === 'starting' && f.etcdReachable === false) {
+    const reasons = [f.state === 'stopping' ? 'stopping' : f.state === 'waiting' ? `no subnet: ${f.noSubnet ?? 'waiting for one'}` : 'starting: no lease or dataplane yet'];
+    if ((f.state === 'starting' || f.state === 'waiting') && f.etcdReachable === false) {
       reasons.push(`waiting for etcd ${f.etcdEndpoints.join(',')}: ${f.etcdDownForS === undefined ? 'it has not answered yet' : 'it stopped answering'}`);
     }
     return { status: 'not_ready', reasons };

@@ -4,6 +4,7 @@
 
 import type { Clock } from '../clock.js';
 import type { Engine, EngineConfig } from '../dataplane/engine.js';
+import type { WeftError } from '../errors.js';
 import type { Cidr } from '../net/ipv4.js';
 import type { Registry } from '../registry/registry.js';
 import type { RouteTable } from '../routes/route_table.js';
@@ -26,8 +27,12 @@ export interface Installed {
 
 /** The host's network stack, as the daemon changes it: each call at control-plane rate, each failure a WeftError naming what. */
 export interface HostNetwork {
-  /** One weftd per node: held until released (or the process dies); WEFT_ALREADY_RUNNING naming the holder. */
-  lockInstance(stateDir: string, nodeName: string): { release(): void };
+  /**
+   * One weftd per node: held until released (or the process dies);
+   * WEFT_ALREADY_RUNNING naming the holder. `problem`: the lock is held, but
+   * its file could not be written (a full disk), naming the path.
+   */
+  lockInstance(stateDir: string, nodeName: string): { release(): void; readonly problem?: WeftError };
   /** The underlay from --public-ip / --iface / --mtu, else the default-route interface; WEFT_NO_PUBLIC_IP when there is none. */
   underlay(o: { readonly publicIp?: string; readonly iface?: string; readonly mtu?: number }): Promise<Underlay>;
   /** Whether the kernel forwards IPv4; undefined when it cannot tell. */

@@ -1,6 +1,6 @@
 // The kernel's UDP sockets for the js engine: one receiving socket on the
 // cluster port, and a few sending sockets on ephemeral ports so the outer
-// source port varies with the inner flow, as the wire format asks (README, "Wire format").
+// source port varies with the inner flow, as the wire format asks (docs/architecture.md, "Wire format").
 
 import dgram from 'node:dgram';
 import { once } from 'node:events';

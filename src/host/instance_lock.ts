@@ -4,7 +4,7 @@
 
 import { closeSync, constants, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { WeftError } from '../errors.js';
+import { WeftError, errorMessage } from '../errors.js';
 import { loadAddon } from './addon.js';
 
 const EWOULDBLOCK = 11;
@@ -13,6 +13,8 @@ export class InstanceLock {
   private constructor(
     private fd: number | undefined,
     readonly path: string,
+    /** Set when the lock is held but the holder could not be written into its file (a full disk). */
+    readonly problem?: WeftError,
   ) {}
 
   /**
@@ -24,9 +26,13 @@ export class InstanceLock {
     let fd: number;
     try {
       mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new WeftError('WEFT_STATE_WRITE', `cannot create the state directory ${stateDir}: ${errorMessage(err)}`, { path: stateDir, op: 'mkdir' });
+    }
+    try {
       fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
     } catch (err) {
-      throw new WeftError('WEFT_HOST_SETUP', `cannot open the instance lock ${path}: ${(err as Error).message}`, { path });
+      throw new WeftError('WEFT_STATE_WRITE', `cannot open the instance lock ${path}: ${errorMessage(err)}`, { path, op: 'open' });
     }
     const rc = loadAddon().lockFile(fd);
     if (rc !== 0) {
@@ -47,8 +53,17 @@ export class InstanceLock {
       throw new WeftError('WEFT_HOST_SETUP', `cannot lock ${path}: errno ${rc}`, { path });
     }
     const me = `pid ${process.pid}, node ${node}, started ${new Date().toISOString()}`;
-    ftruncateSync(fd, 0);
-    writeSync(fd, `${me}\n`, 0);
+    try {
+      ftruncateSync(fd, 0);
+      writeSync(fd, `${me}\n`, 0);
+    } catch (err) {
+      // The flock is what keeps a second weftd off; the text only names the holder to it.
+      const problem = new WeftError('WEFT_STATE_WRITE', `cannot write this weftd's pid into the instance lock ${path}: ${errorMessage(err)}; the lock holds, but a second weftd cannot be told who holds it`, {
+        path,
+        op: 'write',
+      });
+      return new InstanceLock(fd, path, problem);
+    }
     return new InstanceLock(fd, path);
   }
 

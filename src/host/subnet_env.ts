@@ -1,11 +1,13 @@
 // /run/weft/subnet.env: the lease as flannel's CNI plugin reads it, written
 // atomically (host/atomic_write.ts) so a reader never sees half a file, and
-// parsed back by weft's own CNI plugin.
+// parsed back by weft's own CNI plugin. While the node holds no subnet (it
+// lost its own, or waits for a free one) the file says so instead, and
+// carries no FLANNEL_SUBNET, so no reader can hand out an address from it.
 
-import { mkdir } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
 import { writeFileAtomic } from './atomic_write.js';
 import { dirname } from 'node:path';
-import { WeftError } from '../errors.js';
+import { WeftError, errorMessage } from '../errors.js';
 import { type Cidr, formatCidr, formatIp, maskOf, parseCidr } from '../net/ipv4.js';
 
 export interface SubnetEnv {
@@ -13,6 +15,13 @@ export interface SubnetEnv {
   readonly subnet: Cidr;
   readonly mtu: number;
   readonly ipMasq: boolean;
+  /**
+   * When the node's lease on the subnet expires at the earliest, unless
+   * weftd renews it (and rewrites this); ms since the epoch. Past it another
+   * node may hold the subnet, so the CNI plugin hands out no address from
+   * it: a weftd stopped or frozen past its TTL cannot say so itself.
+   */
+  readonly leaseExpiresMs?: number;
 }
 
 /** flannel's format: FLANNEL_SUBNET is the subnet's first usable address with the subnet's length. */
@@ -22,22 +31,59 @@ export function formatSubnetEnv(e: SubnetEnv): string {
     `FLANNEL_SUBNET=${formatIp(e.subnet.base + 1)}/${e.subnet.len}`,
     `FLANNEL_MTU=${e.mtu}`,
     `FLANNEL_IPMASQ=${e.ipMasq}`,
+    ...(e.leaseExpiresMs !== undefined ? [`WEFT_LEASE_EXPIRES=${new Date(e.leaseExpiresMs).toISOString()}`] : []),
     '',
   ].join('\n');
 }
 
-export async function writeSubnetEnv(path: string, e: SubnetEnv): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  writeFileAtomic(path, formatSubnetEnv(e), 0o644);
+/** The node holds no subnet: why, and the one it lost, if it lost one. */
+export interface NoSubnet {
+  readonly network: Cidr;
+  /** One line, for the CNI plugin's errors and the operator. */
+  readonly reason: string;
+  readonly lost?: Cidr;
+}
+
+/** What the file says: the subnet held, or that there is none. */
+export type SubnetFile = { readonly held: SubnetEnv; readonly none?: undefined } | { readonly held?: undefined; readonly none: NoSubnet };
+
+/** The marker of a node without a subnet: FLANNEL_NETWORK, no FLANNEL_SUBNET, and weft's own keys saying why. */
+export function formatNoSubnet(n: NoSubnet): string {
+  return [
+    '# This node holds no pod subnet: no pod may get an address until weftd writes FLANNEL_SUBNET here again.',
+    `FLANNEL_NETWORK=${formatCidr(n.network)}`,
+    `WEFT_NO_SUBNET=${n.reason.replace(/[\r\n]+/g, ' ')}`,
+    ...(n.lost ? [`WEFT_LOST_SUBNET=${formatCidr(n.lost)}`] : []),
+    '',
+  ].join('\n');
+}
+
+/** Replaces the file atomically and synchronously: callers rely on it being done when this returns. WEFT_HOST_SETUP naming the path on failure. */
+function replaceFile(path: string, text: string): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileAtomic(path, text, 0o644);
+  } catch (err) {
+    throw new WeftError('WEFT_HOST_SETUP', `cannot write the subnet file ${path}: ${errorMessage(err)}`, { path });
+  }
+}
+
+export function writeSubnetEnv(path: string, e: SubnetEnv): void {
+  replaceFile(path, formatSubnetEnv(e));
+}
+
+export function writeNoSubnet(path: string, n: NoSubnet): void {
+  replaceFile(path, formatNoSubnet(n));
 }
 
 /**
- * Parses the file's text (`path` only names it in errors). Every key must be
- * present and well formed and the subnet must lie in the network; anything
- * else is a WEFT_VALUE_INVALID naming the file and the key. Unknown keys are
- * ignored (flannel's readers do the same).
+ * Parses the file's text (`path` only names it in errors): the subnet held
+ * (every flannel key present and well formed, the subnet inside the
+ * network), or the marker of a node without one. Anything else is a
+ * WEFT_VALUE_INVALID naming the file and the key. Unknown keys are ignored
+ * (flannel's readers do the same).
  */
-export function parseSubnetEnv(text: string, path: string): SubnetEnv {
+export function parseSubnetFile(text: string, path: string): SubnetFile {
   const bad = (key: string, why: string): WeftError => new WeftError('WEFT_VALUE_INVALID', `${path}: ${key} ${why}`, { path, key });
   const vars = new Map<string, string>();
   for (const line of text.split('\n')) {
@@ -61,6 +107,11 @@ export function parseSubnetEnv(text: string, path: string): SubnetEnv {
     }
   };
   const network = cidr('FLANNEL_NETWORK', false);
+  const reason = vars.get('WEFT_NO_SUBNET');
+  if (reason !== undefined) {
+    if (vars.has('FLANNEL_SUBNET')) throw bad('WEFT_NO_SUBNET', 'and FLANNEL_SUBNET are both set');
+    return { none: { network, reason, ...(vars.has('WEFT_LOST_SUBNET') ? { lost: cidr('WEFT_LOST_SUBNET', false) } : {}) } };
+  }
   const subnet = cidr('FLANNEL_SUBNET', true);
   if (subnet.len > 30) throw bad('FLANNEL_SUBNET', `/${subnet.len} leaves no address for pods (at most /30)`);
   if (subnet.len < network.len || ((subnet.base & maskOf(network.len)) >>> 0) !== network.base) {
@@ -71,5 +122,15 @@ export function parseSubnetEnv(text: string, path: string): SubnetEnv {
   if (!(mtu >= 576 && mtu <= 65535)) throw bad('FLANNEL_MTU', `must be an integer in 576..65535, got "${mtuText}"`);
   const masq = get('FLANNEL_IPMASQ');
   if (masq !== 'true' && masq !== 'false') throw bad('FLANNEL_IPMASQ', `must be true or false, got "${masq}"`);
-  return { network, subnet, mtu, ipMasq: masq === 'true' };
+  const expires = vars.get('WEFT_LEASE_EXPIRES');
+  const leaseExpiresMs = expires === undefined ? undefined : Date.parse(expires);
+  if (leaseExpiresMs !== undefined && !Number.isFinite(leaseExpiresMs)) throw bad('WEFT_LEASE_EXPIRES', `is not an ISO 8601 time, got "${expires}"`);
+  return { held: { network, subnet, mtu, ipMasq: masq === 'true', ...(leaseExpiresMs !== undefined ? { leaseExpiresMs } : {}) } };
+}
+
+/** The subnet the file names; a marker of no subnet is a WEFT_VALUE_INVALID saying why there is none. */
+export function parseSubnetEnv(text: string, path: string): SubnetEnv {
+  const f = parseSubnetFile(text, path);
+  if (f.none) throw new WeftError('WEFT_VALUE_INVALID', `${path}: this node holds no subnet: ${f.none.reason}`, { path, key: 'WEFT_NO_SUBNET' });
+  return f.held;
 }

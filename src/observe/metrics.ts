@@ -3,11 +3,13 @@
 //
 // Label cardinality is bounded by construction: the only labels are the
 // drop direction and reason (fixed by the counters' layout), the readiness
-// status (three values), version/engine (one series) and the kernel
-// engine's device counters' direction (two values). Peers, addresses
+// status (three values), the ignored-lease reason (five), version/engine
+// (one series) and the kernel engine's device counters' direction (two
+// values). Peers, addresses
 // and packet sources are never labels.
 
 import { COUNTER_NAMES, type CounterName } from '../dataplane/counters.js';
+import { IGNORED_REASONS } from '../registry/lease_problem.js';
 import type { DaemonStatus } from './status.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -82,7 +84,13 @@ export function renderMetrics(s: DaemonStatus): string {
   metric('weft_lease_renewals_total', 'counter', 'successful renewals of the subnet lease', one(s.renewals));
   metric('weft_lease_reacquisitions_total', 'counter', 'times the subnet lease was lost and acquired again', one(s.reacquisitions));
   metric('weft_watch_resyncs_total', 'counter', 'full re-lists of the leases started (periodic, or after a broken watch)', one(s.watchResyncs));
-  metric('weft_ignored_leases', 'gauge', 'leases left out of the route table: values that do not parse, or public IPs no node can have or that would loop', one(s.ignoredLeases));
+  metric('weft_subnet_losses_total', 'counter', 'times a subnet this node held was taken by another node (weftd then takes another, or waits for one)', one(s.subnetLosses));
+  metric(
+    'weft_ignored_leases',
+    'gauge',
+    'leases left out of the route table, by reason: invalid (value does not parse), outside_network, subnet_length, public_ip_in_network, own_address',
+    IGNORED_REASONS.map((r) => [{ reason: r }, s.ignoredLeasesByReason[r]]),
+  );
   if (s.engine.kind === 'kernel') {
     // The kernel engine's device and routes; its packets, bytes and filter drops are the counters above.
     const d = s.engine.details;

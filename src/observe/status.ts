@@ -3,8 +3,10 @@
 
 import type { CounterSnapshot } from '../dataplane/counters.js';
 import type { EngineDetails } from '../dataplane/engine.js';
+import type { IgnoredReason } from '../registry/lease_problem.js';
 
-export type DaemonState = 'starting' | 'running' | 'stopping';
+/** waiting: up, but holding no subnet (the network is full, or the node lost its own and waits for another). */
+export type DaemonState = 'starting' | 'waiting' | 'running' | 'stopping';
 
 export interface PeerStatus {
   readonly subnet: string;
@@ -19,9 +21,12 @@ export interface DaemonStatus {
   readonly state: DaemonState;
   /** details: empty until the engine exists. */
   readonly engine: { readonly kind: string; readonly details: Partial<EngineDetails> };
-  /** Set once the lease is held. */
+  /** Set once the network config is read. */
   readonly network: string | null;
+  /** The subnet held now; null before one is, and while the node holds none. */
   readonly subnet: string | null;
+  /** Why the node holds no subnet now (state waiting); null otherwise. */
+  readonly noSubnet: string | null;
   readonly publicIp: string | null;
   /** Seconds until the lease expires unless renewed, as far as this node knows. */
   readonly leaseExpiresInS: number | null;
@@ -33,9 +38,13 @@ export interface DaemonStatus {
   };
   readonly renewals: number;
   readonly reacquisitions: number;
+  /** Times a subnet this node held was taken by another node, since the daemon started. */
+  readonly subnetLosses: number;
   readonly watchResyncs: number;
-  /** Leases left out of the route table now (a value that does not parse, an unreachable or looping public IP). */
+  /** Leases left out of the route table now, for any reason (registry/lease_problem.ts). */
   readonly ignoredLeases: number;
+  /** The same, by reason; every reason present. */
+  readonly ignoredLeasesByReason: Readonly<Record<IgnoredReason, number>>;
   readonly peers: readonly PeerStatus[];
   readonly counters: CounterSnapshot | null;
   /** ready: forwarding with a held lease and etcd reachable; degraded: forwarding, etcd unreachable within the grace period. */

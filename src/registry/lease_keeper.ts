@@ -4,11 +4,11 @@
 // One timer drives one step at a time, so renewals and re-acquisitions never
 // overlap:   renew --ok--> renew ...
 //              \--lost (expired, or our key deleted)--> reacquire --ok--> renew
-//                                                           \--another node holds it--> onFatal
+//                                                           \--another node holds it--> onLost
 
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../clock.js';
-import { WeftError, errorMessage, isWeftError } from '../errors.js';
+import { type WeftError, errorMessage, isWeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
 import type { LeaseManager } from './lease_manager.js';
 import type { LeaseRecord } from './registry.js';
@@ -17,14 +17,22 @@ import type { LeaseRecord } from './registry.js';
 const RETRY_MS = 5000;
 
 export interface LeaseKeeperEvents {
-  /** The lease cannot be kept for this subnet (another node took it): stop forwarding. */
-  onFatal(err: WeftError): void;
+  /**
+   * The subnet cannot be taken back (another node, or another weftd under
+   * our node name, holds it; or its key holds an invalid value): a
+   * WEFT_LEASE_CONFLICT whose details name the holder. Nothing more is tried.
+   */
+  onLost(err: WeftError): void;
+  /** The lease was renewed or re-acquired: it now lasts at least until `expiresAtMs`. */
+  onRenewed?(expiresAtMs: number): void;
 }
 
 export interface LeaseKeeperOptions {
   readonly manager: LeaseManager;
   /** The lease as acquired. */
   readonly initial: LeaseRecord;
+  /** When it expires at the earliest (the time its acquisition was asked for, plus the TTL); now + TTL if not given. */
+  readonly expiresAtMs?: number;
   readonly ttlS: number;
   readonly log: Logger;
   readonly events: LeaseKeeperEvents;
@@ -40,7 +48,12 @@ export class LeaseKeeper {
   private lost = false;
   renewals = 0;
   reacquisitions = 0;
-  /** Local deadline (ms since epoch): etcd3 reports a lost lease late, so we keep our own. */
+  /**
+   * Local deadline (ms since epoch): etcd3 reports a lost lease late, so we
+   * keep our own. Counted from when each renewal was asked for, so it never
+   * falls after etcd's own expiry: until it passes, no other node can hold
+   * the subnet.
+   */
   private expiresAtMs: number;
 
   private readonly manager: LeaseManager;
@@ -56,7 +69,7 @@ export class LeaseKeeper {
     this.events = opts.events;
     this.clock = opts.clock;
     this.rec = opts.initial;
-    this.expiresAtMs = this.clock.now() + this.ttlS * 1000;
+    this.expiresAtMs = opts.expiresAtMs ?? this.clock.now() + this.ttlS * 1000;
   }
 
   get record(): LeaseRecord {
@@ -112,10 +125,12 @@ export class LeaseKeeper {
 
   /** Returns the delay before the next step. */
   private async renew(): Promise<number> {
+    const asked = this.clock.now();
     try {
       const ttl = await this.manager.renew(this.rec);
-      this.expiresAtMs = this.clock.now() + ttl * 1000;
+      this.expiresAtMs = asked + ttl * 1000;
       this.renewals++;
+      this.events.onRenewed?.(this.expiresAtMs);
       this.log.debug({ event: 'lease_renewed', subnet: formatCidr(this.rec.subnet), ttl_s: ttl }, 'lease renewed');
       return this.intervalMs();
     } catch (err) {
@@ -131,6 +146,7 @@ export class LeaseKeeper {
   /** Returns the delay before the next step, or -1 after a fatal error. */
   private async reacquire(): Promise<number> {
     const old = this.rec;
+    const asked = this.clock.now();
     try {
       // This subnet or none: the dataplane forwards for it (another holder is WEFT_LEASE_CONFLICT).
       const rec = await this.manager.reclaim(old.subnet);
@@ -138,13 +154,14 @@ export class LeaseKeeper {
       if (this.stopped) return -1;
       this.lost = false;
       this.reacquisitions++;
-      this.expiresAtMs = this.clock.now() + this.ttlS * 1000;
+      this.expiresAtMs = asked + this.ttlS * 1000;
+      this.events.onRenewed?.(this.expiresAtMs);
       if (old.etcdLease !== rec.etcdLease) await this.manager.forget(old);
       this.log.info({ event: 'lease_reacquired', subnet: formatCidr(rec.subnet) }, 'lease re-acquired');
       return this.intervalMs();
     } catch (err) {
       if (isWeftError(err, 'WEFT_LEASE_CONFLICT')) {
-        this.events.onFatal(new WeftError('WEFT_LEASE_CONFLICT', `${err.message}; stopping rather than forwarding for it (a restart will lease another subnet)`, err.details, { cause: err }));
+        this.events.onLost(err);
         return -1;
       }
       this.log.warn({ event: 'lease_reacquire_failed', subnet: formatCidr(old.subnet), err: errorMessage(err) }, 'cannot re-acquire the lease yet; retrying');

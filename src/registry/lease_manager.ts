@@ -65,6 +65,9 @@ export class LeaseManager {
         throw new WeftError('WEFT_NETWORK_FULL', `no free /${config.subnetLen} left in ${formatCidr(config.network)} (${listing.records.length} leased); remove stale leases or widen the network`, {
           network: formatCidr(config.network),
           subnetLen: config.subnetLen,
+          leased: listing.records.length,
+          // The listing's revision: a release after it frees a subnet (free_subnet.ts watches from here).
+          revision: listing.revision,
         });
       }
       const rec = await registry.createLease(subnet, value, ttlS);
@@ -137,7 +140,8 @@ export class LeaseManager {
     try {
       await writeLastSubnet(dir, subnet);
     } catch (err) {
-      this.o.log.warn({ event: 'state_write_failed', path: lastSubnetPath(dir), err: errorMessage(err) }, 'cannot record the subnet held; a restart may get another one');
+      const path = lastSubnetPath(dir);
+      this.o.log.warn({ event: 'state_write_failed', path, err: errorMessage(err) }, `cannot record the subnet held in ${path} (write): ${errorMessage(err)}; a restart may get another subnet`);
     }
   }
 

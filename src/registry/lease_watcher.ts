@@ -6,8 +6,9 @@ import type { Logger } from 'pino';
 import type { Clock, Timer } from '../clock.js';
 import { FEATURE_TCP_CSUM_PARTIAL } from '../constants.js';
 import { errorMessage } from '../errors.js';
-import { type Cidr, cidrEquals, contains, formatCidr, parseIp } from '../net/ipv4.js';
+import { type Cidr, cidrEquals, formatCidr, parseIp } from '../net/ipv4.js';
 import { type Peer, RouteTable } from '../routes/route_table.js';
+import { IGNORED_REASONS, type IgnoredReason, type LeaseProblem, leaseProblem } from './lease_problem.js';
 import type { LeaseEvent, LeaseRecord, LeaseWatch, Registry } from './registry.js';
 import type { NetworkConfig } from './schema.js';
 
@@ -53,7 +54,7 @@ export class LeaseWatcher {
   /** Why the last re-list failed, until one succeeds. */
   private failing: string | undefined;
   /** Leases left out of the table, by key, with the reason (logged once each). */
-  private readonly ignoredLeases = new Map<string, string>();
+  private readonly ignoredLeases = new Map<string, LeaseProblem>();
   /**
    * While watch events wait to be published together, each subnet they
    * touched with its lease as last published (undefined: it had none): one
@@ -84,9 +85,16 @@ export class LeaseWatcher {
     await this.watch?.cancel();
   }
 
-  /** How many leases are left out of the table now: values that do not parse, or name an address no node can be reached at. */
+  /** How many leases are left out of the table now, for any reason (lease_problem.ts). */
   get ignored(): number {
     return this.ignoredLeases.size;
+  }
+
+  /** The leases left out of the table now, counted by reason; every reason present. */
+  ignoredByReason(): Record<IgnoredReason, number> {
+    const out = Object.fromEntries(IGNORED_REASONS.map((r) => [r, 0])) as Record<IgnoredReason, number>;
+    for (const p of this.ignoredLeases.values()) out[p.reason]++;
+    return out;
   }
 
   /** Why re-listing the leases fails, while it does (the table is then the last one that listed): undefined when the last listing went through. */
@@ -112,11 +120,11 @@ export class LeaseWatcher {
       this.leases.clear();
       const wasIgnored = new Map(this.ignoredLeases);
       this.ignoredLeases.clear();
-      for (const bad of listing.invalid) this.ignore(bad.key, bad.error.message, wasIgnored);
+      for (const bad of listing.invalid) this.ignore(bad.key, { reason: 'invalid', message: bad.error.message }, wasIgnored);
       for (const r of listing.records) this.leases.set(r.subnet.base, r);
       if (!this.leases.has(this.o.self.base)) this.o.events.onSelfDeleted();
       this.checkSelf();
-      for (const r of this.leases.values()) this.refuseIfUnroutable(r, wasIgnored);
+      for (const r of this.leases.values()) this.refuseIfUnusable(r, wasIgnored);
       this.logDiff(new Set([...before.keys(), ...this.leases.keys()]), before);
       this.publish();
       if (this.closed) return;
@@ -174,12 +182,12 @@ export class LeaseWatcher {
     if (ev.type === 'invalid') {
       // The key's old value, if any, no longer stands: route nothing to it.
       this.dropKey(ev.entry.key);
-      this.ignore(ev.entry.key, ev.entry.error.message);
+      this.ignore(ev.entry.key, { reason: 'invalid', message: ev.entry.error.message });
     } else if (ev.type === 'put') {
       this.ignoredLeases.delete(ev.record.key);
       this.touch(ev.record.subnet.base);
       this.leases.set(ev.record.subnet.base, ev.record);
-      this.refuseIfUnroutable(ev.record);
+      this.refuseIfUnusable(ev.record);
     } else {
       this.ignoredLeases.delete(ev.key);
       this.touch(ev.subnet.base);
@@ -242,29 +250,21 @@ export class LeaseWatcher {
   }
 
   /** Records `key` as left out; logs it unless it was already (in `before`, or now) for the same reason. */
-  private ignore(key: string, reason: string, before: ReadonlyMap<string, string> = this.ignoredLeases): void {
-    const known = before.get(key) === reason;
-    this.ignoredLeases.set(key, reason);
-    if (!known) this.o.log.error({ event: 'lease_ignored', key, err: reason }, `ignoring lease ${key}: ${reason}`);
+  private ignore(key: string, problem: LeaseProblem, before: ReadonlyMap<string, LeaseProblem> = this.ignoredLeases): void {
+    const known = before.get(key)?.message === problem.message;
+    this.ignoredLeases.set(key, problem);
+    if (!known) this.o.log.error({ event: 'lease_ignored', key, reason: problem.reason, err: problem.message }, `ignoring lease ${key}: ${problem.message}`);
   }
 
-  /**
-   * A lease whose public IP lies inside the cluster network (packets to it
-   * would re-enter the TUN and loop) or is this node's own address is never
-   * routed; the schema already refused addresses no node can have.
-   */
-  private refuseIfUnroutable(r: LeaseRecord, before?: ReadonlyMap<string, string>): void {
+  /** Leaves out a lease no route may come from (lease_problem.ts); this node's own is never routed, nor counted. */
+  private refuseIfUnusable(r: LeaseRecord, before?: ReadonlyMap<string, LeaseProblem>): void {
     if (cidrEquals(r.subnet, this.o.self)) return;
-    const ip = parseIp(r.lease.publicIp);
-    let reason: string | undefined;
-    if (contains(this.o.config.network, ip)) reason = `publicIp ${r.lease.publicIp} of node ${r.lease.nodeName} is inside the cluster network ${formatCidr(this.o.config.network)}: packets to it would loop through the TUN`;
-    else if (ip === this.o.publicIp) reason = `node ${r.lease.nodeName} names this node's own address ${r.lease.publicIp} as its publicIp`;
-    if (reason) this.ignore(r.key, reason, before);
+    const problem = leaseProblem(r, this.o.config, this.o.publicIp);
+    if (problem) this.ignore(r.key, problem, before);
   }
 
   private usable(r: LeaseRecord): boolean {
-    const { network, subnetLen } = this.o.config;
-    return r.subnet.len === subnetLen && contains(network, r.subnet.base) && !cidrEquals(r.subnet, this.o.self) && !this.ignoredLeases.has(r.key);
+    return !cidrEquals(r.subnet, this.o.self) && !this.ignoredLeases.has(r.key);
   }
 
   private table(): RouteTable {

@@ -1,4 +1,4 @@
-// The VXLAN-GPE header (draft-ietf-nvo3-vxlan-gpe), 8 bytes, as README "Wire format" fixes it.
+// The VXLAN-GPE header (draft-ietf-nvo3-vxlan-gpe), 8 bytes, as docs/architecture.md "Wire format" fixes it.
 //
 //   byte 0   flags: R R Ver Ver I P B O   (we send 0x0c: I and P set)
 //   byte 1-2 reserved

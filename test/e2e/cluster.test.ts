@@ -33,7 +33,11 @@ describe.skipIf(rootSkipReason()).each(SETUPS)('3 nodes x 2 pods, %s engines (ne
       const env = c.subnetEnv(i);
       const [base] = c.nodes.get(i)!.subnet!.split('/');
       const firstUsable = base!.replace(/\.0$/, '.1');
-      expect(env).toEqual({ FLANNEL_NETWORK: '198.19.0.0/16', FLANNEL_SUBNET: `${firstUsable}/24`, FLANNEL_MTU: '1464', FLANNEL_IPMASQ: 'false' });
+      expect(env).toEqual({ FLANNEL_NETWORK: '198.19.0.0/16', FLANNEL_SUBNET: `${firstUsable}/24`, FLANNEL_MTU: '1464', FLANNEL_IPMASQ: 'false', WEFT_LEASE_EXPIRES: expect.any(String) });
+      // The lease's earliest expiry: the default TTL (a day) from about now.
+      const leftS = (Date.parse(env.WEFT_LEASE_EXPIRES!) - Date.now()) / 1000;
+      expect(leftS).toBeGreaterThan(86_400 - 300);
+      expect(leftS).toBeLessThanOrEqual(86_400);
     }
   });
 
@@ -124,7 +128,7 @@ describe.skipIf(rootSkipReason()).each(SETUPS)('3 nodes x 2 pods, %s engines (ne
     const leases = lines.slice(2).filter((_, k) => k % 2 === 1).map((l) => JSON.parse(l) as { nodeName: string; publicIp: string });
     expect(leases.map((l) => `${l.nodeName}@${l.publicIp}`).sort()).toEqual(['node1@198.18.0.1', 'node2@198.18.0.2', 'node3@198.18.0.3']);
     const table = await c.weftctl(['leases']);
-    expect(table.split('\n')[0]).toMatch(/^SUBNET\s+NODE\s+PUBLIC IP\s+EXPIRES IN$/);
+    expect(table.split('\n')[0]).toMatch(/^SUBNET\s+NODE\s+PUBLIC IP\s+EXPIRES IN\s+NOTE$/);
     for (let i = 1; i <= 3; i++) expect(table).toMatch(new RegExp(`${c.nodes.get(i)!.subnet!.replace(/\./g, '\\.')}\\s+node${i}\\s+198\\.18\\.0\\.${i}:4790\\s+23h`));
   });
 });

@@ -2,7 +2,7 @@
 // `vxlan gpe external` device with encap routes (test/lab/kernel_node.ts),
 // nodes 2 and 3 run weftd. Pods ping both ways, 20 MB over TCP arrive intact
 // both ways, and tcpdump on the underlay decodes both senders' datagrams as
-// VXLAN-GPE with the cluster's VNI, the header bytes README "Wire format" fixes, and the
+// VXLAN-GPE with the cluster's VNI, the header bytes docs/architecture.md "Wire format" fixes, and the
 // pod addresses inside. Inner TCP checksums are left partial only between
 // native weft nodes (both list tcp-csum-partial), never toward the kernel.
 

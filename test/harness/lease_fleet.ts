@@ -109,7 +109,7 @@ export class LeaseFleet {
       throw this.stopping.signal.reason;
     }
     const problems: string[] = [];
-    const keeper = new LeaseKeeper({ manager, initial: rec, ttlS, log: silent, events: { onFatal: (err) => problems.push(`fatal: ${err.message}`) }, clock: systemClock });
+    const keeper = new LeaseKeeper({ manager, initial: rec, ttlS, log: silent, events: { onLost: (err) => problems.push(`fatal: ${err.message}`) }, clock: systemClock });
     const client: Client = {
       name,
       ip,

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { DEFAULT_LEASE_TTL_S } from '../../src/constants.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import type { DaemonOptions } from '../../src/daemon/options.js';
-import type { Dataplane, HostNetwork } from '../../src/daemon/seams.js';
+import type { Dataplane, HostNetwork, Notifier } from '../../src/daemon/seams.js';
 import { JsEngine } from '../../src/dataplane/js_engine.js';
 import { WeftError } from '../../src/errors.js';
 import { formatIp } from '../../src/net/ipv4.js';
@@ -57,23 +57,36 @@ function memoryHost(ip: string, record: HostRecord): HostNetwork {
   };
 }
 
-function memoryDataplane(net: MemoryNetwork, tun: MemoryTun, record: HostRecord): Dataplane {
+/** Each open() gives `node` a fresh TUN, as the kernel gives a weftd that opens its device again. */
+function memoryDataplane(net: MemoryNetwork, node: ClusterNode): Dataplane {
   return {
-    open: () => ({
-      tunName: tun.name,
-      configure: async (c) => {
-        record.tunConfig = { dev: tun.name, addr: `${formatIp(c.subnet.base)}/${c.network.len}`, mtu: c.mtu };
-      },
-      createEngine: (cfg, initial) => new JsEngine(cfg, tun, net.transport(formatIp(cfg.bindIp), cfg.port), initial),
-      close: () => tun.close(),
-    }),
+    open: () => {
+      const tun = new MemoryTun();
+      node.tun = tun;
+      return {
+        tunName: tun.name,
+        configure: async (c) => {
+          node.host.tunConfig = { dev: tun.name, addr: `${formatIp(c.subnet.base)}/${c.network.len}`, mtu: c.mtu };
+        },
+        createEngine: (cfg, initial) => new JsEngine(cfg, tun, net.transport(formatIp(cfg.bindIp), cfg.port), initial),
+        close: () => tun.close(),
+      };
+    },
   };
+}
+
+/** What systemd would have been told: each sd_notify's fields, in order. */
+function memoryNotifier(notes: Record<string, string | number>[]): Notifier {
+  return { watchdogIntervalMs: undefined, notify: (fields) => void notes.push(fields) };
 }
 
 /** One node: a machine (its address, state directory, TUN) that runs one daemon at a time. */
 export class ClusterNode {
   daemon: Daemon | undefined;
+  /** The TUN the daemon opened last. */
   tun = new MemoryTun();
+  /** The daemon's notifications to its service manager. */
+  notes: Record<string, string | number>[] = [];
   readonly host: HostRecord = { tunConfig: undefined, encapFilter: false, masquerade: false };
   readonly registry: MemoryRegistry;
   /** How the last run ended: undefined while running (or never ran), null on a clean stop, else the error. */
@@ -121,17 +134,17 @@ export class ClusterNode {
     };
   }
 
-  /** Starts a daemon on this machine (a fresh TUN, as the kernel gives a restarted weftd) and waits until it runs or ends. */
+  /** Starts a daemon on this machine and waits until it forwards, waits for a subnet, or ends. */
   async start(): Promise<void> {
     if (this.daemon && this.ended === undefined) throw new Error(`${this.name} already runs`);
-    this.tun = new MemoryTun();
     ({ log: this.log, records: this.records } = captureLogger());
+    this.notes = [];
     const daemon = new Daemon(this.options(), this.log, {
       registry: this.registry,
       clock: this.cluster.clock,
       host: memoryHost(this.ip, this.host),
-      dataplane: memoryDataplane(this.cluster.net, this.tun, this.host),
-      notifier: undefined,
+      dataplane: memoryDataplane(this.cluster.net, this),
+      notifier: memoryNotifier(this.notes),
     });
     this.daemon = daemon;
     this.ended = undefined;
@@ -139,7 +152,7 @@ export class ClusterNode {
       () => (this.ended = null),
       (err: Error) => (this.ended = err),
     );
-    await this.cluster.until(`${this.name} running`, () => this.ended !== undefined || daemon.status().state === 'running');
+    await this.cluster.until(`${this.name} running`, () => this.ended !== undefined || ['running', 'waiting'].includes(daemon.status().state));
   }
 
   /** Stops the daemon as SIGTERM does, and waits for its teardown. */

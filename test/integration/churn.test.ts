@@ -69,7 +69,7 @@ describe('lease churn: 50 clients joining, leaving, crashing, restarting (real e
     });
     const rec = await manager.acquire();
     const problems: string[] = [];
-    const keeper = new LeaseKeeper({ manager, initial: rec, ttlS: TTL_S, log: silent, events: { onFatal: (err: WeftError) => problems.push(`fatal: ${err.message}`) }, clock: systemClock });
+    const keeper = new LeaseKeeper({ manager, initial: rec, ttlS: TTL_S, log: silent, events: { onLost: (err: WeftError) => problems.push(`fatal: ${err.message}`) }, clock: systemClock });
     const client: Client = {
       name,
       ip,

@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CniCode } from '../../src/cni/spec.js';
+import { formatNoSubnet } from '../../src/host/subnet_env.js';
+import { parseCidr } from '../../src/net/ipv4.js';
 import { callPlugin, pluginConf, type PluginAnswer, type PluginCall } from '../harness/cni_plugin.js';
 import { rootSkipReason } from '../harness/privilege.js';
 import { WEFTCTL } from '../lab/cluster.js';
@@ -135,6 +137,43 @@ describe.skipIf(skip)(`CNI plugin executed in a namespace${skip ? ` (skipped: ${
     expect(bridgeAddrs).toContain('198.19.9.1/24');
     expect(bridgeAddrs).not.toContain('198.19.4.1');
     expect(plugin('DEL', next).status).toBe(0);
+    subnetFile(4);
+  });
+
+  it('a node that lost its subnet: ADD is "try again later" saying why, CHECK fails its pods naming the lost subnet, STATUS 50, DEL still releases', async () => {
+    const held = await pod('held');
+    const first = plugin('ADD', held);
+    expect(first.status).toBe(0);
+    const reason = 'lost 198.19.4.0/24: now leased by node n5 (198.18.0.5); waiting for a free /24 in 198.19.0.0/16';
+    writeFileSync(join(dir, 'subnet.env'), formatNoSubnet({ network: parseCidr('198.19.0.0/16'), reason, lost: parseCidr('198.19.4.0/24') }));
+    const next = await pod('next');
+    const refused = plugin('ADD', next);
+    expect(refused.json).toMatchObject({ code: CniCode.TryAgainLater, msg: expect.stringContaining(`this node holds no pod subnet now (${reason})`) });
+    expect(states()).toHaveLength(1);
+    expect(reservations()).toHaveLength(1);
+    const check = plugin('CHECK', held, { ...conf, prevResult: first.json });
+    expect(check.json).toMatchObject({ code: CniCode.AddressOutsideSubnet, msg: expect.stringContaining('the node no longer holds its subnet 198.19.4.0/24') });
+    expect(plugin('STATUS', {}).json).toMatchObject({ code: CniCode.StatusCannotAdd, msg: expect.stringContaining('holds no pod subnet') });
+    expect(plugin('DEL', held).status).toBe(0);
+    expect(reservations()).toEqual([]);
+    subnetFile(4);
+  });
+
+  it('a lease past the expiry the subnet file names: ADD and CHECK are "try again later" (weftd stopped or frozen), until weftd renews it', async () => {
+    const held = await pod('stale');
+    const first = plugin('ADD', held);
+    expect(first.status).toBe(0);
+    subnetFile(4, `WEFT_LEASE_EXPIRES=${new Date(Date.now() - 1000).toISOString()}\n`);
+    const next = await pod('stale2');
+    const refused = plugin('ADD', next);
+    expect(refused.json).toMatchObject({ code: CniCode.TryAgainLater, msg: expect.stringMatching(/^the node's lease on 198\.19\.4\.0\/24 expired at .*weftd is stopped, frozen or cut off from etcd/) });
+    expect(plugin('CHECK', held, { ...conf, prevResult: first.json }).json).toMatchObject({ code: CniCode.TryAgainLater });
+    subnetFile(4, `WEFT_LEASE_EXPIRES=${new Date(Date.now() + 60_000).toISOString()}\n`);
+    expect(plugin('CHECK', held, { ...conf, prevResult: first.json }).status).toBe(0);
+    const later = plugin('ADD', next);
+    expect(later.status, JSON.stringify(later.json)).toBe(0);
+    expect(plugin('DEL', next).status).toBe(0);
+    expect(plugin('DEL', held).status).toBe(0);
     subnetFile(4);
   });
 

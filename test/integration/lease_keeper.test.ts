@@ -24,7 +24,7 @@ async function setUp(node: string, prefix = uniquePrefix('keeper')) {
   const manager = new LeaseManager({ registry: r, config: config('198.19.0.0/16'), value: { nodeName: node, publicIp: '198.18.0.1', port: 4790, vni: 1, version: 't', engine: 'js', instance: 'i1' }, ttlS: 6, stateDir: undefined, log, clock: systemClock });
   const rec = await manager.acquire();
   const fatal: WeftError[] = [];
-  const keeper = new LeaseKeeper({ manager, initial: rec, ttlS: 6, log, events: { onFatal: (e) => fatal.push(e) }, clock: systemClock });
+  const keeper = new LeaseKeeper({ manager, initial: rec, ttlS: 6, log, events: { onLost: (e) => fatal.push(e) }, clock: systemClock });
   keeper.start();
   cleanup.push(() => {
     keeper.stop();

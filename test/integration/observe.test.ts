@@ -235,9 +235,9 @@ describe('weftctl status', () => {
     expect(out).toMatch(/^node\s+node1 \(weftd 0\.1\.0, running\)$/m);
     expect(out).toMatch(/^readiness\s+ready$/m);
     expect(out).toMatch(/^subnet\s+198\.19\.1\.0\/24 of 198\.19\.0\.0\/16$/m);
-    expect(out).toMatch(/^lease\s+expires in 23h53m unless renewed \(renewals 3, re-acquisitions 1\)$/m);
+    expect(out).toMatch(/^lease\s+expires in 23h53m unless renewed \(renewals 3, re-acquisitions 1, subnets lost 0\)$/m);
     expect(out).toMatch(/^engine\s+native \(queues 2, vnetHdr true\)$/m);
-    expect(out).toMatch(/^etcd\s+connected \(http:\/\/198\.18\.0\.254:2379; last answer 2 s ago; watch resyncs 7; ignored leases 0\)$/m);
+    expect(out).toMatch(/^etcd\s+connected \(http:\/\/198\.18\.0\.254:2379; last answer 2 s ago; watch resyncs 7; ignored leases 2 \(invalid 1, public_ip_in_network 1\)\)$/m);
     expect(out).toMatch(/^SUBNET\s+NODE\s+PUBLIC IP$/m);
     expect(out).toMatch(/^198\.19\.2\.0\/24\s+node2\s+198\.18\.0\.2:4790$/m);
     expect(out).toMatch(/^inside \(pods -> nodes\)\s+100\s+101\s+\d+$/m);

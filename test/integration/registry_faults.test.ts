@@ -84,7 +84,7 @@ describe('registry under etcd faults (real etcd on loopback)', () => {
     const manager = new LeaseManager({ registry: r, config: config(), value: lease('n1'), ttlS: 30, stateDir: undefined, log, clock: systemClock });
     const rec = await manager.acquire();
     const fatal: WeftError[] = [];
-    const keeper = new LeaseKeeper({ manager, initial: rec, ttlS: 30, log, events: { onFatal: (e) => fatal.push(e) }, clock: systemClock });
+    const keeper = new LeaseKeeper({ manager, initial: rec, ttlS: 30, log, events: { onLost: (e) => fatal.push(e) }, clock: systemClock });
     keeper.start();
     cleanup.push(() => keeper.stop());
 

@@ -1,5 +1,5 @@
 // The shipped unit file: systemd's own checker accepts it, and it keeps the
-// promises the README makes (notify, watchdog, CAP_NET_ADMIN only, no
+// promises docs/install.md makes (notify, watchdog, CAP_NET_ADMIN only, no
 // option that would kill V8 or hide the TUN).
 
 import { EXIT_NODE_NAME_TAKEN, EXIT_USAGE } from '../../src/cli/main.js';

@@ -121,6 +121,19 @@ export class WeftCluster {
 
   /** Starts weftd on node i (adding the node to the lab if new), waits until ready (20 s by default), then adds pods once. */
   async startNode(i: number, pods = 0, extraFlags: string[] = [], env?: Record<string, string>, readyTimeoutMs = 20_000): Promise<NodeState> {
+    const proc = await this.launchNode(i, extraFlags, env);
+    const state = this.nodes.get(i)!;
+    const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, readyTimeoutMs)) as { subnet: string };
+    state.subnet = ready.subnet;
+    if (pods > 0 && state.pods.length === 0) {
+      const [network, len] = ready.subnet.split('/');
+      state.pods = await this.lab.addPods(i, pods, { network: network!, prefixLen: Number(len) });
+    }
+    return state;
+  }
+
+  /** Starts weftd on node i (adding the node to the lab if new), and returns it at once: for a weftd that is not expected to get ready soon. */
+  async launchNode(i: number, extraFlags: string[] = [], env?: Record<string, string>): Promise<LabProcess> {
     while (this.lab.nodeCount < i) await this.lab.addNode();
     const state = this.nodes.get(i) ?? { weftd: undefined, subnet: undefined, pods: [] };
     this.nodes.set(i, state);
@@ -140,13 +153,7 @@ export class WeftCluster {
     ], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`), ...(env ? { env } : {}) });
     state.weftd = proc;
     state.metricsAddr = metricsAddrOf([...(this.opts.flags ?? []), ...extraFlags], env?.WEFT_METRICS_ADDR);
-    const ready = JSON.parse(await proc.waitForLog(/"event":"ready"/, readyTimeoutMs)) as { subnet: string };
-    state.subnet = ready.subnet;
-    if (pods > 0 && state.pods.length === 0) {
-      const [network, len] = ready.subnet.split('/');
-      state.pods = await this.lab.addPods(i, pods, { network: network!, prefixLen: Number(len) });
-    }
-    return state;
+    return proc;
   }
 
   /** Node i's CNI dirs; the network name is the run's own (podman's result cache in /var/lib/cni is shared). */
@@ -163,6 +170,14 @@ export class WeftCluster {
   async podman(i: number): Promise<Podman> {
     const known = this.podmans.get(i);
     if (known) return known;
+    const cni = await this.installCni(i);
+    const p = await Podman.create(this.lab, i, { network: cni.network, confDir: cni.confDir, pluginDirs: [cni.binDir, '/usr/lib/cni'] });
+    this.podmans.set(i, p);
+    return p;
+  }
+
+  /** Installs weft's CNI plugin on node i with `weftctl cni install`, as an operator would; idempotent. */
+  async installCni(i: number): Promise<NodeCni> {
     const cni = this.cniOf(i);
     await this.lab.exec(this.lab.nodeNs(i), [
       process.execPath, WEFTCTL, 'cni', 'install',
@@ -173,9 +188,7 @@ export class WeftCluster {
       '--data-dir', cni.dataDir,
       '--ipam-dir', cni.ipamDir,
     ]);
-    const p = await Podman.create(this.lab, i, { network: cni.network, confDir: cni.confDir, pluginDirs: [cni.binDir, '/usr/lib/cni'] });
-    this.podmans.set(i, p);
-    return p;
+    return cni;
   }
 
   engineOf(i: number): string {

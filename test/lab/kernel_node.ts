@@ -2,7 +2,7 @@
 // external` device (vxgpe0) with one encap route per other node's subnet, and
 // a SubnetLease in etcd so that weftd nodes route to it. It is the reference
 // peer of the interop test and the `kernel` row of the benchmarks: same
-// wire format (README, "Wire format"), same topology, same MTU.
+// wire format (docs/architecture.md, "Wire format"), same topology, same MTU.
 //
 //   pod eth0 -> cni0 <subnet>.1/24 -> vxgpe0 <subnet>.0/16 -> route
 //   <other subnet>/24 encap ip id <vni> dst <other node> -> UDP <port> on eth0

@@ -1,5 +1,5 @@
 // The weft test lab: a cluster made of network namespaces that this run
-// creates and deletes itself (its address plan and rules: the README's opening section).
+// creates and deletes itself (its address plan and rules: docs/development.md, "The lab").
 //
 //   <prefix>-sw     bridge br0 (no address); every other namespace's eth0 has
 //                   its veth peer here, enslaved to br0

@@ -14,7 +14,7 @@ import { checkInstallOptions, renderConflist, renderPluginScript, type InstallOp
 import { parseNetConf } from '../../src/cni/netconf.js';
 import { CniCode, CniError, readCniEnv, versionInfo } from '../../src/cni/spec.js';
 import { stalePods, subnetChangedMessage } from '../../src/cni/subnet_change.js';
-import { formatSubnetEnv, parseSubnetEnv } from '../../src/host/subnet_env.js';
+import { formatNoSubnet, formatSubnetEnv, parseSubnetEnv, parseSubnetFile } from '../../src/host/subnet_env.js';
 import { parseCidr } from '../../src/net/ipv4.js';
 
 /** The built bundle (the source's own URL points into src/ under vitest). */
@@ -54,6 +54,24 @@ describe('subnet file', () => {
     expect(() => parseSubnetEnv('garbage', 'f')).toThrow('is not a KEY=VALUE line');
     expect(() => parseSubnetEnv(env('').replace('198.19.4.1/24', '198.19.4.1/31'), 'f')).toThrow('/31 leaves no address for pods');
     expect(parseSubnetEnv(env('# comment\nOTHER=1\n'), 'f').subnet).toEqual(parseCidr('198.19.4.0/24'));
+  });
+
+  it('carries the lease expiry as an ISO time, and refuses one that is not', () => {
+    const held = { network: parseCidr('198.19.0.0/16'), subnet: parseCidr('198.19.4.0/24'), mtu: 1464, ipMasq: false, leaseExpiresMs: Date.UTC(2026, 11, 7, 18, 30) };
+    const text = formatSubnetEnv(held);
+    expect(text).toContain('WEFT_LEASE_EXPIRES=2026-12-07T18:30:00.000Z\n');
+    expect(parseSubnetFile(text, 'f')).toEqual({ held });
+    expect(() => parseSubnetEnv(env('WEFT_LEASE_EXPIRES=soon\n'), 'f')).toThrow('f: WEFT_LEASE_EXPIRES is not an ISO 8601 time, got "soon"');
+  });
+
+  it('says when the node holds no subnet, with no FLANNEL_SUBNET for any reader to allocate from', () => {
+    const none = { network: parseCidr('198.19.0.0/22'), reason: 'lost 198.19.3.0/24: now leased by node n5 (198.18.0.5); waiting', lost: parseCidr('198.19.3.0/24') };
+    const text = formatNoSubnet(none);
+    expect(text).not.toMatch(/^FLANNEL_SUBNET=/m);
+    expect(parseSubnetFile(text, 'f')).toEqual({ none });
+    expect(parseSubnetFile(formatNoSubnet({ network: none.network, reason: 'a\nb' }), 'f')).toEqual({ none: { network: none.network, reason: 'a b' } });
+    expect(() => parseSubnetEnv(text, '/run/weft/subnet.env')).toThrow('/run/weft/subnet.env: this node holds no subnet: lost 198.19.3.0/24');
+    expect(() => parseSubnetFile(`${env('')}WEFT_NO_SUBNET=x\n`, 'f')).toThrow('f: WEFT_NO_SUBNET and FLANNEL_SUBNET are both set');
   });
 });
 

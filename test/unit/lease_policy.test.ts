@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WeftError } from '../../src/errors.js';
-import { formatCidr, parseCidr } from '../../src/net/ipv4.js';
+import { formatCidr, parseCidr, parseIp } from '../../src/net/ipv4.js';
 import { subnetKey } from '../../src/registry/keys.js';
 import { encodeSubnetLease } from '../../src/registry/schema.js';
 import { LeaseKeeper } from '../../src/registry/lease_keeper.js';
@@ -36,7 +36,7 @@ function node(store: MemoryStore, clock: ManualClock, name: string, o: { ttlS: n
   const fatal: WeftError[] = [];
   const events = (event: string): Record<string, unknown>[] => records.filter((x) => x.event === event);
   const keep = (initial: LeaseRecord): LeaseKeeper => {
-    const keeper = new LeaseKeeper({ manager, initial, ttlS: o.ttlS, log, events: { onFatal: (e) => fatal.push(e) }, clock });
+    const keeper = new LeaseKeeper({ manager, initial, ttlS: o.ttlS, log, events: { onLost: (e) => fatal.push(e) }, clock });
     keeper.start();
     cleanup.push(() => keeper.stop());
     return keeper;
@@ -58,7 +58,7 @@ async function keeping(ttlS: number) {
 }
 
 /** n1's watcher over `registry`, started, with the tables it published and its log records. */
-async function watching(registry: MemoryRegistry, clock: ManualClock, mine: LeaseRecord) {
+async function watching(registry: MemoryRegistry, clock: ManualClock, mine: LeaseRecord, publicIp = 0) {
   const tables: RouteTable[] = [];
   const { log, records } = captureLogger();
   const watcher = new LeaseWatcher({
@@ -67,7 +67,7 @@ async function watching(registry: MemoryRegistry, clock: ManualClock, mine: Leas
     self: mine.subnet,
     nodeName: 'n1',
     instance: 'n1-1',
-    publicIp: 0,
+    publicIp,
     log,
     resyncIntervalMs: 300_000,
     clock,
@@ -265,5 +265,36 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
     await clock.advance(0);
     expect(tables.at(-1)!.peers).toEqual([]);
     expect(tables.at(-1)!.lookup(parseCidr(`198.19.${k}.0/24`).base + 9)).toBe(NO_PEER);
+  });
+
+  it('every lease left out of the table is counted by its reason, and each reason is logged once', async () => {
+    const { clock, store } = world();
+    const self = node(store, clock, 'n1', { ttlS: 600, ip: '198.18.0.1' });
+    const mine = await self.manager.acquire();
+    const { watcher, tables, records } = await watching(self.registry, clock, mine, parseIp('198.18.0.1'));
+    const value = (name: string, publicIp: string) => encodeSubnetLease({ nodeName: name, publicIp, port: 4790, vni: 1, version: 't', engine: 'js', instance: name });
+    const free = Array.from({ length: 10 }, (_, k) => k + 1).filter((k) => `198.19.${k}.0/24` !== formatCidr(mine.subnet));
+    store.put(subnetKey(PREFIX, parseCidr('198.18.200.0/24')), value('outside', '198.18.0.20'));
+    store.put(subnetKey(PREFIX, parseCidr(`198.19.${free[0]}.0/25`)), value('short', '198.18.0.21'));
+    store.put(subnetKey(PREFIX, parseCidr(`198.19.${free[1]}.0/24`)), value('looping', '198.19.250.1'));
+    store.put(subnetKey(PREFIX, parseCidr(`198.19.${free[2]}.0/24`)), value('twin', '198.18.0.1'));
+    store.put(subnetKey(PREFIX, parseCidr(`198.19.${free[3]}.0/24`)), '{"nodeName":');
+    store.put(subnetKey(PREFIX, parseCidr(`198.19.${free[4]}.0/24`)), value('good', '198.18.0.22'));
+    await clock.advance(0);
+    expect(tables.at(-1)!.peers.map((p) => p.node)).toEqual(['good']);
+    expect(watcher.ignoredByReason()).toEqual({ invalid: 1, outside_network: 1, subnet_length: 1, public_ip_in_network: 1, own_address: 1 });
+    expect(watcher.ignored).toBe(5);
+    const logged = records.filter((x) => x.event === 'lease_ignored');
+    expect(logged.map((x) => x.reason).sort()).toEqual(['invalid', 'outside_network', 'own_address', 'public_ip_in_network', 'subnet_length']);
+    expect(logged.find((x) => x.reason === 'outside_network')?.err).toBe('subnet 198.18.200.0/24 of node outside is outside the cluster network 198.19.0.0/16');
+    // A re-list finds the same and logs nothing new; a fixed lease leaves the count.
+    watcher.resyncNow('test');
+    await clock.advance(0);
+    await clock.advance(0);
+    expect(records.filter((x) => x.event === 'lease_ignored')).toHaveLength(5);
+    store.put(subnetKey(PREFIX, parseCidr(`198.19.${free[1]}.0/24`)), value('looping', '198.18.0.23'));
+    await clock.advance(0);
+    expect(watcher.ignoredByReason().public_ip_in_network).toBe(0);
+    expect(tables.at(-1)!.peers.map((p) => p.node).sort()).toEqual(['good', 'looping']);
   });
 });

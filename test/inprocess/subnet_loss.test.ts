@@ -1,0 +1,121 @@
+// A node without a subnet, in one process (memory_cluster.ts): its subnet
+// taken by another node, or a full network. The daemon stays up, says why,
+// marks the subnet file, and takes a subnet as soon as one is free.
+
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseSubnetFile } from '../../src/host/subnet_env.js';
+import { formatIp, parseCidr } from '../../src/net/ipv4.js';
+import type { SubnetLease } from '../../src/registry/schema.js';
+import { ClusterNode, MemoryCluster } from '../harness/memory_cluster.js';
+import { icmpEcho } from '../harness/packets.js';
+import { until } from '../harness/until.js';
+
+let cluster: MemoryCluster;
+afterEach(async () => {
+  await cluster?.close();
+});
+
+const INTRUDER: SubnetLease = { nodeName: 'intruder', publicIp: '198.18.0.99', port: 4790, vni: 1, version: 'test', engine: 'kernel', instance: 'i' };
+
+async function startAll(network: string, n: number, overrides = {}): Promise<ClusterNode[]> {
+  cluster = new MemoryCluster();
+  await cluster.init(network);
+  const nodes = Array.from({ length: n }, (_, i) => cluster.add(`n${i + 1}`, i, overrides));
+  await Promise.all(nodes.map((x) => x.start()));
+  await cluster.until('every table complete', () => nodes.every((x) => x.status().peers.length === n - 1));
+  return nodes;
+}
+
+/** What the node's subnet file says now. */
+function subnetFile(node: ClusterNode): ReturnType<typeof parseSubnetFile> {
+  const path = node.options().subnetFile;
+  return parseSubnetFile(readFileSync(path, 'utf8'), path);
+}
+
+/** Hands `node`'s subnet to another node behind its back: its key deleted and written anew by the intruder. */
+async function steal(node: ClusterNode): Promise<string> {
+  const subnet = node.status().subnet!;
+  const rec = (await cluster.admin.listLeases()).records.find((r) => r.lease.nodeName === node.name)!;
+  await cluster.admin.releaseLease(rec);
+  expect(await cluster.admin.createLease(parseCidr(subnet), INTRUDER, 600)).toBeDefined();
+  return subnet;
+}
+
+async function ping(from: ClusterNode, to: ClusterNode): Promise<void> {
+  const [src, dst] = [from, to].map((x) => formatIp(parseCidr(x.status().subnet!).base + 2)) as [string, string];
+  const packet = icmpEcho(src, dst, 32);
+  const before = to.tun.written.length;
+  from.tun.inject([packet]);
+  await until(`a ping ${from.name} -> ${to.name}`, () => to.tun.written.length > before, 2000, 5);
+}
+
+describe('a node that loses its subnet or finds none free (in-memory registry, TUN, underlay; manual clock)', () => {
+  it('a subnet taken by another node: the node stops forwarding for it, says so in the subnet file, and takes another', async () => {
+    const [a, b] = (await startAll('198.19.0.0/16', 2)) as [ClusterNode, ClusterNode];
+    const oldTun = b.tun;
+    const lost = await steal(b);
+    await cluster.until('b holds another subnet', () => b.status().state === 'running' && b.status().subnet !== lost);
+    const lostEvent = b.events('subnet_lost');
+    expect(lostEvent).toHaveLength(1);
+    expect(lostEvent[0]).toMatchObject({ subnet: lost, reason: 'now leased by node intruder (198.18.0.99)' });
+    expect(b.ended).toBeUndefined();
+    expect(oldTun.closed).toBe(true);
+    const now = b.status().subnet!;
+    expect(subnetFile(b).held?.subnet).toEqual(parseCidr(now));
+    expect(b.status()).toMatchObject({ subnetLosses: 1, noSubnet: null, readiness: { status: 'ready' } });
+    expect(b.host.tunConfig?.addr).toBe(`${formatIp(parseCidr(now).base)}/16`);
+    // The others route the lost subnet to its new holder and the new one to b.
+    await cluster.until('a routes to both', () => a.status().peers.length === 2);
+    expect(Object.fromEntries(a.status().peers.map((p) => [p.subnet, p.node]))).toEqual({ [lost]: 'intruder', [now]: 'n2' });
+    await ping(a, b);
+    await ping(b, a);
+    // The totals keep counting across the change of subnet.
+    expect(b.status().counters?.inside_packets).toBeGreaterThanOrEqual(1);
+    // systemd heard of each state: forwarding, the loss, forwarding again.
+    expect(b.notes.map((n) => n.STATUS)).toEqual([expect.stringMatching(/^forwarding for /), `not forwarding: lost ${lost}: now leased by node intruder (198.18.0.99); taking another subnet`, `forwarding for ${now}, 2 peers`]);
+    expect(b.notes.filter((n) => n.READY === 1)).toHaveLength(1);
+  });
+
+  it('a full network: a new node stays up, not ready, says why, and takes the first subnet released; a low rate of logs meanwhile', async () => {
+    // A /22 of /24s holds three nodes: the first /24 is never handed out.
+    const nodes = await startAll('198.19.0.0/22', 3, { releaseOnExit: true });
+    const d = cluster.add('n4', 3);
+    await d.start();
+    const waiting = 'waiting for a free /24 in 198.19.0.0/22 (all 3 leased; the first subnet is never handed out)';
+    expect(d.status()).toMatchObject({ state: 'waiting', subnet: null, noSubnet: waiting, readiness: { status: 'not_ready', reasons: [`no subnet: ${waiting}`] } });
+    expect(subnetFile(d).none).toEqual({ network: parseCidr('198.19.0.0/22'), reason: waiting });
+    expect(d.notes).toEqual([{ READY: 1, STATUS: `not forwarding: ${waiting}`, MAINPID: process.pid }]);
+    for (let t = 0; t < 11 * 60_000; t += 10_000) await cluster.elapse(10_000);
+    expect(d.status().state).toBe('waiting');
+    // Once when it starts waiting, then every five minutes.
+    expect(d.events('network_full').map((e) => e.waiting_s)).toEqual([0, 300, 600]);
+
+    const freed = nodes[1]!.status().subnet;
+    await nodes[1]!.stop();
+    await cluster.until('n4 takes the released subnet', () => d.status().state === 'running', 5_000);
+    expect(d.status()).toMatchObject({ subnet: freed, noSubnet: null, readiness: { status: 'ready' } });
+    expect(subnetFile(d).held?.subnet).toEqual(parseCidr(freed!));
+    expect(d.events('subnet_free')).toHaveLength(1);
+    await ping(nodes[0]!, d);
+  });
+
+  it('a subnet lost on a full network: the node waits, naming what it lost, and takes the subnet back once it is free', async () => {
+    const [a, b, c] = (await startAll('198.19.0.0/22', 3)) as [ClusterNode, ClusterNode, ClusterNode];
+    const lost = await steal(b);
+    const waiting = `lost ${lost}: now leased by node intruder (198.18.0.99); waiting for a free /24 in 198.19.0.0/22 (all 3 leased; the first subnet is never handed out)`;
+    await cluster.until('b waits for a free subnet', () => b.status().noSubnet === waiting);
+    expect(b.status()).toMatchObject({ state: 'waiting', subnet: null, readiness: { status: 'not_ready', reasons: [`no subnet: ${waiting}`] } });
+    expect(b.events('subnet_lost')).toHaveLength(1);
+    expect(b.notes.map((n) => n.STATUS).slice(1)).toEqual([`not forwarding: lost ${lost}: now leased by node intruder (198.18.0.99); taking another subnet`, `not forwarding: ${waiting}`]);
+    // The file never names the lost subnet again; it says what was lost.
+    expect(subnetFile(b).none?.lost).toEqual(parseCidr(lost));
+
+    const rec = (await cluster.admin.listLeases()).records.find((r) => r.lease.nodeName === 'intruder')!;
+    await cluster.admin.releaseLease(rec);
+    await cluster.until('b takes its subnet back', () => b.status().state === 'running', 5_000);
+    expect(b.status().subnet).toBe(lost);
+    await cluster.until('every table complete', () => [a, b, c].every((x) => x.status().peers.length === 2));
+    await ping(c, b);
+  });
+});
