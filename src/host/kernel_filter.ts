@@ -195,6 +195,7 @@ export class KernelFilter {
   private nodes: readonly number[] = [];
   private pendingNodes: readonly number[] | undefined;
   private updating: Promise<void> | undefined;
+  private draining = false;
   private removed = false;
   /** Why the last node update failed, until one succeeds. */
   failure: string | undefined;
@@ -229,22 +230,30 @@ export class KernelFilter {
   /** Makes `nodes` the set of addresses UDP to the port is accepted from; resolves once it (or a later set) is in place. */
   setNodes(nodes: readonly number[]): Promise<void> {
     this.pendingNodes = nodes;
-    this.updating ??= this.drain().finally(() => (this.updating = undefined));
-    return this.updating;
+    if (!this.draining) {
+      this.draining = true;
+      this.updating = this.drain();
+    }
+    return this.updating!;
   }
 
   private async drain(): Promise<void> {
-    while (this.pendingNodes !== undefined && !this.removed) {
-      const nodes = this.pendingNodes;
-      this.pendingNodes = undefined;
-      try {
-        if (this.backend === 'nftables') await this.replaceNftNodes(nodes);
-        else await mustRun('iptables-restore', ['--noflush'], iptScript(this.spec, nodes, false));
-        this.nodes = nodes;
-        this.failure = undefined;
-      } catch (err) {
-        this.failure = (err as Error).message;
+    // The loop's last check and the flag's reset run with no await between them: a set given after that starts a drain of its own.
+    try {
+      while (this.pendingNodes !== undefined && !this.removed) {
+        const nodes = this.pendingNodes;
+        this.pendingNodes = undefined;
+        try {
+          if (this.backend === 'nftables') await this.replaceNftNodes(nodes);
+          else await mustRun('iptables-restore', ['--noflush'], iptScript(this.spec, nodes, false));
+          this.nodes = nodes;
+          this.failure = undefined;
+        } catch (err) {
+          this.failure = (err as Error).message;
+        }
       }
+    } finally {
+      this.draining = false;
     }
   }
 
