@@ -4,12 +4,13 @@
 // the peers that changed are written), marked with weft's protocol number so
 // that a restarted weftd finds and reconciles what an earlier one left.
 
+import { constants } from 'node:os';
 import { type Cidr, formatCidr, formatIp } from '../net/ipv4.js';
 import { errnoName } from './netlink.js';
 import { type RouteEntry, delRouteRequest, mainRoutes, newRouteRequest, rtnl } from './rtnetlink.js';
 import { removeRoutes } from './vxlan_device.js';
 
-const ESRCH = 3;
+const { ESRCH } = constants.errno;
 
 /** Where each subnet (by its base address) is sent: a peer's public IP and the VNI. */
 export interface EncapTarget {

@@ -5,6 +5,7 @@
 // at the end hold a conversation (netlink.ts). KERNEL_ENGINE.md A.3 decodes
 // the messages iproute2 sends for the same jobs; these match them.
 
+import { constants } from 'node:os';
 import { WeftError } from '../errors.js';
 import {
   NETLINK_ROUTE,
@@ -349,7 +350,7 @@ export function rtnl(requests: readonly NlRequest[]): NlAnswer[] {
 /** The link called `name`; undefined when there is none. */
 export function getLink(name: string): LinkInfo | undefined {
   const [a] = rtnl([getLinkRequest(name)]);
-  if (a!.error === 19 /* ENODEV */) return undefined;
+  if (a!.error === constants.errno.ENODEV) return undefined;
   const m = expectDone(a!, `get link ${name}`).messages[0];
   return m ? parseLink(m) : undefined;
 }

@@ -9,6 +9,7 @@
 //           gets ICMP net-unreachable, as from the other engines (with the
 //           cluster prefix on the device it would vanish silently)
 
+import { constants } from 'node:os';
 import { ENCAP_OVERHEAD } from '../constants.js';
 import { WeftError } from '../errors.js';
 import { type Cidr, formatCidr } from '../net/ipv4.js';
@@ -30,11 +31,7 @@ import {
   vniFilterRequest,
 } from './rtnetlink.js';
 
-const EEXIST = 17;
-const ENODEV = 19;
-const ESRCH = 3;
-const EOPNOTSUPP = 95;
-const EADDRINUSE = 98;
+const { EEXIST, ENODEV, ESRCH, EOPNOTSUPP, EADDRINUSE } = constants.errno;
 
 /** What the device is configured for. */
 export interface DeviceSettings {
