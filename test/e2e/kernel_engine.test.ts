@@ -6,7 +6,8 @@
 // after SIGKILL, adopting its routes and dropping a stale one); a peer joins
 // and leaves and the routes follow; hostile datagrams at the kernel nodes are
 // dropped and counted, never forwarded; the device deleted or set down is
-// repaired; SIGTERM leaves nothing behind; and the refusals exit 2.
+// repaired; a subnet taken by another node moves the device to the next;
+// SIGTERM leaves nothing behind; and the refusals exit 2.
 
 import { existsSync } from 'node:fs';
 import { mkdir, symlink } from 'node:fs/promises';
@@ -16,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootSkipReason } from '../harness/privilege.js';
 import { until } from '../harness/until.js';
 import { PREFIX, WEFTD, WeftCluster, weftdEvents } from '../lab/cluster.js';
-import { keyOfSubnet } from '../lab/kernel_node.js';
+import { createLeaseIfFree, keyOfSubnet } from '../lab/kernel_node.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const ENGINE: Record<number, string> = { 1: 'kernel', 2: 'native', 3: 'js', 4: 'kernel', 5: 'native' };
@@ -225,6 +226,28 @@ describe.skipIf(skip)(`--engine kernel in a cluster with native and js nodes${sk
     }
     expect((await status(1)).engine.details.deviceRepairs).toBe(2);
   });
+
+  it('moves its device, routes and filter to another subnet when its own is taken, without restarting', async () => {
+    const weftd = c.nodes.get(1)!.weftd!;
+    const old = subnet(1);
+    const mark = weftd.log().length;
+    weftd.kill('SIGSTOP');
+    try {
+      await c.lab.etcdctl(['del', keyOfSubnet(old)]);
+      expect(await createLeaseIfFree(c.lab, old, { nodeName: 'intruder', publicIp: '198.18.0.99', port: 4790, vni: 1, version: 'test' }, 60)).toMatch(/^[0-9a-f]+$/);
+    } finally {
+      weftd.kill('SIGCONT');
+    }
+    const ready = await until('node 1 ready on another subnet', () => weftdEvents(weftd, mark).find((e) => e.event === 'ready'), 20_000, 100);
+    const moved = String(ready.subnet);
+    expect(moved).not.toBe(old);
+    c.nodes.get(1)!.subnet = moved;
+    expect((await sh(1, 'ip', '-4', '-o', 'addr', 'show', 'dev', 'weft0')).trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`inet ${moved.replace('/24', '/32')} `))]);
+    expect(await sh(1, 'nft', 'list', 'table', 'ip', 'weft_kernel')).toContain(`ip daddr != ${moved}`);
+    await until('node 1\'s routes: the intruder on its old subnet, and the others', async () => JSON.stringify(await weftRoutes(1)) === JSON.stringify([...expectedRoutes(1, [1, 2, 3, 4]), `${old} -> 198.18.0.99 csum`].sort()), 10_000, 100);
+    await until('node 4 routes node 1\'s new subnet', async () => (await weftRoutes(4)).includes(`${moved} -> 198.18.0.1 csum`), 10_000, 100);
+    await c.lab.etcdctl(['del', keyOfSubnet(old)]);
+  }, 60_000);
 
   it('leaves no device, route or filter behind on SIGTERM, with nftables and with iptables', async () => {
     for (const i of [1, 4]) {
