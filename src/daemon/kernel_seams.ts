@@ -18,7 +18,7 @@ import { findUnderlay } from '../host/underlay.js';
 import { VxlanDevice } from '../host/vxlan_device.js';
 import { formatIp } from '../net/ipv4.js';
 import type { DaemonOptions } from './options.js';
-import type { Dataplane, DataplaneDevice, DeviceConfig, HostNetwork } from './seams.js';
+import type { ConfiguredDevice, Dataplane, DataplaneDevice, DeviceConfig, HostNetwork } from './seams.js';
 
 export const kernelHost: HostNetwork = {
   lockInstance: (stateDir, nodeName) => InstanceLock.acquire(stateDir, nodeName),
@@ -46,8 +46,10 @@ export function kernelDataplane(o: EngineChoice, log: Logger): Dataplane {
 }
 
 /** A TUN's configuration: the subnet's network address with the cluster prefix (the kernel routes the whole network into it), the MTU, up. */
-function configureTunFor(name: string, c: DeviceConfig, gsoMaxSegs?: number): Promise<void> {
-  return configureTun(name, `${formatIp(c.subnet.base)}/${c.network.len}`, c.mtu, gsoMaxSegs);
+async function configureTunFor(name: string, c: DeviceConfig, gsoMaxSegs?: number): Promise<ConfiguredDevice> {
+  const address = `${formatIp(c.subnet.base)}/${c.network.len}`;
+  await configureTun(name, address, c.mtu, gsoMaxSegs);
+  return { kind: 'tun', name, mtu: c.mtu, address };
 }
 
 function jsDevice(o: EngineChoice): DataplaneDevice {
@@ -85,6 +87,7 @@ function vxlanDevice(o: EngineChoice, log: Logger): DataplaneDevice {
     configure: async (c) => {
       const { adopted } = device.configure({ network: c.network, subnet: c.subnet, mtu: c.mtu, port: c.port, vni: c.vni, underlayMtu: c.underlay.mtu });
       log.info({ event: 'kernel_device', device: o.tunName, adopted, vnifilter: device.vnifilter, port: c.port, mtu: c.mtu }, `${adopted ? 'adopted' : 'created'} the VXLAN-GPE device ${o.tunName} (port ${c.port}, MTU ${c.mtu}, vnifilter ${device.vnifilter})`);
+      return { kind: 'vxlan', name: o.tunName, mtu: c.mtu, address: `${formatIp(c.subnet.base)}/32` };
     },
     createEngine: (cfg, initial) => new KernelEngine(cfg, { device, log }, initial),
     close: () => device.remove(),

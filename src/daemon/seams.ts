@@ -6,6 +6,7 @@ import type { Clock } from '../clock.js';
 import type { Engine, EngineConfig } from '../dataplane/engine.js';
 import type { WeftError } from '../errors.js';
 import type { Cidr } from '../net/ipv4.js';
+import type { HostStatus } from '../observe/status.js';
 import type { Registry } from '../registry/registry.js';
 import type { RouteTable } from '../routes/route_table.js';
 
@@ -55,6 +56,9 @@ export interface DeviceConfig {
   readonly underlay: Underlay;
 }
 
+/** A device as configured, for /status (what `weftctl check` compares the host with). */
+export type ConfiguredDevice = NonNullable<HostStatus['device']>;
+
 /** The device an engine runs on: a TUN, or the kernel engine's VXLAN-GPE device. */
 export interface DataplaneDevice {
   /** The device's name (the kernel may have chosen it). */
@@ -63,9 +67,9 @@ export interface DataplaneDevice {
    * Gives the device this node's address and the MTU, so that the kernel
    * routes the cluster network into it, and brings it up; the kernel
    * engine's device is created here. Its refusals (the engine cannot run
-   * on this node) are WEFT_ENGINE_REFUSED.
+   * on this node) are WEFT_ENGINE_REFUSED. Returns what it configured.
    */
-  configure(c: DeviceConfig): Promise<void>;
+  configure(c: DeviceConfig): Promise<ConfiguredDevice>;
   /** The engine over this device (and the underlay's UDP); called once, after configure(). */
   createEngine(cfg: EngineConfig, initial: RouteTable): Engine;
   /** Closes the device, which removes it and its routes. */

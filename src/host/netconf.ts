@@ -1,6 +1,7 @@
 // Host network configuration through iproute2: the TUN's address, MTU and
-// link state, and facts about the underlay interface. Runs at control-plane
-// rate only; every failure names the command and the device.
+// link state, facts about the underlay interface, and every link as it is
+// now (for `weftctl check`). Runs at control-plane rate only; every failure
+// names the command and the device.
 
 import { readFile } from 'node:fs/promises';
 import { WeftError } from '../errors.js';
@@ -30,7 +31,33 @@ export async function configureTun(dev: string, addrWithPrefix: string, mtu: num
 interface IpAddrJson {
   ifname: string;
   mtu?: number;
+  flags?: string[];
+  master?: string;
   addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
+}
+
+/** A network interface as the kernel has it now. */
+export interface LinkInfo {
+  readonly name: string;
+  readonly mtu: number;
+  /** Administratively up (IFF_UP). */
+  readonly up: boolean;
+  /** The bridge it is a port of, if any. */
+  readonly master: string | null;
+  /** Its IPv4 addresses with their prefix length, `198.19.1.1/24`. */
+  readonly addresses: readonly string[];
+}
+
+/** Every link of this network namespace with its IPv4 addresses: one `ip -j addr show`. */
+export async function listLinks(): Promise<LinkInfo[]> {
+  const out = JSON.parse(await ip(['-j', 'addr', 'show'])) as IpAddrJson[];
+  return out.map((l) => ({
+    name: l.ifname,
+    mtu: l.mtu ?? 0,
+    up: l.flags?.includes('UP') ?? false,
+    master: l.master ?? null,
+    addresses: (l.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`),
+  }));
 }
 
 /** The first global IPv4 address of `iface` and its MTU. */

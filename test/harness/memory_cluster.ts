@@ -66,7 +66,9 @@ function memoryDataplane(net: MemoryNetwork, node: ClusterNode): Dataplane {
       return {
         tunName: tun.name,
         configure: async (c) => {
-          node.host.tunConfig = { dev: tun.name, addr: `${formatIp(c.subnet.base)}/${c.network.len}`, mtu: c.mtu };
+          const address = `${formatIp(c.subnet.base)}/${c.network.len}`;
+          node.host.tunConfig = { dev: tun.name, addr: address, mtu: c.mtu };
+          return { kind: 'tun', name: tun.name, mtu: c.mtu, address };
         },
         createEngine: (cfg, initial) => new JsEngine(cfg, tun, net.transport(formatIp(cfg.bindIp), cfg.port), initial),
         close: () => tun.close(),

@@ -108,7 +108,7 @@ describe('renderMetrics', () => {
         subnet: null,
         publicIp: null,
         leaseExpiresInS: null,
-        etcd: { endpoints: ['http://127.0.0.1:1'], connected: false, lastContactAgoS: null },
+        etcd: { endpoints: ['http://127.0.0.1:1'], prefix: '/weft', connected: false, lastContactAgoS: null },
         renewals: 0,
         reacquisitions: 0,
         watchResyncs: 0,
