@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootSkipReason } from '../harness/privilege.js';
 import { until } from '../harness/until.js';
-import { PREFIX, WEFTD, WeftCluster, weftdEvents } from '../lab/cluster.js';
+import { PREFIX, WEFTCTL, WEFTD, WeftCluster, weftdEvents } from '../lab/cluster.js';
 import { createLeaseIfFree, keyOfSubnet } from '../lab/kernel_node.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -119,7 +119,12 @@ describe.skipIf(skip)(`--engine kernel in a cluster with native and js nodes${sk
     expect(metrics).toContain('weft_build_info{version="0.1.0",engine="kernel"} 1');
     expect(metrics).toMatch(/^weft_kernel_routes 3$/m);
     expect(metrics).toMatch(/^weft_kernel_device_errors_total\{direction="outside"\} 0$/m);
-    expect(await sh(1, process.execPath, join(fileURLToPath(new URL('../..', import.meta.url)), 'dist/cli/weftctl.js'), 'status')).toMatch(/engine\s+kernel \(device weft0, vnifilter true, firewall nftables, routes 3,/);
+    expect(await sh(1, process.execPath, WEFTCTL, 'status')).toMatch(/engine\s+kernel \(device weft0, vnifilter true, firewall nftables, routes 3,/);
+    const check = JSON.parse((await c.lab.exec(ns(1), [process.execPath, WEFTCTL, 'check', '--json'], { allowFail: true, timeoutMs: 20_000 })).stdout) as { checks: { name: string; verdict: string; summary: string }[] };
+    const verdicts = Object.fromEntries(check.checks.map((k) => [k.name, k.verdict]));
+    expect(verdicts).toMatchObject({ vxlan: 'ok', mtu: 'ok', 'subnet-file': 'ok', peers: 'ok' });
+    expect(verdicts.tun).toBeUndefined();
+    expect(check.checks.find((k) => k.name === 'vxlan')!.summary).toBe(`weft0 up, MTU 1464, ${subnet(1).replace('/24', '/32')}`);
   });
 
   it('lets every pod ping every other, and answers a destination no node owns with net-unreachable, counted', async () => {
