@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import { EncapRoutes, type EncapTarget } from '../host/encap_routes.js';
 import { KERNEL_FILTER_COUNTERS, KERNEL_NFT_TABLE, KernelFilter } from '../host/kernel_filter.js';
-import type { LinkInfo } from '../host/rtnetlink.js';
+import type { RtLink } from '../host/rtnetlink.js';
 import type { VxlanDevice } from '../host/vxlan_device.js';
 import { formatCidr, formatIp } from '../net/ipv4.js';
 import type { RouteTable } from '../routes/route_table.js';
@@ -117,7 +117,7 @@ export class KernelEngine implements Engine {
   }
 
   /** The routes and the node set for the current table. */
-  private program(link: LinkInfo): void {
+  private program(link: RtLink): void {
     const want = new Map<number, EncapTarget>();
     const wrongPort = new Map<string, string>();
     for (const p of this.table.peers) {

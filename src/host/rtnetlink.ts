@@ -111,8 +111,8 @@ const ifinfomsg = (index = 0, flags = 0, change = 0): Buffer => {
 
 // ---- links
 
-/** What the kernel says of a link. */
-export interface LinkInfo {
+/** What the kernel says of a link over rtnetlink (netconf.ts's LinkInfo is what `ip` prints of one). */
+export interface RtLink {
   readonly index: number;
   readonly name: string;
   readonly up: boolean;
@@ -191,7 +191,7 @@ export function vniFilterRequest(index: number, vni: number): NlRequest {
 
 const u64 = (b: Buffer, at: number): number => Number(b.readBigUInt64LE(at));
 
-export function parseLink(m: NlMessage): LinkInfo {
+export function parseLink(m: NlMessage): RtLink {
   const attrs = parseAttrs(m.body, 16);
   const flags = m.body.readUInt32LE(8);
   const info = attrs.get(IFLA_LINKINFO);
@@ -200,7 +200,7 @@ export function parseLink(m: NlMessage): LinkInfo {
   const data = kind === 'vxlan' ? infoAttrs?.get(IFLA_INFO_DATA) : undefined;
   const stats = attrs.get(IFLA_STATS64);
   const mtu = attrs.get(IFLA_MTU);
-  let vxlan: LinkInfo['vxlan'];
+  let vxlan: RtLink['vxlan'];
   if (data) {
     const v = parseAttrs(data);
     const on = (t: number): boolean => (v.get(t)?.[0] ?? 0) !== 0;
@@ -348,7 +348,7 @@ export function rtnl(requests: readonly NlRequest[]): NlAnswer[] {
 }
 
 /** The link called `name`; undefined when there is none. */
-export function getLink(name: string): LinkInfo | undefined {
+export function getLink(name: string): RtLink | undefined {
   const [a] = rtnl([getLinkRequest(name)]);
   if (a!.error === constants.errno.ENODEV) return undefined;
   const m = expectDone(a!, `get link ${name}`).messages[0];

@@ -15,7 +15,7 @@ import { WeftError } from '../errors.js';
 import { type Cidr, formatCidr } from '../net/ipv4.js';
 import { type NlRequest, expectDone } from './netlink.js';
 import {
-  type LinkInfo,
+  type RtLink,
   type RouteEntry,
   addressesOf,
   delAddrRequest,
@@ -104,7 +104,7 @@ export class VxlanDevice {
    * headroom too large for the MTU, another VXLAN device on the port, the
    * port bound by another program. Returns whether it was adopted.
    */
-  configure(s: DeviceSettings): { adopted: boolean; link: LinkInfo } {
+  configure(s: DeviceSettings): { adopted: boolean; link: RtLink } {
     const problem = mtuProblem(s.mtu, s.underlayMtu, gpeHeadroom());
     if (problem) throw refused(problem, { mtu: s.mtu });
     this.settings = s;
@@ -112,17 +112,17 @@ export class VxlanDevice {
   }
 
   /** configure() again with the last settings: the device was deleted or set down under weftd. */
-  repair(): { adopted: boolean; link: LinkInfo } {
+  repair(): { adopted: boolean; link: RtLink } {
     if (!this.settings) throw new Error('VxlanDevice.repair() before configure()');
     return this.ensure();
   }
 
   /** What the kernel says of the device now; undefined when it is gone. */
-  link(): LinkInfo | undefined {
+  link(): RtLink | undefined {
     return getLink(this.name);
   }
 
-  private ensure(): { adopted: boolean; link: LinkInfo } {
+  private ensure(): { adopted: boolean; link: RtLink } {
     const s = this.settings!;
     let link = this.link();
     const adopted = link !== undefined && isOurs(link, s.port);
@@ -155,7 +155,7 @@ export class VxlanDevice {
     return { adopted, link: this.link() ?? l };
   }
 
-  private create(s: DeviceSettings): LinkInfo {
+  private create(s: DeviceSettings): RtLink {
     const [made] = rtnl([newVxlanGpeRequest({ name: this.name, port: s.port, mtu: s.mtu, vnifilter: true })]);
     if (made!.error === EOPNOTSUPP) throw noVxlan();
     if (made!.error === EEXIST) {
@@ -193,6 +193,6 @@ export function removeRoutes(routes: readonly RouteEntry[]): void {
   });
 }
 
-function isOurs(link: LinkInfo, port: number): boolean {
+function isOurs(link: RtLink, port: number): boolean {
   return link.kind === 'vxlan' && link.vxlan?.gpe === true && link.vxlan.external && link.vxlan.port === port;
 }
