@@ -370,7 +370,7 @@ export class Daemon implements StatusSource {
         },
       });
     }
-    const device = await this.setUpHost(t, config, subnet, b.mtu);
+    const device = await this.setUpHost(t, config, subnet, b.mtu, b.underlay);
     const engine = await this.startEngine(t, config, device, b.underlay, b.mtu, subnet);
     const watcher = await this.follow(t, b, engine);
     // Lost while the last steps ran: the file must not name it again.
@@ -436,15 +436,13 @@ export class Daemon implements StatusSource {
     return sum;
   }
 
-  /** The TUN, configured for the subnet; the pod encapsulation filter and masquerading as asked. */
-  private async setUpHost(t: Tenure, config: NetworkConfig, subnet: Cidr, mtu: number): Promise<DataplaneDevice> {
+  /** The dataplane's device, configured for the subnet; the pod encapsulation filter and masquerading as asked. */
+  private async setUpHost(t: Tenure, config: NetworkConfig, subnet: Cidr, mtu: number, underlay: Underlay): Promise<DataplaneDevice> {
     const o = this.opts;
     const { host } = this.seams;
     const device = this.seams.dataplane.open();
-    t.undo.push({ what: 'TUN device', run: () => device.close() });
-    const address = `${formatIp(subnet.base)}/${config.network.len}`;
-    await host.configureTun(device.tunName, address, mtu, device.gsoMaxSegs);
-    this.parts.device = { kind: 'tun', name: device.tunName, mtu, address };
+    t.undo.push({ what: 'dataplane device', run: () => device.close() });
+    this.parts.device = await device.configure({ network: config.network, subnet, mtu, port: config.port, vni: config.vni, underlay });
 
     // Forwarding is the host's policy (the CNI bridge plugin turns it on): report it, do not change it.
     if ((await host.ipForwarding()) === false) this.log.warn({ event: 'ip_forward_off' }, 'net.ipv4.ip_forward is 0: pods cannot reach beyond this node (sysctl -w net.ipv4.ip_forward=1)');

@@ -41,7 +41,7 @@ export function nftRemoveTableScript(table: string): string {
 
 /** A chain of weft's own in an iptables table, and the rules of built-in chains that jump to it. */
 export interface IptChain {
-  readonly table: 'nat' | 'filter';
+  readonly table: 'nat' | 'filter' | 'raw';
   readonly chain: string;
   /** Each a full rule of a built-in chain, e.g. ['POSTROUTING', '-m', 'comment', ..., '-j', chain]. */
   readonly jumps: readonly (readonly string[])[];
@@ -67,7 +67,7 @@ async function replaceIptChain(c: IptChain, rules: readonly (readonly string[])[
 }
 
 /** Every jump (a crashed run and a later one may have left more than one), then the chain; no error when gone. */
-async function removeIptChain(c: IptChain): Promise<void> {
+export async function removeIptChain(c: IptChain): Promise<void> {
   for (const jump of c.jumps) for (let i = 0; i < 16 && (await ipt(c, ['-C', ...jump])).code === 0; i++) await iptMust(c, ['-D', ...jump]);
   if ((await ipt(c, ['-S', c.chain])).code !== 0) return;
   await iptMust(c, ['-F', c.chain]);

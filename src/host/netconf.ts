@@ -4,10 +4,9 @@
 // names the command and the device.
 
 import { readFile } from 'node:fs/promises';
-import { getSystemErrorName } from 'node:util';
 import { WeftError } from '../errors.js';
-import { loadAddon } from './addon.js';
 import { mustRun } from './command.js';
+import { setAcceptLocal } from './rtnetlink.js';
 
 function ip(args: string[]): Promise<string> {
   return mustRun('ip', args);
@@ -23,11 +22,7 @@ function ip(args: string[]): Promise<string> {
  * vnet-header reader.
  */
 export async function configureTun(dev: string, addrWithPrefix: string, mtu: number, gsoMaxSegs?: number): Promise<void> {
-  const errno = loadAddon().setAcceptLocal(dev);
-  if (errno !== 0) {
-    const code = getSystemErrorName(-errno);
-    throw new WeftError('WEFT_HOST_SETUP', `cannot set net.ipv4.conf.${dev}.accept_local over rtnetlink: ${code}`, { iface: dev, errno: code });
-  }
+  setAcceptLocal(dev);
   await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu), ...(gsoMaxSegs === undefined ? [] : ['gso_max_segs', String(gsoMaxSegs)])]);
   await ip(['addr', 'replace', addrWithPrefix, 'dev', dev]);
   await ip(['link', 'set', 'dev', dev, 'up']);
