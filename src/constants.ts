@@ -43,6 +43,12 @@ export const NATIVE_MAX_TSO_SEGMENTS = 64;
 export const FEATURE_TCP_CSUM_PARTIAL = 'tcp-csum-partial';
 /** Peer flag bits of the route table's peerFlags (native/routes.h, kPeerTcpCsumPartial). */
 export const PEER_TCP_CSUM_PARTIAL = 1;
+/**
+ * rtm_protocol of the routes the kernel engine installs (`ip route show
+ * proto 87`): how a restarted weftd tells its own routes from anybody
+ * else's. No routing daemon iproute2 knows of uses it.
+ */
+export const KERNEL_ROUTE_PROTOCOL = 87;
 /** Packets read from the TUN per batch in the js engine. */
 export const JS_TUN_BATCH = 64;
 /** UDP sockets the js engine spreads flows over, for source-port entropy. */

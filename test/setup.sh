@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what weft's demo, tests and benchmarks need on a Debian machine,
 # as root: Debian packages (etcd, iproute2, iperf3, ping, ethtool, tcpdump, nftables,
-# iptables, a C++ toolchain; podman, runc, containernetworking-plugins and
+# iptables, a C++ toolchain; podman, containerd, runc, containernetworking-plugins and
 # busybox-static for the CNI plugin's runtime tests and the demo's containers;
 # clang and its runtime libraries for the libFuzzer targets in native/fuzz;
 # prometheus for promtool, which lints weftd's /metrics in a test; linux-perf
@@ -19,7 +19,7 @@ fi
 
 need=()
 for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux ethtool:ethtool tcpdump:tcpdump systemd-analyze:systemd nft:nftables iptables:iptables \
-  podman:podman runc:runc nsenter:util-linux /usr/lib/cni/bridge:containernetworking-plugins /bin/busybox:busybox-static \
+  podman:podman containerd:containerd runc:runc nsenter:util-linux /usr/lib/cni/bridge:containernetworking-plugins /bin/busybox:busybox-static \
   clang++:clang promtool:prometheus perf:linux-perf tincd:tinc wireguard-go:wireguard-go wg:wireguard-tools /usr/bin/time:time; do
   what=${pair%%:*}
   case $what in

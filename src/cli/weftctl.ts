@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// weftctl: operator commands against etcd: init the network config, show it, list the leases.
+// weftctl: operator commands: init the network config in etcd, show it, list
+// the leases; ask the local weftd for its status; check this node; install
+// the CNI plugin.
 
 import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
-import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni } from '../cni/install.js';
+import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni, type WrittenFile } from '../cni/install.js';
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
@@ -15,7 +17,8 @@ import { type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './fl
 import { WEFTCTL_COMMANDS, WEFTCTL_FLAGS, WEFTCTL_USAGE } from './weftctl_flags.js';
 import { runMain } from './main.js';
 import { resolve } from 'node:path';
-import { fetchStatusText, formatDuration, formatStatus, formatTable, parseStatus } from './weftctl_status.js';
+import { fetchStatusText, formatDuration, parseStatus } from '../observe/status_client.js';
+import { formatStatus, formatTable } from './weftctl_status.js';
 import { parseListenAddr } from '../net/listen_addr.js';
 
 /** Loaded only by the commands that talk to etcd: the client and protobufjs cost most of weftctl's start. */
@@ -95,7 +98,16 @@ function cniInstall(values: FlagValues): void {
     dataDir: flag('data-dir', DEFAULT_CNI_DATA_DIR),
     ipamDir: flag('ipam-dir', DEFAULT_IPAM_DIR),
   });
-  for (const f of done) process.stdout.write(`${f.path}: ${f.written ? 'written' : 'unchanged'}\n`);
+  const file = (f: WrittenFile): void => {
+    process.stdout.write(`${f.path}: ${f.written ? 'written' : 'unchanged'}\n`);
+  };
+  file(done.plugin);
+  for (const c of done.companions) {
+    if (c.state === 'linked') process.stdout.write(`${c.path} -> ${c.target}: linked\n`);
+    else if (c.state === 'present') process.stdout.write(`${c.path}: present\n`);
+    else process.stderr.write(`weftctl: warning: no ${c.name} plugin in ${c.searched.join(', ')}: pods cannot start until it is in ${c.path} (install containernetworking-plugins; containerd 1.x looks in its bin_dir only)\n`);
+  }
+  file(done.conflist);
 }
 
 /** Asks the local weftd (not etcd) over its HTTP endpoint. */
@@ -128,6 +140,11 @@ runMain('weftctl', async () => {
   if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
   if (!WEFTCTL_COMMANDS.includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (${WEFTCTL_COMMANDS.join(', ')})`, { flag: command });
   if (command === 'status') return status(values);
+  if (command === 'check') {
+    const { check } = await import('./weftctl_check.js');
+    process.exitCode = await check(values);
+    return;
+  }
   const reg = await registryFrom(values);
   try {
     if (command === 'init') await init(reg, values);

@@ -8,7 +8,7 @@ import { ETCD_FLAGS } from './etcd_flags.js';
 import type { FlagSpec } from './flags.js';
 
 /** The commands, each as its words (`cni install` is two). */
-export const WEFTCTL_COMMANDS: readonly string[] = ['init', 'config', 'leases', 'status', 'cni install'];
+export const WEFTCTL_COMMANDS: readonly string[] = ['init', 'config', 'leases', 'status', 'check', 'cni install'];
 
 export const WEFTCTL_FLAGS: readonly FlagSpec[] = [
   ...ETCD_FLAGS,
@@ -17,13 +17,14 @@ export const WEFTCTL_FLAGS: readonly FlagSpec[] = [
   { name: 'vni', type: 'string', help: 'init: VXLAN-GPE network identifier', default: String(DEFAULT_VNI), env: false },
   { name: 'port', type: 'string', help: 'init: UDP port of the nodes', default: String(DEFAULT_UDP_PORT), env: false },
   { name: 'force', type: 'boolean', help: 'init: replace a different existing config', env: false },
-  { name: 'json', type: 'boolean', help: 'leases, status: print JSON instead of a table', env: false },
-  { name: 'metrics-addr', type: 'string', help: 'status: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
+  { name: 'json', type: 'boolean', help: 'leases, status, check: print JSON instead of a table', env: false },
+  { name: 'metrics-addr', type: 'string', help: 'status, check: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
+  { name: 'probe', type: 'boolean', help: 'check: ping each peer\'s overlay address (--probe=false skips it)', default: 'true', env: false },
   { name: 'bin-dir', type: 'string', help: 'cni install: where runtimes find CNI plugins', default: DEFAULT_CNI_BIN_DIR, env: false },
   { name: 'conf-dir', type: 'string', help: 'cni install: where runtimes read *.conflist', default: DEFAULT_CNI_CONF_DIR, env: false },
   { name: 'network-name', type: 'string', help: 'cni install: the CNI network name (podman --network NAME)', default: DEFAULT_CNI_NETWORK, env: false },
-  { name: 'bridge', type: 'string', help: 'cni install: the bridge pods attach to', default: DEFAULT_BRIDGE, env: false },
-  { name: 'subnet-file', type: 'string', help: 'cni install: the subnet file weftd writes', default: DEFAULT_SUBNET_FILE },
+  { name: 'bridge', type: 'string', help: 'cni install, check: the bridge pods attach to', default: DEFAULT_BRIDGE, env: false },
+  { name: 'subnet-file', type: 'string', help: 'cni install, check: the subnet file weftd writes (check: default, the one weftd names)', default: DEFAULT_SUBNET_FILE },
   { name: 'data-dir', type: 'string', help: 'cni install: the plugin\'s per-attachment state', default: DEFAULT_CNI_DATA_DIR, env: false },
   { name: 'ipam-dir', type: 'string', help: 'cni install: host-local\'s reservations', default: DEFAULT_IPAM_DIR, env: false },
   { name: 'help', type: 'boolean', help: 'print this help and exit', env: false },
@@ -40,6 +41,13 @@ Commands:
                  why a lease is left out of the route tables
   status [--json] [--metrics-addr HOST:PORT]
                  ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
+  check [--json] [--metrics-addr HOST:PORT] [--bridge B] [--subnet-file F] [--probe=false]
+                 check this node (weftd, lease, subnet file, TUN, MTU, bridge, forwarding,
+                 firewall, peers, etcd): one line each, ok / warn / fail and what to do;
+                 exits 0 / 1 / 2 (docs/troubleshooting.md)
   cni install [--bin-dir D] [--conf-dir D] [--network-name N] [--bridge B]
               [--subnet-file F] [--data-dir D] [--ipam-dir D]
-                 install the weft CNI plugin and its conflist (weft, then portmap)`;
+                 install the weft CNI plugin and its conflist (weft, then portmap),
+                 and link bridge, host-local, portmap and loopback into --bin-dir
+                 from Debian's /usr/lib/cni (or /usr/libexec/cni, /opt/cni/bin)
+                 when it lacks them`;

@@ -39,7 +39,7 @@ runMain('weftd', async () => {
     registry,
     clock: systemClock,
     host: kernelHost,
-    dataplane: kernelDataplane(cmd.options),
+    dataplane: kernelDataplane(cmd.options, log),
     notifier: SystemdNotifier.fromEnv(process.env, log),
   });
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => daemon.stop(sig));

@@ -125,12 +125,20 @@ function add(env: CniEnv, conf: WeftNetConf, processEnv: NodeJS.ProcessEnv): Cni
 
 function del(env: CniEnv, conf: WeftNetConf, processEnv: NodeJS.ProcessEnv): CniOutput {
   const a = attachmentOf(env);
-  let delegate = loadAttachment(conf, a)?.delegate;
+  const stored = loadAttachment(conf, a);
+  const held = listReservations(conf).some((r) => heldBy(r, a));
+  // containerd repeats every DEL at RemovePodSandbox, with CNI_NETNS empty and no prevResult. With no netns, no state
+  // and no reservation, bridge would find nothing to undo either: answer without running it (an unreadable state file goes).
+  if (!env.netns && !stored && !held) {
+    removeAttachment(conf, a);
+    return undefined;
+  }
+  let delegate = stored?.delegate;
   if (!delegate) {
     try {
       delegate = bridgeConfig(conf, readSubnet(conf), false);
     } catch (err) {
-      note(env, `no stored state and no usable subnet file (${errorMessage(err)}); releasing host-local's reservation directly`);
+      if (held) note(env, `no stored state and no usable subnet file (${errorMessage(err)}); releasing host-local's reservation directly`);
     }
   }
   let released = false;

@@ -1,10 +1,13 @@
 // `weftctl cni install`: puts the plugin where runtimes look (the executable
 // in the plugin dir, the conflist in the config dir), as flannel's DaemonSet
-// does; each file written atomically and only when its content changes.
+// does; each file written atomically and only when its content changes. The
+// plugin dir is made to hold every plugin a pod on weft needs, because
+// containerd 1.x looks in that one directory only.
 
-import { mkdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../host/atomic_write.js';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { WeftError } from '../errors.js';
 import { treePath } from '../tree.js';
 import { VERSION } from '../version.js';
@@ -17,6 +20,14 @@ export const DEFAULT_CNI_NETWORK = 'weft';
 /** The conflist's version: what runtimes of today (libcni 1.x) parse. */
 export const CONFLIST_VERSION = '1.0.0';
 export const CONFLIST_NAME = '10-weft.conflist';
+/**
+ * The plugins a pod on weft needs beside weft itself: its delegates, the
+ * conflist's portmap, and the loopback that containerd's CRI attaches to
+ * every pod from the same directory.
+ */
+export const COMPANION_PLUGINS = ['bridge', 'host-local', 'portmap', 'loopback'] as const;
+/** Where containernetworking-plugins lives: Debian and Ubuntu, then Fedora and RHEL, then the upstream tarball. */
+export const PLUGIN_SOURCE_DIRS: readonly string[] = ['/usr/lib/cni', '/usr/libexec/cni', '/opt/cni/bin'];
 
 export interface InstallOptions {
   readonly binDir: string;
@@ -102,7 +113,73 @@ export function checkInstallOptions(o: InstallOptions): void {
   }
 }
 
-export function installCni(o: InstallOptions, node: string = process.execPath): { path: string; written: boolean }[] {
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A file that is there and is not a symlink (a dangling link may be replaced, a file never). */
+function isFile(path: string): boolean {
+  try {
+    return !lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+/** What install did about one companion plugin in the plugin dir. */
+export type CompanionOutcome =
+  | { readonly name: string; readonly path: string; readonly state: 'present' }
+  | { readonly name: string; readonly path: string; readonly state: 'linked'; readonly target: string }
+  | { readonly name: string; readonly path: string; readonly state: 'missing'; readonly searched: readonly string[] };
+
+/**
+ * Makes `binDir` hold every companion plugin: one already there (a file or a
+ * working link) is left alone; otherwise a symlink to the first of `sources`
+ * that has it replaces nothing but a dangling link. Symlinks, not copies, so
+ * the distribution's upgrades of the plugins take effect.
+ */
+export function linkCompanions(binDir: string, sources: readonly string[]): CompanionOutcome[] {
+  const others = sources.map((d) => resolve(d)).filter((d) => d !== resolve(binDir));
+  return COMPANION_PLUGINS.map((name): CompanionOutcome => {
+    const path = join(binDir, name);
+    if (isExecutable(path)) return { name, path, state: 'present' };
+    const target = others.map((d) => join(d, name)).find(isExecutable);
+    if (!target || isFile(path)) return { name, path, state: 'missing', searched: [binDir, ...others] };
+    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      symlinkSync(target, tmp);
+      renameSync(tmp, path);
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw new WeftError('WEFT_HOST_SETUP', `cannot link ${path} to ${target}: ${(err as Error).message}`, { path });
+    }
+    return { name, path, state: 'linked', target };
+  });
+}
+
+export interface WrittenFile {
+  readonly path: string;
+  readonly written: boolean;
+}
+
+/** What install did, in the order it did it. */
+export interface InstallResult {
+  readonly plugin: WrittenFile;
+  readonly companions: CompanionOutcome[];
+  readonly conflist: WrittenFile;
+}
+
+/**
+ * The plugin, then its companions, then the conflist: a runtime that watches
+ * the conf dir (containerd does) never loads a network whose plugins are
+ * not in place yet.
+ */
+export function installCni(o: InstallOptions, node: string = process.execPath, sources: readonly string[] = PLUGIN_SOURCE_DIRS): InstallResult {
   checkInstallOptions(o);
   for (const dir of [o.binDir, o.confDir]) {
     try {
@@ -112,9 +189,8 @@ export function installCni(o: InstallOptions, node: string = process.execPath): 
     }
   }
   const plugin = join(o.binDir, 'weft');
+  const pluginWritten = writeIfChanged(plugin, renderPluginScript(node, PLUGIN_ENTRY), 0o755);
+  const companions = linkCompanions(o.binDir, sources);
   const conflist = join(o.confDir, CONFLIST_NAME);
-  return [
-    { path: plugin, written: writeIfChanged(plugin, renderPluginScript(node, PLUGIN_ENTRY), 0o755) },
-    { path: conflist, written: writeIfChanged(conflist, renderConflist(o), 0o644) },
-  ];
+  return { plugin: { path: plugin, written: pluginWritten }, companions, conflist: { path: conflist, written: writeIfChanged(conflist, renderConflist(o), 0o644) } };
 }

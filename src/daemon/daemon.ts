@@ -22,7 +22,7 @@ import { parseSubnetFile, writeNoSubnet, writeSubnetEnv } from '../host/subnet_e
 import { type Cidr, cidrEquals, contains, formatCidr, formatIp, parseIp, underlayAddressProblem } from '../net/ipv4.js';
 import { formatListenAddr } from '../net/listen_addr.js';
 import { ObserveServer } from '../observe/http_server.js';
-import type { DaemonState, DaemonStatus, StatusSource } from '../observe/status.js';
+import type { DaemonState, DaemonStatus, FirewallStatus, HostStatus, StatusSource } from '../observe/status.js';
 import { untilLeaseDeleted } from '../registry/free_subnet.js';
 import { configKey } from '../registry/keys.js';
 import { LeaseKeeper } from '../registry/lease_keeper.js';
@@ -104,6 +104,10 @@ export class Daemon implements StatusSource {
   private parts: {
     config?: NetworkConfig;
     publicIp?: string;
+    underlay?: Underlay;
+    device?: NonNullable<HostStatus['device']>;
+    encapFilter?: Pick<FirewallStatus, 'backend' | 'error'>;
+    ipMasqBackend?: string;
     engine?: Engine;
     keeper?: LeaseKeeper;
     watcher?: LeaseWatcher;
@@ -143,8 +147,10 @@ export class Daemon implements StatusSource {
       subnet: keeper ? formatCidr(keeper.record.subnet) : null,
       noSubnet: this.noSubnet ?? null,
       publicIp: publicIp ?? null,
+      port: config ? config.port : null,
       leaseExpiresInS: keeper ? keeper.secondsLeft() : null,
-      etcd: { endpoints: this.opts.etcdEndpoints, connected: registry.reachable, lastContactAgoS: agoS === undefined ? null : Math.round(agoS) },
+      leaseTtlS: this.opts.leaseTtlS,
+      etcd: { endpoints: this.opts.etcdEndpoints, prefix: this.opts.etcdPrefix, connected: registry.reachable, lastContactAgoS: agoS === undefined ? null : Math.round(agoS) },
       renewals: this.past.renewals + (keeper?.renewals ?? 0),
       reacquisitions: this.past.reacquisitions + (keeper?.reacquisitions ?? 0),
       subnetLosses: this.past.losses,
@@ -164,6 +170,20 @@ export class Daemon implements StatusSource {
         resyncFailure: watcher?.resyncFailure,
         noSubnet: this.noSubnet,
       }),
+      host: this.hostStatus(),
+    };
+  }
+
+  private hostStatus(): HostStatus {
+    const { underlay, device, encapFilter, ipMasqBackend } = this.parts;
+    const o = this.opts;
+    return {
+      device: device ?? null,
+      underlay: underlay ? { iface: underlay.iface ?? null, mtu: underlay.mtu } : null,
+      encapOverhead: ENCAP_OVERHEAD,
+      subnetFile: o.subnetFile,
+      encapFilter: { wanted: o.podEncapFilter, backend: encapFilter?.backend ?? null, error: encapFilter?.error ?? null },
+      ipMasq: { wanted: o.ipMasq, backend: ipMasqBackend ?? null, error: null },
     };
   }
 
@@ -259,6 +279,7 @@ export class Daemon implements StatusSource {
       throw new WeftError('WEFT_NO_PUBLIC_IP', `the underlay address ${underlay.ip} ${problem}: give --public-ip (or --iface) an address other nodes reach this node at`, { publicIp: underlay.ip });
     }
     this.parts.publicIp = underlay.ip;
+    this.parts.underlay = underlay;
     return underlay;
   }
 
@@ -349,7 +370,7 @@ export class Daemon implements StatusSource {
         },
       });
     }
-    const device = await this.setUpHost(t, config, subnet, b.mtu);
+    const device = await this.setUpHost(t, config, subnet, b.mtu, b.underlay);
     const engine = await this.startEngine(t, config, device, b.underlay, b.mtu, subnet);
     const watcher = await this.follow(t, b, engine);
     // Lost while the last steps ran: the file must not name it again.
@@ -401,7 +422,7 @@ export class Daemon implements StatusSource {
     this.past.reacquisitions += keeper?.reacquisitions ?? 0;
     this.past.resyncs += watcher?.resyncs ?? 0;
     if (engine) this.past.counters = this.counters() ?? undefined;
-    this.parts = { config: this.parts.config, publicIp: this.parts.publicIp };
+    this.parts = { config: this.parts.config, publicIp: this.parts.publicIp, underlay: this.parts.underlay };
     await this.runUndo(t.undo);
   }
 
@@ -415,27 +436,30 @@ export class Daemon implements StatusSource {
     return sum;
   }
 
-  /** The TUN, configured for the subnet; the pod encapsulation filter and masquerading as asked. */
-  private async setUpHost(t: Tenure, config: NetworkConfig, subnet: Cidr, mtu: number): Promise<DataplaneDevice> {
+  /** The dataplane's device, configured for the subnet; the pod encapsulation filter and masquerading as asked. */
+  private async setUpHost(t: Tenure, config: NetworkConfig, subnet: Cidr, mtu: number, underlay: Underlay): Promise<DataplaneDevice> {
     const o = this.opts;
     const { host } = this.seams;
     const device = this.seams.dataplane.open();
-    t.undo.push({ what: 'TUN device', run: () => device.close() });
-    await host.configureTun(device.tunName, `${formatIp(subnet.base)}/${config.network.len}`, mtu, device.gsoMaxSegs);
+    t.undo.push({ what: 'dataplane device', run: () => device.close() });
+    this.parts.device = await device.configure({ network: config.network, subnet, mtu, port: config.port, vni: config.vni, underlay });
 
     // Forwarding is the host's policy (the CNI bridge plugin turns it on): report it, do not change it.
     if ((await host.ipForwarding()) === false) this.log.warn({ event: 'ip_forward_off' }, 'net.ipv4.ip_forward is 0: pods cannot reach beyond this node (sysctl -w net.ipv4.ip_forward=1)');
     if (o.podEncapFilter) {
       try {
         const filter = await host.installEncapFilter(config.network, config.port);
+        this.parts.encapFilter = { backend: filter.backend, error: null };
         t.undo.push({ what: 'pod encapsulation filter', run: () => filter.remove() });
         this.log.info({ event: 'encap_filter', backend: filter.backend, network: formatCidr(config.network), port: config.port }, `dropping UDP to port ${config.port} from pods (${filter.backend})`);
       } catch (err) {
+        this.parts.encapFilter = { backend: null, error: errorMessage(err) };
         this.log.warn({ event: 'encap_filter_unavailable', err: errorMessage(err) }, `pods can send encapsulated packets to port ${config.port}: ${errorMessage(err)}`);
       }
     }
     if (o.ipMasq) {
       const masq = await host.installMasquerade(config.network, subnet);
+      this.parts.ipMasqBackend = masq.backend;
       t.undo.push({ what: 'ip-masq rules', run: () => masq.remove() });
       this.log.info({ event: 'ip_masq', backend: masq.backend, network: formatCidr(config.network) }, `masquerading traffic leaving ${formatCidr(config.network)} (${masq.backend})`);
     }

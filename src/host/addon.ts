@@ -82,8 +82,15 @@ export interface WeftAddon {
   sdNotify(socketPath: string, state: string): number;
   /** flock(fd, LOCK_EX | LOCK_NB): 0 when held (until fd closes or the process dies), else the errno (EWOULDBLOCK: held elsewhere). */
   lockFile(fd: number): number;
-  /** net.ipv4.conf.<ifname>.accept_local = 1 over rtnetlink (no /proc/sys): 0, or the errno (ENODEV, EPERM, EINVAL for a bad name). */
-  setAcceptLocal(ifname: string): number;
+  /**
+   * One netlink conversation (native/netlink.h): `requests` (whole messages,
+   * each asking for an ack or a dump) go to the kernel on a fresh socket of
+   * `protocol`; returns the reply messages back to back once every request
+   * is answered. Throws an Error whose code is the errno name when the
+   * socket fails (ETIMEDOUT when the kernel does not answer); a refused
+   * request is an NLMSG_ERROR among the replies.
+   */
+  netlinkTransact(protocol: number, requests: Buffer): Buffer;
   /** One write(): bytes written, or -errno. Throws only for bad arguments. */
   writePacket(fd: number, buf: Buffer, offset: number, length: number): number;
   TunReader: TunReaderConstructor;

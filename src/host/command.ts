@@ -13,8 +13,8 @@ export interface CmdResult {
   stderr: string;
 }
 
-/** The command is not installed (ENOENT): named as such in the error. */
-class CommandMissing extends Error {}
+/** The command is not installed (ENOENT), told apart so callers can fall back. */
+export class CommandMissing extends Error {}
 
 /**
  * What a host command sees of weftd's environment: PATH and the locale only.

@@ -7,7 +7,7 @@
 // passes.
 
 import { type Cidr, formatCidr } from '../net/ipv4.js';
-import { type FirewallBackend, type IptChain, detectBackend, installRuleset, nftTableScript, removeRuleset } from './firewall.js';
+import { type FirewallBackend, type IptChain, type Ruleset, detectBackend, installRuleset, nftTableScript, removeRuleset } from './firewall.js';
 
 /** nftables: `table ip weft_encap` (inspect: `nft list table ip weft_encap`). */
 export const ENCAP_NFT_TABLE = 'weft_encap';
@@ -30,11 +30,16 @@ function iptChain(port: number): IptChain {
   return { table: 'filter', chain: ENCAP_IPT_CHAIN, jumps: [jump('INPUT'), jump('FORWARD')] };
 }
 
+/** The filter's rules for `network` and `port`, as installed and as `weftctl check` expects them. */
+export function encapFilterRuleset(network: Cidr, port: number): Ruleset {
+  const iptRules = [['-s', formatCidr(network), '-m', 'comment', '--comment', COMMENT, '-j', 'DROP']];
+  return { nftTable: ENCAP_NFT_TABLE, nftBody: nftBody(network, port), ipt: iptChain(port), iptRules };
+}
+
 /** Installs (or replaces) the filter; returns the backend, which removeEncapFilter needs. */
 export async function installEncapFilter(network: Cidr, port: number): Promise<FirewallBackend> {
   const backend = detectBackend('the pod encapsulation filter');
-  const iptRules = [['-s', formatCidr(network), '-m', 'comment', '--comment', COMMENT, '-j', 'DROP']];
-  await installRuleset({ nftTable: ENCAP_NFT_TABLE, nftBody: nftBody(network, port), ipt: iptChain(port), iptRules }, backend);
+  await installRuleset(encapFilterRuleset(network, port), backend);
   return backend;
 }
 

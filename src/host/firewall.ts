@@ -1,8 +1,9 @@
 // Rules of weft's own in the host firewall: one nftables table, or one
-// iptables chain with its jumps, per purpose, replaced whole on start and
-// removed whole on stop without touching anybody else's rules. nftables
-// (`nft`) where it is installed, else iptables. Control-plane rate only;
-// every failure names the command.
+// iptables chain with its jumps, per purpose, replaced whole on start,
+// removed whole on stop without touching anybody else's rules, and
+// inspected for what is missing (`weftctl check`). nftables (`nft`) where it
+// is installed, else iptables. Control-plane rate only; every failure names
+// the command.
 
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -49,7 +50,7 @@ export function nftRemoveTableScript(table: string): string {
 
 /** A chain of weft's own in an iptables table, and the rules of built-in chains that jump to it. */
 export interface IptChain {
-  readonly table: 'nat' | 'filter';
+  readonly table: 'nat' | 'filter' | 'raw';
   readonly chain: string;
   /** Each a full rule of a built-in chain, e.g. ['POSTROUTING', '-m', 'comment', ..., '-j', chain]. */
   readonly jumps: readonly (readonly string[])[];
@@ -75,7 +76,7 @@ async function replaceIptChain(c: IptChain, rules: readonly (readonly string[])[
 }
 
 /** Every jump (a crashed run and a later one may have left more than one), then the chain; no error when gone. */
-async function removeIptChain(c: IptChain): Promise<void> {
+export async function removeIptChain(c: IptChain): Promise<void> {
   for (const jump of c.jumps) for (let i = 0; i < 16 && (await ipt(c, ['-C', ...jump])).code === 0; i++) await iptMust(c, ['-D', ...jump]);
   if ((await ipt(c, ['-S', c.chain])).code !== 0) return;
   await iptMust(c, ['-F', c.chain]);
@@ -100,4 +101,55 @@ export async function installRuleset(r: Ruleset, backend: FirewallBackend): Prom
 export async function removeRuleset(r: Pick<Ruleset, 'nftTable' | 'ipt'>, backend: FirewallBackend): Promise<void> {
   if (backend === 'nftables') await removeNftTable(r.nftTable);
   else await removeIptChain(r.ipt);
+}
+
+/** What the host holds of a ruleset now. */
+export interface RulesetState {
+  /** Whether its nftables table, or its iptables chain, exists. */
+  readonly present: boolean;
+  /** Each rule (or iptables jump) missing from it, as its backend writes it; empty when all are there. */
+  readonly missing: readonly string[];
+}
+
+/** Each chain's statements (hook line and rules) in an nft table, counters' figures left out: a script's body or `nft list table` output. */
+function nftChains(lines: readonly string[]): Map<string, string[]> {
+  const chains = new Map<string, string[]>();
+  let current: string[] | undefined;
+  for (const raw of lines) {
+    const line = raw.trim().replace(/\s+/g, ' ').replace(/ counter packets \d+ bytes \d+/, ' counter');
+    const open = /^chain (\S+) \{$/.exec(line);
+    if (open) chains.set(open[1]!, (current = []));
+    else if (line === '}') current = undefined;
+    else if (current && line !== '') current.push(line);
+  }
+  return chains;
+}
+
+/** The statements of `body` (a table's chains, as nftTableScript takes them) that `listing` (`nft list table` output) lacks, each as `chain <name>: <statement>`. */
+export function nftMissingRules(body: readonly string[], listing: string): string[] {
+  const listed = nftChains(listing.split('\n'));
+  return [...nftChains(body)].flatMap(([chain, wanted]) => wanted.filter((st) => !listed.get(chain)?.includes(st)).map((st) => `chain ${chain}: ${st}`));
+}
+
+/** One iptables rule as `iptables -S` would print it (the arguments after -A or -C). */
+function iptRuleText(args: readonly string[]): string {
+  return args.map((a) => (/\s/.test(a) ? `"${a}"` : a)).join(' ');
+}
+
+/** What the host holds of `r` under `backend`: nftables compares the listed table with the rules; iptables asks `-C` for each rule and jump. */
+export async function rulesetState(r: Ruleset, backend: FirewallBackend): Promise<RulesetState> {
+  if (backend === 'nftables') {
+    const args = ['list', 'table', NFT_FAMILY, r.nftTable];
+    const listed = await runCommand('nft', args);
+    if (listed.code !== 0) {
+      if (/No such file or directory/.test(listed.stderr)) return { present: false, missing: [] };
+      throw new WeftError('WEFT_HOST_SETUP', `nft ${args.join(' ')}: ${listed.stderr.trim() || `exit code ${listed.code}`}`, { command: ['nft', ...args] });
+    }
+    return { present: true, missing: nftMissingRules(r.nftBody, listed.stdout) };
+  }
+  if ((await ipt(r.ipt, ['-S', r.ipt.chain])).code !== 0) return { present: false, missing: [] };
+  const missing: string[] = [];
+  for (const rule of r.iptRules) if ((await ipt(r.ipt, ['-C', r.ipt.chain, ...rule])).code !== 0) missing.push(`-A ${r.ipt.chain} ${iptRuleText(rule)}`);
+  for (const jump of r.ipt.jumps) if ((await ipt(r.ipt, ['-C', ...jump])).code !== 0) missing.push(`-A ${iptRuleText(jump)}`);
+  return { present: true, missing };
 }

@@ -19,7 +19,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { type Cidr, formatCidr } from '../net/ipv4.js';
-import { type FirewallBackend, type IptChain, detectBackend, installRuleset, nftRemoveTableScript, nftTableScript, removeRuleset } from './firewall.js';
+import { type FirewallBackend, type IptChain, type Ruleset, detectBackend, installRuleset, nftRemoveTableScript, nftTableScript, removeRuleset } from './firewall.js';
 
 /** nftables: `table ip weft`, chain `postrouting` (inspect: `nft list table ip weft`). */
 export const NFT_TABLE = 'weft';
@@ -79,6 +79,11 @@ export function iptablesRules(network: Cidr, subnet: Cidr): string[][] {
   ]);
 }
 
+/** The masquerade rules for `network`, this node being `subnet`, as installed and as `weftctl check` expects them. */
+export function masqueradeRuleset(network: Cidr, subnet: Cidr): Ruleset {
+  return { nftTable: NFT_TABLE, nftBody: nftBody(network, subnet), ipt: IPT, iptRules: iptablesRules(network, subnet) };
+}
+
 /**
  * Installs (or replaces) the masquerade rules for `network`, this node being
  * `subnet`, and returns the backend used, which removeMasquerade needs.
@@ -86,7 +91,7 @@ export function iptablesRules(network: Cidr, subnet: Cidr): string[][] {
  */
 export async function installMasquerade(network: Cidr, subnet: Cidr, backend?: FirewallBackend): Promise<FirewallBackend> {
   const b = backend ?? detectBackend('--ip-masq');
-  await installRuleset({ nftTable: NFT_TABLE, nftBody: nftBody(network, subnet), ipt: IPT, iptRules: iptablesRules(network, subnet) }, b);
+  await installRuleset(masqueradeRuleset(network, subnet), b);
   return b;
 }
 

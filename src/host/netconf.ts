@@ -1,16 +1,19 @@
-// Host network configuration through iproute2: the TUN's address, MTU and
-// link state, and facts about the underlay interface. Runs at control-plane
-// rate only; every failure names the command and the device. Each `ip`
-// process costs weftd's start more than the change it makes (a fork of the
-// whole process): the TUN's changes go to one `ip -batch`, and what the
-// kernel tells without one (/proc/net/route, getifaddrs) is read directly.
+// Host network configuration: the TUN's address, MTU and link state over
+// rtnetlink, facts about the underlay interface, and every link as it is now
+// (for `weftctl check`) from iproute2. Runs at control-plane rate only; every
+// failure names the device or the command. weftd's start runs `ip` once (the
+// underlay's address and MTU): each process is a fork of the whole daemon,
+// which costs it more than the change, so the TUN is configured by rtnetlink
+// and what the kernel tells without one (/proc/net/route, getifaddrs) is read
+// directly.
 
 import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
-import { getSystemErrorName } from 'node:util';
 import { WeftError } from '../errors.js';
-import { loadAddon } from './addon.js';
+import { parseIp } from '../net/ipv4.js';
 import { mustRun } from './command.js';
+import { type NlRequest, expectDone } from './netlink.js';
+import { acceptLocalRequest, getLink, newAddrRequest, rtnl, setLinkRequest } from './rtnetlink.js';
 
 function ip(args: string[]): Promise<string> {
   return mustRun('ip', args);
@@ -26,24 +29,49 @@ function ip(args: string[]): Promise<string> {
  * vnet-header reader.
  */
 export async function configureTun(dev: string, addrWithPrefix: string, mtu: number, gsoMaxSegs?: number): Promise<void> {
-  const errno = loadAddon().setAcceptLocal(dev);
-  if (errno !== 0) {
-    const code = getSystemErrorName(-errno);
-    throw new WeftError('WEFT_HOST_SETUP', `cannot set net.ipv4.conf.${dev}.accept_local over rtnetlink: ${code}`, { iface: dev, errno: code });
-  }
-  // Device names hold no whitespace (the kernel refuses them), so each line splits as written.
-  const batch = [
-    `link set dev ${dev} mtu ${mtu}${gsoMaxSegs === undefined ? '' : ` gso_max_segs ${gsoMaxSegs}`}`,
-    `addr replace ${addrWithPrefix} dev ${dev}`,
-    `link set dev ${dev} up`,
+  const link = getLink(dev);
+  if (!link) throw new WeftError('WEFT_HOST_SETUP', `cannot configure ${dev}: no such device`, { iface: dev, errno: 'ENODEV' });
+  const [addr, len] = addrWithPrefix.split('/');
+  // In the order `ip` took them, one conversation: each answered on its own.
+  const steps: [string, NlRequest][] = [
+    [`cannot set net.ipv4.conf.${dev}.accept_local over rtnetlink`, acceptLocalRequest(dev)],
+    [`cannot set ${dev}'s MTU to ${mtu}${gsoMaxSegs === undefined ? '' : ` and gso_max_segs to ${gsoMaxSegs}`}`, setLinkRequest(dev, { mtu, ...(gsoMaxSegs === undefined ? {} : { gsoMaxSegs }) })],
+    [`cannot give ${dev} ${addrWithPrefix}`, newAddrRequest({ index: link.index, ip: parseIp(addr!), prefixLen: Number(len) })],
+    [`cannot bring ${dev} up`, setLinkRequest(dev, { up: true })],
   ];
-  await mustRun('ip', ['-batch', '-'], `${batch.join('\n')}\n`);
+  rtnl(steps.map(([, r]) => r)).forEach((a, k) => expectDone(a, steps[k]![0]));
 }
 
 interface IpAddrJson {
   ifname: string;
   mtu?: number;
+  flags?: string[];
+  master?: string;
   addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
+}
+
+/** A network interface as the kernel has it now. */
+export interface LinkInfo {
+  readonly name: string;
+  readonly mtu: number;
+  /** Administratively up (IFF_UP). */
+  readonly up: boolean;
+  /** The bridge it is a port of, if any. */
+  readonly master: string | null;
+  /** Its IPv4 addresses with their prefix length, `198.19.1.1/24`. */
+  readonly addresses: readonly string[];
+}
+
+/** Every link of this network namespace with its IPv4 addresses: one `ip -j addr show`. */
+export async function listLinks(): Promise<LinkInfo[]> {
+  const out = JSON.parse(await ip(['-j', 'addr', 'show'])) as IpAddrJson[];
+  return out.map((l) => ({
+    name: l.ifname,
+    mtu: l.mtu ?? 0,
+    up: l.flags?.includes('UP') ?? false,
+    master: l.master ?? null,
+    addresses: (l.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`),
+  }));
 }
 
 /** The first global IPv4 address of `iface` and its MTU. */

@@ -15,6 +15,29 @@ export interface PeerStatus {
   readonly port: number;
 }
 
+/** Rules of weft's own in the host firewall, as weftd was asked for them and as it installed them. */
+export interface FirewallStatus {
+  /** Asked for (--pod-encap-filter, --ip-masq). */
+  readonly wanted: boolean;
+  /** The mechanism holding the rules (nftables, iptables); null while they are not installed. */
+  readonly backend: string | null;
+  /** Why installing them failed, when it did. */
+  readonly error: string | null;
+}
+
+/** What weftd set up on the host: what `weftctl check` compares the host with. */
+export interface HostStatus {
+  /** The device the engine forwards through, as configured (a TUN, or the kernel engine's VXLAN-GPE device): null until it exists. */
+  readonly device: { readonly kind: 'tun' | 'vxlan'; readonly name: string; readonly mtu: number; readonly address: string } | null;
+  /** The underlay as found at start: its interface (null when weftd does not know it) and MTU. */
+  readonly underlay: { readonly iface: string | null; readonly mtu: number } | null;
+  /** Bytes each packet grows by on the underlay: the device's MTU may be at most the underlay's less this. */
+  readonly encapOverhead: number;
+  readonly subnetFile: string;
+  readonly encapFilter: FirewallStatus;
+  readonly ipMasq: FirewallStatus;
+}
+
 export interface DaemonStatus {
   readonly node: string;
   readonly version: string;
@@ -28,10 +51,15 @@ export interface DaemonStatus {
   /** Why the node holds no subnet now (state waiting); null otherwise. */
   readonly noSubnet: string | null;
   readonly publicIp: string | null;
+  /** The UDP port this node receives on; set once the network config is read. */
+  readonly port: number | null;
   /** Seconds until the lease expires unless renewed, as far as this node knows. */
   readonly leaseExpiresInS: number | null;
+  /** The TTL each renewal asks for (--lease-ttl); renewed every third of it. */
+  readonly leaseTtlS: number;
   readonly etcd: {
     readonly endpoints: readonly string[];
+    readonly prefix: string;
     readonly connected: boolean;
     /** Seconds since etcd last answered; null before it ever did. */
     readonly lastContactAgoS: number | null;
@@ -49,6 +77,7 @@ export interface DaemonStatus {
   readonly counters: CounterSnapshot | null;
   /** ready: forwarding with a held lease and etcd reachable; degraded: forwarding, etcd unreachable within the grace period. */
   readonly readiness: { readonly status: 'ready' | 'degraded' | 'not_ready'; readonly reasons: readonly string[] };
+  readonly host: HostStatus;
 }
 
 export interface StatusSource {

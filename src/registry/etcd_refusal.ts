@@ -10,12 +10,20 @@ export interface RefusalContext {
 }
 
 /**
+ * The cause inside a gRPC connection failure ("14 UNAVAILABLE: No connection
+ * established. Last error: Error: <cause>. Resolution note: ..."), or the
+ * whole message when it is not one.
+ */
+export function connectionCause(message: string): string {
+  return /Last error: (?:Error: )?([\s\S]*?)(?:\. Resolution note:|$)/.exec(message)?.[1] ?? message;
+}
+
+/**
  * Why etcd refused us, in words an operator can act on, or undefined when
  * `message` (an etcd3/gRPC error's) is no refusal but an outage worth retrying.
  */
 export function refusalReason(message: string, opts: RefusalContext): string | undefined {
-  // gRPC wraps handshake failures: "14 UNAVAILABLE: No connection established. Last error: Error: <reason>. Resolution note: ..."
-  const last = /Last error: (?:Error: )?([\s\S]*?)(?:\. Resolution note:|$)/.exec(message)?.[1] ?? message;
+  const last = connectionCause(message);
   const raw = (/SSL routines:[^:]*:([^:]+)/.exec(last)?.[1] ?? last).trim();
   const tls = (why: string): string => `TLS handshake failed: ${why} (${raw})`;
   if (/unable to verify the first certificate|unable to get (local )?issuer certificate|self[- ]signed certificate|certificate signature failure/i.test(last)) {

@@ -56,6 +56,18 @@ export interface EtcdOptions {
   readonly clock?: Clock;
 }
 
+/** An etcd member's own account of itself (etcd's maintenance Status). */
+export interface MemberStatus {
+  readonly memberId: string;
+  /** The member id of the leader it follows; '0' when it has none. */
+  readonly leader: string;
+  readonly raftTerm: string;
+  readonly version: string;
+  /** Raised alarms and errors, e.g. "etcdserver: mvcc: database space exceeded". */
+  readonly alarms: readonly string[];
+  readonly learner: boolean;
+}
+
 /** etcd3's key-value as the shared decoder takes it. */
 function stored(kv: IKeyValue): StoredEntry {
   return { key: kv.key.toString(), value: kv.value.toString(), lease: kv.lease, modRevision: kv.mod_revision };
@@ -133,6 +145,16 @@ export class EtcdRegistry implements Registry {
   async ping(): Promise<void> {
     const key = configKey(this.prefix);
     await this.call(`ping (count ${key})`, () => this.client.getAll().prefix(key).count());
+  }
+
+  /**
+   * What the member behind the endpoint (give the registry one endpoint)
+   * says of itself: its id, the leader it follows ('0': none, it has lost
+   * quorum), its alarms. No key is read.
+   */
+  async memberStatus(): Promise<MemberStatus> {
+    const res = await this.call('member status', () => this.client.maintenance.status());
+    return { memberId: res.header.member_id, leader: res.leader, raftTerm: res.raftTerm, version: res.version, alarms: res.errors ?? [], learner: res.isLearner === true };
   }
 
   async getConfig(): Promise<NetworkConfig | undefined> {

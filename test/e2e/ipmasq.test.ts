@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encapFilterNftScript } from '../../src/host/encap_filter.js';
 import { IPT_CHAIN, iptablesRules, nftInstallScript, nftRemoveScript } from '../../src/host/masquerade.js';
 import { formatIp, parseCidr } from '../../src/net/ipv4.js';
-import { WeftCluster } from '../lab/cluster.js';
+import { WEFTCTL, WeftCluster } from '../lab/cluster.js';
 import type { LabProcess } from '../lab/lab.js';
 import { rootSkipReason } from '../harness/privilege.js';
 
@@ -239,6 +239,21 @@ describe.skipIf(rootSkipReason())('--ip-masq (needs root: network namespaces, TU
     expect(await nftRules(1)).toEqual([]);
     expect(await seenBy(outsideNs, pod(1), outsideIp)).toBe(c.lab.nodeIp(1));
     expect(await seenBy(pod(2), pod(1), podIp(2))).toBe(podIp(1));
+
+    // weftctl check asks iptables (-C) for each rule and jump weftd put in place: all there, then a rule and the jump gone.
+    const check = async (): Promise<Record<string, { verdict: string; summary: string }>> => {
+      const r = await c.lab.exec(nodeNs(1), [process.execPath, WEFTCTL, 'check', '--json', '--probe=false'], { allowFail: true, env: { PATH: bin } });
+      return Object.fromEntries((JSON.parse(r.stdout) as { checks: { name: string; verdict: string; summary: string }[] }).checks.map((k) => [k.name, k]));
+    };
+    const healthy = await check();
+    expect(healthy.masquerade).toMatchObject({ verdict: 'ok', summary: `in place: masquerading of pod traffic leaving the cluster network (iptables, chain ${IPT_CHAIN})` });
+    expect(healthy['encap-filter']).toMatchObject({ verdict: 'ok', summary: expect.stringMatching(/\(iptables, chain WEFT-ENCAP\)$/) });
+    await c.lab.exec(nodeNs(1), ['iptables', '-w', '5', '-t', 'nat', '-D', IPT_CHAIN, '2']);
+    await c.lab.exec(nodeNs(1), ['iptables', '-w', '5', '-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', 'weft: ip-masq', '-j', IPT_CHAIN]);
+    expect((await check()).masquerade).toMatchObject({
+      verdict: 'fail',
+      summary: `chain ${IPT_CHAIN} lacks ${expected[2]}, -A POSTROUTING -m comment --comment "weft: ip-masq" -j ${IPT_CHAIN}`,
+    });
 
     // Killed and started again: one chain, one jump.
     expect((await stop(weftd, 'SIGKILL')).signal).toBe('SIGKILL');

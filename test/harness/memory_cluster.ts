@@ -45,9 +45,6 @@ function memoryHost(ip: string, record: HostRecord): HostNetwork {
       return { release: () => void heldLocks.delete(stateDir) };
     },
     underlay: async () => ({ ip, mtu: UNDERLAY_MTU }),
-    configureTun: async (dev, addr, mtu) => {
-      record.tunConfig = { dev, addr, mtu };
-    },
     ipForwarding: async () => true,
     installEncapFilter: async () => {
       record.encapFilter = true;
@@ -68,7 +65,11 @@ function memoryDataplane(net: MemoryNetwork, node: ClusterNode): Dataplane {
       node.tun = tun;
       return {
         tunName: tun.name,
-        gsoMaxSegs: undefined,
+        configure: async (c) => {
+          const address = `${formatIp(c.subnet.base)}/${c.network.len}`;
+          node.host.tunConfig = { dev: tun.name, addr: address, mtu: c.mtu };
+          return { kind: 'tun', name: tun.name, mtu: c.mtu, address };
+        },
         createEngine: (cfg, initial) => new JsEngine(cfg, tun, net.transport(formatIp(cfg.bindIp), cfg.port), initial),
         close: () => tun.close(),
       };

@@ -16,8 +16,10 @@ export function sampleStatus(over: Partial<DaemonStatus> = {}): DaemonStatus {
     subnet: '198.19.1.0/24',
     noSubnet: null,
     publicIp: '198.18.0.1',
+    port: 4790,
     leaseExpiresInS: 86_000,
-    etcd: { endpoints: ['http://198.18.0.254:2379'], connected: true, lastContactAgoS: 2 },
+    leaseTtlS: 86_400,
+    etcd: { endpoints: ['http://198.18.0.254:2379'], prefix: '/weft', connected: true, lastContactAgoS: 2 },
     renewals: 3,
     reacquisitions: 1,
     subnetLosses: 0,
@@ -30,6 +32,14 @@ export function sampleStatus(over: Partial<DaemonStatus> = {}): DaemonStatus {
     ],
     counters,
     readiness: { status: 'ready', reasons: [] },
+    host: {
+      device: { kind: 'tun', name: 'weft0', mtu: 1464, address: '198.19.1.0/16' },
+      underlay: { iface: 'eth0', mtu: 1500 },
+      encapOverhead: 36,
+      subnetFile: '/run/weft/subnet.env',
+      encapFilter: { wanted: true, backend: 'nftables', error: null },
+      ipMasq: { wanted: false, backend: null, error: null },
+    },
     ...over,
   };
 }

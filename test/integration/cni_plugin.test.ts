@@ -1,6 +1,6 @@
 // The weft CNI plugin executed as a runtime executes it, in a namespace of its
 // own with real bridge, host-local and veths: ADD, CHECK, DEL (twice, with the
-// netns or the state gone), a failed ADD undoing itself, the node's subnet
+// netns or the state gone; as containerd repeats it), a failed ADD undoing itself, the node's subnet
 // changing under a pod, GC, STATUS, and bad input leaving nothing behind.
 // (podman's own calls are in test/e2e/cni_podman.test.ts.)
 
@@ -15,6 +15,7 @@ import { formatNoSubnet } from '../../src/host/subnet_env.js';
 import { parseCidr } from '../../src/net/ipv4.js';
 import { callPlugin, pluginConf, type PluginAnswer, type PluginCall } from '../harness/cni_plugin.js';
 import { rootSkipReason } from '../harness/privilege.js';
+import { until } from '../harness/until.js';
 import { WEFTCTL } from '../lab/cluster.js';
 import { addNamespace, deleteNamespace, ipIn } from '../lab/netns.js';
 
@@ -100,7 +101,24 @@ describe.skipIf(skip)(`CNI plugin executed in a namespace${skip ? ` (skipped: ${
       // The runtime deletes the pod's netns after DEL, and the veth pair with it.
       if (lose !== 'netns') await deleteNamespace(p.netns!.split('/').pop()!);
     }
+    // The kernel frees a deleted netns, and the veth pair in it, a moment later.
+    await until('the veths to go with their netns', async () => (await veths()) === '', 5000, 50);
+  });
+
+  it('as containerd 1.6 calls it: CNI_PATH is the plugin dir alone, DEL comes twice, the second without CNI_NETNS, quiet even with no subnet file', async () => {
+    const p = await pod('ctrd');
+    const add = plugin('ADD', { ...p, path: bin });
+    expect(add.status, JSON.stringify(add.json)).toBe(0);
+    expect(reservations()).toHaveLength(1);
+    expect(plugin('DEL', { ...p, path: bin }).status).toBe(0);
+    expect(reservations()).toEqual([]);
     expect(await veths()).toBe('');
+    rmSync(join(dir, 'subnet.env'));
+    const again = plugin('DEL', { containerId: p.containerId, path: bin });
+    subnetFile(4);
+    expect(again.status).toBe(0);
+    expect(again.stderr).toBe('');
+    expect(states()).toEqual([]);
   });
 
   it('a failed ADD undoes itself: no reservation, no state, no veth', async () => {

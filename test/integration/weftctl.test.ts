@@ -30,10 +30,12 @@ describe('weftctl', () => {
     for (const [args, msg] of [
       [['init', '--network', '198.19.0.0/16', '--subnet-len', '12'], "weftctl: init: subnetLen 12 must be longer than the network's /16, at most 30, and at most 20 bits longer\n"],
       [['init', '--network', '198.19.1.0/16'], 'weftctl: init: network: "198.19.1.0/16" has host bits set; did you mean 198.19.0.0/16?\n'],
-      [['frobnicate'], 'weftctl: unknown command "frobnicate" (init, config, leases, status, cni install)\n'],
+      [['frobnicate'], 'weftctl: unknown command "frobnicate" (init, config, leases, status, check, cni install)\n'],
       [['cni'], 'weftctl: cni: expected "cni install"\n'],
       [['cni', 'install', '--bin-dir', '/tmp/x', '--bridge', 'way-too-long-bridge'], 'weftctl: --bridge: the value must be an interface name of at most 15 characters, got "way-too-long-bridge"\n'],
       [['leases', '--vni'], 'weftctl: --vni: needs a value\n'],
+      [['check', '--bridge', 'way-too-long-bridge'], 'weftctl: --bridge: must be an interface name of at most 15 characters, got "way-too-long-bridge"\n'],
+      [['check', '--probe=maybe'], 'weftctl: --probe: expects true or false, got "maybe"\n'],
     ] as const) {
       const r = await weftctl(p, [...args]);
       expect(r.code, args.join(' ')).toBe(2);
@@ -55,7 +57,7 @@ describe('weftctl without the etcd client', () => {
   const DENY = fileURLToPath(new URL('./fixtures/deny_modules.mjs', import.meta.url));
   const denied = (args: string[]): Promise<CliResult> => runCli(WEFTCTL, args, 20_000, ['--import', DENY]);
 
-  it('--help, --version, cni install and status start without etcd3 or protobufjs; leases needs them', async () => {
+  it('--help, --version, cni install and status start without etcd3 or protobufjs; leases needs them, check only for etcd', async () => {
     expect((await denied(['--help'])).stdout).toMatch(/^Usage: weftctl/);
     expect((await denied(['--version'])).stdout).toMatch(/^weftctl \d/);
     const dir = mkdtempSync(join(tmpdir(), 'weft-deny-'));
@@ -69,6 +71,11 @@ describe('weftctl without the etcd client', () => {
     const status = await denied(['status', '--metrics-addr', '127.0.0.1:1']);
     expect(status.code).toBe(1);
     expect(status.stderr).not.toContain('denied by the test');
+    // check gathers everything else before it loads the client for etcd's part.
+    const check = await denied(['check', '--json', '--metrics-addr', '127.0.0.1:1', '--etcd-endpoints', etcdEndpoint()]);
+    const report = JSON.parse(check.stdout) as { checks: { name: string; verdict: string; summary: string }[] };
+    expect(report.checks.find((k) => k.name === 'weftd')).toMatchObject({ verdict: 'fail', summary: expect.stringContaining('ECONNREFUSED') });
+    expect(report.checks.find((k) => k.name === 'etcd')).toMatchObject({ verdict: 'warn', summary: expect.stringContaining('denied by the test: etcd3') });
     const leases = await denied(['--etcd-endpoints', etcdEndpoint(), 'leases']);
     expect(leases.code).toBe(1);
     expect(leases.stderr).toContain('denied by the test: etcd3');

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Containerd } from './containerd.js';
 import { Lab, type LabProcess } from './lab.js';
 import { Podman } from './podman.js';
 
@@ -70,7 +71,7 @@ function metricsAddrOf(flags: readonly string[], fromEnv: string | undefined): s
 }
 
 /** Fetches a URL with Node's http (no curl needed) and prints {code, body} as JSON. */
-const HTTP_GET_SCRIPT = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(JSON.stringify({ code: r.statusCode, body: b }))); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
+export const HTTP_GET_SCRIPT = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.setEncoding('utf8'); r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(JSON.stringify({ code: r.statusCode, body: b }))); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
 
 /** One line of weftd's JSON log. */
 export interface LogEvent {
@@ -101,6 +102,7 @@ export interface NodeCni {
 export class WeftCluster {
   readonly nodes = new Map<number, NodeState>();
   private readonly podmans = new Map<number, Podman>();
+  private readonly containerds = new Map<number, Containerd>();
 
   private constructor(
     readonly lab: Lab,
@@ -201,6 +203,16 @@ export class WeftCluster {
       '--ipam-dir', cni.ipamDir,
     ]);
     return cni;
+  }
+
+  /** A containerd on node i whose CRI sandboxes get their network from weft's plugin, in the one bin_dir the install filled (the same Containerd after the first call). */
+  async containerd(i: number): Promise<Containerd> {
+    const known = this.containerds.get(i);
+    if (known) return known;
+    const cni = await this.installCni(i);
+    const c = await Containerd.create(this.lab, i, { network: cni.network, confDir: cni.confDir, binDir: cni.binDir });
+    this.containerds.set(i, c);
+    return c;
   }
 
   engineOf(i: number): string {

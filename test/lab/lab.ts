@@ -309,7 +309,8 @@ export class Lab {
     return this.etcd.etcdctl(args, opts);
   }
 
-  spawn(ns: string, argv: string[], opts: { env?: Record<string, string>; logFile?: string } = {}): LabProcess {
+  /** A tracked long-running process in `ns` (hostMounts: see SpawnOptions). */
+  spawn(ns: string, argv: string[], opts: { env?: Record<string, string>; logFile?: string; hostMounts?: boolean } = {}): LabProcess {
     this.checkNs(ns);
     const seq = ++this.logSeq;
     const role = ns.slice(this.prefix.length + 1);
@@ -317,6 +318,7 @@ export class Lab {
     const p = new LabProcessImpl(ns, argv, {
       logFile,
       pdeathsig: this.usePdeathsig,
+      ...(opts.hostMounts ? { hostMounts: true } : {}),
       ...(opts.env ? { env: opts.env } : {}),
     });
     this.procs.add(p);

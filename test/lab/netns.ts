@@ -51,6 +51,14 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/** Mount points under `dir` in this process's mount namespace, in the kernel's order (a mount before those on top of it). */
+export function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => (l.split(' ')[1] ?? '').replace(/\\040/g, ' '))
+    .filter((m) => m.startsWith(`${dir}/`));
+}
+
 function livePids(): number[] {
   const pids: number[] = [];
   for (const e of readdirSync('/proc')) {

@@ -1,11 +1,12 @@
 // The podman harness on Debian's bridge + host-local + portmap (no weft plugin):
 // addresses, pings, a published port, and no CNI state left after rm/destroy.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { bridgeConflist } from './bridge_conflist.js';
 import { Lab } from './lab.js';
-import { listNamespaces, pidAlive } from './netns.js';
+import { listNamespaces, mountsUnder, pidAlive } from './netns.js';
 import { cniResultFiles, Podman, type ContainerInfo } from './podman.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -13,34 +14,6 @@ const SUBNET_RE = /^198\.19\.7\.\d+$/;
 
 /** Fetches a URL with Node's http (no proxy variables honoured) and prints the body. */
 const HTTP_GET = `require('node:http').get(process.argv[1], (r) => { let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => { process.stdout.write(b); process.exit(r.statusCode === 200 ? 0 : 2); }); }).on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(1); });`;
-
-/** Debian's bridge (cni0, gateway, default route, no masquerade, hairpin, MTU 1464) with host-local, then portmap. */
-function conflist(name: string, subnet: string, dataDir: string): string {
-  return JSON.stringify({
-    cniVersion: '1.0.0',
-    name,
-    plugins: [
-      {
-        type: 'bridge',
-        bridge: 'cni0',
-        isGateway: true,
-        isDefaultGateway: true,
-        ipMasq: false,
-        hairpinMode: true,
-        mtu: 1464,
-        ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir },
-      },
-      { type: 'portmap', capabilities: { portMappings: true } },
-    ],
-  });
-}
-
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mounts', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[1] ?? '')
-    .filter((m) => m.startsWith(`${dir}/`));
-}
 
 describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman, runc)', () => {
   let lab: Lab | undefined;
@@ -68,7 +41,7 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     const confDir = join(lab.dir, 'n1', 'cni');
     ipamDir = join(lab.dir, 'n1', 'ipam');
     await mkdir(confDir, { recursive: true });
-    await writeFile(join(confDir, `${network}.conflist`), conflist(network, '198.19.7.0/24', ipamDir));
+    await writeFile(join(confDir, `${network}.conflist`), bridgeConflist(network, '198.19.7.0/24', ipamDir));
     pm = await Podman.create(lab, 1, { network, confDir, pluginDirs: ['/usr/lib/cni'] });
   }, 60_000);
 
@@ -159,7 +132,7 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     // Node 2: same network name, its own subnet, host-local dataDir and store.
     const confDir2 = join(lab!.dir, 'n2', 'cni');
     await mkdir(confDir2, { recursive: true });
-    await writeFile(join(confDir2, `${network}.conflist`), conflist(network, '198.19.8.0/24', join(lab!.dir, 'n2', 'ipam')));
+    await writeFile(join(confDir2, `${network}.conflist`), bridgeConflist(network, '198.19.8.0/24', join(lab!.dir, 'n2', 'ipam')));
     const pm2 = await Podman.create(lab!, 2, { network, confDir: confDir2, pluginDirs: ['/usr/lib/cni'] });
     const mine = await start('last', ['sleep', '600']);
     await pm2.run('other', ['sleep', '600']);

@@ -1,6 +1,6 @@
 // A real podman (CNI backend) inside a lab node's network namespace. Owns the
-// node's podman config and container store, the containers it starts, their
-// CNI result-cache files, and the lab run's shared busybox root filesystem.
+// node's podman config and container store, the containers it starts and their
+// CNI result-cache files (the busybox root filesystem they run on: rootfs.ts).
 //
 // The settings are the ones podman 4.3.1 needs on this Debian machine (runc,
 // not crun; cgroupfs; file events; explicit rlimits; vfs storage). Every
@@ -19,11 +19,12 @@
 //     synchronous twin) before they stop processes or delete namespaces.
 
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { chmod, copyFile, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, runSync, type ExecResult } from './exec.js';
 import type { Lab, TeardownHook } from './lab.js';
-import { pidAlive } from './netns.js';
+import { mountsUnder, pidAlive } from './netns.js';
+import { busyboxRootfs } from './rootfs.js';
 
 export interface PodmanOptions {
   /** CNI network name (the conflist's "name"): unique to this run on the machine (/var/lib/cni/results is shared); the lab's nodes may share it. */
@@ -73,41 +74,6 @@ interface InspectJson {
 const DEFAULT_TIMEOUT_MS = 30_000;
 const CNI_RESULTS_DIR = '/var/lib/cni/results';
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-
-// ---------------------------------------------------------------------------
-// The busybox root filesystem, one per lab run.
-
-const rootfsByLab = new WeakMap<Lab, Promise<string>>();
-
-/** `<lab.dir>/rootfs`: /bin/busybox with every applet linked in /bin, minimal /etc. Built once per lab; never written by containers (they run --read-only). */
-export function busyboxRootfs(lab: Lab): Promise<string> {
-  let p = rootfsByLab.get(lab);
-  if (!p) {
-    p = buildRootfs(join(lab.dir, 'rootfs'));
-    rootfsByLab.set(lab, p);
-    p.catch(() => rootfsByLab.delete(lab));
-  }
-  return p;
-}
-
-async function buildRootfs(dir: string): Promise<string> {
-  const bin = join(dir, 'bin');
-  await mkdir(bin, { recursive: true });
-  await copyFile('/bin/busybox', join(bin, 'busybox'));
-  await chmod(join(bin, 'busybox'), 0o755);
-  const applets = (await run('/bin/busybox', ['--list'], { context: 'rootfs', timeoutMs: 5000 })).stdout
-    .split('\n')
-    .map((a) => a.trim())
-    .filter((a) => a && a !== 'busybox' && !a.includes('/'));
-  await Promise.all(applets.map((a) => symlink('busybox', join(bin, a))));
-  await symlink('bin', join(dir, 'sbin'));
-  for (const d of ['etc', 'tmp', 'proc', 'sys', 'dev', 'run', 'root', 'var/tmp']) await mkdir(join(dir, d), { recursive: true });
-  await writeFile(join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
-  await writeFile(join(dir, 'etc/group'), 'root:x:0:\nnobody:x:65534:\n');
-  // Targets of podman's bind mounts: a read-only rootfs cannot get them created.
-  for (const f of ['etc/hosts', 'etc/hostname', 'etc/resolv.conf']) await writeFile(join(dir, f), '');
-  return dir;
-}
 
 /** Dirs of the live instances: one Podman per lab node. */
 const liveDirs = new Set<string>();
@@ -346,11 +312,7 @@ export class Podman implements TeardownHook {
     }
     for (const n of this.netnsSeen) if (existsSync(n)) runSync('ip', ['netns', 'del', n.slice('/run/netns/'.length)]);
     try {
-      const mounts = readFileSync('/proc/self/mounts', 'utf8')
-        .split('\n')
-        .map((l) => l.split(' ')[1] ?? '')
-        .filter((m) => m.startsWith(`${this.dir}/`));
-      for (const m of mounts.reverse()) runSync('umount', ['-l', m]);
+      for (const m of mountsUnder(this.dir).reverse()) runSync('umount', ['-l', m]);
     } catch {
       // best effort
     }

@@ -24,6 +24,12 @@ export interface SpawnOptions {
   logFile: string;
   /** Wrap in `setpriv --pdeathsig SIGTERM` so the child dies with this process even on SIGKILL. */
   pdeathsig?: boolean;
+  /**
+   * Enter only the namespace's network (`nsenter --net`), not a private mount
+   * namespace of `ip netns exec`: what the child mounts (containerd's netns
+   * pins and snapshots) is then seen, and can be unmounted, by the lab.
+   */
+  hostMounts?: boolean;
 }
 
 function readFrom(file: string, offset: number): string {
@@ -70,15 +76,16 @@ export class LabProcessImpl implements LabProcess {
   ) {
     if (argv.length === 0) throw new Error(`ns ${ns}: spawn with an empty argv`);
     this.logFile = opts.logFile;
-    const args = ['netns', 'exec', ns, ...(opts.pdeathsig ? ['setpriv', '--pdeathsig', 'SIGTERM', '--'] : []), ...argv];
-    this.command = formatCommand('ip', args);
+    const [file, ...enter] = opts.hostMounts ? ['nsenter', `--net=/run/netns/${ns}`] : ['ip', 'netns', 'exec', ns];
+    const args = [...enter, ...(opts.pdeathsig ? ['setpriv', '--pdeathsig', 'SIGTERM', '--'] : []), ...argv];
+    this.command = formatCommand(file!, args);
     mkdirSync(dirname(this.logFile), { recursive: true });
     const fd = openSync(this.logFile, 'a');
     let child;
     try {
       writeSync(fd, `=== [lab] ${new Date().toISOString()} ns ${ns}: ${this.command}\n`);
       this.startOffset = fstatSync(fd).size;
-      child = spawnChild('ip', args, {
+      child = spawnChild(file!, args, {
         stdio: ['ignore', fd, fd],
         env: opts.env ? { ...process.env, ...opts.env } : process.env,
       });

@@ -3,14 +3,14 @@
 // files; and the installed script's VERSION answer against Node's.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { bridgeConfig } from '../../src/cni/delegate.js';
-import { checkInstallOptions, renderConflist, renderPluginScript, type InstallOptions } from '../../src/cni/install.js';
+import { checkInstallOptions, COMPANION_PLUGINS, linkCompanions, renderConflist, renderPluginScript, type InstallOptions } from '../../src/cni/install.js';
 import { parseNetConf } from '../../src/cni/netconf.js';
 import { CniCode, CniError, readCniEnv, versionInfo } from '../../src/cni/spec.js';
 import { stalePods, subnetChangedMessage } from '../../src/cni/subnet_change.js';
@@ -182,3 +182,57 @@ describe('installed files', () => {
     }
   });
 });
+
+describe('companion plugins in the one plugin dir', () => {
+  /** A temp dir with `bin/` (the plugin dir) and `src/` (a distribution's plugin dir) holding `names`. */
+  function dirs(names: readonly string[]): { root: string; bin: string; src: string } {
+    const root = mkdtempSync(join(tmpdir(), 'weft-cni-link-'));
+    const bin = join(root, 'bin');
+    const src = join(root, 'src');
+    mkdirSync(bin);
+    mkdirSync(src);
+    for (const n of names) writeFileSync(join(src, n), '#!/bin/sh\n', { mode: 0o755 });
+    return { root, bin, src };
+  }
+
+  it('links every missing one from the first source that has it, then finds them present', () => {
+    const { root, bin, src } = dirs(COMPANION_PLUGINS);
+    try {
+      const first = linkCompanions(bin, ['/nonexistent', src]);
+      expect(first.map((c) => c.state)).toEqual(['linked', 'linked', 'linked', 'linked']);
+      for (const n of COMPANION_PLUGINS) expect(readlinkSync(join(bin, n))).toBe(join(src, n));
+      expect(linkCompanions(bin, [src]).map((c) => c.state)).toEqual(['present', 'present', 'present', 'present']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it("leaves the dir's own plugins and files alone, replaces a dangling link, reports what is nowhere", () => {
+    const { root, bin, src } = dirs(['bridge', 'portmap', 'loopback']);
+    try {
+      writeFileSync(join(bin, 'bridge'), 'own', { mode: 0o755 });
+      symlinkSync(join(root, 'gone'), join(bin, 'portmap'));
+      writeFileSync(join(bin, 'loopback'), 'not executable');
+      chmodSync(join(bin, 'loopback'), 0o644);
+      const out = linkCompanions(bin, [src]);
+      expect(out.find((c) => c.name === 'bridge')).toMatchObject({ state: 'present' });
+      expect(lstatSync(join(bin, 'bridge')).isSymbolicLink()).toBe(false);
+      expect(out.find((c) => c.name === 'portmap')).toMatchObject({ state: 'linked', target: join(src, 'portmap') });
+      expect(out.find((c) => c.name === 'host-local')).toMatchObject({ state: 'missing', searched: [bin, src] });
+      expect(out.find((c) => c.name === 'loopback')).toMatchObject({ state: 'missing' });
+      expect(lstatSync(join(bin, 'loopback')).isSymbolicLink()).toBe(false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('installing into the distribution\'s own dir (containerd 1.x on Debian: bin_dir /usr/lib/cni) links nothing', () => {
+    const { root, src } = dirs(COMPANION_PLUGINS);
+    try {
+      expect(linkCompanions(src, [src, `${src}/`]).map((c) => c.state)).toEqual(['present', 'present', 'present', 'present']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+

@@ -1,4 +1,4 @@
-// The import graph of src/ points one way: cli -> daemon/cni -> observe ->
+// The import graph of src/ points one way: cli -> daemon/cni/check -> observe ->
 // registry/dataplane -> host -> routes -> wire/net -> the root files
 // (constants, errors, log, version, clock). A module may import its own
 // folder or a lower layer, never a higher one or a sibling of its layer.
@@ -21,6 +21,7 @@ const LAYER: Readonly<Record<string, number>> = {
   observe: 5,
   daemon: 6,
   cni: 6,
+  check: 6,
   cli: 7,
 };
 
