@@ -2,8 +2,8 @@
 // the test-only entry points are in the test addon (test/harness/test_addon.ts).
 
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { WeftError } from '../errors.js';
+import { treePath } from '../tree.js';
 
 /** Flag bits of openTun(). */
 export const TUN_MULTI_QUEUE = 1;
@@ -112,15 +112,14 @@ export interface WeftAddon {
   engineInfo(engine: NativeEngineHandle): { udpGso: boolean; udpGro: boolean; workersRunning: number; retiredTables: number; boundToDevice: boolean };
 }
 
-// src/host and dist/host are both two levels below the repository root.
-const ADDON_URL = new URL('../../native/build/Release/weft.node', import.meta.url);
+const ADDON_PATH = treePath('native/build/Release/weft.node');
 
 let addon: WeftAddon | undefined;
 
 /** The addon, loaded once. Throws WeftError WEFT_ADDON_MISSING when it is not built or does not load. */
 export function loadAddon(): WeftAddon {
   if (addon !== undefined) return addon;
-  const path = fileURLToPath(ADDON_URL);
+  const path = ADDON_PATH;
   try {
     addon = createRequire(import.meta.url)(path) as WeftAddon;
   } catch (err) {

@@ -5,24 +5,33 @@
 // is installed, else iptables. Control-plane rate only; every failure names
 // the command.
 
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { WeftError } from '../errors.js';
-import { type CmdResult, CommandMissing, mustRun, runCommand } from './command.js';
+import { type CmdResult, commandEnv, mustRun, runCommand } from './command.js';
 
 export type FirewallBackend = 'nftables' | 'iptables';
 
 export const NFT_FAMILY = 'ip';
 
-/** nftables where `nft` is installed, else iptables where it is; neither is an error saying what needed them. */
-export async function detectBackend(purpose: string): Promise<FirewallBackend> {
-  for (const [backend, file] of [['nftables', 'nft'], ['iptables', 'iptables']] as const) {
+/** Whether `file` is an executable in one of PATH's directories, as the commands weftd runs are looked up. */
+export function onPath(file: string, path: string): boolean {
+  return path.split(delimiter).some((dir) => {
+    if (dir === '') return false;
     try {
-      await runCommand(file, ['--version']);
-      return backend;
-    } catch (err) {
-      if (!(err instanceof CommandMissing)) throw err;
+      accessSync(join(dir, file), constants.X_OK);
+      return true;
+    } catch {
+      return false;
     }
-  }
-  throw new WeftError('WEFT_HOST_SETUP', `${purpose} needs nft (nftables) or iptables on PATH, and neither was found`, { command: ['nft', '--version'] });
+  });
+}
+
+/** nftables where `nft` is installed, else iptables where it is (looked up on the commands' PATH); neither is an error saying what needed them. */
+export function detectBackend(purpose: string): FirewallBackend {
+  const path = commandEnv().PATH!;
+  for (const [backend, file] of [['nftables', 'nft'], ['iptables', 'iptables']] as const) if (onPath(file, path)) return backend;
+  throw new WeftError('WEFT_HOST_SETUP', `${purpose} needs nft (nftables) or iptables on PATH, and neither was found`, { path });
 }
 
 /**

@@ -207,7 +207,7 @@ export class KernelFilter {
 
   /** Installs (or replaces) the filter with `nodes` as the lease table's addresses. */
   static async install(spec: KernelFilterSpec, nodes: readonly number[]): Promise<KernelFilter> {
-    const f = new KernelFilter(await detectBackend('the kernel engine\'s filter'), spec);
+    const f = new KernelFilter(detectBackend('the kernel engine\'s filter'), spec);
     await f.reinstall(nodes);
     return f;
   }

@@ -55,6 +55,7 @@ const IFLA_MTU = 4;
 const IFLA_LINKINFO = 18;
 const IFLA_STATS64 = 23;
 const IFLA_AF_SPEC = 26;
+const IFLA_GSO_MAX_SEGS = 40;
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
 const IFLA_INET_CONF = 1;
@@ -165,9 +166,10 @@ export function newVxlanGpeRequest(s: VxlanGpeSpec): NlRequest {
   return { type: RTM_NEWLINK, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body: Buffer.concat([ifinfomsg(), ...attrs]) };
 }
 
-/** Changes a link's state and MTU, by name (`ip link set`). */
-export function setLinkRequest(name: string, o: { readonly up?: boolean; readonly mtu?: number }): NlRequest {
-  const body = Buffer.concat([ifinfomsg(0, o.up ? IFF_UP : 0, o.up === undefined ? 0 : IFF_UP), ifname(name), ...(o.mtu === undefined ? [] : [u32Attr(IFLA_MTU, o.mtu)])]);
+/** Changes a link's state, MTU and GSO segment bound, by name (`ip link set`). */
+export function setLinkRequest(name: string, o: { readonly up?: boolean; readonly mtu?: number; readonly gsoMaxSegs?: number }): NlRequest {
+  const attrs = [...(o.mtu === undefined ? [] : [u32Attr(IFLA_MTU, o.mtu)]), ...(o.gsoMaxSegs === undefined ? [] : [u32Attr(IFLA_GSO_MAX_SEGS, o.gsoMaxSegs)])];
+  const body = Buffer.concat([ifinfomsg(0, o.up ? IFF_UP : 0, o.up === undefined ? 0 : IFF_UP), ifname(name), ...attrs]);
   return { type: RTM_NEWLINK, flags: NLM_F_REQUEST | NLM_F_ACK, body };
 }
 

@@ -82,7 +82,8 @@ describe.skipIf(skip)(`--engine kernel in a cluster with native and js nodes${sk
     const bin = join(c.lab.dir, 'bin-no-nft');
     await mkdir(bin, { recursive: true });
     const searchPath = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
-    for (const cmd of ['ip', 'setpriv', 'iptables', 'iptables-restore', 'iptables-save']) {
+    // node: weftd's bin runs it through env (#!/usr/bin/env -S node ...).
+    for (const cmd of ['ip', 'setpriv', 'iptables', 'iptables-restore', 'iptables-save', 'node']) {
       const dir = searchPath.find((d) => d && existsSync(join(d, cmd)));
       if (!dir) throw new Error(`${cmd} not found on ${searchPath.join(':')}`);
       await symlink(join(dir, cmd), join(bin, cmd));

@@ -79,6 +79,8 @@ describe('rtnetlink requests', () => {
     );
     expect(wire(setLinkRequest('weft0', { up: true })).body.slice(0, 32)).toBe(hex('00000000 00000000 01000000 01000000').toString('hex'));
     expect(wire(setLinkRequest('weft0', { mtu: 1464 })).body).toContain(hex('0800 0400 b8050000').toString('hex'));
+    // `ip link set dev weft0 mtu 1464 gso_max_segs 64`: IFLA_MTU, then IFLA_GSO_MAX_SEGS (40).
+    expect(wire(setLinkRequest('weft0', { mtu: 1464, gsoMaxSegs: 64 })).body).toContain(hex('0800 0400 b8050000 0800 2800 40000000').toString('hex'));
     for (const bad of ['', 'a'.repeat(16), 'we\0ft', 'a/b', 'a b']) expect(() => setLinkRequest(bad, { up: true })).toThrow(/not a valid interface name/);
   });
 
