@@ -5,8 +5,9 @@
 // 1464, or what the row's tunnel leaves of 1500):
 //
 //   kernel          both nodes are kernel `vxlan gpe external` devices with
-//                   encap routes (test/lab/kernel_node.ts)
-//   weft <engine>   both nodes run weftd --engine <engine> [flags]; with
+//                   encap routes, built by hand (test/lab/kernel_node.ts)
+//   weft <engine>   both nodes run weftd --engine <engine> [flags] (`weft
+//                   kernel`: the same kernel device, programmed by weftd); with
 //                   WEFT_BENCH_TECHNIQUES=1 also native with each of its
 //                   techniques switched off (--offload, --udp-gso, --udp-gro)
 //   tinc            tinc 1.0, Cipher and Digest none (test/lab/tinc_node.ts)
@@ -22,7 +23,7 @@
 // skipped with the reason printed.
 //
 //   npm run build:ts && npx tsx bench/e2e.ts     (root)
-//   WEFT_BENCH_SECONDS=10 WEFT_BENCH_REPEATS=3 WEFT_BENCH_ENGINES=native,js
+//   WEFT_BENCH_SECONDS=10 WEFT_BENCH_REPEATS=3 WEFT_BENCH_ENGINES=kernel,native,js
 //   WEFT_BENCH_TUNNELS=tinc,wireguard-go WEFT_BENCH_TECHNIQUES=1
 //
 // Prints a markdown table and writes bench/results/e2e-<date>.json and a
@@ -43,7 +44,7 @@ import { startTincNodes, TINC_COMMANDS } from '../test/lab/tinc_node.js';
 import { startWireguardNodes, WG_COMMANDS } from '../test/lab/wireguard_node.js';
 import { intEnv } from './env.js';
 import { cpuModel, machineBusyS, processCpuS, vmHwmMB } from './proc.js';
-import { chartTitle, ratioChart } from './ratio_chart.js';
+import { chartTitle, isKernelReference, ratioChart } from './ratio_chart.js';
 import { median } from '../test/harness/stats.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -67,7 +68,7 @@ const listEnv = (name: string, dflt: string): string[] =>
     .map((e) => e.trim())
     .filter((e) => e.length > 0);
 
-const ENGINES = listEnv('WEFT_BENCH_ENGINES', 'native,js');
+const ENGINES = listEnv('WEFT_BENCH_ENGINES', 'kernel,native,js');
 
 interface OtherTunnel {
   /** What must be on PATH, else the row is skipped. */
@@ -281,7 +282,7 @@ async function tunnelRow(name: string): Promise<RowResult> {
 const fmt = (v: number | undefined, digits: number): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
 
 function addRatios(rows: RowResult[]): void {
-  const k = rows.find((r) => r.engine === 'kernel');
+  const k = rows.find(isKernelReference);
   if (!k) return;
   for (const r of rows) {
     r.ratios = {
@@ -302,7 +303,7 @@ function table(rows: RowResult[]): string[] {
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of rows) {
-    const k = r.engine === 'kernel';
+    const k = isKernelReference(r);
     lines.push(
       `| ${r.name} | ${cell(r.tcp1Gbps.median, 2, r.ratios?.tcp1Gbps, k)} | ${cell(r.tcp4Gbps.median, 2, r.ratios?.tcp4Gbps, k)} | ${cell(r.udpRxPps.median / 1e3, 1, r.ratios?.udpRxPps, k)} | ${cell(r.ping.avgMs, 3, r.ratios?.pingAvgMs, k)} | ${fmt(r.daemonCpuSPerGB, 2)} | ${cell(r.machineCpuSPerGB, 2, r.ratios?.machineCpuSPerGB, k)} | ${fmt(r.daemonMaxRssMB, 0)} |`,
     );

@@ -29,6 +29,11 @@ const MIN_BAR_W = 24;
 const LEGEND_ENTRY_W = 230;
 const LEGEND_LINE_H = 16;
 
+/** The hand-built kernel row every ratio is to (named `kernel`; `weft kernel` is weftd's kernel engine). */
+export function isKernelReference(r: { readonly name: string }): boolean {
+  return r.name === 'kernel';
+}
+
 export function chartTitle(date: string, cpu: string): string {
   return `each row vs the kernel's VXLAN-GPE (1x), ${date.slice(0, 16).replace('T', ' ')} UTC, ${cpu}`;
 }
@@ -36,7 +41,7 @@ export function chartTitle(date: string, cpu: string): string {
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export function ratioChart(rows: readonly ChartRow[], title: string): string {
-  const shown = rows.filter((r) => r.engine !== 'kernel' && r.ratios);
+  const shown = rows.filter((r) => !isKernelReference(r) && r.ratios);
   const span = 5; // log2: 1/32x .. 32x
   const left = 50, top = 40, plotH = 260;
   const W = Math.max(760, left + 20 + COLUMNS.length * (20 + MIN_BAR_W * shown.length));

@@ -12,9 +12,11 @@
 //                  weftd started at once (no pods): time from the last start
 //                  to a full mesh (every weftd's table holds the N-1 others),
 //                  each weftd's CPU seconds and RSS at that moment; charted
-//                  against N (bench/scale_chart.ts); and the floor under the
-//                  start cost: the CPU of Node alone and of Node loading
-//                  weftd's modules, with the unit's flags.
+//                  against N (bench/scale_chart.ts). Every weftd is started
+//                  by its bin, as users start it. Beside them the floor:
+//                  Node alone and Node loading weftd's modules, with the
+//                  bin's flags (CPU, RSS), and weftctl --help's time; then
+//                  issue 19's targets against the 30-node row.
 //
 //   npm run bench:scale         (root for the weftd part)
 //   WEFT_BENCH_SCALE_CLIENTS=1000 (0: skip the lease clients) WEFT_BENCH_SCALE_CHANGES=10 WEFT_BENCH_SCALE_CONNECTIONS=10
@@ -34,7 +36,7 @@ import { startEtcd } from '../test/harness/etcd_server.js';
 import { runScale, type ScaleResult } from '../test/harness/lease_fleet.js';
 import { median } from '../test/harness/stats.js';
 import { sleep } from '../test/harness/until.js';
-import { WEFTD, WeftCluster, unitNodeFlags, weftdEvents } from '../test/lab/cluster.js';
+import { WEFTCTL, WEFTD, WeftCluster, weftdEvents, weftdNodeFlags } from '../test/lab/cluster.js';
 import { intEnv } from './env.js';
 import { cpuModel, machineBusyS, processCpuS, vmHwmMB, vmRssMB } from './proc.js';
 import { scaleChart, type NodeRow } from './scale_chart.js';
@@ -109,11 +111,9 @@ async function weftdNodes(n: number): Promise<NodeRow> {
   try {
     const budgetMs = n * MESH_MS_PER_NODE;
     const busy0 = machineBusyS();
-    // startNode spawns before its first await: every weftd is started when this loop ends.
-    // Node's flags as the unit runs weftd, so the figures are a production node's.
-    const env = { NODE_OPTIONS: unitNodeFlags().join(' ') };
+    // startNode spawns (weftd's bin) before its first await: every weftd is started when this loop ends.
     const firstStart = Date.now();
-    const ready = Array.from({ length: n }, (_, k) => c.startNode(k + 1, 0, [], env, budgetMs));
+    const ready = Array.from({ length: n }, (_, k) => c.startNode(k + 1, 0, [], undefined, budgetMs));
     // The spawns compete for the CPUs with the weftd already spawned: at N = 100 the last comes seconds after the first.
     const lastStart = Date.now();
     ready.forEach((p) => p.catch(() => undefined));
@@ -152,26 +152,54 @@ async function weftdNodes(n: number): Promise<NodeRow> {
   }
 }
 
-/** CPU seconds (user + system) of running `argv` to its end (bash's `time`), median of 5. */
-function cpuOfRun(argv: readonly string[]): number {
-  const runs = Array.from({ length: 5 }, () => {
-    const r = spawnSync('bash', ['-c', 'TIMEFORMAT="%U %S"; time "$@" >/dev/null 2>&1', 'bash', ...argv], { encoding: 'utf8', timeout: 30_000 });
-    const [user, sys] = r.stderr.trim().split('\n').at(-1)!.split(' ').map(Number);
-    if (r.status !== 0 || !Number.isFinite(user) || !Number.isFinite(sys)) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr.trim()}`);
-    return user! + sys!;
-  });
-  return round(median(runs), 3);
+/** What running a command to its end costs: wall time, CPU seconds (user + system) and peak RSS (GNU time), medians of 5. */
+interface RunCost {
+  readonly wallS: number;
+  readonly cpuS: number;
+  readonly rssMB: number;
 }
 
-/**
- * What a weftd spends before it does any work, with the unit's Node flags:
- * Node itself (`node -e 0`) and Node loading weftd's modules (`weftd
- * --help` imports them all, then prints and exits): the floor under the
- * start cost the nodes' rows show.
- */
-function startFloor(): { nodeS: number; modulesS: number } {
-  const flags = unitNodeFlags();
-  return { nodeS: cpuOfRun([process.execPath, ...flags, '-e', '0']), modulesS: cpuOfRun([process.execPath, ...flags, WEFTD, '--help']) };
+function costOfRun(argv: readonly string[]): RunCost {
+  const runs = Array.from({ length: 5 }, () => {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', ...argv], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'ignore', 'pipe'] });
+    const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+    const [user, sys, kb] = r.stderr.trim().split('\n').at(-1)!.split(' ').map(Number);
+    if (r.status !== 0 || ![user, sys, kb].every(Number.isFinite)) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr.trim()}`);
+    return { wallS, cpuS: user! + sys!, rssMB: kb! / 1024 };
+  });
+  const med = (f: (r: RunCost) => number, digits: number): number => round(median(runs.map(f)), digits);
+  return { wallS: med((r) => r.wallS, 3), cpuS: med((r) => r.cpuS, 3), rssMB: med((r) => r.rssMB, 1) };
+}
+
+interface StartFloor {
+  /** Node alone with the bin's flags (`node <flags> -e 0`). */
+  readonly node: RunCost;
+  /** weftd's bin loading every module it runs, then printing its help (`weftd --help`). */
+  readonly modules: RunCost;
+  /** `weftctl --help`, the command an operator runs most. */
+  readonly weftctlHelp: RunCost;
+}
+
+/** What a weftd spends before it does any work: the floor under the start cost and memory the nodes' rows show. */
+function startFloor(): StartFloor {
+  return {
+    node: costOfRun([process.execPath, ...weftdNodeFlags(), '-e', '0']),
+    modules: costOfRun([WEFTD, '--help']),
+    weftctlHelp: costOfRun([WEFTCTL, '--help']),
+  };
+}
+
+/** Issue 19's targets, for 30 weftd started at once by their bin, each against the floor beside it. */
+function printTargets(r: NodeRow, floor: StartFloor): void {
+  const met = (ok: boolean): string => (ok ? 'met' : 'not met');
+  say(`\n## Targets (issue 19), ${r.nodes} weftd started by their bin\n`);
+  say('| target | figure | floor beside it |');
+  say('| --- | ---: | --- |');
+  say(`| full mesh <= 5 s after the last start | ${round(r.meshMs / 1000, 2)} s: ${met(r.meshMs <= 5000)} | every start's CPU on ${cpus().length} CPUs: ${r.nodes} x ${r.weftdCpuS.median} s / ${cpus().length} = ${round((r.nodes * r.weftdCpuS.median) / cpus().length, 2)} s |`);
+  say(`| each weftd <= 45 MB RSS | median ${r.weftdRssMB.median} / max ${r.weftdRssMB.max} MB: ${met(r.weftdRssMB.max <= 45)} | Node alone ${floor.node.rssMB} MB; with weftd's modules loaded ${floor.modules.rssMB} MB |`);
+  say(`| start <= 0.25 CPU-s | median ${r.weftdCpuS.median} / max ${r.weftdCpuS.max} s: ${met(r.weftdCpuS.max <= 0.25)} | Node alone ${floor.node.cpuS} s; with weftd's modules loaded ${floor.modules.cpuS} s |`);
+  say(`| weftctl --help <= 0.15 s | ${floor.weftctlHelp.wallS} s: ${met(floor.weftctlHelp.wallS <= 0.15)} | Node alone ${floor.node.wallS} s |`);
 }
 
 function printClients(clients: ClientPart): void {
@@ -215,7 +243,11 @@ async function main(): Promise<void> {
     say('| nodes | first to last start | last start to all ready | last start to full mesh | weftd CPU s median / max | weftd RSS MB median / max | etcd peak RSS MB | machine busy CPU s, first start to full mesh |');
     say('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const r of rows) say(`| ${r.nodes} | ${r.spawnMs} ms | ${r.allReadyMs} ms | ${r.meshMs} ms | ${r.weftdCpuS.median} / ${r.weftdCpuS.max} | ${r.weftdRssMB.median} / ${r.weftdRssMB.max} | ${r.etcdPeakRssMB} | ${r.machineBusyS} |`);
-    say(`\nBefore any work, with the unit's Node flags: Node alone (node -e 0) ${floor!.nodeS} CPU-s, Node loading weftd's modules (weftd --help) ${floor!.modulesS} CPU-s (median of 5 each).`);
+    const f = floor!;
+    say(`\nBefore any work, with the bin's Node flags (median of 5 each): Node alone (node -e 0) ${f.node.cpuS} CPU-s, ${f.node.rssMB} MB peak RSS, ${f.node.wallS} s; weftd's bin loading its modules (weftd --help) ${f.modules.cpuS} CPU-s, ${f.modules.rssMB} MB, ${f.modules.wallS} s; weftctl --help ${f.weftctlHelp.cpuS} CPU-s, ${f.weftctlHelp.rssMB} MB, ${f.weftctlHelp.wallS} s.`);
+    const target = rows.find((r) => r.nodes === 30);
+    if (target) printTargets(target, f);
+    else say('\n(issue 19\'s targets are for 30 nodes: add 30 to WEFT_BENCH_SCALE_NODES)');
   }
 
   mkdirSync(RESULTS, { recursive: true });

@@ -1,7 +1,7 @@
 // Module init and argument unpacking for the production addon weft.node (what
-// weftd loads): openTun, writePacket, sdNotify, lockFile, setAcceptLocal,
+// weftd loads): openTun, writePacket, sdNotify, lockFile, netlinkTransact,
 // TunReader, the TUN flag constants and the engine's exports (engine_binding.cc).
-// The work is in tun_linux.cc, tun_reader.cc, sd_notify.cc and link_conf.cc;
+// The work is in tun_linux.cc, tun_reader.cc, sd_notify.cc and netlink.cc;
 // this file only converts between JS values and C. Test-only entry points
 // are in the test addon (test_binding.cc).
 #include <errno.h>
@@ -11,12 +11,13 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include <node_api.h>
 
 #include "engine_binding.h"
-#include "link_conf.h"
 #include "napi_util.h"
+#include "netlink.h"
 #include "sd_notify.h"
 #include "tun_linux.h"
 #include "tun_reader.h"
@@ -110,18 +111,27 @@ napi_value js_lock_file(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// setAcceptLocal(ifname): 0, or the errno of the failed rtnetlink request. Throws only for bad arguments.
-napi_value js_set_accept_local(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv, "setAcceptLocal(ifname)") || !typed_arg(env, argv[0], napi_string, "ifname", "a string")) {
-    return throw_last_napi_error(env);
+// netlinkTransact(protocol, requests): the kernel's reply messages, back to
+// back, once every request is answered (netlink.h). Throws an Error with the
+// errno's code when the conversation fails; a request the kernel refused is
+// an NLMSG_ERROR among the replies, not a throw.
+napi_value js_netlink_transact(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  double protocol;
+  uint8_t* data;
+  size_t len;
+  if (!get_args(env, info, 2, argv, "netlinkTransact(protocol, requests)")) return throw_last_napi_error(env);
+  if (!integer_arg(env, argv[0], "protocol", 0, 31, &protocol)) return nullptr;
+  if (!buffer_arg(env, argv[1], "requests", &data, &len)) return nullptr;
+  std::vector<uint8_t> replies;
+  const int err = netlink_transact(static_cast<int>(protocol), data, len, &replies);
+  if (err != 0) {
+    throw_errno(env, err, "netlink", "");
+    return nullptr;
   }
-  char name[IFNAMSIZ + 1];
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) return throw_last_napi_error(env);
-  const int err = len >= IFNAMSIZ || strlen(name) != len ? EINVAL : set_accept_local(name);
   napi_value result;
-  if (napi_create_int32(env, err, &result) != napi_ok) return throw_last_napi_error(env);
+  void* copy;
+  if (napi_create_buffer_copy(env, replies.size(), replies.data(), &copy, &result) != napi_ok) return throw_last_napi_error(env);
   return result;
 }
 
@@ -160,7 +170,7 @@ NAPI_MODULE_INIT() {
       !weft::set_function(env, exports, "writePacket", weft::js_write_packet) ||
       !weft::set_function(env, exports, "sdNotify", weft::js_sd_notify) ||
       !weft::set_function(env, exports, "lockFile", weft::js_lock_file) ||
-      !weft::set_function(env, exports, "setAcceptLocal", weft::js_set_accept_local) ||
+      !weft::set_function(env, exports, "netlinkTransact", weft::js_netlink_transact) ||
       napi_set_named_property(env, exports, "TunReader", reader_class) != napi_ok ||
       !weft::set_int(env, exports, "TUN_MULTI_QUEUE", weft::kTunMultiQueue) ||
       !weft::set_int(env, exports, "TUN_VNET_HDR", weft::kTunVnetHdr) ||

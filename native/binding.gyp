@@ -20,7 +20,7 @@
       "target_name": "weft",
       "sources": ["<@(packet_sources)", "<@(binding_sources)", "binding.cc", "tun_linux.cc", "tun_reader.cc", "udp_linux.cc",
                   "dataplane.cc", "inside_batch.cc", "outside_batch.cc", "wg_batch.cc", "engine_binding.cc", "sd_notify.cc", "path_mtu.cc",
-                  "link_conf.cc"]
+                  "netlink.cc"]
     },
     {
       "target_name": "weft_test",

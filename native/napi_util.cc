@@ -39,6 +39,8 @@ const char* errno_name(int err, char* fallback, size_t fallback_len) {
     case ENOBUFS: return "ENOBUFS";
     case EBADFD: return "EBADFD";
     case EHOSTUNREACH: return "EHOSTUNREACH";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case EPROTO: return "EPROTO";
     default:
       snprintf(fallback, fallback_len, "E%d", err);
       return fallback;

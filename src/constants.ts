@@ -55,6 +55,12 @@ export const PEER_TCP_CSUM_PARTIAL = 1;
 export const PEER_WIREGUARD = 2;
 /** The peer's lease publishes a WireGuard key: its handshake messages are taken (native/routes.h, kPeerHasKey). */
 export const PEER_HAS_KEY = 4;
+/**
+ * rtm_protocol of the routes the kernel engine installs (`ip route show
+ * proto 87`): how a restarted weftd tells its own routes from anybody
+ * else's. No routing daemon iproute2 knows of uses it.
+ */
+export const KERNEL_ROUTE_PROTOCOL = 87;
 /** Packets read from the TUN per batch in the js engine. */
 export const JS_TUN_BATCH = 64;
 /** UDP sockets the js engine spreads flows over, for source-port entropy. */

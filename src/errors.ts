@@ -21,6 +21,8 @@ export type WeftErrorCode =
   | 'WEFT_TUN_OPEN'
   | 'WEFT_ADDON_MISSING'
   | 'WEFT_NO_PUBLIC_IP'
+  /** The engine asked for cannot run on this node (kernel: no VXLAN-GPE, its port taken, encryption on): exit 2, which the unit does not restart. */
+  | 'WEFT_ENGINE_REFUSED'
   /** Another weftd holds this node's instance lock. */
   | 'WEFT_ALREADY_RUNNING'
   /** A command for the local weftd found none running (its instance lock is free). */

@@ -23,7 +23,7 @@ fi
 need=()
 for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux ethtool:ethtool tcpdump:tcpdump systemd-analyze:systemd nft:nftables iptables:iptables \
   podman:podman containerd:containerd runc:runc nsenter:util-linux /usr/lib/cni/bridge:containernetworking-plugins /bin/busybox:busybox-static \
-  clang++:clang promtool:prometheus perf:linux-perf tincd:tinc wireguard-go:wireguard-go wg:wireguard-tools tshark:tshark; do
+  clang++:clang promtool:prometheus perf:linux-perf tincd:tinc wireguard-go:wireguard-go wg:wireguard-tools tshark:tshark /usr/bin/time:time; do
   what=${pair%%:*}
   case $what in
     /*) [ -x "$what" ] || need+=("${pair#*:}") ;;

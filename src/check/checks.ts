@@ -193,25 +193,32 @@ const subnetFile: Check = {
   },
 };
 
-/** The TUN of the userspace engines: there, up, with the MTU and address weftd gave it. */
-const tun: Check = {
-  name: 'tun',
-  engines: ['native', 'js'],
-  run(f) {
-    if (!f.weftd.ok) return skip('weftd does not answer');
-    const dev = f.weftd.value.host.device;
-    if (!dev) return skip('weftd has not set up its TUN (it holds no subnet yet)');
-    if (!f.links.ok) return fail(`cannot list the links: ${f.links.error}`, 'run weftctl check as root, with iproute2 installed');
-    const link = linkNamed(f.links.value, dev.name);
-    if (!link) return fail(`${dev.name} does not exist: nothing is forwarded`, RESTART);
-    const wrong: string[] = [];
-    if (!link.up) wrong.push('is down');
-    if (link.mtu !== dev.mtu) wrong.push(`has MTU ${link.mtu}, not the ${dev.mtu} weftd set`);
-    if (!link.addresses.includes(dev.address)) wrong.push(`lacks its address ${dev.address}${link.addresses.length > 0 ? ` (has ${link.addresses.join(', ')})` : ''}`);
-    if (wrong.length > 0) return fail(`${dev.name} ${wrong.join(', ')}`, `it was changed behind weftd's back: ${RESTART}`);
-    return ok(`${dev.name} up, MTU ${dev.mtu}, ${dev.address}`);
-  },
-};
+/** The engine's device (`what`): there, up, with the MTU and address weftd gave it. */
+function deviceCheck(name: string, engines: readonly string[], what: string): Check {
+  return {
+    name,
+    engines,
+    run(f) {
+      if (!f.weftd.ok) return skip('weftd does not answer');
+      const dev = f.weftd.value.host.device;
+      if (!dev) return skip(`weftd has not set up its ${what} (it holds no subnet yet)`);
+      if (!f.links.ok) return fail(`cannot list the links: ${f.links.error}`, 'run weftctl check as root, with iproute2 installed');
+      const link = linkNamed(f.links.value, dev.name);
+      if (!link) return fail(`${dev.name} does not exist: nothing is forwarded`, RESTART);
+      const wrong: string[] = [];
+      if (!link.up) wrong.push('is down');
+      if (link.mtu !== dev.mtu) wrong.push(`has MTU ${link.mtu}, not the ${dev.mtu} weftd set`);
+      if (!link.addresses.includes(dev.address)) wrong.push(`lacks its address ${dev.address}${link.addresses.length > 0 ? ` (has ${link.addresses.join(', ')})` : ''}`);
+      if (wrong.length > 0) return fail(`${dev.name} ${wrong.join(', ')}`, `it was changed behind weftd's back: ${RESTART}`);
+      return ok(`${dev.name} up, MTU ${dev.mtu}, ${dev.address}`);
+    },
+  };
+}
+
+/** The TUN of the userspace engines. */
+const tun = deviceCheck('tun', ['native', 'js'], 'TUN');
+/** The kernel engine's VXLAN-GPE device (weftd repairs it within a second when it is deleted or set down: a failure that stays is one it cannot repair). */
+const vxlan = deviceCheck('vxlan', ['kernel'], 'VXLAN-GPE device');
 
 /** The overlay's MTU fits the underlay's: otherwise large packets are lost while small ones (ping) pass. */
 const mtu: Check = {
@@ -472,7 +479,7 @@ const etcd: Check = {
 };
 
 /** Every check, in the order they print. */
-export const CHECKS: readonly Check[] = [weftd, lease, subnetFile, tun, mtu, bridge, ipForward, encapFilter, masquerade, peers, etcd];
+export const CHECKS: readonly Check[] = [weftd, lease, subnetFile, tun, vxlan, mtu, bridge, ipForward, encapFilter, masquerade, peers, etcd];
 
 /** Runs every check that applies to the engine weftd runs (all when weftd does not answer: engine-specific ones then skip). */
 export function runChecks(f: CheckFacts, checks: readonly Check[] = CHECKS): CheckResult[] {

@@ -124,7 +124,7 @@ function masqueradeState(s: DaemonStatus): Promise<Outcome<RulesetState>> | unde
   const c = configOf(s);
   if (!c) return undefined;
   const ruleset: Ruleset = masqueradeRuleset(c.network, c.subnet ?? c.network);
-  if (!s.host.ipMasq.wanted) return outcome(async () => rulesetState(ruleset, await detectBackend('looking for masquerade rules')));
+  if (!s.host.ipMasq.wanted) return outcome(async () => rulesetState(ruleset, detectBackend('looking for masquerade rules')));
   const backend = backendOf(s.host.ipMasq.backend);
   if (!backend || !c.subnet) return undefined;
   return outcome(() => rulesetState(ruleset, backend));

@@ -1,5 +1,11 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1 --jitless --no-expose-wasm
 // weftd: the per-node daemon. Parses flags, wires the real seams (etcd, kernel, systemd), runs the Daemon, maps signals to its one shutdown path.
+// The line above is the bin's (dist/weftd.cjs, bundled from this file), so every way of starting it
+// (npx weftd, the package's /usr/bin/weftd, the unit) runs Node as a small long-running agent: a 1 MB
+// young generation, one V8 background thread, and no JIT, as the native engine's JavaScript is
+// control plane only (docs/install.md); no WebAssembly, which --jitless turns off anyway (said
+// here, Node does not warn that it did). For --engine js, which runs every packet in JavaScript,
+// start it as `node dist/weftd.cjs` without these flags (weftd warns when it finds --jitless).
 
 import { systemClock } from '../clock.js';
 import { Daemon } from '../daemon/daemon.js';
@@ -33,7 +39,7 @@ runMain('weftd', async () => {
     registry,
     clock: systemClock,
     host: kernelHost,
-    dataplane: kernelDataplane(cmd.options),
+    dataplane: kernelDataplane(cmd.options, log),
     notifier: SystemdNotifier.fromEnv(process.env, log),
   });
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => daemon.stop(sig));

@@ -8,8 +8,8 @@ import { accessSync, constants as fsConstants, lstatSync, mkdirSync, readFileSyn
 import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../host/atomic_write.js';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { WeftError } from '../errors.js';
+import { treePath } from '../tree.js';
 import { VERSION } from '../version.js';
 import { parseNetConf } from './netconf.js';
 import { CniError, versionInfo } from './spec.js';
@@ -44,7 +44,7 @@ export interface InstallOptions {
  * environment): main.js and what it imports bundled into one CommonJS file
  * by the build, which Node starts about 11 ms sooner than the ES module graph.
  */
-export const PLUGIN_ENTRY = fileURLToPath(new URL('./plugin.cjs', import.meta.url));
+export const PLUGIN_ENTRY = treePath('dist/cni/plugin.cjs');
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;

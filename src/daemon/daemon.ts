@@ -233,7 +233,16 @@ export class Daemon implements StatusSource {
     this.undo.push({ what: 'instance lock', run: () => lock.release() });
     if (lock.problem) this.log.warn({ event: 'state_write_failed', path: lock.problem.details.path, err: lock.problem.message }, lock.problem.message);
     const underlay = await this.underlay(config);
-    const enc = new EncryptionControl({ stateDir: this.opts.stateDir, port: config.wireguardPort, underlayMtu: underlay.mtu, mtuFlag: this.opts.mtu, log: this.log });
+    // The kernel's VXLAN-GPE device has no WireGuard: refused while the cluster encrypts (a change to it later is logged, and the node stays unencrypted).
+    const encrypts = this.opts.engine !== 'kernel';
+    if (!encrypts && config.encryption !== 'off') {
+      throw new WeftError(
+        'WEFT_ENGINE_REFUSED',
+        `--engine kernel cannot encrypt, and the network config asks for encryption ${config.encryption}: run --engine native (or js), or turn encryption off (weftctl encryption off)`,
+        { encryption: config.encryption },
+      );
+    }
+    const enc = new EncryptionControl({ stateDir: this.opts.stateDir, port: config.wireguardPort, underlayMtu: underlay.mtu, mtuFlag: this.opts.mtu, encrypts, log: this.log });
     this.encryption = enc;
     const base = { nodeName: this.opts.nodeName, publicIp: underlay.ip, port: config.port, vni: config.vni, version: VERSION, engine: this.opts.engine, instance: this.instance, features: this.features() };
     const manager = new LeaseManager({ registry: this.seams.registry, config, value: base, ttlS: this.opts.leaseTtlS, stateDir: this.opts.stateDir, log: this.log, clock: this.seams.clock });
@@ -380,7 +389,7 @@ export class Daemon implements StatusSource {
         },
       });
     }
-    const device = await this.setUpHost(t, config, subnet, b.enc.mtu);
+    const device = await this.setUpHost(t, config, subnet, b.enc.mtu, b.underlay);
     const engine = await this.startEngine(t, config, device, b.underlay, b.enc, subnet);
     const watcher = await this.follow(t, b, engine, device);
     // Lost while the last steps ran: the file must not name it again.
@@ -447,15 +456,13 @@ export class Daemon implements StatusSource {
     return sum;
   }
 
-  /** The TUN, configured for the subnet; the pod encapsulation filter and masquerading as asked. */
-  private async setUpHost(t: Tenure, config: NetworkConfig, subnet: Cidr, mtu: number): Promise<DataplaneDevice> {
+  /** The dataplane's device, configured for the subnet; the pod encapsulation filter and masquerading as asked. */
+  private async setUpHost(t: Tenure, config: NetworkConfig, subnet: Cidr, mtu: number, underlay: Underlay): Promise<DataplaneDevice> {
     const o = this.opts;
     const { host } = this.seams;
     const device = this.seams.dataplane.open();
-    t.undo.push({ what: 'TUN device', run: () => device.close() });
-    const address = `${formatIp(subnet.base)}/${config.network.len}`;
-    await host.configureTun(device.tunName, address, mtu, device.gsoMaxSegs);
-    this.parts.device = { kind: 'tun', name: device.tunName, mtu, address };
+    t.undo.push({ what: 'dataplane device', run: () => device.close() });
+    this.parts.device = await device.configure({ network: config.network, subnet, mtu, port: config.port, vni: config.vni, underlay });
 
     // Forwarding is the host's policy (the CNI bridge plugin turns it on): report it, do not change it.
     if ((await host.ipForwarding()) === false) this.log.warn({ event: 'ip_forward_off' }, 'net.ipv4.ip_forward is 0: pods cannot reach beyond this node (sysctl -w net.ipv4.ip_forward=1)');
@@ -624,7 +631,7 @@ export class Daemon implements StatusSource {
 
   /** The TUN's MTU and the subnet file's, changed together when encryption is turned on or off. */
   private async setMtu(b: Base, t: Tenure, device: DataplaneDevice, mtu: number): Promise<void> {
-    await this.seams.host.setTunMtu(device.tunName, mtu);
+    await device.setMtu(mtu);
     if (this.parts.device) this.parts.device = { ...this.parts.device, mtu };
     this.log.info({ event: 'mtu_changed', mtu }, `TUN and pod MTU now ${mtu}`);
     if (this.tenure === t && this.state === 'running' && !t.lost) this.writeSubnetFile(b, t);

@@ -45,6 +45,8 @@ export interface EncryptionOptions {
   readonly underlayMtu: number;
   /** --mtu: when given, the TUN's MTU in every mode. */
   readonly mtuFlag: number | undefined;
+  /** False for an engine without WireGuard (kernel): a mode other than off is logged once and not applied. */
+  readonly encrypts: boolean;
   readonly log: Logger;
 }
 
@@ -62,6 +64,7 @@ export class EncryptionControl {
   private base: SubnetLease | undefined;
   private parts: EncryptionParts | undefined;
   private running: Promise<void> | undefined;
+  private unsupportedLogged = false;
 
   /** Loads the node's key, creating it on first start: WEFT_KEY_FILE when the file is unsafe. */
   constructor(private readonly o: EncryptionOptions) {
@@ -127,6 +130,13 @@ export class EncryptionControl {
   follow(mode: EncryptionMode): Promise<void> {
     if (mode !== this.wanted) this.o.log.info({ event: 'encryption_changed', from: this.wanted, to: mode }, `network config: encryption ${mode}`);
     this.wanted = mode;
+    if (!this.o.encrypts) {
+      if (mode !== 'off' && !this.unsupportedLogged) {
+        this.o.log.error({ event: 'encryption_unsupported', mode }, `the network config asks for encryption ${mode}, which this node's engine (kernel) cannot do: it publishes no key and stays unencrypted (a restart refuses to start)`);
+      }
+      this.unsupportedLogged = mode !== 'off';
+      return Promise.resolve();
+    }
     this.running ??= this.converge().finally(() => (this.running = undefined));
     return this.running;
   }

@@ -6,6 +6,7 @@ import type { Clock } from '../clock.js';
 import type { Engine, EngineConfig } from '../dataplane/engine.js';
 import type { WeftError } from '../errors.js';
 import type { Cidr } from '../net/ipv4.js';
+import type { HostStatus } from '../observe/status.js';
 import type { Registry } from '../registry/registry.js';
 import type { RouteTable } from '../routes/route_table.js';
 
@@ -35,10 +36,6 @@ export interface HostNetwork {
   lockInstance(stateDir: string, nodeName: string): { release(): void; readonly problem?: WeftError };
   /** The underlay from --public-ip / --iface / --mtu, else the default-route interface; WEFT_NO_PUBLIC_IP when there is none. */
   underlay(o: { readonly publicIp?: string; readonly iface?: string; readonly mtu?: number }): Promise<Underlay>;
-  /** Gives the TUN its address (cluster prefix), MTU and segment limit, and brings it up. */
-  configureTun(dev: string, addrWithPrefix: string, mtu: number, gsoMaxSegs?: number): Promise<void>;
-  /** Changes the TUN's MTU while it runs. */
-  setTunMtu(dev: string, mtu: number): Promise<void>;
   /** Whether the kernel forwards IPv4; undefined when it cannot tell. */
   ipForwarding(): Promise<boolean | undefined>;
   /** Drops UDP to `port` from pod addresses in `network`. */
@@ -47,19 +44,41 @@ export interface HostNetwork {
   installMasquerade(network: Cidr, subnet: Cidr): Promise<Installed>;
 }
 
-/** A TUN device opened for an engine. */
+/** What a dataplane device is configured for. */
+export interface DeviceConfig {
+  readonly network: Cidr;
+  /** This node's subnet: the device gets its network address. */
+  readonly subnet: Cidr;
+  readonly mtu: number;
+  /** The cluster's UDP port and VNI. */
+  readonly port: number;
+  readonly vni: number;
+  readonly underlay: Underlay;
+}
+
+/** A device as configured, for /status (what `weftctl check` compares the host with). */
+export type ConfiguredDevice = NonNullable<HostStatus['device']>;
+
+/** The device an engine runs on: a TUN, or the kernel engine's VXLAN-GPE device. */
 export interface DataplaneDevice {
   /** The device's name (the kernel may have chosen it). */
   readonly tunName: string;
-  /** The segment limit the TUN must be configured with, when the engine takes super-packets. */
-  readonly gsoMaxSegs: number | undefined;
-  /** The engine over this device and the underlay's UDP; called once. */
+  /**
+   * Gives the device this node's address and the MTU, so that the kernel
+   * routes the cluster network into it, and brings it up; the kernel
+   * engine's device is created here. Its refusals (the engine cannot run
+   * on this node) are WEFT_ENGINE_REFUSED. Returns what it configured.
+   */
+  configure(c: DeviceConfig): Promise<ConfiguredDevice>;
+  /** Changes the device's MTU while it runs (encryption turned on or off). */
+  setMtu(mtu: number): Promise<void>;
+  /** The engine over this device (and the underlay's UDP); called once, after configure(). */
   createEngine(cfg: EngineConfig, initial: RouteTable): Engine;
-  /** Closes the device (which removes it, and its route). */
+  /** Closes the device, which removes it and its routes. */
   close(): void;
 }
 
-/** Opens the TUN the configured engine runs on. */
+/** Opens the device the configured engine runs on. */
 export interface Dataplane {
   open(): DataplaneDevice;
 }

@@ -6,8 +6,8 @@ import type { Cidr } from '../net/ipv4.js';
 import type { RouteTable } from '../routes/route_table.js';
 import type { CounterSnapshot } from './counters.js';
 
-export type EngineKind = 'js' | 'native';
-export const ENGINE_KINDS: readonly EngineKind[] = ['native', 'js'];
+export type EngineKind = 'js' | 'native' | 'kernel';
+export const ENGINE_KINDS: readonly EngineKind[] = ['native', 'js', 'kernel'];
 
 /** What an engine forwards for: fixed for its lifetime. */
 export interface EngineConfig {
@@ -48,8 +48,8 @@ export interface WireguardPeerStatus {
 
 /** What an engine runs with, for logs, /status and `weftctl status`. */
 export interface EngineDetails {
-  /** TUN queues, one per worker (the js engine has one). */
-  readonly queues: number;
+  /** TUN queues, one per worker (the js engine has one; the kernel engine none). */
+  readonly queues?: number;
   /** Native: the TUN carries vnet headers (TSO in, coalesced super-packets out). */
   readonly vnetHdr?: boolean;
   /** Native, after start: the kernel took UDP GSO / UDP GRO. */
@@ -59,6 +59,20 @@ export interface EngineDetails {
   readonly boundToDevice?: boolean;
   /** Native, after start: replaced route tables not yet freed (some worker may still read them). */
   readonly retiredTables?: number;
+  /** Kernel: the VXLAN-GPE device, and whether the kernel filters VNIs on it (vnifilter, 5.18+). */
+  readonly device?: string;
+  readonly vnifilter?: boolean;
+  /** Kernel, after start: what holds weft's filters (nftables, iptables). */
+  readonly firewall?: string;
+  /** Kernel, after start: encap routes installed; peers not routed (a lease on another port: the device sends to one); device repairs (deleted or set down under weftd). */
+  readonly routes?: number;
+  readonly unroutablePeers?: number;
+  readonly deviceRepairs?: number;
+  /** Kernel, after start: the device's own error and drop counts; its packets and bytes are the inside (tx) and outside (rx) counters. */
+  readonly deviceRxErrors?: number;
+  readonly deviceRxDropped?: number;
+  readonly deviceTxErrors?: number;
+  readonly deviceTxDropped?: number;
 }
 
 /**

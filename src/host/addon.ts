@@ -2,8 +2,8 @@
 // the test-only entry points are in the test addon (test/harness/test_addon.ts).
 
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { WeftError } from '../errors.js';
+import { treePath } from '../tree.js';
 
 /** Flag bits of openTun(). */
 export const TUN_MULTI_QUEUE = 1;
@@ -103,8 +103,15 @@ export interface WeftAddon {
   sdNotify(socketPath: string, state: string): number;
   /** flock(fd, LOCK_EX | LOCK_NB): 0 when held (until fd closes or the process dies), else the errno (EWOULDBLOCK: held elsewhere). */
   lockFile(fd: number): number;
-  /** net.ipv4.conf.<ifname>.accept_local = 1 over rtnetlink (no /proc/sys): 0, or the errno (ENODEV, EPERM, EINVAL for a bad name). */
-  setAcceptLocal(ifname: string): number;
+  /**
+   * One netlink conversation (native/netlink.h): `requests` (whole messages,
+   * each asking for an ack or a dump) go to the kernel on a fresh socket of
+   * `protocol`; returns the reply messages back to back once every request
+   * is answered. Throws an Error whose code is the errno name when the
+   * socket fails (ETIMEDOUT when the kernel does not answer); a refused
+   * request is an NLMSG_ERROR among the replies.
+   */
+  netlinkTransact(protocol: number, requests: Buffer): Buffer;
   /** One write(): bytes written, or -errno. Throws only for bad arguments. */
   writePacket(fd: number, buf: Buffer, offset: number, length: number): number;
   TunReader: TunReaderConstructor;
@@ -140,15 +147,14 @@ export interface WeftAddon {
   engineWgActivity(engine: NativeEngineHandle, out: Float64Array): number;
 }
 
-// src/host and dist/host are both two levels below the repository root.
-const ADDON_URL = new URL('../../native/build/Release/weft.node', import.meta.url);
+const ADDON_PATH = treePath('native/build/Release/weft.node');
 
 let addon: WeftAddon | undefined;
 
 /** The addon, loaded once. Throws WeftError WEFT_ADDON_MISSING when it is not built or does not load. */
 export function loadAddon(): WeftAddon {
   if (addon !== undefined) return addon;
-  const path = fileURLToPath(ADDON_URL);
+  const path = ADDON_PATH;
   try {
     addon = createRequire(import.meta.url)(path) as WeftAddon;
   } catch (err) {

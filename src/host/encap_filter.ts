@@ -38,7 +38,7 @@ export function encapFilterRuleset(network: Cidr, port: number): Ruleset {
 
 /** Installs (or replaces) the filter; returns the backend, which removeEncapFilter needs. */
 export async function installEncapFilter(network: Cidr, port: number): Promise<FirewallBackend> {
-  const backend = await detectBackend('the pod encapsulation filter');
+  const backend = detectBackend('the pod encapsulation filter');
   await installRuleset(encapFilterRuleset(network, port), backend);
   return backend;
 }

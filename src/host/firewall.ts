@@ -5,24 +5,33 @@
 // is installed, else iptables. Control-plane rate only; every failure names
 // the command.
 
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { WeftError } from '../errors.js';
-import { type CmdResult, CommandMissing, mustRun, runCommand } from './command.js';
+import { type CmdResult, commandEnv, mustRun, runCommand } from './command.js';
 
 export type FirewallBackend = 'nftables' | 'iptables';
 
 export const NFT_FAMILY = 'ip';
 
-/** nftables where `nft` is installed, else iptables where it is; neither is an error saying what needed them. */
-export async function detectBackend(purpose: string): Promise<FirewallBackend> {
-  for (const [backend, file] of [['nftables', 'nft'], ['iptables', 'iptables']] as const) {
+/** Whether `file` is an executable in one of PATH's directories, as the commands weftd runs are looked up. */
+export function onPath(file: string, path: string): boolean {
+  return path.split(delimiter).some((dir) => {
+    if (dir === '') return false;
     try {
-      await runCommand(file, ['--version']);
-      return backend;
-    } catch (err) {
-      if (!(err instanceof CommandMissing)) throw err;
+      accessSync(join(dir, file), constants.X_OK);
+      return true;
+    } catch {
+      return false;
     }
-  }
-  throw new WeftError('WEFT_HOST_SETUP', `${purpose} needs nft (nftables) or iptables on PATH, and neither was found`, { command: ['nft', '--version'] });
+  });
+}
+
+/** nftables where `nft` is installed, else iptables where it is (looked up on the commands' PATH); neither is an error saying what needed them. */
+export function detectBackend(purpose: string): FirewallBackend {
+  const path = commandEnv().PATH!;
+  for (const [backend, file] of [['nftables', 'nft'], ['iptables', 'iptables']] as const) if (onPath(file, path)) return backend;
+  throw new WeftError('WEFT_HOST_SETUP', `${purpose} needs nft (nftables) or iptables on PATH, and neither was found`, { path });
 }
 
 /**
@@ -41,7 +50,7 @@ export function nftRemoveTableScript(table: string): string {
 
 /** A chain of weft's own in an iptables table, and the rules of built-in chains that jump to it. */
 export interface IptChain {
-  readonly table: 'nat' | 'filter';
+  readonly table: 'nat' | 'filter' | 'raw';
   readonly chain: string;
   /** Each a full rule of a built-in chain, e.g. ['POSTROUTING', '-m', 'comment', ..., '-j', chain]. */
   readonly jumps: readonly (readonly string[])[];
@@ -67,7 +76,7 @@ async function replaceIptChain(c: IptChain, rules: readonly (readonly string[])[
 }
 
 /** Every jump (a crashed run and a later one may have left more than one), then the chain; no error when gone. */
-async function removeIptChain(c: IptChain): Promise<void> {
+export async function removeIptChain(c: IptChain): Promise<void> {
   for (const jump of c.jumps) for (let i = 0; i < 16 && (await ipt(c, ['-C', ...jump])).code === 0; i++) await iptMust(c, ['-D', ...jump]);
   if ((await ipt(c, ['-S', c.chain])).code !== 0) return;
   await iptMust(c, ['-F', c.chain]);

@@ -90,7 +90,7 @@ export function masqueradeRuleset(network: Cidr, subnet: Cidr): Ruleset {
  * Idempotent: a second run, e.g. after a crash, leaves one set of rules.
  */
 export async function installMasquerade(network: Cidr, subnet: Cidr, backend?: FirewallBackend): Promise<FirewallBackend> {
-  const b = backend ?? (await detectBackend('--ip-masq'));
+  const b = backend ?? detectBackend('--ip-masq');
   await installRuleset(masqueradeRuleset(network, subnet), b);
   return b;
 }

@@ -1,13 +1,19 @@
-// Host network configuration through iproute2: the TUN's address, MTU and
-// link state, facts about the underlay interface, and every link as it is
-// now (for `weftctl check`). Runs at control-plane rate only; every failure
-// names the command and the device.
+// Host network configuration: the TUN's address, MTU and link state over
+// rtnetlink, facts about the underlay interface, and every link as it is now
+// (for `weftctl check`) from iproute2. Runs at control-plane rate only; every
+// failure names the device or the command. weftd's start runs `ip` once (the
+// underlay's address and MTU): each process is a fork of the whole daemon,
+// which costs it more than the change, so the TUN is configured by rtnetlink
+// and what the kernel tells without one (/proc/net/route, getifaddrs) is read
+// directly.
 
 import { readFile } from 'node:fs/promises';
-import { getSystemErrorName } from 'node:util';
+import { networkInterfaces } from 'node:os';
 import { WeftError } from '../errors.js';
-import { loadAddon } from './addon.js';
+import { parseIp } from '../net/ipv4.js';
 import { mustRun } from './command.js';
+import { type NlRequest, expectDone } from './netlink.js';
+import { acceptLocalRequest, getLink, newAddrRequest, rtnl, setLinkRequest } from './rtnetlink.js';
 
 function ip(args: string[]): Promise<string> {
   return mustRun('ip', args);
@@ -23,19 +29,22 @@ function ip(args: string[]): Promise<string> {
  * vnet-header reader.
  */
 export async function configureTun(dev: string, addrWithPrefix: string, mtu: number, gsoMaxSegs?: number): Promise<void> {
-  const errno = loadAddon().setAcceptLocal(dev);
-  if (errno !== 0) {
-    const code = getSystemErrorName(-errno);
-    throw new WeftError('WEFT_HOST_SETUP', `cannot set net.ipv4.conf.${dev}.accept_local over rtnetlink: ${code}`, { iface: dev, errno: code });
-  }
-  await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu), ...(gsoMaxSegs === undefined ? [] : ['gso_max_segs', String(gsoMaxSegs)])]);
-  await ip(['addr', 'replace', addrWithPrefix, 'dev', dev]);
-  await ip(['link', 'set', 'dev', dev, 'up']);
+  const link = getLink(dev);
+  if (!link) throw new WeftError('WEFT_HOST_SETUP', `cannot configure ${dev}: no such device`, { iface: dev, errno: 'ENODEV' });
+  const [addr, len] = addrWithPrefix.split('/');
+  // In the order `ip` took them, one conversation: each answered on its own.
+  const steps: [string, NlRequest][] = [
+    [`cannot set net.ipv4.conf.${dev}.accept_local over rtnetlink`, acceptLocalRequest(dev)],
+    [`cannot set ${dev}'s MTU to ${mtu}${gsoMaxSegs === undefined ? '' : ` and gso_max_segs to ${gsoMaxSegs}`}`, setLinkRequest(dev, { mtu, ...(gsoMaxSegs === undefined ? {} : { gsoMaxSegs }) })],
+    [`cannot give ${dev} ${addrWithPrefix}`, newAddrRequest({ index: link.index, ip: parseIp(addr!), prefixLen: Number(len) })],
+    [`cannot bring ${dev} up`, setLinkRequest(dev, { up: true })],
+  ];
+  rtnl(steps.map(([, r]) => r)).forEach((a, k) => expectDone(a, steps[k]![0]));
 }
 
 /** Changes the TUN's MTU on a running node (encryption turned on or off). */
 export async function setTunMtu(dev: string, mtu: number): Promise<void> {
-  await ip(['link', 'set', 'dev', dev, 'mtu', String(mtu)]);
+  rtnl([setLinkRequest(dev, { mtu })]).forEach((a) => expectDone(a, `cannot set ${dev}'s MTU to ${mtu}`));
 }
 
 interface IpAddrJson {
@@ -80,14 +89,30 @@ export async function interfaceInfo(iface: string): Promise<{ ip: string; mtu: n
   return { ip: addr.local, mtu: out[0].mtu ?? Number(await readFile(`/sys/class/net/${iface}/mtu`, 'utf8')) };
 }
 
-/** The interface holding the IPv4 default route, if any. */
-export async function defaultRouteInterface(): Promise<string | undefined> {
-  const out = JSON.parse(await ip(['-j', '-4', 'route', 'show', 'default'])) as { dev?: string }[];
-  return out[0]?.dev;
+const RTF_UP = 0x1;
+
+/**
+ * The interface of the main table's IPv4 default route in /proc/net/route's
+ * text (the lowest metric of those up), if any: what `ip -4 route show
+ * default` lists first.
+ */
+export function defaultRouteIn(procNetRoute: string): string | undefined {
+  let best: { iface: string; metric: number } | undefined;
+  for (const line of procNetRoute.split('\n').slice(1)) {
+    const [iface, destination, , flags, , , metric, mask] = line.trim().split(/\s+/);
+    if (!iface || destination !== '00000000' || mask !== '00000000' || (Number.parseInt(flags ?? '0', 16) & RTF_UP) === 0) continue;
+    const m = Number(metric);
+    if (!best || m < best.metric) best = { iface, metric: m };
+  }
+  return best?.iface;
 }
 
-/** The interface that holds `addr`, if any. */
-export async function interfaceWithAddress(addr: string): Promise<string | undefined> {
-  const out = JSON.parse(await ip(['-j', '-4', 'addr', 'show'])) as IpAddrJson[];
-  return out.find((l) => l.addr_info?.some((a) => a.local === addr))?.ifname;
+/** The interface holding the IPv4 default route, if any (/proc/net is this network namespace's). */
+export async function defaultRouteInterface(): Promise<string | undefined> {
+  return defaultRouteIn(await readFile('/proc/net/route', 'utf8'));
+}
+
+/** The interface that holds `addr`, if any (getifaddrs: this network namespace's). */
+export function interfaceWithAddress(addr: string): string | undefined {
+  return Object.entries(networkInterfaces()).find(([, addrs]) => addrs?.some((a) => a.family === 'IPv4' && a.address === addr))?.[0];
 }

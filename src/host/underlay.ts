@@ -11,7 +11,7 @@ import { defaultRouteInterface, interfaceInfo, interfaceWithAddress } from './ne
  * MTU given stands for the TUN's and no interface is named.
  */
 export async function findUnderlay(o: { readonly publicIp?: string; readonly iface?: string; readonly mtu?: number }): Promise<{ ip: string; mtu: number; iface?: string }> {
-  const iface = o.iface ?? (o.publicIp ? await interfaceWithAddress(o.publicIp) : await defaultRouteInterface());
+  const iface = o.iface ?? (o.publicIp ? interfaceWithAddress(o.publicIp) : await defaultRouteInterface());
   if (!iface) {
     if (o.publicIp && o.mtu) return { ip: o.publicIp, mtu: o.mtu + ENCAP_OVERHEAD };
     throw new WeftError('WEFT_NO_PUBLIC_IP', o.publicIp ? `no interface holds --public-ip ${o.publicIp}; give --iface or --mtu` : 'no default route to find the underlay interface; give --iface or --public-ip', {});

@@ -4,8 +4,9 @@
 // Label cardinality is bounded by construction: the only labels are the
 // drop direction and reason (fixed by the counters' layout), the readiness
 // status (three values), the ignored-lease reason (five), version/engine
-// (one series), the encryption mode (three) and WireGuard session states
-// (four). Peers, addresses and packet sources are never labels.
+// (one series), the kernel engine's device counters' direction (two
+// values), the encryption mode (three) and WireGuard session states (four).
+// Peers, addresses and packet sources are never labels.
 
 import { ENCRYPTION_MODES } from '../constants.js';
 import { COUNTER_NAMES, type CounterName } from '../dataplane/counters.js';
@@ -103,5 +104,18 @@ export function renderMetrics(s: DaemonStatus): string {
     'leases left out of the route table, by reason: invalid (value does not parse), outside_network, subnet_length, public_ip_in_network, own_address',
     IGNORED_REASONS.map((r) => [{ reason: r }, s.ignoredLeasesByReason[r]]),
   );
+  if (s.engine.kind === 'kernel') {
+    // The kernel engine's device and routes; its packets, bytes and filter drops are the counters above.
+    const d = s.engine.details;
+    const directions = (inside: number | undefined, outside: number | undefined): readonly Sample[] => [
+      [{ direction: 'inside' }, inside ?? 0],
+      [{ direction: 'outside' }, outside ?? 0],
+    ];
+    metric('weft_kernel_routes', 'gauge', 'encap routes the kernel engine installed, one per peer', one(d.routes ?? 0));
+    metric('weft_kernel_unroutable_peers', 'gauge', 'peers the kernel engine cannot route: their lease names another port than the device\'s', one(d.unroutablePeers ?? 0));
+    metric('weft_kernel_device_repairs_total', 'counter', 'times the kernel engine\'s device was found deleted or down and made again', one(d.deviceRepairs ?? 0));
+    metric('weft_kernel_device_errors_total', 'counter', 'the device\'s own error counts: inside its transmit errors (no route to a peer), outside its receive errors', directions(d.deviceTxErrors, d.deviceRxErrors));
+    metric('weft_kernel_device_dropped_total', 'counter', 'the device\'s own drop counts: inside on transmit, outside on receive', directions(d.deviceTxDropped, d.deviceRxDropped));
+  }
   return `${out.join('\n')}\n`;
 }

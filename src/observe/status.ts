@@ -38,8 +38,8 @@ export interface FirewallStatus {
 
 /** What weftd set up on the host: what `weftctl check` compares the host with. */
 export interface HostStatus {
-  /** The device the engine forwards through, as configured: null until it exists. */
-  readonly device: { readonly kind: 'tun'; readonly name: string; readonly mtu: number; readonly address: string } | null;
+  /** The device the engine forwards through, as configured (a TUN, or the kernel engine's VXLAN-GPE device): null until it exists. */
+  readonly device: { readonly kind: 'tun' | 'vxlan'; readonly name: string; readonly mtu: number; readonly address: string } | null;
   /** The underlay as found at start: its interface (null when weftd does not know it) and MTU. */
   readonly underlay: { readonly iface: string | null; readonly mtu: number } | null;
   /** Bytes each packet grows by on the underlay: the device's MTU may be at most the underlay's less this. */

@@ -1,7 +1,6 @@
 // The etcd value schema (proto/weft.proto) and its strict proto3-JSON codec:
 // every value read from etcd is validated here, and a bad one names its key.
 
-import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import protojson from 'protobufjs/ext/protojson.js';
 import { DEFAULT_UDP_PORT, DEFAULT_VNI, ENCRYPTION_MODES, type EncryptionMode, MAX_SUBNET_BITS } from '../constants.js';
@@ -9,8 +8,9 @@ import { WeftError, errorMessage } from '../errors.js';
 import { type Cidr, formatCidr, parseCidr, parseIp, underlayAddressProblem } from '../net/ipv4.js';
 import { DEFAULT_WG_PORT } from '../wireguard/constants.js';
 import { isZeroKey, parseKey } from '../wireguard/keys.js';
+import { treePath } from '../tree.js';
 
-const root = protobuf.loadSync(fileURLToPath(new URL('../../proto/weft.proto', import.meta.url)));
+const root = protobuf.loadSync(treePath('proto/weft.proto'));
 const NetworkConfigType = root.lookupType('weft.v1.NetworkConfig');
 const SubnetLeaseType = root.lookupType('weft.v1.SubnetLease');
 

@@ -209,11 +209,11 @@ describe.skipIf(rootSkipReason())('--ip-masq (needs root: network namespaces, TU
   });
 
   it('falls back to an iptables chain where nft is missing, idempotent and removed on SIGTERM', async () => {
-    // A PATH with what weftd and `ip netns exec` run, but no nft.
+    // A PATH with what weftd (node, for its bin) and `ip netns exec` run, but no nft.
     const bin = join(c.lab.dir, 'bin-no-nft');
     await mkdir(bin, { recursive: true });
     const searchPath = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
-    for (const cmd of ['ip', 'setpriv', 'iptables']) {
+    for (const cmd of ['ip', 'setpriv', 'iptables', 'node']) {
       const dir = searchPath.find((d) => d && existsSync(join(d, cmd)));
       if (!dir) throw new Error(`${cmd} not found on ${searchPath.join(':')}`);
       await symlink(join(dir, cmd), join(bin, cmd));

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PREFIX, WEFTD, WeftCluster, unitNodeFlags } from '../lab/cluster.js';
+import { PREFIX, WEFTD, WeftCluster, weftdNodeFlags } from '../lab/cluster.js';
 import { rootSkipReason } from '../harness/privilege.js';
 
 
@@ -103,16 +103,18 @@ describe.skipIf(rootSkipReason())('weftd as a service (needs root: network names
     expect(existsSync(join(c.nodeDir(2), 'subnet.env'))).toBe(false);
   }, 60_000);
 
-  it('runs with CAP_NET_ADMIN as its only capability and /proc/sys read-only, as the unit file grants', async () => {
+  it('runs from its bin with CAP_NET_ADMIN as its only capability and /proc/sys read-only, as the unit file grants', async () => {
     const dir2 = join(dir, 'capped');
     const flags = ['--etcd-endpoints', c.lab.etcdEndpoint, '--node-name', 'capped', '--iface', 'eth0', '--subnet-file', join(dir2, 'subnet.env'), '--state-dir', join(dir2, 'state'), '--ip-masq'];
-    const nodeFlags = unitNodeFlags();
-    expect(nodeFlags).toContain('--jitless');
     // ProtectKernelTunables=yes as systemd does it: /proc/sys bind-mounted read-only in a mount namespace of weftd's own.
     const readOnlySysctl = 'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"';
     const setpriv = ['setpriv', '--inh-caps', '-all,+net_admin', '--ambient-caps', '-all,+net_admin', '--bounding-set', '-all,+net_admin', '--no-new-privs'];
-    const capped = c.lab.spawn(c.lab.nodeNs(2), ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', readOnlySysctl, 'sh', ...setpriv, process.execPath, ...nodeFlags, WEFTD, ...flags]);
+    const capped = c.lab.spawn(c.lab.nodeNs(2), ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', readOnlySysctl, 'sh', ...setpriv, WEFTD, ...flags]);
     const ready = JSON.parse(await capped.waitForLog(/"event":"ready"/, 20_000)) as { subnet: string; udpGso: boolean };
+    // Started by its bin, as the unit starts it: Node runs with the bin's flags.
+    const argv = readFileSync(`/proc/${capped.pid}/cmdline`, 'utf8').split('\0');
+    expect(argv.slice(0, 1 + weftdNodeFlags().length)).toEqual(['node', ...weftdNodeFlags()]);
+    expect(weftdNodeFlags()).toContain('--jitless');
     expect(ready.udpGso).toBe(true);
     const mounts = readFileSync(`/proc/${capped.pid}/mountinfo`, 'utf8').split('\n').filter((l) => l.split(' ')[4] === '/proc/sys').at(-1);
     expect(mounts?.split(' ')[5]).toMatch(/^ro\b/);

@@ -45,12 +45,6 @@ function memoryHost(ip: string, record: HostRecord): HostNetwork {
       return { release: () => void heldLocks.delete(stateDir) };
     },
     underlay: async () => ({ ip, mtu: UNDERLAY_MTU }),
-    configureTun: async (dev, addr, mtu) => {
-      record.tunConfig = { dev, addr, mtu };
-    },
-    setTunMtu: async (_dev, mtu) => {
-      if (record.tunConfig) record.tunConfig = { ...record.tunConfig, mtu };
-    },
     ipForwarding: async () => true,
     installEncapFilter: async () => {
       record.encapFilter = true;
@@ -71,7 +65,14 @@ function memoryDataplane(net: MemoryNetwork, node: ClusterNode): Dataplane {
       node.tun = tun;
       return {
         tunName: tun.name,
-        gsoMaxSegs: undefined,
+        configure: async (c) => {
+          const address = `${formatIp(c.subnet.base)}/${c.network.len}`;
+          node.host.tunConfig = { dev: tun.name, addr: address, mtu: c.mtu };
+          return { kind: 'tun', name: tun.name, mtu: c.mtu, address };
+        },
+        setMtu: async (mtu) => {
+          if (node.host.tunConfig) node.host.tunConfig = { ...node.host.tunConfig, mtu };
+        },
         createEngine: (cfg, initial) => new JsEngine(cfg, tun, net.transport(formatIp(cfg.bindIp), cfg.port), initial, (port) => net.transport(formatIp(cfg.bindIp), port)),
         close: () => tun.close(),
       };

@@ -193,4 +193,32 @@ describe('encryption in a weft cluster in one process (js engine, manual clock)'
     expect((x.ended as Error).message).toContain(`WireGuard key file ${file}: has mode 0644`);
     expect((await cluster.admin.listLeases()).records).toEqual([]);
   });
+
+  it('refuses --engine kernel while the cluster encrypts; a kernel node running when encryption is turned on publishes no key, says so once, and its peers still reach it', async () => {
+    cluster = new MemoryCluster();
+    await cluster.init();
+    await setEncryption('wireguard');
+    const refused = cluster.add('k0', 9, { engine: 'kernel' });
+    await refused.start();
+    expect(refused.ended).toMatchObject({ code: 'WEFT_ENGINE_REFUSED' });
+    expect((refused.ended as Error).message).toMatch(/^--engine kernel cannot encrypt, and the network config asks for encryption wireguard: run --engine native \(or js\)/);
+    expect((await cluster.admin.listLeases()).records).toEqual([]);
+
+    // (The in-memory dataplane is the js engine's whatever the flag says: what is tested is the control plane's answer.)
+    await setEncryption('off');
+    const nodes = [cluster.add('n1', 0), cluster.add('k1', 1, { engine: 'kernel' })];
+    await Promise.all(nodes.map((x) => x.start()));
+    await cluster.until('every table complete', () => nodes.every((x) => x.status().peers.length === 1));
+    const [a, k] = nodes as [ClusterNode, ClusterNode];
+    await setEncryption('wireguard');
+    await cluster.elapse(ETCD_PROBE_MS);
+    await cluster.until('n1 to publish its key', () => allApplied([a], 'wireguard'));
+    await cluster.elapse(ETCD_PROBE_MS);
+    expect(k.events('encryption_unsupported')).toHaveLength(1);
+    expect(k.status().encryption).toMatchObject({ mode: 'wireguard', published: false });
+    expect(k.host.tunConfig?.mtu).toBe(1464);
+    expect((await cluster.admin.listLeases()).records.find((r) => r.lease.nodeName === 'k1')!.lease.wireguardPublicKey).toBeFalsy();
+    expect(await ping(a, k)).toBe(true);
+    expect(await ping(k, a)).toBe(true);
+  });
 });

@@ -8,9 +8,9 @@ import { closeSync, mkdtempSync, openSync, readlinkSync, rmSync, writeSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getSystemErrorName } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/host/addon.js';
+import { setAcceptLocal } from '../../src/host/rtnetlink.js';
 import { loadTestAddon } from '../harness/test_addon.js';
 import { until } from '../harness/until.js';
 import { type ExecResult, run as runCommand } from '../lab/exec.js';
@@ -83,18 +83,28 @@ describe('weft addon (no privileges)', () => {
 
   it('weft.node exports what weftd uses and none of the test addon\'s entry points', () => {
     expect(Object.keys(loadAddon()).sort()).toEqual(
-      ['COUNTER_NAMES', 'TUN_MULTI_QUEUE', 'TUN_VNET_HDR', 'TunReader', 'createEngine', 'engineInfo', 'engineSetRoutes', 'engineStop', 'lockFile', 'openTun', 'sdNotify', 'setAcceptLocal', 'writePacket'],
+      ['COUNTER_NAMES', 'TUN_MULTI_QUEUE', 'TUN_VNET_HDR', 'TunReader', 'createEngine', 'engineInfo', 'engineSetRoutes', 'engineStop', 'lockFile', 'netlinkTransact', 'openTun', 'sdNotify', 'writePacket'],
     );
     const production = new Set(Object.keys(loadAddon()));
     expect(Object.keys(loadTestAddon()).filter((name) => production.has(name))).toEqual([]);
   });
 
-  it('setAcceptLocal() answers an errno for a device that is not there or a name no device can have, and throws only for a non-string', () => {
-    const { setAcceptLocal } = loadAddon();
-    expect(getSystemErrorName(-setAcceptLocal('weftnothere0'))).toBe('ENODEV');
-    expect(getSystemErrorName(-setAcceptLocal('a'.repeat(16)))).toBe('EINVAL');
-    expect(getSystemErrorName(-setAcceptLocal('we\0ft'))).toBe('EINVAL');
-    expect(() => (setAcceptLocal as (n: unknown) => number)(7)).toThrow(TypeError);
+  it('setAcceptLocal() names the errno for a device that is not there, and refuses a name no device can have before asking the kernel', () => {
+    expect(() => setAcceptLocal('weftnothere0')).toThrow(/accept_local over rtnetlink: (ENODEV|EPERM)$/);
+    expect(() => setAcceptLocal('a'.repeat(16))).toThrow(/is not a valid interface name/);
+    expect(() => setAcceptLocal('we\0ft')).toThrow(/is not a valid interface name/);
+  });
+
+  it('netlinkTransact() throws for arguments that are not a protocol and whole messages, and answers nothing to nothing', () => {
+    const { netlinkTransact } = loadAddon();
+    expect(() => (netlinkTransact as (p: unknown, b: unknown) => Buffer)('route', Buffer.alloc(0))).toThrow(TypeError);
+    expect(() => (netlinkTransact as (p: unknown, b: unknown) => Buffer)(0, 'bytes')).toThrow(TypeError);
+    expect(() => netlinkTransact(0, Buffer.alloc(3))).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    // A header claiming more bytes than there are.
+    const truncated = Buffer.alloc(16);
+    truncated.writeUInt32LE(64, 0);
+    expect(() => netlinkTransact(0, truncated)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    expect(netlinkTransact(0, Buffer.alloc(0))).toHaveLength(0);
   });
 
   it('TunReader rejects a slab smaller than lengths.length * slotSize with a RangeError', () => {

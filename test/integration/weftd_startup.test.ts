@@ -23,7 +23,7 @@ describe('weftd start-up errors', () => {
   it('exits 2 with one line naming a bad flag', async () => {
     for (const [args, reason] of [
       [['--bogus'], 'weftd: unknown flag --bogus (see --help)\n'],
-      [['--engine', 'warp'], 'weftd: --engine: "warp" is not one of native, js\n'],
+      [['--engine', 'warp'], 'weftd: --engine: "warp" is not one of native, js, kernel\n'],
       [['--lease-ttl', '-5'], 'weftd: --lease-ttl: expects a whole number from 5 to 315360000, got "-5"\n'],
     ] as const) {
       const r = await weftd([...args]);

@@ -10,14 +10,24 @@ import { Lab, type LabProcess } from './lab.js';
 import { Podman } from './podman.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const WEFTD = join(ROOT, 'dist/cli/weftd.js');
-export const UNIT = join(ROOT, 'systemd/weftd.service');
+/** weftd's bin (package.json "bin"): the bundle, whose #! line starts Node with the agent's flags. */
+export const WEFTD = join(ROOT, 'dist/weftd.cjs');
 
-/** Node's flags as the shipped unit runs weftd with them (ExecStart=/usr/bin/node <flags> .../weftd.js). */
-export function unitNodeFlags(): string[] {
-  const execStart = /^ExecStart=(\S+) (.*) \S+weftd\.js$/m.exec(readFileSync(UNIT, 'utf8'));
-  if (!execStart) throw new Error(`no ExecStart=<node> <flags> .../weftd.js in ${UNIT}`);
-  return execStart[2]!.split(' ');
+/** Node's flags on the bin's #! line (#!/usr/bin/env -S node <flags>), which every way of starting weftd gets. */
+export function weftdNodeFlags(): string[] {
+  const shebang = /^#!\/usr\/bin\/env -S node (.+)$/m.exec(readFileSync(WEFTD, 'utf8').slice(0, 200));
+  if (!shebang) throw new Error(`no #!/usr/bin/env -S node <flags> line at the top of ${WEFTD}`);
+  return shebang[1]!.split(' ');
+}
+
+/**
+ * The command that starts weftd (`bin`, this tree's by default) with `args`: the bin, as users start
+ * it; for the js engine (the last --engine in args) `node <bin>`, without the bin's --jitless, as
+ * docs/install.md says to run it.
+ */
+export function weftdCommand(args: readonly string[], bin = WEFTD): string[] {
+  const engine = args.reduce<string | undefined>((e, a, k) => (a === '--engine' ? args[k + 1] : a.startsWith('--engine=') ? a.slice('--engine='.length) : e), undefined);
+  return engine === 'js' ? [process.execPath, bin] : [bin];
 }
 export const WEFTCTL = join(ROOT, 'dist/cli/weftctl.js');
 const TCP_TRANSFER = join(ROOT, 'test/e2e/fixtures/tcp_transfer.mjs');
@@ -32,6 +42,8 @@ export interface ClusterOptions {
   engine?: string | ((node: number) => string);
   /** Extra weftd flags for every node. */
   flags?: string[];
+  /** The weftd bin, for all nodes or per node (default this tree's, WEFTD). */
+  bin?: string | ((node: number) => string);
   /** false: only the lab and the network config; the test starts weftd itself (startNode). */
   startNodes?: boolean;
   /** The lab's etcd: 1 member (default) or a cluster of 3; weftd and weftctl get every member's endpoint. */
@@ -143,9 +155,7 @@ export class WeftCluster {
     while (this.lab.nodeCount < i) await this.lab.addNode();
     const state = this.nodes.get(i) ?? { weftd: undefined, subnet: undefined, pods: [] };
     this.nodes.set(i, state);
-    const proc = this.lab.spawn(this.lab.nodeNs(i), [
-      process.execPath,
-      WEFTD,
+    const args = [
       '--etcd-endpoints', this.lab.etcdEndpoint,
       '--etcd-prefix', PREFIX,
       '--node-name', `node${i}`,
@@ -156,7 +166,9 @@ export class WeftCluster {
       '--stats-interval', '1',
       ...(this.opts.flags ?? []),
       ...extraFlags,
-    ], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`), ...(env ? { env } : {}) });
+    ];
+    const bin = typeof this.opts.bin === 'function' ? this.opts.bin(i) : (this.opts.bin ?? WEFTD);
+    const proc = this.lab.spawn(this.lab.nodeNs(i), [...weftdCommand(args, bin), ...args], { logFile: join(this.lab.dir, 'logs', `weftd-node${i}.log`), ...(env ? { env } : {}) });
     state.weftd = proc;
     state.metricsAddr = metricsAddrOf([...(this.opts.flags ?? []), ...extraFlags], env?.WEFT_METRICS_ADDR);
     return proc;

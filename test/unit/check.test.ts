@@ -99,7 +99,7 @@ describe('weftctl check on a healthy node', () => {
 describe('weftd', () => {
   it('fails when weftd does not answer, saying so, and skips what needs it', () => {
     const f = facts({ weftd: { ok: false, error: 'weftd is not running or not listening on 127.0.0.1:9474 (ECONNREFUSED)' } });
-    expect(notOk(f)).toEqual({ weftd: 'fail', lease: 'skip', 'subnet-file': 'warn', tun: 'skip', mtu: 'skip', 'encap-filter': 'skip', masquerade: 'skip', peers: 'skip' });
+    expect(notOk(f)).toEqual({ weftd: 'fail', lease: 'skip', 'subnet-file': 'warn', tun: 'skip', vxlan: 'skip', mtu: 'skip', 'encap-filter': 'skip', masquerade: 'skip', peers: 'skip' });
     expect(result(f, 'weftd').fix).toMatch(/systemctl start weftd/);
     expect(EXIT_STATUS[overall(runChecks(f))]).toBe(2);
   });
@@ -204,6 +204,14 @@ describe('tun and mtu', () => {
     const extra: Check = { name: 'vxlan', engines: ['kernel'], run: () => ({ verdict: 'ok', summary: 'the kernel engine\'s own' }) };
     expect(runChecks(kernel, [...CHECKS, extra]).at(-1)).toEqual({ name: 'vxlan', verdict: 'ok', summary: 'the kernel engine\'s own' });
     expect(runChecks(facts(), [...CHECKS, extra]).map((r) => r.name)).not.toContain('vxlan');
+  });
+
+  it('checks the kernel engine\'s VXLAN-GPE device as the TUN: there, up, its MTU and /32 address', () => {
+    const vxlanFacts = (l: (link: LinkInfo) => LinkInfo | undefined): CheckFacts =>
+      facts({ links: links(l) }, { engine: { kind: 'kernel', details: {} }, host: { ...sampleStatus().host, device: { kind: 'vxlan', name: 'weft0', mtu: 1464, address: '198.19.1.0/32' } } });
+    expect(result(vxlanFacts((l) => (l.name === 'weft0' ? { ...l, addresses: ['198.19.1.0/32'] } : l)), 'vxlan')).toMatchObject({ verdict: 'ok', summary: 'weft0 up, MTU 1464, 198.19.1.0/32' });
+    expect(result(vxlanFacts((l) => (l.name === 'weft0' ? undefined : l)), 'vxlan')).toMatchObject({ verdict: 'fail', summary: 'weft0 does not exist: nothing is forwarded' });
+    expect(runChecks(facts()).map((r) => r.name)).not.toContain('vxlan');
   });
 
   it('fails a TUN MTU the underlay cannot carry, warns when the underlay changed since start, skips a NAT\'d underlay', () => {

@@ -37,6 +37,10 @@ const FOREIGN_FLAGS: Readonly<Record<string, string>> = {
   '--now': 'systemctl enable --now',
   '--volatile': 'systemd-nspawn',
   '--network-namespace-path': 'systemd-nspawn',
+  '--no-expose-wasm': 'node (on weftd\'s #! line)',
+  '--omit': 'npm ci --omit=dev',
+  '--out': 'node build/deb.mjs --out DIR (npm run package)',
+  '--info': 'lintian --info',
 };
 
 /** Every `--flag` token of a page, with its line number. */

@@ -145,4 +145,20 @@ describe('renderMetrics', () => {
     const samples = parseExposition(renderMetrics(sampleStatus({ readiness: { status: 'degraded', reasons: ['etcd unreachable'] } })));
     expect([samples.get('weft_readiness{status="ready"}'), samples.get('weft_readiness{status="degraded"}'), samples.get('weft_readiness{status="not_ready"}')]).toEqual([0, 1, 0]);
   });
+
+  it('adds the kernel engine\'s device and routes, for that engine only, from its first scrape', () => {
+    const kernel = (details: Record<string, unknown>) => parseExposition(renderMetrics(sampleStatus({ engine: { kind: 'kernel', details } })));
+    const running = kernel({ device: 'weft0', routes: 2, unroutablePeers: 1, deviceRepairs: 3, deviceRxErrors: 4, deviceRxDropped: 5, deviceTxErrors: 6, deviceTxDropped: 7 });
+    expect(Object.fromEntries([...running].filter(([k]) => k.startsWith('weft_kernel_')))).toEqual({
+      weft_kernel_routes: 2,
+      weft_kernel_unroutable_peers: 1,
+      weft_kernel_device_repairs_total: 3,
+      'weft_kernel_device_errors_total{direction="inside"}': 6,
+      'weft_kernel_device_errors_total{direction="outside"}': 4,
+      'weft_kernel_device_dropped_total{direction="inside"}': 7,
+      'weft_kernel_device_dropped_total{direction="outside"}': 5,
+    });
+    expect([...kernel({ device: 'weft0' })].filter(([k]) => k.startsWith('weft_kernel_')).every(([, v]) => v === 0)).toBe(true);
+    expect([...parseExposition(renderMetrics(sampleStatus()))].some(([k]) => k.startsWith('weft_kernel_'))).toBe(false);
+  });
 });

@@ -1,0 +1,296 @@
+// The checks Linux's VXLAN-GPE device does not make, for the kernel engine,
+// in a firewall table of weft's own (nftables `table ip weft_kernel`, else
+// iptables chains WEFT-KERNEL-*), each drop counted under the name of the
+// engine counter it stands for (src/dataplane/counters.ts):
+//
+//   UDP to the cluster port (input):  short, bad flags, another VNI, another
+//       next protocol (as outside.ts checks the header), then an outer source
+//       that is no node of the lease table (a set replaced with each table)
+//   decapsulated, arriving on the device (prerouting, before conntrack):
+//       an inner source neither in the cluster network nor a node's address;
+//       an inner destination outside this node's subnet, or its broadcast
+//   sent by this node (output): ICMP net-unreachable for a cluster
+//       destination, the kernel's answer to an unowned one (counted, not dropped)
+//
+// The kernel cannot bind an inner source to the node that sent it (outside.ts
+// does): that needs tc flower or BPF on the decapsulated packet's metadata.
+// Installed whole at start, nodes replaced whole with each table, removed whole
+// at stop; nothing else on the host is touched. Control-plane rate only.
+
+import { spawnSync } from 'node:child_process';
+import { type Cidr, formatCidr, formatIp, maskOf } from '../net/ipv4.js';
+import { commandEnv, mustRun, runCommand } from './command.js';
+import { type FirewallBackend, NFT_FAMILY, detectBackend, nftRemoveTableScript, nftTableScript, removeIptChain } from './firewall.js';
+import { readNftCounters } from './nft_counters.js';
+
+export const KERNEL_NFT_TABLE = 'weft_kernel';
+const NODES_SET = 'nodes';
+
+/** The counters, each named as the engine counter it stands for. */
+export const KERNEL_FILTER_COUNTERS = [
+  'outside_drop_short',
+  'outside_drop_bad_flags',
+  'outside_drop_vni',
+  'outside_drop_next_proto',
+  'outside_drop_unknown_sender',
+  'outside_drop_spoofed_source',
+  'outside_drop_not_local',
+  'inside_icmp_unreachable',
+] as const;
+export type KernelFilterCounter = (typeof KERNEL_FILTER_COUNTERS)[number];
+
+export interface KernelFilterSpec {
+  /** The VXLAN-GPE device decapsulated packets arrive on. */
+  readonly device: string;
+  readonly port: number;
+  readonly vni: number;
+  readonly network: Cidr;
+  /** This node's subnet. */
+  readonly subnet: Cidr;
+}
+
+const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`;
+const broadcast = (c: Cidr): number => (c.base | ~maskOf(c.len)) >>> 0;
+
+// ---- nftables
+
+function nftBody(s: KernelFilterSpec, nodes: readonly number[]): string[] {
+  const dev = `iifname "${s.device}"`;
+  const udp = `udp dport ${s.port}`;
+  const drop = (counter: KernelFilterCounter): string => `counter name "${counter}" drop`;
+  const elements = nodes.length > 0 ? [`    elements = { ${nodes.map(formatIp).join(', ')} }`] : [];
+  return [
+    ...KERNEL_FILTER_COUNTERS.map((c) => `  counter ${c} { }`),
+    `  set ${NODES_SET} {`,
+    '    type ipv4_addr',
+    ...elements,
+    '  }',
+    '  chain input {',
+    '    type filter hook input priority filter; policy accept;',
+    // The VXLAN-GPE header is the 8 bytes after the UDP header's 8: flags, 2 reserved, next protocol, VNI (3), reserved.
+    `    ${udp} udp length < 16 ${drop('outside_drop_short')}`,
+    `    ${udp} @th,64,8 & 0x3d != 0x0c ${drop('outside_drop_bad_flags')}`,
+    `    ${udp} @th,96,24 != ${s.vni} ${drop('outside_drop_vni')}`,
+    `    ${udp} @th,88,8 != 1 ${drop('outside_drop_next_proto')}`,
+    `    ${udp} ip saddr != @${NODES_SET} ${drop('outside_drop_unknown_sender')}`,
+    '  }',
+    '  chain decap {',
+    '    type filter hook prerouting priority raw; policy accept;',
+    `    ${dev} ip saddr != ${formatCidr(s.network)} ip saddr != @${NODES_SET} ${drop('outside_drop_spoofed_source')}`,
+    `    ${dev} ip daddr != ${formatCidr(s.subnet)} ${drop('outside_drop_not_local')}`,
+    `    ${dev} ip daddr ${formatIp(broadcast(s.subnet))} ${drop('outside_drop_not_local')}`,
+    '  }',
+    '  chain output {',
+    '    type filter hook output priority filter; policy accept;',
+    // The quoted packet's destination: ICMP header 8 bytes, then its IPv4 header's destination at 16.
+    `    ip daddr ${formatCidr(s.subnet)} icmp type destination-unreachable icmp code net-unreachable @th,192,32 & ${hex(maskOf(s.network.len))} == ${hex(s.network.base)} counter name "inside_icmp_unreachable"`,
+    '  }',
+  ];
+}
+
+/** The nft script that (re)creates the table in one transaction, for tests and operators. */
+export function kernelFilterNftScript(s: KernelFilterSpec, nodes: readonly number[]): string {
+  return nftTableScript(KERNEL_NFT_TABLE, nftBody(s, nodes));
+}
+
+/**
+ * The nft script that turns the node set from `from` into `to` in one
+ * transaction: the difference when `from` is known (one peer's change
+ * writes one element, not the table's thousand), else flushed and refilled.
+ */
+export function nftNodesScript(to: readonly number[], from?: readonly number[]): string {
+  const set = `${NFT_FAMILY} ${KERNEL_NFT_TABLE} ${NODES_SET}`;
+  const elements = (verb: string, ips: readonly number[]): string[] => (ips.length > 0 ? [`${verb} element ${set} { ${ips.map(formatIp).join(', ')} }`] : []);
+  if (from === undefined) return [`flush set ${set}`, ...elements('add', to), ''].join('\n');
+  const had = new Set(from);
+  const want = new Set(to);
+  return [...elements('delete', from.filter((ip) => !want.has(ip))), ...elements('add', to.filter((ip) => !had.has(ip)))].map((l) => `${l}\n`).join('');
+}
+
+// ---- iptables (where nft is missing): the same rules in chains of the filter and raw tables
+
+const IPT = {
+  in: 'WEFT-KERNEL-IN',
+  nodes: 'WEFT-KERNEL-NODES',
+  stranger: 'WEFT-KERNEL-STRANGER',
+  out: 'WEFT-KERNEL-OUT',
+  decap: 'WEFT-KERNEL-DECAP',
+  sources: 'WEFT-KERNEL-SOURCES',
+  spoofed: 'WEFT-KERNEL-SPOOFED',
+} as const;
+
+type IptTable = 'filter' | 'raw';
+const JUMP_COMMENT = ['-m', 'comment', '--comment', 'weft: kernel engine'];
+
+/** The rules of built-in chains that jump to weft's, each inserted first so no earlier accept skips it. */
+function iptJumps(s: KernelFilterSpec): { table: IptTable; rule: string[] }[] {
+  return [
+    { table: 'filter', rule: ['INPUT', '-p', 'udp', '--dport', String(s.port), ...JUMP_COMMENT, '-j', IPT.in] },
+    { table: 'filter', rule: ['OUTPUT', '-p', 'icmp', ...JUMP_COMMENT, '-j', IPT.out] },
+    { table: 'raw', rule: ['PREROUTING', '-i', s.device, ...JUMP_COMMENT, '-j', IPT.decap] },
+  ];
+}
+
+/** u32 ranges: every 24-bit value but `v`. */
+const allBut = (v: number, max: number): string => [v > 0 ? `0:${hex(v - 1)}` : '', v < max ? `${hex(v + 1)}:${hex(max)}` : ''].filter((r) => r !== '').join(',');
+/** A u32 test on the UDP header, `at` bytes in (the IP header's length read from its first word). */
+const udpU32 = (test: string): string[] => ['-m', 'u32', '--u32', `0>>22&0x3C@${test}`];
+const counted = (counter: KernelFilterCounter, target = 'DROP'): string[] => ['-m', 'comment', '--comment', counter, '-j', target];
+
+/** The node lists (flushed by their declaration, then filled) and, with `all`, every other chain: iptables-restore --noflush input. */
+function iptScript(s: KernelFilterSpec, nodes: readonly number[], all: boolean): string {
+  const sources = (chain: string, then: string): string[] => [...nodes.map((ip) => `-A ${chain} -s ${formatIp(ip)}/32 -j RETURN`), `-A ${chain} -j ${then}`];
+  const rule = (chain: string, args: readonly string[]): string => `-A ${chain} ${args.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}`;
+  const filter = [
+    '*filter',
+    ...(all ? [IPT.in, IPT.stranger, IPT.out] : []).map((c) => `:${c} - [0:0]`),
+    `:${IPT.nodes} - [0:0]`,
+    ...(all
+      ? [
+          rule(IPT.in, [...udpU32('4>>16=0:15'), ...counted('outside_drop_short')]),
+          rule(IPT.in, [...udpU32('8>>24&0x3D=0:0xB,0xD:0xFF'), ...counted('outside_drop_bad_flags')]),
+          rule(IPT.in, [...udpU32(`12>>8=${allBut(s.vni, 0xffffff)}`), ...counted('outside_drop_vni')]),
+          rule(IPT.in, [...udpU32('8&0xFF=0,2:0xFF'), ...counted('outside_drop_next_proto')]),
+          `-A ${IPT.in} -j ${IPT.nodes}`,
+          rule(IPT.stranger, counted('outside_drop_unknown_sender')),
+          rule(IPT.out, ['-p', 'icmp', '--icmp-type', 'network-unreachable', '-d', formatCidr(s.subnet), '-m', 'u32', '--u32', `0>>22&0x3C@24&${hex(maskOf(s.network.len))}=${hex(s.network.base)}`, ...counted('inside_icmp_unreachable', 'RETURN')]),
+        ]
+      : []),
+    ...sources(IPT.nodes, IPT.stranger),
+    'COMMIT',
+  ];
+  const raw = [
+    '*raw',
+    ...(all ? [IPT.decap, IPT.spoofed] : []).map((c) => `:${c} - [0:0]`),
+    `:${IPT.sources} - [0:0]`,
+    ...(all
+      ? [
+          `-A ${IPT.decap} ! -s ${formatCidr(s.network)} -j ${IPT.sources}`,
+          rule(IPT.decap, ['!', '-d', formatCidr(s.subnet), ...counted('outside_drop_not_local')]),
+          rule(IPT.decap, ['-d', `${formatIp(broadcast(s.subnet))}/32`, ...counted('outside_drop_not_local')]),
+          rule(IPT.spoofed, counted('outside_drop_spoofed_source')),
+        ]
+      : []),
+    ...sources(IPT.sources, IPT.spoofed),
+    'COMMIT',
+  ];
+  return [...filter, ...raw, ''].join('\n');
+}
+
+/** iptables-save -c lines of weft's counted rules: `[packets:bytes] -A CHAIN ... --comment <counter> ...`, summed by counter. */
+export function parseIptCounters(save: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of save.matchAll(/^\[(\d+):\d+\] -A WEFT-KERNEL-\S+ .*--comment "?(\w+)"?/gm)) out.set(m[2]!, (out.get(m[2]!) ?? 0) + Number(m[1]));
+  return out;
+}
+
+// ---- the filter
+
+/**
+ * The installed filter. Node updates run one at a time, the latest
+ * winning (a burst of tables costs one `nft` or `iptables-restore` run per
+ * update it could not skip); counters are read synchronously.
+ */
+export class KernelFilter {
+  private nodes: readonly number[] = [];
+  private pendingNodes: readonly number[] | undefined;
+  private updating: Promise<void> | undefined;
+  private draining = false;
+  private removed = false;
+  /** Why the last node update failed, until one succeeds. */
+  failure: string | undefined;
+
+  private constructor(
+    readonly backend: FirewallBackend,
+    private readonly spec: KernelFilterSpec,
+  ) {}
+
+  /** Installs (or replaces) the filter with `nodes` as the lease table's addresses. */
+  static async install(spec: KernelFilterSpec, nodes: readonly number[]): Promise<KernelFilter> {
+    const f = new KernelFilter(detectBackend('the kernel engine\'s filter'), spec);
+    await f.reinstall(nodes);
+    return f;
+  }
+
+  /** The whole filter again (after an operator flushed the ruleset, say), with the latest nodes. */
+  async reinstall(nodes: readonly number[] = this.pendingNodes ?? this.nodes): Promise<void> {
+    if (this.backend === 'nftables') {
+      await mustRun('nft', ['-f', '-'], kernelFilterNftScript(this.spec, nodes));
+    } else {
+      await mustRun('iptables-restore', ['--noflush'], iptScript(this.spec, nodes, true));
+      for (const j of iptJumps(this.spec)) {
+        if ((await runCommand('iptables', ['-w', '5', '-t', j.table, '-C', ...j.rule])).code !== 0) {
+          await mustRun('iptables', ['-w', '5', '-t', j.table, '-I', j.rule[0]!, '1', ...j.rule.slice(1)]);
+        }
+      }
+    }
+    this.nodes = nodes;
+  }
+
+  /** Makes `nodes` the set of addresses UDP to the port is accepted from; resolves once it (or a later set) is in place. */
+  setNodes(nodes: readonly number[]): Promise<void> {
+    this.pendingNodes = nodes;
+    if (!this.draining) {
+      this.draining = true;
+      this.updating = this.drain();
+    }
+    return this.updating!;
+  }
+
+  private async drain(): Promise<void> {
+    // The loop's last check and the flag's reset run with no await between them: a set given after that starts a drain of its own.
+    try {
+      while (this.pendingNodes !== undefined && !this.removed) {
+        const nodes = this.pendingNodes;
+        this.pendingNodes = undefined;
+        try {
+          if (this.backend === 'nftables') await this.replaceNftNodes(nodes);
+          else await mustRun('iptables-restore', ['--noflush'], iptScript(this.spec, nodes, false));
+          this.nodes = nodes;
+          this.failure = undefined;
+        } catch (err) {
+          this.failure = (err as Error).message;
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** The node set by its difference from the last one written; refilled whole when that fails (the set was changed by hand). */
+  private async replaceNftNodes(nodes: readonly number[]): Promise<void> {
+    const diff = nftNodesScript(nodes, this.nodes);
+    if (diff === '') return;
+    if ((await runCommand('nft', ['-f', '-'], diff)).code !== 0) await mustRun('nft', ['-f', '-'], nftNodesScript(nodes));
+  }
+
+  /**
+   * The counters now, by name; undefined when the filter is gone (an
+   * operator flushed the ruleset): nftables over nfnetlink, iptables by one
+   * `iptables-save -c`.
+   */
+  counters(): Map<string, number> | undefined {
+    let c: Map<string, number>;
+    if (this.backend === 'nftables') c = readNftCounters(KERNEL_NFT_TABLE);
+    else {
+      const r = spawnSync('iptables-save', ['-c'], { encoding: 'utf8', timeout: 5000, env: commandEnv() });
+      c = r.status === 0 ? parseIptCounters(r.stdout) : new Map();
+    }
+    return KERNEL_FILTER_COUNTERS.every((n) => c.has(n)) ? c : undefined;
+  }
+
+  /** Removes the filter; no error when it is already gone. */
+  async remove(): Promise<void> {
+    this.removed = true;
+    await this.updating;
+    if (this.backend === 'nftables') {
+      await mustRun('nft', ['-f', '-'], nftRemoveTableScript(KERNEL_NFT_TABLE));
+      return;
+    }
+    const jumps = iptJumps(this.spec);
+    // Chains that jump on first (each flushed before it is deleted), then the ones they jumped to.
+    for (const [table, chain] of [['filter', IPT.in], ['filter', IPT.out], ['raw', IPT.decap], ['filter', IPT.nodes], ['filter', IPT.stranger], ['raw', IPT.sources], ['raw', IPT.spoofed]] as const) {
+      await removeIptChain({ table, chain, jumps: jumps.filter((j) => j.table === table && j.rule.at(-1) === chain).map((j) => j.rule) });
+    }
+  }
+}

@@ -1,0 +1,66 @@
+// What weftd reads of the host without starting a process: the default
+// route's interface from /proc/net/route, the interface holding an address,
+// and whether a firewall command is on PATH. Each checked against the
+// command it replaces where this machine has one.
+
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { onPath } from '../../src/host/firewall.js';
+import { defaultRouteIn, defaultRouteInterface, interfaceWithAddress } from '../../src/host/netconf.js';
+
+const HEADER = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT';
+const route = (iface: string, dest: string, flags: string, metric: number, mask: string): string => `${iface}\t${dest}\t010200C0\t${flags}\t0\t0\t${metric}\t${mask}\t0\t0\t0`;
+
+describe('defaultRouteIn (/proc/net/route)', () => {
+  it('finds the default route among others, the lowest metric of those up', () => {
+    const text = [
+      HEADER,
+      route('eth0', '000200C0', '0001', 0, '00FFFFFF'),
+      route('wlan0', '00000000', '0003', 600, '00000000'),
+      route('eth1', '00000000', '0003', 100, '00000000'),
+      route('down0', '00000000', '0002', 0, '00000000'),
+      '',
+    ].join('\n');
+    expect(defaultRouteIn(text)).toBe('eth1');
+  });
+
+  it('is undefined without a default route, or for an empty table', () => {
+    expect(defaultRouteIn([HEADER, route('eth0', '000200C0', '0001', 0, '00FFFFFF')].join('\n'))).toBeUndefined();
+    expect(defaultRouteIn(`${HEADER}\n`)).toBeUndefined();
+    expect(defaultRouteIn('')).toBeUndefined();
+  });
+
+  it('agrees with `ip -4 route show default` on this machine', async () => {
+    const ip = JSON.parse(execFileSync('ip', ['-j', '-4', 'route', 'show', 'default'], { encoding: 'utf8' })) as { dev?: string }[];
+    expect(await defaultRouteInterface()).toBe(ip[0]?.dev);
+  });
+});
+
+describe('interfaceWithAddress', () => {
+  it('names the interface holding an IPv4 address, and nothing for an address no interface holds', () => {
+    expect(interfaceWithAddress('127.0.0.1')).toBe('lo');
+    expect(interfaceWithAddress('198.51.100.77')).toBeUndefined();
+  });
+});
+
+describe('onPath', () => {
+  it('finds an executable in any PATH directory, not a file without the execute bit, nor a missing one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-onpath-'));
+    try {
+      writeFileSync(join(dir, 'runs'), '#!/bin/sh\n');
+      chmodSync(join(dir, 'runs'), 0o755);
+      writeFileSync(join(dir, 'plain'), '');
+      chmodSync(join(dir, 'plain'), 0o644);
+      const path = `/nonexistent::${dir}`;
+      expect(onPath('runs', path)).toBe(true);
+      expect(onPath('plain', path)).toBe(false);
+      expect(onPath('missing', path)).toBe(false);
+      expect(onPath('runs', '')).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
