@@ -56,7 +56,8 @@ void Worker::inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const 
     want_session(t, peer);
     return;
   }
-  const size_t n = wg_seal_in_place(pkt, len, k->seal[index], k->remote_index, counter, t.pad_limit);
+  // Padding stops at the TUN's MTU, and at a narrower path's inner limit: the datagram fits the path.
+  const size_t n = wg_seal_in_place(pkt, len, k->seal[index], k->remote_index, counter, limit < t.pad_limit ? limit : t.pad_limit);
   if (n == 0) {
     counters.add(kInsideDropSendError);
     return;
@@ -83,7 +84,8 @@ void Worker::send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h
   // segment's headers (seg_hdrs) and payload (the super-packet) and writes
   // the ciphertext into the train: the one copy, fused with the encryption.
   Aead& aead = k.seal[index];
-  const size_t full = kWgHeaderLen + wg_padded(plan.hdrs + plan.mss, t.pad_limit) + kWgTagLen;
+  const size_t pad_limit = limit < t.pad_limit ? limit : t.pad_limit;  // as inside_wireguard's
+  const size_t full = kWgHeaderLen + wg_padded(plan.hdrs + plan.mss, pad_limit) + kWgTagLen;
   const int fit = int(kGsoTrainMax / full);
   const int per_train = !gso || fit < 1 ? 1 : fit < kGsoTrainSegs ? fit : kGsoTrainSegs;
   uint8_t* out = wg_train.get();
@@ -94,7 +96,7 @@ void Worker::send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h
     for (int s = s0; s < s0 + count; s++) {
       const size_t payload = s + 1 < segs ? plan.mss : plan.last_payload;
       const size_t seg_len = plan.hdrs + payload;
-      const size_t padded = wg_padded(seg_len, t.pad_limit);
+      const size_t padded = wg_padded(seg_len, pad_limit);
       uint8_t* d = out + off;
       uint8_t* body = d + kWgHeaderLen;
       const uint64_t counter = first + uint64_t(s);
