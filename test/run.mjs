@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // The test command (npm test): builds what the tests run (weftd, the two
-// addons if either is missing), runs every vitest tier, and, when run as root, fails if any
+// addons if either is missing or older than a native source), runs every vitest tier, and, when run as root, fails if any
 // test skipped: root is where nothing may skip.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,15 @@ function step(cmd, args) {
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
-if (!['weft.node', 'weft_test.node'].every((f) => existsSync(join(root, 'native/build/Release', f)))) step(npm, ['run', '--silent', 'build:native']);
+/** Whether an addon is missing or older than a native source (a checkout that changed native/ since the last build). */
+function addonsStale() {
+  const built = ['weft.node', 'weft_test.node'].map((f) => join(root, 'native/build/Release', f));
+  if (!built.every((f) => existsSync(f))) return true;
+  const oldest = Math.min(...built.map((f) => statSync(f).mtimeMs));
+  return readdirSync(join(root, 'native')).some((f) => /\.(cc|h|gyp)$/.test(f) && statSync(join(root, 'native', f)).mtimeMs > oldest);
+}
+
+if (addonsStale()) step(npm, ['run', '--silent', 'build:native']);
 step(npm, ['run', '--silent', 'build:ts']);
 
 const out = mkdtempSync(join(tmpdir(), 'weft-vitest-'));
