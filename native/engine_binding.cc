@@ -230,25 +230,20 @@ Engine* running_arg(napi_env env, napi_value v) {
   return h->engine.get();
 }
 
-// A 32-byte key argument.
-bool key_arg(napi_env env, napi_value v, const char* what, uint8_t** key) {
-  size_t len = 0;
-  if (!buffer_arg(env, v, what, key, &len)) return false;
-  if (len != kWgKeyLen) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "a WireGuard key is 32 bytes");
-    return false;
+// argv[0] a running engine and argv[1] an integer in [lo, hi] (into *v): nullptr with an exception pending otherwise.
+Engine* engine_and_integer(napi_env env, napi_callback_info info, const char* usage, const char* name, double lo, double hi, double* v) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv, usage) || !integer_arg(env, argv[1], name, lo, hi, v)) {
+    throw_last_napi_error(env);
+    return nullptr;
   }
-  return true;
+  return running_arg(env, argv[0]);
 }
 
 // engineWgEnable(engine, port): opens the WireGuard port in every worker. Throws an errno error naming the step.
 napi_value js_engine_wg_enable(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
   double port;
-  if (!get_args(env, info, 2, argv, "engineWgEnable(engine, port)") || !integer_arg(env, argv[1], "port", 1, 65535, &port)) {
-    return throw_last_napi_error(env);
-  }
-  Engine* e = running_arg(env, argv[0]);
+  Engine* e = engine_and_integer(env, info, "engineWgEnable(engine, port)", "port", 1, 65535, &port);
   if (e == nullptr) return nullptr;
   const char* what = "enable WireGuard";
   const int err = e->wg_enable(uint16_t(port), &what);
@@ -264,7 +259,7 @@ napi_value js_engine_wg_install(napi_env env, napi_callback_info info) {
   bool initiator;
   if (!get_args(env, info, 8, argv, "engineWgInstall(engine, localIndex, remoteIndex, sendKey, recvKey, initiator, peerIp, peerPort)") ||
       !integer_arg(env, argv[1], "localIndex", 1, 4294967295.0, &local) || !integer_arg(env, argv[2], "remoteIndex", 0, 4294967295.0, &remote) ||
-      !key_arg(env, argv[3], "sendKey", &send) || !key_arg(env, argv[4], "recvKey", &recv) ||
+      !wg_key_arg(env, argv[3], "sendKey", &send) || !wg_key_arg(env, argv[4], "recvKey", &recv) ||
       !typed_arg(env, argv[5], napi_boolean, "initiator", "a boolean") || napi_get_value_bool(env, argv[5], &initiator) != napi_ok ||
       !integer_arg(env, argv[6], "peerIp", 0, 4294967295.0, &ip) || !integer_arg(env, argv[7], "peerPort", 0, 65535, &port)) {
     return throw_last_napi_error(env);
@@ -279,12 +274,8 @@ napi_value js_engine_wg_install(napi_env env, napi_callback_info info) {
 
 // engineWgRetire(engine, localIndex): the keypair leaves the engine with the last table that lists it.
 napi_value js_engine_wg_retire(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
   double local;
-  if (!get_args(env, info, 2, argv, "engineWgRetire(engine, localIndex)") || !integer_arg(env, argv[1], "localIndex", 0, 4294967295.0, &local)) {
-    return throw_last_napi_error(env);
-  }
-  Engine* e = running_arg(env, argv[0]);
+  Engine* e = engine_and_integer(env, info, "engineWgRetire(engine, localIndex)", "localIndex", 0, 4294967295.0, &local);
   if (e != nullptr) e->wg_retire(uint32_t(local));
   return nullptr;
 }
@@ -307,12 +298,9 @@ napi_value js_engine_wg_send(napi_env env, napi_callback_info info) {
 
 // engineWgKeepalive(engine, localIndex): 0, or an errno (ENOENT: no such keypair).
 napi_value js_engine_wg_keepalive(napi_env env, napi_callback_info info) {
-  napi_value argv[2], result;
+  napi_value result;
   double local;
-  if (!get_args(env, info, 2, argv, "engineWgKeepalive(engine, localIndex)") || !integer_arg(env, argv[1], "localIndex", 0, 4294967295.0, &local)) {
-    return throw_last_napi_error(env);
-  }
-  Engine* e = running_arg(env, argv[0]);
+  Engine* e = engine_and_integer(env, info, "engineWgKeepalive(engine, localIndex)", "localIndex", 0, 4294967295.0, &local);
   if (e == nullptr) return nullptr;
   if (napi_create_int32(env, e->wg_keepalive(uint32_t(local)), &result) != napi_ok) return throw_last_napi_error(env);
   return result;

@@ -73,21 +73,7 @@ void Worker::inside_one(uint8_t* pkt, size_t len, const VnetHdr& h, const RouteT
     send_tso(pkt, len, h, t, peer, sock, limit, now);
     return;
   }
-  // Too long for the path: with DF the sender must learn the MTU (as a
-  // router would tell it); without, the kernel fragments the datagram.
-  if (len > limit && (pkt[6] & 0x40) != 0) {
-    counters.add(kInsideDropTooBig);
-    send_icmp_error(pkt, len, kIcmpFragNeeded, uint16_t(limit), now);
-    return;
-  }
-  // A peer that takes partial TCP checksums gets every whole TCP packet
-  // so (a fully summed one too: the peer cannot tell them apart); the
-  // rest, and every packet to other peers, goes fully summed.
-  const bool partial = vnet && (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0 && leave_tcp_checksum_partial(pkt, len);
-  if (!partial && vnet && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && !complete_checksum(pkt, len, h.csum_start, h.csum_offset)) {
-    counters.add(kInsideDropMalformed);
-    return;
-  }
+  if (!ready_to_send(pkt, len, h, t, peer, limit, now)) return;
   gpe_write(pkt - kGpeHeaderLen, vni);
   queue_send(tx[sock], pkt - kGpeHeaderLen, len + kGpeHeaderLen, t.peer_ip[size_t(peer)], t.peer_port[size_t(peer)], uint32_t(len), 1, 0);
 }
@@ -150,6 +136,26 @@ void fill_msg(mmsghdr* m, sockaddr_in* addr, uint32_t ip, uint16_t port, iovec* 
   cm->cmsg_type = UDP_SEGMENT;
   cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
   memcpy(CMSG_DATA(cm), &gso_size, sizeof(gso_size));
+}
+
+bool Worker::ready_to_send(uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, size_t limit, uint64_t now) {
+  // Too long for the path: with DF the sender must learn the MTU (as a
+  // router would tell it); without, the kernel fragments the datagram.
+  if (len > limit && (pkt[6] & 0x40) != 0) {
+    counters.add(kInsideDropTooBig);
+    send_icmp_error(pkt, len, kIcmpFragNeeded, uint16_t(limit), now);
+    return false;
+  }
+  // A peer that takes partial TCP checksums gets every whole TCP packet
+  // so (a fully summed one too: the peer cannot tell them apart); the
+  // rest, and every packet to other peers, goes fully summed. (With
+  // WireGuard too: Poly1305 covers every byte either way.)
+  const bool partial = vnet && (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0 && leave_tcp_checksum_partial(pkt, len);
+  if (!partial && vnet && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && !complete_checksum(pkt, len, h.csum_start, h.csum_offset)) {
+    counters.add(kInsideDropMalformed);
+    return false;
+  }
+  return true;
 }
 
 size_t Worker::inner_limit(const RouteTable& t, int32_t peer, uint64_t now_ns) {

@@ -37,6 +37,16 @@ std::unique_ptr<RouteTable> routes_arg(napi_env env, napi_value obj) {
   return t;
 }
 
+bool wg_key_arg(napi_env env, napi_value v, const char* what, uint8_t** key) {
+  size_t len = 0;
+  if (!buffer_arg(env, v, what, key, &len)) return false;
+  if (len != kWgKeyLen) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "a WireGuard key is 32 bytes");
+    return false;
+  }
+  return true;
+}
+
 bool wg_sessions_arg(napi_env env, napi_value wg, const std::function<std::shared_ptr<Keypair>(uint32_t)>& keypair, RouteTable* t) {
   napi_value v;
   void *key, *slots;

@@ -26,6 +26,9 @@ std::unique_ptr<RouteTable> routes_arg(napi_env env, napi_value obj);
 // caller's. False with an exception pending when malformed.
 bool wg_sessions_arg(napi_env env, napi_value wg, const std::function<std::shared_ptr<Keypair>(uint32_t)>& keypair, RouteTable* t);
 
+// A 32-byte WireGuard key argument (a Buffer) as a pointer into it; false with an exception pending otherwise.
+bool wg_key_arg(napi_env env, napi_value v, const char* what, uint8_t** key);
+
 // The subnet base/len (len in [0, 32], already checked) as base and mask.
 SelfSubnet self_arg(double base, double len);
 

@@ -39,17 +39,7 @@ void Worker::inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const 
     send_tso_wireguard(pkt, len, h, t, peer, *k, limit, now);
     return;
   }
-  if (len > limit && (pkt[6] & 0x40) != 0) {
-    counters.add(kInsideDropTooBig);
-    send_icmp_error(pkt, len, kIcmpFragNeeded, uint16_t(limit), now);
-    return;
-  }
-  // Poly1305 covers every byte: toward a peer that takes them, TCP checksums stay partial, as with VXLAN-GPE.
-  const bool partial = vnet && (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0 && leave_tcp_checksum_partial(pkt, len);
-  if (!partial && vnet && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && !complete_checksum(pkt, len, h.csum_start, h.csum_offset)) {
-    counters.add(kInsideDropMalformed);
-    return;
-  }
+  if (!ready_to_send(pkt, len, h, t, peer, limit, now)) return;
   const uint64_t counter = k->send_counter.fetch_add(1, std::memory_order_relaxed);
   if (counter >= kRejectAfterMessages) {
     counters.add(kInsideDropNoSession);

@@ -21,23 +21,13 @@
 namespace weft {
 namespace {
 
-bool key_arg(napi_env env, napi_value v, const char* what, uint8_t** key) {
-  size_t len = 0;
-  if (!buffer_arg(env, v, what, key, &len)) return false;
-  if (len != kWgKeyLen) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "a WireGuard key is 32 bytes");
-    return false;
-  }
-  return true;
-}
-
 // wgSeal(key, receiverIndex, counter, packet, padLimit): the transport message wg_seal_in_place makes of packet.
 napi_value js_wg_seal(napi_env env, napi_callback_info info) {
   napi_value argv[5], result;
   uint8_t *key, *pkt;
   size_t len;
   double receiver, counter, pad;
-  if (!get_args(env, info, 5, argv, "wgSeal(key, receiverIndex, counter, packet, padLimit)") || !key_arg(env, argv[0], "key", &key) ||
+  if (!get_args(env, info, 5, argv, "wgSeal(key, receiverIndex, counter, packet, padLimit)") || !wg_key_arg(env, argv[0], "key", &key) ||
       !integer_arg(env, argv[1], "receiverIndex", 0, 4294967295.0, &receiver) || !integer_arg(env, argv[2], "counter", 0, 9007199254740991.0, &counter) ||
       !buffer_arg(env, argv[3], "packet", &pkt, &len) || !integer_arg(env, argv[4], "padLimit", 0, 65535, &pad)) {
     return throw_last_napi_error(env);
@@ -69,8 +59,8 @@ bool keypairs_arg(napi_env env, napi_value list, uint64_t now_ns, std::unordered
     uint8_t *send, *recv;
     bool initiator;
     if (napi_get_element(env, list, i, &o) != napi_ok || !int_prop(env, o, "localIndex", 1, 4294967295.0, &local) ||
-        !int_prop(env, o, "remoteIndex", 0, 4294967295.0, &remote) || !get_prop(env, o, "sendKey", &v) || !key_arg(env, v, "sendKey", &send) ||
-        !get_prop(env, o, "recvKey", &v) || !key_arg(env, v, "recvKey", &recv) || !bool_prop(env, o, "initiator", &initiator) ||
+        !int_prop(env, o, "remoteIndex", 0, 4294967295.0, &remote) || !get_prop(env, o, "sendKey", &v) || !wg_key_arg(env, v, "sendKey", &send) ||
+        !get_prop(env, o, "recvKey", &v) || !wg_key_arg(env, v, "recvKey", &recv) || !bool_prop(env, o, "initiator", &initiator) ||
         !int_prop(env, o, "peerIp", 0, 4294967295.0, &ip) || !int_prop(env, o, "peerPort", 0, 65535, &port) ||
         !int_prop(env, o, "createdAgoMs", 0, 1e9, &ago)) {
       return false;

@@ -162,6 +162,9 @@ struct Worker {
                 uint64_t now_ns);
   // The largest inner packet the path to `peer` carries at now_ns, in its encapsulation (SIZE_MAX when unknown).
   size_t inner_limit(const RouteTable& t, int32_t peer, uint64_t now_ns);
+  // A plain (not super-) packet made ready to encapsulate for `peer`: false when it
+  // is dropped (counted; a DF packet over `limit` answered with fragmentation-needed).
+  bool ready_to_send(uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, size_t limit, uint64_t now_ns);
 
   // ---- WireGuard (wg_batch.cc)
   // A packet for a peer spoken to in WireGuard: sealed on its session, or staged until the handshake completes.

@@ -18,12 +18,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <sys/uio.h>
-
 #include <memory>
 #include <vector>
 
-#include "../offload.h"
 #include "../wg_outside.h"
 #include "fuzz_common.h"
 
@@ -93,8 +90,7 @@ size_t prepare(uint8_t* dg, size_t dlen, uint8_t mode, size_t room) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 4) return 0;
-  static const uint32_t sources[4] = {0xc6120001u, 0xc6120003u, 0xc6120007u, 0xc6120063u};
-  const uint32_t src = sources[data[0] & 3];
+  const uint32_t src = fuzz_source(data[0]);
   const size_t seg_in = size_t(data[1]) << 8 | data[2];
   const uint8_t mode = data[3] & 3;
   WgFixture& f = fixture();
@@ -114,19 +110,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     lens.push_back(n);
   }
   static TcpCoalescer co;
-  // Reads every byte a writev would, so ASan sees any iovec past its packet.
-  auto flush = [] {
-    const iovec* iov;
-    int iovcnt;
-    const size_t n = co.flush(&iov, &iovcnt);
-    size_t seen = 0;
-    volatile uint8_t sink = 0;
-    for (int i = 0; i < iovcnt; i++) {
-      for (size_t k = 0; k < iov[i].iov_len; k++) sink = sink ^ static_cast<const uint8_t*>(iov[i].iov_base)[k];
-      seen += iov[i].iov_len;
-    }
-    if (seen != n) __builtin_trap();
-  };
   const bool partial = (f.table->flags_of_sender(src) & kPeerTcpCsumPartial) != 0;
   ReplayLock lock;
   size_t off = 0;
@@ -138,13 +121,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // accept_inner checked the packet lies within the datagram.
       if (inner < buf.data() + off || inner + inner_len > buf.data() + off + dlen) __builtin_trap();
       if (!co.add(inner, inner_len, partial)) {
-        flush();
+        fuzz_flush(co);
         co.add(inner, inner_len, partial);
       }
     }
     off += dlen;
   }
   lock.release();
-  flush();
+  fuzz_flush(co);
   return 0;
 }

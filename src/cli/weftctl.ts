@@ -126,17 +126,20 @@ async function leases(reg: Registry, json: boolean): Promise<void> {
     process.stdout.write(`${JSON.stringify({ leases: rows, invalid: invalid.map(({ key, error }) => ({ key, error, ignored: { reason: 'invalid', message: error } })) }, null, 2)}\n`);
     return;
   }
+  // The key column only once a lease carries a key: a cluster that never encrypted lists what it always did.
+  const keys = rows.some((r) => r.wireguardPublicKey);
+  const key = (cell: string): string[] => (keys ? [cell] : []);
   const table = [
-    ['SUBNET', 'NODE', 'PUBLIC IP', 'WIREGUARD KEY', 'EXPIRES IN', 'NOTE'],
+    ['SUBNET', 'NODE', 'PUBLIC IP', ...key('WIREGUARD KEY'), 'EXPIRES IN', 'NOTE'],
     ...rows.map((r) => [
       r.subnet,
       r.node,
       `${r.publicIp}:${r.port}`,
-      r.wireguardPublicKey ? `${r.wireguardPublicKey} :${r.wireguardPort}` : '-',
+      ...key(r.wireguardPublicKey ? `${r.wireguardPublicKey} :${r.wireguardPort}` : '-'),
       r.expiresInS === null ? 'no TTL' : formatDuration(r.expiresInS),
       r.ignored ? `ignored (${r.ignored.reason}): ${r.ignored.message}` : '',
     ]),
-    ...invalid.map((i) => [i.subnet, '-', '-', '-', '-', `ignored (invalid): ${i.error}`]),
+    ...invalid.map((i) => [i.subnet, '-', '-', ...key('-'), '-', `ignored (invalid): ${i.error}`]),
   ];
   process.stdout.write(formatTable(table));
 }

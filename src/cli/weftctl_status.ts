@@ -36,7 +36,7 @@ export function formatStatus(s: DaemonStatus): string {
     ],
   ];
   const enc = s.encryption;
-  if (enc) summary.push(['encryption', `${enc.mode}${enc.mode === 'off' ? '' : `${enc.published ? '' : ' (not applied yet)'}, WireGuard port ${enc.port}`}; key ${enc.publicKey}`]);
+  if (enc) summary.push(['encryption', `${enc.mode}${enc.mode === 'off' ? '' : `${enc.published ? '' : ' (not applied yet)'}, WireGuard port ${enc.port}`}; key ${enc.publicKey || 'none yet'}`]);
   const width = Math.max(...summary.map(([k]) => k.length)) + 2;
   let out = summary.map(([k, v]) => `${k.padEnd(width)}${v}\n`).join('');
 

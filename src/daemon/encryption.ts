@@ -1,5 +1,5 @@
-// weftd's side of encryption: the node's WireGuard key (loaded or created at
-// start), the mode the network config asks for, and bringing this node in
+// weftd's side of encryption: the node's WireGuard key (loaded at start,
+// created when the node first encrypts), the mode the network config asks for, and bringing this node in
 // line with it, at start and whenever the config changes (weftd's etcd
 // probe reads it every ETCD_PROBE_MS), with no restart:
 //
@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import { ENCAP_OVERHEAD, type EncryptionMode } from '../constants.js';
 import type { Engine } from '../dataplane/engine.js';
 import { errorMessage } from '../errors.js';
-import { loadOrCreateKey, writeKeyFile } from '../host/wireguard_key.js';
+import { keyFilePath, loadKey, writeNewKey } from '../host/wireguard_key.js';
 import type { EncryptionStatus } from '../observe/status.js';
 import type { LeaseKeeper } from '../registry/lease_keeper.js';
 import type { LeaseManager } from '../registry/lease_manager.js';
@@ -51,8 +51,10 @@ export interface EncryptionOptions {
 }
 
 export class EncryptionControl {
-  private privateKey: Uint8Array;
-  private publicKey: string;
+  /** The node's key: read at start if the file exists, else created when the node first encrypts. */
+  private privateKey: Uint8Array | undefined;
+  private publicKey = '';
+  private readonly placeholder = generateKeyPair().privateKey;
   private wanted: EncryptionMode = 'off';
   /** The lease's key now ('' for none), and the TUN's MTU: they last the daemon's life. */
   private published = '';
@@ -66,16 +68,15 @@ export class EncryptionControl {
   private running: Promise<void> | undefined;
   private unsupportedLogged = false;
 
-  /** Loads the node's key, creating it on first start: WEFT_KEY_FILE when the file is unsafe. */
+  /** Loads the node's key if it has one: WEFT_KEY_FILE when the file is unsafe. */
   constructor(private readonly o: EncryptionOptions) {
-    const { privateKey, path, created } = loadOrCreateKey(o.stateDir);
-    this.privateKey = privateKey;
-    this.publicKey = formatKey(keyPair(privateKey).publicKey);
-    o.log.info({ event: 'wireguard_key', path, created, public_key: this.publicKey }, `WireGuard public key ${this.publicKey}${created ? ` (created ${path})` : ''}`);
+    const key = loadKey(o.stateDir);
+    if (key) this.adopt(key, false);
   }
 
+  /** The key the engine starts with: a placeholder, never published or used (no port is open), until the node has its own. */
   get key(): Uint8Array {
-    return this.privateKey;
+    return this.privateKey ?? this.placeholder;
   }
 
   /** The TUN's and pods' MTU now. */
@@ -99,6 +100,7 @@ export class EncryptionControl {
    * subnet this daemon takes is leased so.
    */
   begin(mode: EncryptionMode, manager: LeaseManager, base: SubnetLease): SubnetLease {
+    if (mode !== 'off') this.ensureKey();
     this.wanted = mode;
     this.manager = manager;
     this.base = base;
@@ -148,18 +150,31 @@ export class EncryptionControl {
    */
   async rotate(): Promise<void> {
     const old = this.publicKey;
-    const { privateKey, publicKey } = generateKeyPair();
-    writeKeyFile(this.o.stateDir, privateKey);
+    const privateKey = writeNewKey(this.o.stateDir);
     this.privateKey = privateKey;
-    this.publicKey = formatKey(publicKey);
+    this.publicKey = formatKey(keyPair(privateKey).publicKey);
     this.parts?.engine.setWireguardKey(privateKey);
-    this.o.log.info({ event: 'wireguard_key_rotated', old_public_key: old, public_key: this.publicKey }, `WireGuard key rotated: ${old} -> ${this.publicKey}`);
+    this.o.log.info({ event: 'wireguard_key_rotated', old_public_key: old, public_key: this.publicKey }, `WireGuard key rotated: ${old || '(none)'} -> ${this.publicKey}`);
     this.setTables();
     await this.follow(this.wanted);
   }
 
   status(): EncryptionStatus {
-    return { mode: this.wanted, published: this.published === this.publicKey, publicKey: this.publicKey, port: this.o.port, peers: this.parts?.engine.wireguardPeers() ?? [] };
+    return { mode: this.wanted, published: this.published !== '' && this.published === this.publicKey, publicKey: this.publicKey, port: this.o.port, peers: this.parts?.engine.wireguardPeers() ?? [] };
+  }
+
+  private adopt(privateKey: Uint8Array, created: boolean): void {
+    this.privateKey = privateKey;
+    this.publicKey = formatKey(keyPair(privateKey).publicKey);
+    const path = keyFilePath(this.o.stateDir);
+    this.o.log.info({ event: 'wireguard_key', path, created, public_key: this.publicKey }, `WireGuard public key ${this.publicKey}${created ? ` (created ${path})` : ''}`);
+  }
+
+  /** The node's own key, created (and given to the engine) the first time it encrypts: WEFT_STATE_WRITE when the file cannot be written. */
+  private ensureKey(): void {
+    if (this.privateKey) return;
+    this.adopt(writeNewKey(this.o.stateDir), true);
+    this.parts?.engine.setWireguardKey(this.privateKey!);
   }
 
   private leaseValue(): SubnetLease {
@@ -176,6 +191,7 @@ export class EncryptionControl {
     const on = this.wanted !== 'off';
     try {
       if (on) {
+        this.ensureKey();
         if (this.parts && !this.portOpen) await this.openPort();
         await this.setMtu(this.mtuFor(this.wanted));
         if (this.published !== this.publicKey) await this.publish(this.publicKey);

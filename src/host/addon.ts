@@ -3,6 +3,7 @@
 
 import { createRequire } from 'node:module';
 import { WeftError } from '../errors.js';
+import type { RouteArrays } from '../routes/route_table.js';
 import { treePath } from '../tree.js';
 
 /** Flag bits of openTun(). */
@@ -37,19 +38,7 @@ export interface TunReaderConstructor {
 }
 
 /** A route table as the native engine takes it: RouteTable.arrays(). */
-export interface NativeRoutes {
-  netBase: number;
-  netLen: number;
-  subnetLen: number;
-  /** wireguard-only: VXLAN-GPE with no one. */
-  plaintextRefused: boolean;
-  slots: Int32Array;
-  peerIp: Uint32Array;
-  peerPort: Uint16Array;
-  /** Each peer's WireGuard port (0: it publishes no key). */
-  peerWgPort: Uint16Array;
-  peerFlags: Uint8Array;
-}
+export type NativeRoutes = RouteArrays;
 
 /** A table's WireGuard part, beside its routes. */
 export interface NativeWireguard {

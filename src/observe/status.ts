@@ -21,6 +21,7 @@ export interface EncryptionStatus {
   readonly mode: EncryptionMode;
   /** Whether this node's lease publishes its current key (the mode is applied). */
   readonly published: boolean;
+  /** '' until the node has a key (created when it first encrypts). */
   readonly publicKey: string;
   readonly port: number;
   readonly peers: readonly WireguardPeerStatus[];

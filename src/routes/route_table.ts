@@ -36,6 +36,21 @@ export const NO_ENCRYPTION: TableEncryption = { wireguard: false, plaintextRefus
 
 export const NO_PEER = -1;
 
+/** A route table as flat arrays: what the native engine takes (RouteTable.arrays()). */
+export interface RouteArrays {
+  netBase: number;
+  netLen: number;
+  subnetLen: number;
+  /** wireguard-only: VXLAN-GPE with no one. */
+  plaintextRefused: boolean;
+  slots: Int32Array;
+  peerIp: Uint32Array;
+  peerPort: Uint16Array;
+  /** Each peer's WireGuard port (0: it publishes no key). */
+  peerWgPort: Uint16Array;
+  peerFlags: Uint8Array;
+}
+
 export class RouteTable {
   readonly network: Cidr;
   readonly subnetLen: number;
@@ -170,17 +185,7 @@ export class RouteTable {
   }
 
   /** The table as flat arrays, for the native engine (which copies them). */
-  arrays(): {
-    netBase: number;
-    netLen: number;
-    subnetLen: number;
-    plaintextRefused: boolean;
-    slots: Int32Array;
-    peerIp: Uint32Array;
-    peerPort: Uint16Array;
-    peerWgPort: Uint16Array;
-    peerFlags: Uint8Array;
-  } {
+  arrays(): RouteArrays {
     return {
       netBase: this.network.base,
       netLen: this.network.len,

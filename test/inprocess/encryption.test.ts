@@ -5,7 +5,7 @@
 // sessions rekeyed every two minutes under traffic, a key rotated with no
 // ping lost, and an unsafe key file refused.
 
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ETCD_PROBE_MS, type EncryptionMode } from '../../src/constants.js';
@@ -95,6 +95,9 @@ describe('encryption in a weft cluster in one process (js engine, manual clock)'
   it('follows the config live, off -> wireguard -> wireguard-only -> off, while pods ping every 100 ms', async () => {
     const [a, b] = (await startAll(2, 'off')) as [ClusterNode, ClusterNode];
     expect(a.host.tunConfig?.mtu).toBe(1464);
+    // A node that never encrypted has no key: it is made when encryption is turned on.
+    expect(existsSync(join(a.stateDir, 'wireguard.key'))).toBe(false);
+    expect(a.status().encryption?.publicKey).toBe('');
     let sent = 0;
     let lost = 0;
     const pingFor = async (ms: number): Promise<void> => {
@@ -110,6 +113,8 @@ describe('encryption in a weft cluster in one process (js engine, manual clock)'
     await setEncryption('wireguard');
     await pingFor(ETCD_PROBE_MS + 1000);
     expect(allApplied([a, b], 'wireguard')).toBe(true);
+    expect(statSync(join(a.stateDir, 'wireguard.key')).mode & 0o777).toBe(0o600);
+    expect(a.events('wireguard_key')).toMatchObject([{ created: true, public_key: a.status().encryption!.publicKey }]);
     expect(a.host.tunConfig?.mtu).toBe(1440);
     expect(readFileSync(a.options().subnetFile, 'utf8')).toContain('FLANNEL_MTU=1440');
     const plainAfter = cluster.net.sent.length;
