@@ -42,6 +42,8 @@ export interface KernelNodeOptions {
    *              benchmark's kernel row).
    */
   txChecksumOff?: 'underlay' | 'device' | 'pods' | 'none';
+  /** Outer UDP checksum on its encap routes (`csum`), as weft's kernel engine sets it; default off, the kernel's default. */
+  outerChecksum?: boolean;
 }
 
 export interface KernelNode {
@@ -193,7 +195,7 @@ export async function startKernelNode(c: WeftCluster, i: number, opts: KernelNod
     }
     for (const [subnet, dst] of want) {
       if (installed.get(subnet) === dst) continue;
-      await ipIn(ns, ['route', 'replace', subnet, 'encap', 'ip', 'id', String(vni), 'dst', dst, 'dev', KERNEL_DEV]);
+      await ipIn(ns, ['route', 'replace', subnet, 'encap', 'ip', 'id', String(vni), 'dst', dst, ...(opts.outerChecksum ? ['csum'] : []), 'dev', KERNEL_DEV]);
       installed.set(subnet, dst);
     }
     for (const subnet of [...installed.keys()]) {
