@@ -10,6 +10,11 @@
 //                   kernel`: the same kernel device, programmed by weftd); with
 //                   WEFT_BENCH_TECHNIQUES=1 also native with each of its
 //                   techniques switched off (--offload, --udp-gso, --udp-gro)
+//   weft <engine> wireguard
+//                   both nodes run weftd --engine <engine> in a cluster made
+//                   with `weftctl init --encryption wireguard` (pod MTU 1440):
+//                   the WireGuard protocol between weft nodes, beside
+//                   wireguard-go's row (WEFT_BENCH_ENCRYPTED, default native,js)
 //   tinc            tinc 1.0, Cipher and Digest none (test/lab/tinc_node.ts)
 //   wireguard-go    userspace WireGuard (test/lab/wireguard_node.ts)
 //
@@ -24,7 +29,7 @@
 //
 //   npm run build:ts && npx tsx bench/e2e.ts     (root)
 //   WEFT_BENCH_SECONDS=10 WEFT_BENCH_REPEATS=3 WEFT_BENCH_ENGINES=kernel,native,js
-//   WEFT_BENCH_TUNNELS=tinc,wireguard-go WEFT_BENCH_TECHNIQUES=1
+//   WEFT_BENCH_TUNNELS=tinc,wireguard-go WEFT_BENCH_TECHNIQUES=1 WEFT_BENCH_ENCRYPTED=native,js
 //
 // Prints a markdown table and writes bench/results/e2e-<date>.json and a
 // chart of the ratios beside it (.svg). Every iperf3 is bounded (-t plus an
@@ -69,6 +74,11 @@ const listEnv = (name: string, dflt: string): string[] =>
     .filter((e) => e.length > 0);
 
 const ENGINES = listEnv('WEFT_BENCH_ENGINES', 'kernel,native,js');
+/** The engines given an encrypted row too ("weft native wireguard"); the kernel engine cannot encrypt. */
+const ENCRYPTED = listEnv('WEFT_BENCH_ENCRYPTED', 'native,js');
+for (const e of ENCRYPTED) {
+  if (e !== 'native' && e !== 'js') throw new Error(`WEFT_BENCH_ENCRYPTED: the engines that encrypt are native and js, not "${e}"`);
+}
 
 interface OtherTunnel {
   /** What must be on PATH, else the row is skipped. */
@@ -253,13 +263,15 @@ async function kernelRow(): Promise<RowResult> {
  * A weft row: "engine" or "engine:flag,flag" (extra weftd flags, e.g.
  * "native:--queues=1"), both nodes alike.
  */
-async function weftRow(spec: string): Promise<RowResult> {
+async function weftRow(spec: string, encrypted = false): Promise<RowResult> {
   const [engine, extra = ''] = spec.split(':') as [string, string?];
   const flags = extra.split(',').filter((f) => f !== '');
-  const c = await WeftCluster.create({ nodes: 2, podsPerNode: 1, name: `bench-${engine}`, engine, flags });
+  const initFlags = encrypted ? ['--encryption', 'wireguard'] : [];
+  const c = await WeftCluster.create({ nodes: 2, podsPerNode: 1, name: `bench-${engine}${encrypted ? '-wg' : ''}`, engine, flags, initFlags });
   try {
     const pids = [1, 2].map((i) => c.nodes.get(i)!.weftd!.pid);
-    return await measure(c.lab, `weft ${[engine, ...flags].join(' ')}`, engine, c.nodes.get(1)!.pods[0]!, c.nodes.get(2)!.pods[0]!, pids);
+    const name = `weft ${[engine, ...flags, ...(encrypted ? ['wireguard'] : [])].join(' ')}`;
+    return await measure(c.lab, name, engine, c.nodes.get(1)!.pods[0]!, c.nodes.get(2)!.pods[0]!, pids);
   } finally {
     await c.destroy();
   }
@@ -342,6 +354,7 @@ async function main(): Promise<number> {
     seconds: SECONDS,
     repeats: REPEATS,
     engines: weftSpecs,
+    encrypted: ENCRYPTED,
   };
   say(`weft e2e benchmark: pod to pod across 2 nodes, ${SECONDS} s per iperf3 run, median of ${REPEATS}; ${env.nproc} CPUs (${env.cpu}), kernel ${env.kernel}`);
 
@@ -351,6 +364,7 @@ async function main(): Promise<number> {
 
   const plan: { name: string; run: () => Promise<RowResult> }[] = [{ name: 'kernel', run: kernelRow }];
   for (const spec of weftSpecs) plan.push({ name: `weft ${spec}`, run: () => weftRow(spec) });
+  for (const engine of ENCRYPTED) plan.push({ name: `weft ${engine} wireguard`, run: () => weftRow(engine, true) });
   for (const t of OTHER_TUNNELS) {
     const why = skipped.get(t);
     if (why) {

@@ -3,6 +3,7 @@
 // nodes, and context switches and CPU migrations counted per GB moved and
 // per ping round trip. Prints the top symbols by process and the counts;
 // bench/PROFILE.md records a run. Root and Debian's linux-perf; ~1 min.
+// WEFT_PROFILE_ENCRYPTION=wireguard profiles an encrypted cluster instead.
 
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { WeftCluster } from '../test/lab/cluster.js';
 import type { LabProcess } from '../test/lab/lab.js';
 
 const SECONDS = Number(process.env.WEFT_PROFILE_SECONDS ?? 5);
+const ENCRYPTION = process.env.WEFT_PROFILE_ENCRYPTION ?? 'off';
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
 
 /** A lab process's end. Its handle does not keep Node alive, so a timer does meanwhile (and bounds the wait). */
@@ -40,7 +42,7 @@ function parseStat(text: string): Record<string, number> {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/profile.ts needs root (namespaces, perf -a)');
   const dir = mkdtempSync(join(tmpdir(), 'weft-profile-'));
-  const c = await WeftCluster.create({ nodes: 2, podsPerNode: 1, name: 'profile' });
+  const c = await WeftCluster.create({ nodes: 2, podsPerNode: 1, name: 'profile', initFlags: ['--encryption', ENCRYPTION] });
   try {
     const [a, b] = c.pods();
     const srv = c.lab.spawn(b!.ns, ['iperf3', '-s', '--forceflush', '-B', b!.ip]);
@@ -57,7 +59,7 @@ async function main(): Promise<void> {
     await ended(record, 'perf record');
     const report = execFileSync('perf', ['report', '-i', data, '--stdio', '--no-children', '--sort', 'comm,sym', '--percent-limit', '1.5', '-g', 'none'], { encoding: 'utf8', maxBuffer: 64 << 20, timeout: 120_000 });
     const byComm = execFileSync('perf', ['report', '-i', data, '--stdio', '--no-children', '--sort', 'comm', '-g', 'none'], { encoding: 'utf8', maxBuffer: 64 << 20, timeout: 120_000 });
-    say(`TCP, ${SECONDS} s, ${a!.ip} -> ${b!.ip}: ${((bytes * 8) / SECONDS / 1e9).toFixed(2)} Gbit/s`);
+    say(`TCP, ${SECONDS} s, ${a!.ip} -> ${b!.ip}, encryption ${ENCRYPTION}: ${((bytes * 8) / SECONDS / 1e9).toFixed(2)} Gbit/s`);
     say('\nsamples by process:');
     say(byComm.split('\n').filter((l) => /^\s+\d/.test(l)).slice(0, 12).join('\n'));
     say('\ntop symbols (process, symbol), at least 1.5% of all samples:');

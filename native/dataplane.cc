@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <linux/if_tun.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <new>
 
 #include "udp_linux.h"
@@ -22,10 +24,12 @@ namespace weft {
 // ---------------------------------------------------------------- the loop
 
 void Worker::run() {
-  pollfd fds[3] = {{tun_fd, POLLIN, 0}, {rx_fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+  // The WireGuard socket's slot stays -1 (which poll skips) until encryption opens it.
+  pollfd fds[5] = {{tun_fd, POLLIN, 0}, {rx_fd, POLLIN, 0}, {stop_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}, {-1, POLLIN, 0}};
   for (;;) {
+    fds[4].fd = wg_tx.fd = wg_fd.load(std::memory_order_acquire);
     routes->leave(index);
-    const int r = poll(fds, 3, -1);
+    const int r = poll(fds, 5, -1);
     routes->enter(index);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -35,8 +39,15 @@ void Worker::run() {
     // A deleted TUN device reports POLLERR/POLLHUP forever: stop rather than spin.
     if ((fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) return;
     const RouteTable& t = *routes->current();
+    if ((fds[3].revents & POLLIN) != 0) {
+      uint64_t v;
+      (void)!read(wake_fd, &v, sizeof(v));
+      wg_tx.fd = wg_fd.load(std::memory_order_acquire);
+      if (staged_n > 0) flush_staged(t, coarse_now_ns());
+    }
     if ((fds[0].revents & POLLIN) != 0) inside_batch(t);
     if ((fds[1].revents & POLLIN) != 0) outside_batch(t);
+    if (fds[4].fd >= 0 && (fds[4].revents & POLLIN) != 0) wireguard_batch(t, fds[4].fd);
   }
 }
 
@@ -73,20 +84,20 @@ int set_tun_offloads(const std::vector<int>& tun_fds) {
 // worker's destructor closes whatever was opened.
 int open_sockets(Worker* wk, const EngineConfig& cfg, bool* bound, const char** step) {
   int err = 0;
-  wk->rx_fd = udp_open(cfg.bind_ip, cfg.port, true, &err);
+  wk->rx_fd = udp_open(cfg.bind_ip, cfg.port, UdpRole::kReceiver, &err);
   if (wk->rx_fd < 0) {
     *step = "bind the UDP port";
     return err;
   }
   for (SendQueue& q : wk->tx) {
-    q.fd = udp_open(cfg.bind_ip, 0, false, &err);
+    q.fd = udp_open(cfg.bind_ip, 0, UdpRole::kSender, &err);
     if (q.fd < 0) {
       *step = "open a sending UDP socket";
       return err;
     }
   }
   // Without a probe socket the path MTU is unknown and no limit applies.
-  wk->probe_fd = udp_open(cfg.bind_ip, 0, false, &err);
+  wk->probe_fd = udp_open(cfg.bind_ip, 0, UdpRole::kSender, &err);
   *bound = true;
   if (!cfg.bind_dev.empty()) {
     for (const SendQueue& q : wk->tx) *bound = udp_bind_device(q.fd, cfg.bind_dev.c_str()) && *bound;
@@ -133,6 +144,7 @@ std::unique_ptr<Worker> Engine::new_worker(const EngineConfig& cfg, int w, const
   }
   wk->index = w;
   wk->tun_fd = cfg.tun_fds[size_t(w)];
+  wk->wg_tx.fd = -1;
   wk->stop_fd = stop_fd_;
   wk->vnet = cfg.vnet_hdr;
   wk->vni = cfg.vni;
@@ -143,8 +155,16 @@ std::unique_ptr<Worker> Engine::new_worker(const EngineConfig& cfg, int w, const
   wk->counters = Counters(cfg.counters + size_t(w) * kCounterCount);
   wk->in_slab.reset(new (std::nothrow) uint8_t[kBatch * kSlot]);
   wk->out_slab.reset(new (std::nothrow) uint8_t[kBatch * kSlot]);
-  if (!wk->in_slab || !wk->out_slab) {
+  wk->stage_slab.reset(new (std::nothrow) uint8_t[kStaged * kSlot]);
+  wk->wg_train.reset(new (std::nothrow) uint8_t[kSlot]);
+  if (!wk->in_slab || !wk->out_slab || !wk->stage_slab || !wk->wg_train) {
     *step = "allocate worker buffers";
+    return nullptr;
+  }
+  for (int i = 0; i < kStaged; i++) wk->stage_free[wk->stage_free_n++] = i;
+  wk->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wk->wake_fd < 0) {
+    *step = "create a worker's wake eventfd";
     return nullptr;
   }
   return wk;
@@ -164,6 +184,8 @@ int Engine::add_workers(const EngineConfig& cfg, const char** step) {
     workers_.push_back(std::move(wk));
   }
   bound_to_device_ = !cfg.bind_dev.empty() && all_bound;
+  bind_ip_ = cfg.bind_ip;
+  bind_dev_ = cfg.bind_dev;
   udp_gso_ = gso;
   udp_gro_ = gro;
   for (auto& wk : workers_) {
@@ -204,6 +226,142 @@ void Engine::stop() {
   }
   for (pthread_t th : threads_) pthread_join(th, nullptr);
   threads_.clear();
+}
+
+void Engine::set_routes(std::unique_ptr<RouteTable> table) {
+  routes_.publish(std::move(table));
+  wake_workers();
+}
+
+void Engine::wake_workers() {
+  const uint64_t one = 1;
+  for (auto& wk : workers_) {
+    while (write(wk->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+// ---------------------------------------------------------------- WireGuard
+
+int Engine::wg_enable(uint16_t port, const char** what) {
+  if (wg_port_ != 0) return 0;
+  std::vector<int> fds;
+  int err = 0;
+  for (size_t w = 0; w < workers_.size(); w++) {
+    const int fd = udp_open(bind_ip_, port, UdpRole::kDuplex, &err);
+    if (fd < 0) {
+      *what = "bind the WireGuard port";
+      for (int f : fds) close(f);
+      return err;
+    }
+    fds.push_back(fd);
+    if (!bind_dev_.empty()) (void)udp_bind_device(fd, bind_dev_.c_str());
+    if (udp_gro_) (void)udp_enable_gro(fd);
+  }
+  for (size_t w = 0; w < workers_.size(); w++) workers_[w]->wg_fd.store(fds[w], std::memory_order_release);
+  wg_port_ = port;
+  wake_workers();
+  return 0;
+}
+
+bool Engine::wg_install(uint32_t local_index, uint32_t remote_index, const uint8_t* send_key, const uint8_t* recv_key, bool initiator,
+                        uint32_t peer_ip, uint16_t peer_port) {
+  auto k = make_keypair(local_index, remote_index, send_key, recv_key, initiator, peer_ip, peer_port, int(workers_.size()), coarse_now_ns());
+  if (!k) return false;
+  keypairs_[local_index] = std::move(k);
+  return true;
+}
+
+std::shared_ptr<Keypair> Engine::wg_keypair(uint32_t local_index) const {
+  const auto it = keypairs_.find(local_index);
+  return it == keypairs_.end() ? nullptr : it->second;
+}
+
+namespace {
+
+int send_to(int fd, uint32_t ip, uint16_t port, const uint8_t* msg, size_t len) {
+  if (fd < 0) return ENOTCONN;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(ip);
+  ssize_t r;
+  while ((r = sendto(fd, msg, len, 0, reinterpret_cast<const sockaddr*>(&to), sizeof(to))) < 0 && errno == EINTR) {
+  }
+  return r < 0 ? errno : 0;
+}
+
+}  // namespace
+
+int Engine::wg_send(uint32_t ip, uint16_t port, const uint8_t* msg, size_t len) {
+  return send_to(workers_.empty() ? -1 : workers_[0]->wg_fd.load(), ip, port, msg, len);
+}
+
+int Engine::wg_keepalive(uint32_t local_index) {
+  const auto it = keypairs_.find(local_index);
+  if (it == keypairs_.end()) return ENOENT;
+  Keypair& k = *it->second;
+  // The control thread's own context: the last one.
+  Aead& aead = k.seal[size_t(k.contexts - 1)];
+  const uint64_t counter = k.send_counter.fetch_add(1, std::memory_order_relaxed);
+  if (counter >= kRejectAfterMessages) return EOVERFLOW;
+  uint8_t msg[kWgKeepaliveLen];
+  wg_header(msg, k.remote_index, counter);
+  if (!aead.begin(counter) || !aead.finish(msg + kWgHeaderLen)) return EIO;
+  k.any_tx_ns.store(coarse_now_ns(), std::memory_order_relaxed);
+  return wg_send(k.peer_ip, k.peer_port, msg, sizeof(msg));
+}
+
+size_t Engine::wg_queue(const HandshakeEntry* entries, size_t n) {
+  std::lock_guard<std::mutex> lock(hs_mu_);
+  const size_t room = kHandshakeQueue - hs_queue_.size();
+  const size_t take = n < room ? n : room;
+  hs_queue_.insert(hs_queue_.end(), entries, entries + take);
+  return n - take;
+}
+
+void Engine::wg_notify() {
+  if (notify_fn_ != nullptr && !notify_pending_.exchange(true, std::memory_order_acq_rel)) notify_fn_(notify_arg_);
+}
+
+size_t Engine::wg_take(HandshakeEntry* out, size_t out_cap, uint32_t* want, size_t want_cap, size_t* wants) {
+  // Re-armed before taking: what a worker adds from now on is told again.
+  notify_pending_.store(false, std::memory_order_release);
+  size_t n;
+  {
+    std::lock_guard<std::mutex> lock(hs_mu_);
+    n = hs_queue_.size() < out_cap ? hs_queue_.size() : out_cap;
+    std::copy(hs_queue_.begin(), hs_queue_.begin() + ptrdiff_t(n), out);
+    hs_queue_.erase(hs_queue_.begin(), hs_queue_.begin() + ptrdiff_t(n));
+  }
+  *wants = 0;
+  const RouteTable* t = routes_.current();
+  for (size_t p = 0; t != nullptr && p < t->peer_ip.size() && *wants < want_cap; p++) {
+    if (t->want_session[p].exchange(0, std::memory_order_relaxed) != 0) want[(*wants)++] = t->peer_ip[p];
+  }
+  return n;
+}
+
+size_t Engine::wg_activity(double* out, size_t cap) {
+  const uint64_t now = coarse_now_ns();
+  const auto ago = [now](const std::atomic<uint64_t>& at) {
+    const uint64_t v = at.load(std::memory_order_relaxed);
+    return v == 0 ? -1.0 : double(now - v) / 1e6;
+  };
+  size_t i = 0;
+  for (const auto& [index, k] : keypairs_) {
+    if (i == cap) break;
+    double* row = out + i * 7;
+    row[0] = index;
+    row[1] = ago(k->data_tx_ns);
+    row[2] = ago(k->data_rx_ns);
+    row[3] = ago(k->any_tx_ns);
+    row[4] = ago(k->any_rx_ns);
+    row[5] = k->confirmed.load(std::memory_order_relaxed) ? 1 : 0;
+    row[6] = double(k->send_counter.load(std::memory_order_relaxed));
+    i++;
+  }
+  return i;
 }
 
 Engine::~Engine() {

@@ -1,11 +1,18 @@
 // The native engine: one worker thread per TUN queue, each owning that
 // queue's fd (borrowed from JS until stop() returns), a receiving UDP socket
-// in the cluster port's SO_REUSEPORT group and a few sending sockets. JS
-// pushes whole route tables (set_routes) and reads counters from memory it
-// owns; nothing crosses per packet.
+// in the cluster port's SO_REUSEPORT group, a few sending sockets and, once
+// encryption is on, a socket in the WireGuard port's group (it receives and
+// sends). JS pushes whole route tables (set_routes, WireGuard sessions
+// included), installs session keys (wg_install: one call per handshake) and
+// reads counters from memory it owns; handshake messages the workers
+// pre-checked wait in a bounded queue that JS takes as a batch when told
+// (the notify callback, at most once until taken). Nothing crosses per packet.
 //
-//   worker loop:  poll(tun, udp, stop) -> inside batch  (dataplane.cc, deciding with inside.h)
-//                                      -> outside batch (dataplane.cc, deciding with outside.h)
+//   worker loop:  poll(tun, udp, wireguard, wake, stop)
+//                   -> inside batch     (inside_batch.cc; WireGuard peers: wg_batch.cc)
+//                   -> outside batch    (outside_batch.cc)
+//                   -> WireGuard batch  (wg_batch.cc, deciding with wg_outside.h)
+//                   -> wake: the WireGuard socket opened, or new sessions: send what waited
 #ifndef WEFT_DATAPLANE_H_
 #define WEFT_DATAPLANE_H_
 
@@ -13,9 +20,11 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <pthread.h>
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "outside.h"
@@ -46,6 +55,16 @@ struct EngineConfig {
 
 struct Worker;
 
+// Handshake messages waiting for JS at most (as the kernel's queue); past that, dropped and counted.
+inline constexpr size_t kHandshakeQueue = 4096;
+
+// A pre-checked handshake message for JS: its source and bytes.
+struct HandshakeEntry {
+  uint32_t src;
+  uint16_t len;
+  uint8_t msg[148];
+};
+
 class Engine {
  public:
   // Opens the sockets, sets the TUN offloads and starts the workers. On
@@ -54,7 +73,8 @@ class Engine {
   static std::unique_ptr<Engine> start(const EngineConfig& cfg, int* err, const char** what);
   ~Engine();
 
-  void set_routes(std::unique_ptr<RouteTable> table) { routes_.publish(std::move(table)); }
+  // Publishes a table and wakes the workers (staged packets may have a session now).
+  void set_routes(std::unique_ptr<RouteTable> table);
   // Stops and joins every worker; afterwards no fd is touched. Idempotent.
   void stop();
   // Workers still running: one that met an error it cannot go on from (the
@@ -66,6 +86,43 @@ class Engine {
   bool bound_to_device() const { return bound_to_device_; }
   bool udp_gro() const { return udp_gro_; }
 
+  // ---- WireGuard, control thread only (JS's calls).
+
+  // Opens each worker's socket in `port`'s SO_REUSEPORT group (GRO on,
+  // bound to the underlay device) and wakes the workers to poll it. 0, or the
+  // errno with *what naming the step; idempotent once it worked.
+  int wg_enable(uint16_t port, const char** what);
+  bool wg_enabled() const { return wg_port_ != 0; }
+  // A session's keys, from a handshake JS completed; false when OpenSSL or memory refused.
+  bool wg_install(uint32_t local_index, uint32_t remote_index, const uint8_t* send_key, const uint8_t* recv_key, bool initiator,
+                  uint32_t peer_ip, uint16_t peer_port);
+  void wg_retire(uint32_t local_index) { keypairs_.erase(local_index); }
+  // The installed keypair of `local_index`, for set_routes' tables; nullptr when not installed.
+  std::shared_ptr<Keypair> wg_keypair(uint32_t local_index) const;
+  // Sends a handshake message from the WireGuard port: 0, or the errno.
+  int wg_send(uint32_t ip, uint16_t port, const uint8_t* msg, size_t len);
+  // Seals and sends an empty transport message on keypair `local_index`: 0, or the errno (ENOENT: no such keypair).
+  int wg_keepalive(uint32_t local_index);
+  // Moves the queued handshake messages into out (at most out_cap), and the
+  // sources of the peers a packet found no session for into want (at most
+  // want_cap, *wants set); re-arms the notification first. Returns the count of messages.
+  size_t wg_take(HandshakeEntry* out, size_t out_cap, uint32_t* want, size_t want_cap, size_t* wants);
+  // Per installed keypair, 7 numbers: local index, ms since data sent, data received,
+  // anything sent, anything received (-1: never), confirmed (0/1), send counter. Returns how many keypairs (at most cap).
+  size_t wg_activity(double* out, size_t cap);
+
+  // ---- WireGuard, workers.
+
+  // Queues `n` pre-checked handshake messages for JS (one lock per batch); those past kHandshakeQueue are counted as dropped.
+  size_t wg_queue(const HandshakeEntry* entries, size_t n);
+  // Tells JS there is something to take, once until it took it.
+  void wg_notify();
+  // The callback the notification runs on a worker thread (it must only schedule work on JS's thread).
+  void set_notify(void (*fn)(void*), void* arg) {
+    notify_fn_ = fn;
+    notify_arg_ = arg;
+  }
+
  private:
   explicit Engine(int workers);
   // The steps of start(). new_worker: a worker for TUN queue w with its
@@ -76,14 +133,24 @@ class Engine {
   std::unique_ptr<Worker> new_worker(const EngineConfig& cfg, int w, const char** step);
   int add_workers(const EngineConfig& cfg, const char** step);
   int start_threads();
+  void wake_workers();
   RouteHolder routes_;
   int stop_fd_ = -1;
+  uint16_t wg_port_ = 0;
+  std::unordered_map<uint32_t, std::shared_ptr<Keypair>> keypairs_;
+  std::mutex hs_mu_;  // the handshake queue: workers push a batch, JS takes all
+  std::vector<HandshakeEntry> hs_queue_;
+  std::atomic<bool> notify_pending_{false};
+  void (*notify_fn_)(void*) = nullptr;
+  void* notify_arg_ = nullptr;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<pthread_t> threads_;
   bool udp_gso_ = false;
   bool bound_to_device_ = false;
   bool udp_gro_ = false;
   bool stopped_ = false;
+  uint32_t bind_ip_ = 0;  // for the WireGuard sockets, opened later
+  std::string bind_dev_;
   std::atomic<int> running_{0};
 
   friend void* run_worker(void* w);

@@ -1,11 +1,15 @@
 // Node-API surface of the native engine: argument unpacking only. The
-// engine's calls run at control-plane rate (start, a whole route table,
+// engine's calls run at control-plane rate (start, a whole route table with
+// its WireGuard sessions, a session's keys, a batch of handshake messages,
 // stop); counters are read by JS straight from the BigUint64Array it handed
-// over. The in-process test entry points are in engine_test_binding.cc.
+// over, and the workers tell JS there are handshake messages to take through
+// one thread-safe function, at most once until JS took them. The in-process
+// test entry points are in engine_test_binding.cc.
 #include "engine_binding.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <memory>
 #include <new>
@@ -26,13 +30,30 @@ namespace {
 struct EngineHandle {
   std::unique_ptr<Engine> engine;
   napi_ref counters = nullptr;
+  // Calls options.onWireguard on JS's thread (no arguments): handshake messages or session requests wait.
+  napi_threadsafe_function notify = nullptr;
+  // The mac1 key of the last table, and its generation (a new key, a new generation).
+  uint8_t mac1[32] = {};
+  uint64_t mac1_gen = 0;
 };
+
+// Stops and joins the workers (none notifies after), then lets the thread-safe function go.
+void stop_engine(EngineHandle* h) {
+  h->engine.reset();
+  if (h->notify != nullptr) napi_release_threadsafe_function(h->notify, napi_tsfn_release);
+  h->notify = nullptr;
+}
 
 void finalize_engine(napi_env env, void* data, void*) {
   EngineHandle* h = static_cast<EngineHandle*>(data);
-  h->engine.reset();  // stops and joins the workers first
+  stop_engine(h);
   if (h->counters != nullptr) napi_delete_reference(env, h->counters);
   delete h;
+}
+
+// The workers' notification: schedules onWireguard on JS's thread, never blocking.
+void notify_js(void* arg) {
+  (void)napi_call_threadsafe_function(static_cast<napi_threadsafe_function>(arg), nullptr, napi_tsfn_nonblocking);
 }
 
 EngineHandle* handle_arg(napi_env env, napi_value v) {
@@ -107,9 +128,10 @@ bool engine_config_arg(napi_env env, napi_value o, EngineConfig* cfg, napi_value
   return true;
 }
 
-// Starts the engine and wraps it in a handle that owns it and the counters'
-// reference. Throws (and frees everything) on failure.
-napi_value start_engine(napi_env env, const EngineConfig& cfg, napi_value counters_v) {
+// Starts the engine and wraps it in a handle that owns it, the counters'
+// reference and the thread-safe function calling `on_wireguard` (when it is
+// a function). Throws (and frees everything) on failure.
+napi_value start_engine(napi_env env, const EngineConfig& cfg, napi_value counters_v, napi_value on_wireguard) {
   EngineHandle* h = new (std::nothrow) EngineHandle();
   if (h == nullptr) {
     throw_errno(env, ENOMEM, "start the native engine", "");
@@ -120,9 +142,23 @@ napi_value start_engine(napi_env env, const EngineConfig& cfg, napi_value counte
     delete h;
     return throw_last_napi_error(env);
   }
+  napi_valuetype type;
+  if (napi_typeof(env, on_wireguard, &type) == napi_ok && type == napi_function) {
+    napi_value name;
+    if (napi_create_string_utf8(env, "weft.wireguard", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+        napi_create_threadsafe_function(env, on_wireguard, nullptr, name, 0, 1, nullptr, nullptr, nullptr, nullptr, &h->notify) != napi_ok ||
+        napi_unref_threadsafe_function(env, h->notify) != napi_ok) {
+      throw_last_napi_error(env);
+      if (h->notify != nullptr) napi_release_threadsafe_function(h->notify, napi_tsfn_release);
+      napi_delete_reference(env, h->counters);
+      delete h;
+      return nullptr;
+    }
+  }
   int err = 0;
   const char* what = "start";
   h->engine = Engine::start(cfg, &err, &what);
+  if (h->engine && h->notify != nullptr) h->engine->set_notify(notify_js, h->notify);
   napi_value result;
   if (!h->engine || napi_create_external(env, h, finalize_engine, nullptr, &result) != napi_ok) {
     if (!h->engine) {
@@ -132,7 +168,7 @@ napi_value start_engine(napi_env env, const EngineConfig& cfg, napi_value counte
     } else {
       throw_last_napi_error(env);
     }
-    h->engine.reset();
+    stop_engine(h);
     napi_delete_reference(env, h->counters);
     delete h;
     return nullptr;
@@ -140,27 +176,39 @@ napi_value start_engine(napi_env env, const EngineConfig& cfg, napi_value counte
   return result;
 }
 
-// createEngine({ tunFds, vnetHdr, udpGso, udpGro, bindIp, bindDevice, port, vni, selfBase, selfLen, tunAddr, counters })
+// createEngine({ tunFds, vnetHdr, udpGso, udpGro, bindIp, bindDevice, port, vni, selfBase, selfLen, tunAddr, counters, onWireguard? })
 napi_value js_create_engine(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   EngineConfig cfg;
-  napi_value counters_v;
+  napi_value counters_v, on_wireguard;
   if (!get_args(env, info, 1, argv, "createEngine(options)") || !typed_arg(env, argv[0], napi_object, "options", "an object") ||
-      !engine_config_arg(env, argv[0], &cfg, &counters_v)) {
+      !engine_config_arg(env, argv[0], &cfg, &counters_v) || !get_prop(env, argv[0], "onWireguard", &on_wireguard)) {
     return throw_last_napi_error(env);
   }
-  return start_engine(env, cfg, counters_v);
+  return start_engine(env, cfg, counters_v, on_wireguard);
 }
 
-// engineSetRoutes(engine, routes): swaps the whole table in; the next batch uses it.
+// engineSetRoutes(engine, routes, wireguard?): swaps the whole table in (with
+// its WireGuard sessions, when given: routes_binding.h); the next batch uses it.
 napi_value js_engine_set_routes(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!get_args(env, info, 2, argv, "engineSetRoutes(engine, routes)")) return throw_last_napi_error(env);
+  napi_value argv[3];
+  if (!get_some_args(env, info, 2, 3, argv, "engineSetRoutes(engine, routes, wireguard?)")) return throw_last_napi_error(env);
   EngineHandle* h = handle_arg(env, argv[0]);
   if (h == nullptr) return nullptr;
   auto t = routes_arg(env, argv[1]);
-  if (!t) return nullptr;
-  if (h->engine) h->engine->set_routes(std::move(t));
+  if (!t || !h->engine) return nullptr;
+  napi_valuetype type;
+  if (napi_typeof(env, argv[2], &type) != napi_ok) return throw_last_napi_error(env);
+  if (type != napi_undefined) {
+    Engine* e = h->engine.get();
+    if (!wg_sessions_arg(env, argv[2], [e](uint32_t i) { return e->wg_keypair(i); }, t.get())) return nullptr;
+    if (h->mac1_gen == 0 || memcmp(h->mac1, t->mac1_key, sizeof(h->mac1)) != 0) {
+      memcpy(h->mac1, t->mac1_key, sizeof(h->mac1));
+      h->mac1_gen++;
+    }
+    t->mac1_gen = h->mac1_gen;
+  }
+  h->engine->set_routes(std::move(t));
   return nullptr;
 }
 
@@ -170,8 +218,141 @@ napi_value js_engine_stop(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 1, argv, "engineStop(engine)")) return throw_last_napi_error(env);
   EngineHandle* h = handle_arg(env, argv[0]);
   if (h == nullptr) return nullptr;
-  h->engine.reset();
+  stop_engine(h);
   return nullptr;
+}
+
+// The running engine of argv[0]: nullptr with a TypeError (not a handle) or an Error (stopped) pending.
+Engine* running_arg(napi_env env, napi_value v) {
+  EngineHandle* h = handle_arg(env, v);
+  if (h == nullptr) return nullptr;
+  if (!h->engine) napi_throw_error(env, "ERR_WEFT_STOPPED", "the native engine is stopped");
+  return h->engine.get();
+}
+
+// argv[0] a running engine and argv[1] an integer in [lo, hi] (into *v): nullptr with an exception pending otherwise.
+Engine* engine_and_integer(napi_env env, napi_callback_info info, const char* usage, const char* name, double lo, double hi, double* v) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv, usage) || !integer_arg(env, argv[1], name, lo, hi, v)) {
+    throw_last_napi_error(env);
+    return nullptr;
+  }
+  return running_arg(env, argv[0]);
+}
+
+// engineWgEnable(engine, port): opens the WireGuard port in every worker. Throws an errno error naming the step.
+napi_value js_engine_wg_enable(napi_env env, napi_callback_info info) {
+  double port;
+  Engine* e = engine_and_integer(env, info, "engineWgEnable(engine, port)", "port", 1, 65535, &port);
+  if (e == nullptr) return nullptr;
+  const char* what = "enable WireGuard";
+  const int err = e->wg_enable(uint16_t(port), &what);
+  if (err != 0) throw_errno(env, err, what, "");
+  return nullptr;
+}
+
+// engineWgInstall(engine, localIndex, remoteIndex, sendKey, recvKey, initiator, peerIp, peerPort)
+napi_value js_engine_wg_install(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  double local, remote, ip, port;
+  uint8_t *send, *recv;
+  bool initiator;
+  if (!get_args(env, info, 8, argv, "engineWgInstall(engine, localIndex, remoteIndex, sendKey, recvKey, initiator, peerIp, peerPort)") ||
+      !integer_arg(env, argv[1], "localIndex", 1, 4294967295.0, &local) || !integer_arg(env, argv[2], "remoteIndex", 0, 4294967295.0, &remote) ||
+      !wg_key_arg(env, argv[3], "sendKey", &send) || !wg_key_arg(env, argv[4], "recvKey", &recv) ||
+      !typed_arg(env, argv[5], napi_boolean, "initiator", "a boolean") || napi_get_value_bool(env, argv[5], &initiator) != napi_ok ||
+      !integer_arg(env, argv[6], "peerIp", 0, 4294967295.0, &ip) || !integer_arg(env, argv[7], "peerPort", 0, 65535, &port)) {
+    return throw_last_napi_error(env);
+  }
+  Engine* e = running_arg(env, argv[0]);
+  if (e == nullptr) return nullptr;
+  if (!e->wg_install(uint32_t(local), uint32_t(remote), send, recv, initiator, uint32_t(ip), uint16_t(port))) {
+    throw_errno(env, ENOMEM, "install a WireGuard session", "");
+  }
+  return nullptr;
+}
+
+// engineWgRetire(engine, localIndex): the keypair leaves the engine with the last table that lists it.
+napi_value js_engine_wg_retire(napi_env env, napi_callback_info info) {
+  double local;
+  Engine* e = engine_and_integer(env, info, "engineWgRetire(engine, localIndex)", "localIndex", 0, 4294967295.0, &local);
+  if (e != nullptr) e->wg_retire(uint32_t(local));
+  return nullptr;
+}
+
+// engineWgSend(engine, ip, port, message): 0, or the errno of the send.
+napi_value js_engine_wg_send(napi_env env, napi_callback_info info) {
+  napi_value argv[4], result;
+  double ip, port;
+  uint8_t* msg;
+  size_t len;
+  if (!get_args(env, info, 4, argv, "engineWgSend(engine, ip, port, message)") || !integer_arg(env, argv[1], "ip", 0, 4294967295.0, &ip) ||
+      !integer_arg(env, argv[2], "port", 1, 65535, &port) || !buffer_arg(env, argv[3], "message", &msg, &len)) {
+    return throw_last_napi_error(env);
+  }
+  Engine* e = running_arg(env, argv[0]);
+  if (e == nullptr) return nullptr;
+  if (napi_create_int32(env, e->wg_send(uint32_t(ip), uint16_t(port), msg, len), &result) != napi_ok) return throw_last_napi_error(env);
+  return result;
+}
+
+// engineWgKeepalive(engine, localIndex): 0, or an errno (ENOENT: no such keypair).
+napi_value js_engine_wg_keepalive(napi_env env, napi_callback_info info) {
+  napi_value result;
+  double local;
+  Engine* e = engine_and_integer(env, info, "engineWgKeepalive(engine, localIndex)", "localIndex", 0, 4294967295.0, &local);
+  if (e == nullptr) return nullptr;
+  if (napi_create_int32(env, e->wg_keepalive(uint32_t(local)), &result) != napi_ok) return throw_last_napi_error(env);
+  return result;
+}
+
+// engineWgTake(engine, out: Buffer, want: Uint32Array): { messages, wants }: the
+// queued handshake messages into out, kEntry (WG_TAKE_ENTRY in addon.ts) bytes each ([source u32 LE][length u16 LE][148 bytes]),
+// and the underlay addresses of the peers a packet found no session for into want.
+napi_value js_engine_wg_take(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result, messages_v, wants_v;
+  uint8_t* out;
+  size_t out_len, want_len;
+  void* want;
+  if (!get_args(env, info, 3, argv, "engineWgTake(engine, out, want)") || !buffer_arg(env, argv[1], "out", &out, &out_len) ||
+      !typed_array_arg(env, argv[2], napi_uint32_array, "want", "Uint32Array", &want, &want_len)) {
+    return throw_last_napi_error(env);
+  }
+  Engine* e = running_arg(env, argv[0]);
+  if (e == nullptr) return nullptr;
+  constexpr size_t kEntry = 4 + 2 + 148;
+  HandshakeEntry entries[256];
+  const size_t cap = out_len / kEntry < 256 ? out_len / kEntry : 256;
+  size_t wants = 0;
+  const size_t n = e->wg_take(entries, cap, static_cast<uint32_t*>(want), want_len, &wants);
+  for (size_t i = 0; i < n; i++) {
+    uint8_t* p = out + i * kEntry;
+    for (int b = 0; b < 4; b++) p[b] = uint8_t(entries[i].src >> (8 * b));
+    p[4] = uint8_t(entries[i].len);
+    p[5] = uint8_t(entries[i].len >> 8);
+    memcpy(p + 6, entries[i].msg, entries[i].len);
+  }
+  if (napi_create_object(env, &result) != napi_ok || napi_create_uint32(env, uint32_t(n), &messages_v) != napi_ok ||
+      napi_create_uint32(env, uint32_t(wants), &wants_v) != napi_ok || napi_set_named_property(env, result, "messages", messages_v) != napi_ok ||
+      napi_set_named_property(env, result, "wants", wants_v) != napi_ok) {
+    return throw_last_napi_error(env);
+  }
+  return result;
+}
+
+// engineWgActivity(engine, out: Float64Array): how many keypairs' activity went into out, 7 numbers each (dataplane.h).
+napi_value js_engine_wg_activity(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  void* out;
+  size_t len;
+  if (!get_args(env, info, 2, argv, "engineWgActivity(engine, out)") ||
+      !typed_array_arg(env, argv[1], napi_float64_array, "out", "Float64Array", &out, &len)) {
+    return throw_last_napi_error(env);
+  }
+  Engine* e = running_arg(env, argv[0]);
+  if (e == nullptr) return nullptr;
+  if (napi_create_uint32(env, uint32_t(e->wg_activity(static_cast<double*>(out), len / 7)), &result) != napi_ok) return throw_last_napi_error(env);
+  return result;
 }
 
 // engineInfo(engine): { udpGso, udpGro, workersRunning, retiredTables }: the offloads in use after probing,
@@ -211,7 +392,11 @@ napi_status init_engine_exports(napi_env env, napi_value exports) {
   }
   if (napi_set_named_property(env, exports, "COUNTER_NAMES", names) != napi_ok ||
       !set_function(env, exports, "createEngine", js_create_engine) || !set_function(env, exports, "engineSetRoutes", js_engine_set_routes) ||
-      !set_function(env, exports, "engineStop", js_engine_stop) || !set_function(env, exports, "engineInfo", js_engine_info)) {
+      !set_function(env, exports, "engineStop", js_engine_stop) || !set_function(env, exports, "engineInfo", js_engine_info) ||
+      !set_function(env, exports, "engineWgEnable", js_engine_wg_enable) || !set_function(env, exports, "engineWgInstall", js_engine_wg_install) ||
+      !set_function(env, exports, "engineWgRetire", js_engine_wg_retire) || !set_function(env, exports, "engineWgSend", js_engine_wg_send) ||
+      !set_function(env, exports, "engineWgKeepalive", js_engine_wg_keepalive) || !set_function(env, exports, "engineWgTake", js_engine_wg_take) ||
+      !set_function(env, exports, "engineWgActivity", js_engine_wg_activity)) {
     return napi_generic_failure;
   }
   return napi_ok;

@@ -1,5 +1,6 @@
 // inside, per batch (TUN -> UDP): read up to kBatch packets (each maybe a
 // 64 KB TSO super-packet with a virtio-net header) -> classify_inside ->
+// a peer spoken to in WireGuard: inside_wireguard (wg_batch.cc); else
 // plain packet: finish its checksum, write the VXLAN-GPE header in the
 // headroom in front of it, queue it on the sending socket its flow hashes
 // to; super-packet: split into segments (headers written, payload gathered
@@ -18,21 +19,16 @@
 
 namespace weft {
 
-namespace {
-
-void fill_msg(mmsghdr* m, sockaddr_in* addr, const RouteTable& t, int32_t peer, iovec* iov, size_t iovlen, char* ctrl,
-              uint16_t gso_size);
-
-}  // namespace
-
 void Worker::inside_batch(const RouteTable& t) {
-  // A slot: [8 headroom][vnet header?][packet]; the VXLAN-GPE header is
-  // written into the 8 bytes right in front of the packet.
-  const size_t read_at = vnet ? 0 : kGpeHeaderLen;
+  // A slot: [headroom][vnet header?][packet][tailroom]; the packet starts
+  // kHeadroom bytes in, so a VXLAN-GPE or WireGuard header fits in front of
+  // it, and kWgTailroom is left for WireGuard's padding and tag.
+  const size_t read_at = vnet ? kHeadroom - kVnetHdrLen : kHeadroom;
   const uint64_t now = coarse_now_ns();
+  if (staged_n > 0) flush_staged(t, now);
   for (int i = 0; i < kBatch; i++) {
     uint8_t* slot = in_slab.get() + size_t(i) * kSlot;
-    const ssize_t n = read(tun_fd, slot + read_at, kSlot - read_at);
+    const ssize_t n = read(tun_fd, slot + read_at, kSlot - read_at - kWgTailroom);
     if (n < 0) {
       if (errno == EINTR) {
         i--;
@@ -54,53 +50,45 @@ void Worker::inside_batch(const RouteTable& t) {
       pkt += kVnetHdrLen;
       len -= kVnetHdrLen;
     }
-    const int32_t peer = classify_inside(pkt, len, t, counters);
-    if (peer == kInsideDrop) continue;
-    if (peer == kInsideUnreachable) {
-      send_icmp_error(pkt, len, kIcmpNetUnreachable, 0, now);
-      continue;
-    }
-    const int sock = int(flow_hash(pkt, len) % kSendSockets);
-    const size_t limit = inner_limit(t, peer, now);
-    if (vnet && h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
-      flush(sock);  // keep the flow's order: earlier packets go first
-      send_tso(pkt, len, h, t, peer, sock, limit, now);
-      continue;
-    }
-    // Too long for the path: with DF the sender must learn the MTU (as a
-    // router would tell it); without, the kernel fragments the datagram.
-    if (len > limit && (pkt[6] & 0x40) != 0) {
-      counters.add(kInsideDropTooBig);
-      send_icmp_error(pkt, len, kIcmpFragNeeded, uint16_t(limit), now);
-      continue;
-    }
-    // A peer that takes partial TCP checksums gets every whole TCP packet
-    // so (a fully summed one too: the peer cannot tell them apart); the
-    // rest, and every packet to other peers, goes fully summed.
-    const bool partial = vnet && (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0 && leave_tcp_checksum_partial(pkt, len);
-    if (!partial && vnet && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && !complete_checksum(pkt, len, h.csum_start, h.csum_offset)) {
-      counters.add(kInsideDropMalformed);
-      continue;
-    }
-    gpe_write(pkt - kGpeHeaderLen, vni);
-    queue_send(sock, pkt - kGpeHeaderLen, len + kGpeHeaderLen, t, peer, uint32_t(len), 1, 0);
+    inside_one(pkt, len, h, t, now);
   }
   flush_all();
 }
 
-void Worker::queue_send(int sock, uint8_t* data, size_t len, const RouteTable& t, int32_t peer, uint32_t inner_bytes,
-                        uint16_t packets, uint16_t gso_size) {
-  SendQueue& q = tx[sock];
-  if (q.n == kBatch) flush(sock);
+void Worker::inside_one(uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, uint64_t now) {
+  const int32_t peer = classify_inside(pkt, len, t, counters);
+  if (peer == kInsideDrop) return;
+  if (peer == kInsideUnreachable) {
+    send_icmp_error(pkt, len, kIcmpNetUnreachable, 0, now);
+    return;
+  }
+  const size_t limit = inner_limit(t, peer, now);
+  if ((t.peer_flags[size_t(peer)] & kPeerWireguard) != 0) {
+    inside_wireguard(pkt, len, h, t, peer, limit, now);
+    return;
+  }
+  const int sock = int(flow_hash(pkt, len) % kSendSockets);
+  if (vnet && h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+    flush(tx[sock]);  // keep the flow's order: earlier packets go first
+    send_tso(pkt, len, h, t, peer, sock, limit, now);
+    return;
+  }
+  if (!ready_to_send(pkt, len, h, t, peer, limit, now)) return;
+  gpe_write(pkt - kGpeHeaderLen, vni);
+  queue_send(tx[sock], pkt - kGpeHeaderLen, len + kGpeHeaderLen, t.peer_ip[size_t(peer)], t.peer_port[size_t(peer)], uint32_t(len), 1, 0);
+}
+
+void Worker::queue_send(SendQueue& q, uint8_t* data, size_t len, uint32_t ip, uint16_t port, uint32_t inner_bytes, uint16_t packets,
+                        uint16_t gso_size) {
+  if (q.n == kBatch) flush(q);
   const int m = q.n++;
   q.iov[m] = {data, len};
   q.inner_bytes[m] = inner_bytes;
   q.packets[m] = packets;
-  fill_msg(&q.msgs[m], &q.addr[m], t, peer, &q.iov[m], 1, q.ctrl[m], gso_size);
+  fill_msg(&q.msgs[m], &q.addr[m], ip, port, &q.iov[m], 1, q.ctrl[m], gso_size);
 }
 
-void Worker::flush(int sock) {
-  SendQueue& q = tx[sock];
+void Worker::flush(SendQueue& q) {
   send_all(q.fd, q.msgs, q.n, q.packets, q.inner_bytes);
   q.n = 0;
 }
@@ -126,15 +114,10 @@ void Worker::send_all(int fd, mmsghdr* msgs, int n, const uint16_t* packets, con
   }
 }
 
-namespace {
-
-// Fills one outgoing message: to the peer, over iov[0, iovlen), as a GSO
-// train of `gso_size`-byte datagrams when gso_size is not 0.
-void fill_msg(mmsghdr* m, sockaddr_in* addr, const RouteTable& t, int32_t peer, iovec* iov, size_t iovlen, char* ctrl,
-              uint16_t gso_size) {
+void fill_msg(mmsghdr* m, sockaddr_in* addr, uint32_t ip, uint16_t port, iovec* iov, size_t iovlen, char* ctrl, uint16_t gso_size) {
   addr->sin_family = AF_INET;
-  addr->sin_port = htons(t.peer_port[size_t(peer)]);
-  addr->sin_addr.s_addr = htonl(t.peer_ip[size_t(peer)]);
+  addr->sin_port = htons(port);
+  addr->sin_addr.s_addr = htonl(ip);
   msghdr& mh = m->msg_hdr;
   mh.msg_name = addr;
   mh.msg_namelen = sizeof(sockaddr_in);
@@ -155,35 +138,61 @@ void fill_msg(mmsghdr* m, sockaddr_in* addr, const RouteTable& t, int32_t peer, 
   memcpy(CMSG_DATA(cm), &gso_size, sizeof(gso_size));
 }
 
-}  // namespace
+bool Worker::ready_to_send(uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, size_t limit, uint64_t now) {
+  // Too long for the path: with DF the sender must learn the MTU (as a
+  // router would tell it); without, the kernel fragments the datagram.
+  if (len > limit && (pkt[6] & 0x40) != 0) {
+    counters.add(kInsideDropTooBig);
+    send_icmp_error(pkt, len, kIcmpFragNeeded, uint16_t(limit), now);
+    return false;
+  }
+  // A peer that takes partial TCP checksums gets every whole TCP packet
+  // so (a fully summed one too: the peer cannot tell them apart); the
+  // rest, and every packet to other peers, goes fully summed. (With
+  // WireGuard too: Poly1305 covers every byte either way.)
+  const bool partial = vnet && (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0 && leave_tcp_checksum_partial(pkt, len);
+  if (!partial && vnet && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && !complete_checksum(pkt, len, h.csum_start, h.csum_offset)) {
+    counters.add(kInsideDropMalformed);
+    return false;
+  }
+  return true;
+}
 
 size_t Worker::inner_limit(const RouteTable& t, int32_t peer, uint64_t now_ns) {
   const size_t mtu = pmtu.get(t.peer_ip[size_t(peer)], now_ns);
-  return mtu > kEncapOverhead ? mtu - kEncapOverhead : SIZE_MAX;
+  const size_t overhead = (t.peer_flags[size_t(peer)] & kPeerWireguard) != 0 ? kWgOverhead : kEncapOverhead;
+  return mtu > overhead ? mtu - overhead : SIZE_MAX;
 }
 
-void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock,
-                      size_t limit, uint64_t now_ns) {
-  TsoPlan plan;
-  const bool partial = (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0;
-  int segs = tso_headers(pkt, len, h, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs, partial);
+int Worker::plan_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, size_t headroom, bool partial, size_t limit, uint64_t now_ns,
+                     TsoPlan* plan) {
+  int segs = tso_headers(pkt, len, h, seg_hdrs, sizeof(seg_hdrs), headroom, plan, kMaxSegs, partial);
   if (segs <= 0) {
     counters.add(kInsideDropMalformed);
-    return;
+    return -1;
   }
   // Segments too long for the path: cut them shorter (the sender's TCP sees
   // nothing but ordinary segments). When that takes more than kMaxSegs,
   // tell the sender the path MTU instead, so its next super-packets fit.
-  if (plan.hdrs + plan.mss > limit) {
+  if (plan->hdrs + plan->mss > limit) {
     VnetHdr shorter = h;
-    shorter.gso_size = uint16_t(limit > plan.hdrs ? limit - plan.hdrs : 0);
-    segs = shorter.gso_size > 0 ? tso_headers(pkt, len, shorter, seg_hdrs, sizeof(seg_hdrs), kGpeHeaderLen, &plan, kMaxSegs, partial) : -1;
+    shorter.gso_size = uint16_t(limit > plan->hdrs ? limit - plan->hdrs : 0);
+    segs = shorter.gso_size > 0 ? tso_headers(pkt, len, shorter, seg_hdrs, sizeof(seg_hdrs), headroom, plan, kMaxSegs, partial) : -1;
     if (segs <= 0) {
       counters.add(kInsideDropTooBig);
       send_icmp_error(pkt, len, kIcmpFragNeeded, uint16_t(limit), now_ns);
-      return;
+      return -1;
     }
   }
+  return segs;
+}
+
+void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, int sock, size_t limit,
+                      uint64_t now_ns) {
+  TsoPlan plan;
+  const bool partial = (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0;
+  const int segs = plan_tso(pkt, len, h, kGpeHeaderLen, partial, limit, now_ns, &plan);
+  if (segs < 0) return;
   // Each datagram gathers [VXLAN-GPE + segment headers] from seg_hdrs and
   // the segment's payload straight from the super-packet: no payload copy.
   // Trains of equal datagrams (the last may be shorter) go in one message
@@ -209,7 +218,8 @@ void Worker::send_tso(const uint8_t* pkt, size_t len, const VnetHdr& h, const Ro
     }
     tso_packets[msgs] = uint16_t(count);
     tso_bytes[msgs] = inner;
-    fill_msg(&tso_msgs[msgs], &addr, t, peer, iov, size_t(2 * count), tso_ctrl[msgs], count > 1 ? uint16_t(stride) : 0);
+    fill_msg(&tso_msgs[msgs], &addr, t.peer_ip[size_t(peer)], t.peer_port[size_t(peer)], iov, size_t(2 * count), tso_ctrl[msgs],
+             count > 1 ? uint16_t(stride) : 0);
     msgs++;
   }
   send_all(tx[sock].fd, tso_msgs, msgs, tso_packets, tso_bytes);

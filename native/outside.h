@@ -1,6 +1,8 @@
-// outside (UDP -> TUN): the per-datagram checks, same checks, order and
-// counters as src/dataplane/outside.ts:
+// outside (UDP -> TUN): the per-datagram checks of VXLAN-GPE, same checks,
+// order and counters as src/dataplane/outside.ts (a decrypted WireGuard
+// packet passes the same inner checks, accept_inner):
 //   header (length, flags, VNI, next protocol) -> outer sender is a node
+//   -> the pair speaks VXLAN-GPE (not WireGuard, not wireguard-only)
 //   -> inner IPv4 well formed -> inner source in that node's subnet (or the node itself)
 //   -> inner destination in ours, not its broadcast -> TTL not expired -> deliver
 #ifndef WEFT_OUTSIDE_H_
@@ -25,27 +27,16 @@ struct SelfSubnet {
   bool delivers(uint32_t ip) const { return contains(ip) && ip != (base | ~mask); }
 };
 
-// True when the inner packet at dg + 8 should be written to the TUN.
-inline bool accept_outside(const uint8_t* dg, size_t len, uint32_t outer_src, const RouteTable& t, SelfSubnet self,
-                           uint32_t vni, Counters& c) {
-  switch (gpe_check(dg, len, vni)) {
-    case GpeCheck::kOk: break;
-    case GpeCheck::kShort: c.add(kOutsideDropShort); return false;
-    case GpeCheck::kBadFlags: c.add(kOutsideDropBadFlags); return false;
-    case GpeCheck::kWrongVni: c.add(kOutsideDropVni); return false;
-    case GpeCheck::kNextProto: c.add(kOutsideDropNextProto); return false;
-  }
-  if (!t.known_sender(outer_src)) {
-    c.add(kOutsideDropUnknownSender);
-    return false;
-  }
-  const uint8_t* inner = dg + kGpeHeaderLen;
-  const size_t inner_len = len - kGpeHeaderLen;
+// True when the inner IPv4 packet in inner[0, inner_len) (a VXLAN-GPE
+// datagram's, or a decrypted WireGuard payload with its padding) from the
+// node at underlay address `sender` should be written to the TUN.
+inline bool accept_inner(const uint8_t* inner, size_t inner_len, uint32_t sender, const RouteTable& t, SelfSubnet self,
+                         Counters& c) {
   if (!ipv4_valid(inner, inner_len)) {
     c.add(kOutsideDropMalformed);
     return false;
   }
-  if (!t.sender_owns(outer_src, ip_src(inner))) {
+  if (!t.sender_owns(sender, ip_src(inner))) {
     c.add(kOutsideDropSpoofedSource);
     return false;
   }
@@ -58,6 +49,28 @@ inline bool accept_outside(const uint8_t* dg, size_t len, uint32_t outer_src, co
     return false;
   }
   return true;
+}
+
+// True when the inner packet at dg + 8 should be written to the TUN.
+inline bool accept_outside(const uint8_t* dg, size_t len, uint32_t outer_src, const RouteTable& t, SelfSubnet self,
+                           uint32_t vni, Counters& c) {
+  switch (gpe_check(dg, len, vni)) {
+    case GpeCheck::kOk: break;
+    case GpeCheck::kShort: c.add(kOutsideDropShort); return false;
+    case GpeCheck::kBadFlags: c.add(kOutsideDropBadFlags); return false;
+    case GpeCheck::kWrongVni: c.add(kOutsideDropVni); return false;
+    case GpeCheck::kNextProto: c.add(kOutsideDropNextProto); return false;
+  }
+  const int64_t sender = t.sender_slot(outer_src);
+  if (sender < 0) {
+    c.add(kOutsideDropUnknownSender);
+    return false;
+  }
+  if (t.plaintext_refused || (t.sender_flags[size_t(sender)] & kPeerWireguard) != 0) {
+    c.add(kOutsideDropPlaintext);
+    return false;
+  }
+  return accept_inner(dg + kGpeHeaderLen, len - kGpeHeaderLen, outer_src, t, self, c);
 }
 
 // One received buffer: a single datagram, or a UDP GRO train of equal

@@ -14,7 +14,7 @@
 
 namespace weft {
 
-void Worker::outside_batch(const RouteTable& t) {
+int Worker::receive(int fd) {
   for (int i = 0; i < kBatch; i++) {
     riov[i] = {out_slab.get() + size_t(i) * kSlot, kSlot};
     msghdr& mh = rmsgs[i].msg_hdr;
@@ -26,23 +26,32 @@ void Worker::outside_batch(const RouteTable& t) {
     mh.msg_controllen = sizeof(rctrl[i]);
     mh.msg_flags = 0;
   }
-  const int n = recvmmsg(rx_fd, rmsgs, kBatch, MSG_DONTWAIT, nullptr);
-  if (n <= 0) return;  // EAGAIN, or an error poll will report again
+  const int n = recvmmsg(fd, rmsgs, kBatch, MSG_DONTWAIT, nullptr);
+  return n > 0 ? n : 0;  // EAGAIN, or an error poll will report again
+}
+
+size_t Worker::gro_segment(int i) const {
+  size_t seg = rmsgs[i].msg_len;
+  msghdr& mh = const_cast<msghdr&>(rmsgs[i].msg_hdr);
+  for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm != nullptr; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+      int gso_size;
+      memcpy(&gso_size, CMSG_DATA(cm), sizeof(gso_size));
+      if (gso_size > 0) seg = size_t(gso_size);
+    }
+  }
+  return seg;
+}
+
+void Worker::outside_batch(const RouteTable& t) {
+  const int n = receive(rx_fd);
   for (int i = 0; i < n; i++) {
     const uint8_t* buf = out_slab.get() + size_t(i) * kSlot;
     const size_t len = rmsgs[i].msg_len;
     const uint32_t src = ntohl(raddr[i].sin_addr.s_addr);
-    size_t seg = len;
-    for (cmsghdr* cm = CMSG_FIRSTHDR(&rmsgs[i].msg_hdr); cm != nullptr; cm = CMSG_NXTHDR(&rmsgs[i].msg_hdr, cm)) {
-      if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
-        int gso_size;
-        memcpy(&gso_size, CMSG_DATA(cm), sizeof(gso_size));
-        if (gso_size > 0) seg = size_t(gso_size);
-      }
-    }
     // From a peer that leaves TCP checksums partial toward us (we list the feature only with vnet headers).
     const bool partial = vnet && (t.flags_of_sender(src) & kPeerTcpCsumPartial) != 0;
-    accept_train(buf, len, seg, src, t, self, vni, counters, [this, partial](const uint8_t* inner, size_t n) { deliver(inner, n, partial); });
+    accept_train(buf, len, gro_segment(i), src, t, self, vni, counters, [this, partial](const uint8_t* inner, size_t n) { deliver(inner, n, partial); });
   }
   flush_coalescer();
 }

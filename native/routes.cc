@@ -1,6 +1,8 @@
 // Route table construction and publication: see routes.h.
 #include "routes.h"
 
+#include <new>
+
 namespace weft {
 
 namespace {
@@ -18,7 +20,8 @@ int64_t RouteTable::sender_slot(uint32_t ip) const {
 
 std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, int subnet_len, const int32_t* slots,
                                               size_t slot_count, const uint32_t* peer_ip, const uint16_t* peer_port,
-                                              const uint8_t* peer_flags, size_t peer_count) {
+                                              const uint16_t* peer_wg_port, const uint8_t* peer_flags, size_t peer_count,
+                                              bool plaintext_refused) {
   if (net_len < 0 || net_len > 32 || subnet_len <= net_len || subnet_len > 32 || subnet_len - net_len > 24) return nullptr;
   if (slot_count != (size_t(1) << (subnet_len - net_len))) return nullptr;
   auto t = std::make_unique<RouteTable>();
@@ -31,7 +34,11 @@ std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, in
   }
   t->peer_ip.assign(peer_ip, peer_ip + peer_count);
   t->peer_port.assign(peer_port, peer_port + peer_count);
+  t->peer_wg_port.assign(peer_wg_port, peer_wg_port + peer_count);
   t->peer_flags.assign(peer_flags, peer_flags + peer_count);
+  t->plaintext_refused = plaintext_refused;
+  t->want_session.reset(new (std::nothrow) std::atomic<uint8_t>[peer_count + 1]());
+  if (!t->want_session) return nullptr;
   size_t cap = 4;
   while (cap < peer_count * 2) cap <<= 1;
   t->sender_ips.assign(cap, 0);

@@ -12,12 +12,16 @@
 #include <mutex>
 #include <vector>
 
+#include "wg_keypair.h"
+
 namespace weft {
 
 constexpr int32_t kNoPeer = -1;
 
 // Peer flag bits (src/constants.ts, PEER_*): what a peer's lease says it accepts.
 constexpr uint8_t kPeerTcpCsumPartial = 1;  // inner TCP checksums may be left partial, both ways
+constexpr uint8_t kPeerWireguard = 2;       // this node and the peer both publish keys: WireGuard only, both ways
+constexpr uint8_t kPeerHasKey = 4;          // the peer's lease publishes a WireGuard key (its handshakes are taken)
 
 // Immutable once published. Same semantics as src/routes/route_table.ts.
 struct RouteTable {
@@ -27,11 +31,24 @@ struct RouteTable {
   std::vector<int32_t> slots;        // subnet slot -> peer index or kNoPeer
   std::vector<uint32_t> peer_ip;     // underlay address, host order
   std::vector<uint16_t> peer_port;
+  std::vector<uint16_t> peer_wg_port;  // its WireGuard port (0: it publishes no key)
   std::vector<uint8_t> peer_flags;   // kPeer* bits
+  bool plaintext_refused = false;    // wireguard-only: no VXLAN-GPE with anyone
   // Open-addressed set of peer IPs (power-of-two size, 0 = empty: 0.0.0.0 is never a peer),
   // and beside it the flags every peer at that IP shares.
   std::vector<uint32_t> sender_ips;
   std::vector<uint8_t> sender_flags;
+
+  // WireGuard (empty while this node does not encrypt): the sessions, the
+  // key mac1 is checked with (a new key comes with a new mac1_gen, which
+  // tells each worker to re-key its Mac1), the padding limit (the TUN's
+  // MTU), and per peer a flag a worker raises when a packet found no
+  // session to send on (JS takes it: engine_binding.cc).
+  WgSessions wg;
+  uint8_t mac1_key[32] = {};
+  uint64_t mac1_gen = 0;
+  uint16_t pad_limit = 0;
+  std::unique_ptr<std::atomic<uint8_t>[]> want_session;
 
   int32_t lookup(uint32_t ip) const {
     if ((ip & net_mask) != net_base) return kNoPeer;
@@ -57,7 +74,8 @@ struct RouteTable {
 // in TS; checked again here for bounds). Returns nullptr when inconsistent.
 std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, int subnet_len, const int32_t* slots,
                                               size_t slot_count, const uint32_t* peer_ip, const uint16_t* peer_port,
-                                              const uint8_t* peer_flags, size_t peer_count);
+                                              const uint16_t* peer_wg_port, const uint8_t* peer_flags, size_t peer_count,
+                                              bool plaintext_refused);
 
 // A table that routes nothing, for the time before the first set_routes.
 std::unique_ptr<RouteTable> empty_route_table();

@@ -26,20 +26,21 @@ void grow_buffer(int fd, int force_opt, int opt) {
 
 }  // namespace
 
-int udp_open(uint32_t bind_ip, uint16_t port, bool receiver, int* err) {
-  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | (receiver ? SOCK_NONBLOCK : 0), 0);
+int udp_open(uint32_t bind_ip, uint16_t port, UdpRole role, int* err) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | (role == UdpRole::kReceiver ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0) {
     *err = errno;
     return -1;
   }
   const int one = 1;
   bool ok = true;
-  if (receiver) {
+  if (role != UdpRole::kSender) {
     ok = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0;
     grow_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF);
-  } else {
+  }
+  if (role != UdpRole::kReceiver) {
     const timeval timeout{0, 100 * 1000};
-    ok = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) == 0;
+    ok = ok && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) == 0;
     grow_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
   }
   sockaddr_in addr{};

@@ -19,6 +19,12 @@ export const GPE_NEXT_PROTO_IPV4 = 0x01;
 export const DEFAULT_ETCD_PREFIX = '/weft';
 export const DEFAULT_NETWORK = '10.244.0.0/16';
 export const DEFAULT_SUBNET_LEN = 24;
+/**
+ * The network config's `encryption` (proto/weft.proto): off stores "", so a
+ * config without encryption reads as it did before the field existed.
+ */
+export const ENCRYPTION_MODES = ['off', 'wireguard', 'wireguard-only'] as const;
+export type EncryptionMode = (typeof ENCRYPTION_MODES)[number];
 
 // ---- Implementation constants (ours to tune)
 
@@ -28,6 +34,8 @@ export const DEFAULT_TUN_NAME = 'weft0';
 export const DEFAULT_METRICS_ADDR = '127.0.0.1:9474';
 export const DEFAULT_SUBNET_FILE = '/run/weft/subnet.env';
 export const DEFAULT_STATE_DIR = '/var/lib/weft';
+/** How often weftd probes etcd, by reading the network config: which is also how soon it follows a change of `encryption`. */
+export const ETCD_PROBE_MS = 5000;
 /** flannel's default lease TTL: a day. Renewed at a third of it. */
 export const DEFAULT_LEASE_TTL_S = 24 * 3600;
 /** Largest number of subnet slots a route table holds (network len to subnet len <= 20 bits). */
@@ -43,6 +51,10 @@ export const NATIVE_MAX_TSO_SEGMENTS = 64;
 export const FEATURE_TCP_CSUM_PARTIAL = 'tcp-csum-partial';
 /** Peer flag bits of the route table's peerFlags (native/routes.h, kPeerTcpCsumPartial). */
 export const PEER_TCP_CSUM_PARTIAL = 1;
+/** Both this node and the peer publish WireGuard keys: the pair speaks WireGuard only (native/routes.h, kPeerWireguard). */
+export const PEER_WIREGUARD = 2;
+/** The peer's lease publishes a WireGuard key: its handshake messages are taken (native/routes.h, kPeerHasKey). */
+export const PEER_HAS_KEY = 4;
 /**
  * rtm_protocol of the routes the kernel engine installs (`ip route show
  * proto 87`): how a restarted weftd tells its own routes from anybody

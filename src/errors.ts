@@ -25,8 +25,12 @@ export type WeftErrorCode =
   | 'WEFT_ENGINE_REFUSED'
   /** Another weftd holds this node's instance lock. */
   | 'WEFT_ALREADY_RUNNING'
+  /** A command for the local weftd found none running (its instance lock is free). */
+  | 'WEFT_NOT_RUNNING'
   /** A weftd on another machine took over this node name: two machines share it. Exit 3, which the unit does not restart. */
-  | 'WEFT_NODE_NAME_TAKEN';
+  | 'WEFT_NODE_NAME_TAKEN'
+  /** The WireGuard key file is unsafe (open to group or others, another user's) or holds no key. Exit 2: an operator must fix it. */
+  | 'WEFT_KEY_FILE';
 
 export class WeftError extends Error {
   readonly code: WeftErrorCode;

@@ -6,7 +6,10 @@
 # clang and its runtime libraries for the libFuzzer targets in native/fuzz;
 # prometheus for promtool, which lints weftd's /metrics in a test; linux-perf
 # for bench/profile.ts; tinc, wireguard-go and wireguard-tools for the other
-# tunnels bench/e2e.ts compares weft with)
+# tunnels bench/e2e.ts compares weft with; libsodium23, the oracle the
+# WireGuard primitives' tests compare XChaCha20-Poly1305 with; libssl-dev,
+# the OpenSSL the WireGuard fuzz target links (the addon uses node's own);
+# tshark, which the encryption tests decode captured WireGuard with)
 # and the npm packages, which also builds the native addons and weftd.
 # Idempotent: installs only what is missing.
 set -euo pipefail
@@ -20,15 +23,17 @@ fi
 need=()
 for pair in etcd:etcd-server etcdctl:etcd-client ip:iproute2 iperf3:iperf3 ping:iputils-ping g++:g++ make:make python3:python3 setpriv:util-linux ethtool:ethtool tcpdump:tcpdump systemd-analyze:systemd nft:nftables iptables:iptables \
   podman:podman containerd:containerd runc:runc nsenter:util-linux /usr/lib/cni/bridge:containernetworking-plugins /bin/busybox:busybox-static \
-  clang++:clang promtool:prometheus perf:linux-perf tincd:tinc wireguard-go:wireguard-go wg:wireguard-tools /usr/bin/time:time; do
+  clang++:clang promtool:prometheus perf:linux-perf tincd:tinc wireguard-go:wireguard-go wg:wireguard-tools tshark:tshark /usr/bin/time:time; do
   what=${pair%%:*}
   case $what in
     /*) [ -x "$what" ] || need+=("${pair#*:}") ;;
     *) command -v "$what" >/dev/null 2>&1 || need+=("${pair#*:}") ;;
   esac
 done
-# libFuzzer's runtime (clang's compiler-rt): a library, not a command.
-dpkg -s libclang-rt-14-dev >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
+# Libraries, not commands: libFuzzer's runtime (clang's compiler-rt), libsodium, OpenSSL's headers and libcrypto.so.
+for lib in libclang-rt-14-dev libsodium23 libssl-dev; do
+  dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -qq

@@ -9,20 +9,20 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(outside inside)
+[ ${#targets[@]} -gt 0 ] || targets=(outside inside wireguard)
 cxx=$(command -v clang++ || true)
 if [ -z "$cxx" ]; then
   echo "fuzz: clang++ is not installed (bash test/setup.sh installs clang and libclang-rt-14-dev)" >&2
   exit 1
 fi
 mkdir -p build
-srcs=(../checksum.cc ../offload.cc ../routes.cc)
+srcs=(../checksum.cc ../offload.cc ../routes.cc ../wg_crypto.cc ../wg_keypair.cc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for t in "${targets[@]}"; do
   bin="build/fuzz_$t"
   "$cxx" -std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -Wall -Wextra -o "$bin" "fuzz_$t.cc" "${srcs[@]}"
+    -Wall -Wextra -o "$bin" "fuzz_$t.cc" "${srcs[@]}" -lcrypto
   mkdir -p "$work/$t"
   echo "fuzz: $t for ${seconds}s"
   if ! UBSAN_OPTIONS=print_stacktrace=1 "./$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \

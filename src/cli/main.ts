@@ -1,6 +1,6 @@
-// What every weft command does with an error that ends it: a bad flag or an
-// engine this node cannot run exits 2 with one line, anything else exits 1
-// with one line naming what failed.
+// What every weft command does with an error that ends it: a bad flag, an
+// unsafe key file or an engine this node cannot run exits 2 with one line,
+// anything else exits 1 with one line naming what failed.
 
 import { errorMessage, isWeftError } from '../errors.js';
 
@@ -10,7 +10,7 @@ export const EXIT_USAGE = 2;
 export const EXIT_NODE_NAME_TAKEN = 3;
 
 export function exitCodeFor(err: unknown): number {
-  if (isWeftError(err, 'WEFT_BAD_FLAG') || isWeftError(err, 'WEFT_ENGINE_REFUSED')) return EXIT_USAGE;
+  if (isWeftError(err, 'WEFT_BAD_FLAG') || isWeftError(err, 'WEFT_KEY_FILE') || isWeftError(err, 'WEFT_ENGINE_REFUSED')) return EXIT_USAGE;
   if (isWeftError(err, 'WEFT_NODE_NAME_TAKEN')) return EXIT_NODE_NAME_TAKEN;
   return EXIT_FAILURE;
 }

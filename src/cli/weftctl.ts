@@ -1,9 +1,20 @@
 #!/usr/bin/env node
-// weftctl: operator commands: init the network config in etcd, show it, list
-// the leases; ask the local weftd for its status; check this node; install
-// the CNI plugin.
+// weftctl: operator commands: init the network config in etcd, show it,
+// change its encryption, list the leases; ask the local weftd for its status,
+// or for a new WireGuard key; check this node; install the CNI plugin.
 
-import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
+import {
+  DEFAULT_METRICS_ADDR,
+  DEFAULT_NETWORK,
+  DEFAULT_STATE_DIR,
+  DEFAULT_SUBNET_FILE,
+  DEFAULT_SUBNET_LEN,
+  DEFAULT_UDP_PORT,
+  DEFAULT_VNI,
+  ENCRYPTION_MODES,
+  ETCD_PROBE_MS,
+  type EncryptionMode,
+} from '../constants.js';
 import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni, type WrittenFile } from '../cni/install.js';
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
 import { WeftError } from '../errors.js';
@@ -11,6 +22,9 @@ import { formatCidr } from '../net/ipv4.js';
 import { configKey, parseSubnetKey } from '../registry/keys.js';
 import { leaseProblem } from '../registry/lease_problem.js';
 import type { Registry } from '../registry/registry.js';
+import type { NetworkConfig } from '../registry/schema.js';
+import { InstanceLock } from '../host/instance_lock.js';
+import { DEFAULT_WG_PORT } from '../wireguard/constants.js';
 import { VERSION } from '../version.js';
 import { etcdConnection } from './etcd_flags.js';
 import { type FlagValues, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
@@ -28,6 +42,11 @@ async function registryFrom(values: FlagValues): Promise<Registry> {
   return new EtcdRegistry(connection);
 }
 
+function encryptionMode(text: string, flag: string): EncryptionMode {
+  if (!(ENCRYPTION_MODES as readonly string[]).includes(text)) throw new WeftError('WEFT_BAD_FLAG', `${flag}: "${text}" is not one of ${ENCRYPTION_MODES.join(', ')}`, { flag });
+  return text as EncryptionMode;
+}
+
 async function init(reg: Registry, values: FlagValues): Promise<void> {
   const network = stringFlag(values, 'network') ?? DEFAULT_NETWORK;
   const raw = {
@@ -35,17 +54,44 @@ async function init(reg: Registry, values: FlagValues): Promise<void> {
     subnetLen: intFlag(values, 'subnet-len', 1, 32) ?? DEFAULT_SUBNET_LEN,
     vni: intFlag(values, 'vni', 1, 0xffffff) ?? DEFAULT_VNI,
     port: intFlag(values, 'port', 1, 65535) ?? DEFAULT_UDP_PORT,
+    encryption: encryptionMode(stringFlag(values, 'encryption') ?? 'off', '--encryption'),
+    wireguardPort: intFlag(values, 'wireguard-port', 1, 65535) ?? DEFAULT_WG_PORT,
   };
   const { validateNetworkConfig } = await import('../registry/schema.js');
   const cfg = validateNetworkConfig(raw, (what) => new WeftError('WEFT_BAD_FLAG', `init: ${what}`, { flag: 'network' }));
   const result = await reg.putConfig(cfg, values.force === true);
-  process.stdout.write(`${configKey(reg.prefix)}: ${result} (network ${formatCidr(cfg.network)}, subnets /${cfg.subnetLen}, vni ${cfg.vni}, port ${cfg.port})\n`);
+  const encryption = cfg.encryption === 'off' ? '' : `, encryption ${cfg.encryption} on port ${cfg.wireguardPort}`;
+  process.stdout.write(`${configKey(reg.prefix)}: ${result} (network ${formatCidr(cfg.network)}, subnets /${cfg.subnetLen}, vni ${cfg.vni}, port ${cfg.port}${encryption})\n`);
+}
+
+async function currentConfig(reg: Registry): Promise<NetworkConfig> {
+  const cfg = await reg.getConfig();
+  if (!cfg) throw new WeftError('WEFT_CONFIG_MISSING', `no network config at ${configKey(reg.prefix)}; run: weftctl init --network 10.244.0.0/16`, { key: configKey(reg.prefix) });
+  return cfg;
 }
 
 async function showConfig(reg: Registry): Promise<void> {
-  const cfg = await reg.getConfig();
-  if (!cfg) throw new WeftError('WEFT_CONFIG_MISSING', `no network config at ${configKey(reg.prefix)}; run: weftctl init --network 10.244.0.0/16`, { key: configKey(reg.prefix) });
-  process.stdout.write(`${JSON.stringify({ network: formatCidr(cfg.network), subnetLen: cfg.subnetLen, vni: cfg.vni, port: cfg.port })}\n`);
+  const cfg = await currentConfig(reg);
+  const encryption = cfg.encryption === 'off' ? {} : { encryption: cfg.encryption, wireguardPort: cfg.wireguardPort };
+  process.stdout.write(`${JSON.stringify({ network: formatCidr(cfg.network), subnetLen: cfg.subnetLen, vni: cfg.vni, port: cfg.port, ...encryption })}\n`);
+}
+
+/**
+ * Prints the cluster's encryption, or changes it: the config is rewritten
+ * with only `encryption` changed, and every weftd follows within seconds
+ * (docs/encryption.md gives the rollout steps).
+ */
+async function encryption(reg: Registry, mode: string | undefined): Promise<void> {
+  const cfg = await currentConfig(reg);
+  if (mode === undefined) {
+    process.stdout.write(`${cfg.encryption}${cfg.encryption === 'off' ? '' : ` (WireGuard port ${cfg.wireguardPort})`}\n`);
+    return;
+  }
+  const next = { ...cfg, encryption: encryptionMode(mode, 'encryption') };
+  const { validateNetworkConfig } = await import('../registry/schema.js');
+  validateNetworkConfig({ ...next, network: formatCidr(next.network) }, (what) => new WeftError('WEFT_BAD_FLAG', `encryption: ${what}`, { flag: 'encryption' }));
+  const result = next.encryption === cfg.encryption ? 'unchanged' : await reg.putConfig(next, true);
+  process.stdout.write(`encryption ${next.encryption}: ${result === 'replaced' ? `changed from ${cfg.encryption}; nodes follow within ${ETCD_PROBE_MS / 1000} s` : 'unchanged'}\n`);
 }
 
 /**
@@ -64,6 +110,8 @@ async function leases(reg: Registry, json: boolean): Promise<void> {
         node: r.lease.nodeName,
         publicIp: r.lease.publicIp,
         port: r.lease.port,
+        wireguardPublicKey: r.lease.wireguardPublicKey || null,
+        wireguardPort: r.lease.wireguardPublicKey ? r.lease.wireguardPort || DEFAULT_WG_PORT : null,
         expiresInS: r.etcdLease === '0' ? null : await reg.leaseTtl(r),
         ...(problem ? { ignored: { reason: problem.reason, message: problem.message } } : {}),
       };
@@ -78,10 +126,20 @@ async function leases(reg: Registry, json: boolean): Promise<void> {
     process.stdout.write(`${JSON.stringify({ leases: rows, invalid: invalid.map(({ key, error }) => ({ key, error, ignored: { reason: 'invalid', message: error } })) }, null, 2)}\n`);
     return;
   }
+  // The key column only once a lease carries a key: a cluster that never encrypted lists what it always did.
+  const keys = rows.some((r) => r.wireguardPublicKey);
+  const key = (cell: string): string[] => (keys ? [cell] : []);
   const table = [
-    ['SUBNET', 'NODE', 'PUBLIC IP', 'EXPIRES IN', 'NOTE'],
-    ...rows.map((r) => [r.subnet, r.node, `${r.publicIp}:${r.port}`, r.expiresInS === null ? 'no TTL' : formatDuration(r.expiresInS), r.ignored ? `ignored (${r.ignored.reason}): ${r.ignored.message}` : '']),
-    ...invalid.map((i) => [i.subnet, '-', '-', '-', `ignored (invalid): ${i.error}`]),
+    ['SUBNET', 'NODE', 'PUBLIC IP', ...key('WIREGUARD KEY'), 'EXPIRES IN', 'NOTE'],
+    ...rows.map((r) => [
+      r.subnet,
+      r.node,
+      `${r.publicIp}:${r.port}`,
+      ...key(r.wireguardPublicKey ? `${r.wireguardPublicKey} :${r.wireguardPort}` : '-'),
+      r.expiresInS === null ? 'no TTL' : formatDuration(r.expiresInS),
+      r.ignored ? `ignored (${r.ignored.reason}): ${r.ignored.message}` : '',
+    ]),
+    ...invalid.map((i) => [i.subnet, '-', '-', ...key('-'), '-', `ignored (invalid): ${i.error}`]),
   ];
   process.stdout.write(formatTable(table));
 }
@@ -119,6 +177,31 @@ async function status(values: FlagValues): Promise<void> {
   process.stdout.write(values.json === true ? text : formatStatus(s));
 }
 
+/**
+ * Asks the local weftd (found by the instance lock in its state directory)
+ * for a new key with SIGUSR1, then waits until its lease in etcd carries a
+ * key other than the one it had.
+ */
+async function rotateKey(reg: Registry, values: FlagValues): Promise<void> {
+  const stateDir = stringFlag(values, 'state-dir') ?? DEFAULT_STATE_DIR;
+  const timeoutS = intFlag(values, 'timeout', 1, 3600) ?? 30;
+  const holder = InstanceLock.holder(stateDir);
+  const keyOf = async (): Promise<string> => (await reg.listLeases()).records.find((r) => r.lease.nodeName === holder.node)?.lease.wireguardPublicKey ?? '';
+  const before = await keyOf();
+  if (!before) throw new WeftError('WEFT_CONFIG_INVALID', `node ${holder.node} publishes no WireGuard key (encryption is off, or its lease is not written yet): nothing to rotate`, { node: holder.node });
+  process.kill(holder.pid, 'SIGUSR1');
+  const deadline = Date.now() + timeoutS * 1000;
+  for (;;) {
+    const now = await keyOf();
+    if (now && now !== before) {
+      process.stdout.write(`node ${holder.node}: WireGuard key rotated, ${before} -> ${now}\n`);
+      return;
+    }
+    if (Date.now() > deadline) throw new WeftError('WEFT_ETCD_UNAVAILABLE', `node ${holder.node}'s lease still publishes ${before} after ${timeoutS} s; see weftd's log (wireguard_key_rotated, encryption_apply_failed)`, { node: holder.node });
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 runMain('weftctl', async () => {
   const { values, positionals } = parseFlags(process.argv.slice(2), process.env, WEFTCTL_FLAGS);
   if (values.version) {
@@ -137,7 +220,7 @@ runMain('weftctl', async () => {
     }
     return cniInstall(values);
   }
-  if (extra.length > 0) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra[0]}"`, { flag: extra[0] });
+  if (extra.length > (command === 'encryption' ? 1 : 0)) throw new WeftError('WEFT_BAD_FLAG', `${command}: unexpected argument "${extra.at(-1)}"`, { flag: extra.at(-1) });
   if (!WEFTCTL_COMMANDS.includes(command)) throw new WeftError('WEFT_BAD_FLAG', `unknown command "${command}" (${WEFTCTL_COMMANDS.join(', ')})`, { flag: command });
   if (command === 'status') return status(values);
   if (command === 'check') {
@@ -149,6 +232,8 @@ runMain('weftctl', async () => {
   try {
     if (command === 'init') await init(reg, values);
     else if (command === 'config') await showConfig(reg);
+    else if (command === 'encryption') await encryption(reg, extra[0]);
+    else if (command === 'rotate-key') await rotateKey(reg, values);
     else await leases(reg, values.json === true);
   } finally {
     reg.close();

@@ -3,12 +3,13 @@
 
 import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK } from '../cni/install.js';
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
-import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI } from '../constants.js';
+import { DEFAULT_METRICS_ADDR, DEFAULT_NETWORK, DEFAULT_STATE_DIR, DEFAULT_SUBNET_FILE, DEFAULT_SUBNET_LEN, DEFAULT_UDP_PORT, DEFAULT_VNI, ENCRYPTION_MODES } from '../constants.js';
+import { DEFAULT_WG_PORT } from '../wireguard/constants.js';
 import { ETCD_FLAGS } from './etcd_flags.js';
 import type { FlagSpec } from './flags.js';
 
 /** The commands, each as its words (`cni install` is two). */
-export const WEFTCTL_COMMANDS: readonly string[] = ['init', 'config', 'leases', 'status', 'check', 'cni install'];
+export const WEFTCTL_COMMANDS: readonly string[] = ['init', 'config', 'encryption', 'leases', 'rotate-key', 'status', 'check', 'cni install'];
 
 export const WEFTCTL_FLAGS: readonly FlagSpec[] = [
   ...ETCD_FLAGS,
@@ -16,9 +17,13 @@ export const WEFTCTL_FLAGS: readonly FlagSpec[] = [
   { name: 'subnet-len', type: 'string', help: 'init: prefix length of each node subnet', default: String(DEFAULT_SUBNET_LEN), env: false },
   { name: 'vni', type: 'string', help: 'init: VXLAN-GPE network identifier', default: String(DEFAULT_VNI), env: false },
   { name: 'port', type: 'string', help: 'init: UDP port of the nodes', default: String(DEFAULT_UDP_PORT), env: false },
+  { name: 'encryption', type: 'string', help: `init: encryption between nodes: ${ENCRYPTION_MODES.join(', ')}`, default: 'off', env: false },
+  { name: 'wireguard-port', type: 'string', help: 'init: UDP port of the nodes\' WireGuard sockets', default: String(DEFAULT_WG_PORT), env: false },
   { name: 'force', type: 'boolean', help: 'init: replace a different existing config', env: false },
   { name: 'json', type: 'boolean', help: 'leases, status, check: print JSON instead of a table', env: false },
   { name: 'metrics-addr', type: 'string', help: 'status, check: the local weftd\'s --metrics-addr', default: DEFAULT_METRICS_ADDR },
+  { name: 'state-dir', type: 'string', help: 'rotate-key: the local weftd\'s --state-dir', default: DEFAULT_STATE_DIR },
+  { name: 'timeout', type: 'string', help: 'rotate-key: seconds to wait for the new key in the lease', default: '30', env: false },
   { name: 'probe', type: 'boolean', help: 'check: ping each peer\'s overlay address (--probe=false skips it)', default: 'true', env: false },
   { name: 'bin-dir', type: 'string', help: 'cni install: where runtimes find CNI plugins', default: DEFAULT_CNI_BIN_DIR, env: false },
   { name: 'conf-dir', type: 'string', help: 'cni install: where runtimes read *.conflist', default: DEFAULT_CNI_CONF_DIR, env: false },
@@ -34,11 +39,16 @@ export const WEFTCTL_FLAGS: readonly FlagSpec[] = [
 export const WEFTCTL_USAGE = `Usage: weftctl <command> [flags]
 
 Commands:
-  init [--network CIDR] [--subnet-len N] [--vni N] [--port N] [--force]
+  init [--network CIDR] [--subnet-len N] [--vni N] [--port N] [--encryption MODE] [--wireguard-port N] [--force]
                  write the cluster network config to etcd
   config         print the network config
-  leases         list the subnet leases: subnet, node, public IP, expires in, and
-                 why a lease is left out of the route tables
+  encryption [off|wireguard|wireguard-only]
+                 print, or change on the running cluster, the encryption between nodes
+                 (docs/encryption.md)
+  leases         list the subnet leases: subnet, node, public IP, WireGuard key, expires in,
+                 and why a lease is left out of the route tables
+  rotate-key [--state-dir D] [--timeout S]
+                 give the local weftd a new WireGuard key, and wait until its lease publishes it
   status [--json] [--metrics-addr HOST:PORT]
                  ask the local weftd: node, subnet, lease, engine, readiness, peers, counters
   check [--json] [--metrics-addr HOST:PORT] [--bridge B] [--subnet-file F] [--probe=false]

@@ -35,6 +35,8 @@ export function formatStatus(s: DaemonStatus): string {
       `${s.etcd.connected ? 'connected' : 'not connected'} (${s.etcd.endpoints.join(',')}; ${s.etcd.lastContactAgoS === null ? 'never answered' : `last answer ${s.etcd.lastContactAgoS} s ago`}; watch resyncs ${s.watchResyncs}; ignored leases ${ignored(s)})`,
     ],
   ];
+  const enc = s.encryption;
+  if (enc) summary.push(['encryption', `${enc.mode}${enc.mode === 'off' ? '' : `${enc.published ? '' : ' (not applied yet)'}, WireGuard port ${enc.port}`}; key ${enc.publicKey || 'none yet'}`]);
   const width = Math.max(...summary.map(([k]) => k.length)) + 2;
   let out = summary.map(([k, v]) => `${k.padEnd(width)}${v}\n`).join('');
 
@@ -42,6 +44,14 @@ export function formatStatus(s: DaemonStatus): string {
   if (s.peers.length > 0) {
     const peers = [...s.peers].sort((a, b) => a.subnet.localeCompare(b.subnet, 'en', { numeric: true }));
     out += formatTable([['SUBNET', 'NODE', 'PUBLIC IP'], ...peers.map((p) => [p.subnet, p.node, `${p.publicIp}:${p.port}`])]);
+  }
+  if (enc && enc.peers.length > 0) {
+    const rows = [...enc.peers].sort((a, b) => a.node.localeCompare(b.node, 'en', { numeric: true }));
+    out += `\nWireGuard peers: ${rows.length}\n`;
+    out += formatTable([
+      ['NODE', 'ENDPOINT', 'SESSION', 'LAST HANDSHAKE', 'KEY'],
+      ...rows.map((p) => [p.node, p.endpoint, p.state, p.lastHandshakeAgoS === null ? 'never' : `${formatDuration(p.lastHandshakeAgoS)} ago`, p.key]),
+    ]);
   }
 
   const c = s.counters;

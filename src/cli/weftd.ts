@@ -43,7 +43,9 @@ runMain('weftd', async () => {
     notifier: SystemdNotifier.fromEnv(process.env, log),
   });
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => daemon.stop(sig));
-  // SIGHUP is ignored: every setting is read at start; restart to change one.
+  // SIGUSR1 (weftctl rotate-key): a new WireGuard key, published in the lease.
+  process.on('SIGUSR1', () => void daemon.rotateKey().catch((err: Error) => log.error({ event: 'wireguard_key_rotation_failed', err: err.message }, `key rotation failed: ${err.message}`)));
+  // SIGHUP is ignored: every setting is read at start (encryption is followed live); restart to change one.
   process.on('SIGHUP', () => log.info({ event: 'sighup_ignored' }, 'SIGHUP ignored; restart weftd to apply new settings'));
   try {
     await daemon.run();

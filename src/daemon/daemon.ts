@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { ENCAP_OVERHEAD, FEATURE_TCP_CSUM_PARTIAL } from '../constants.js';
+import { ENCAP_OVERHEAD, ETCD_PROBE_MS, FEATURE_TCP_CSUM_PARTIAL } from '../constants.js';
 import { COUNTER_NAMES, type CounterSnapshot } from '../dataplane/counters.js';
 import type { Engine } from '../dataplane/engine.js';
 import { WeftError, errorMessage, isWeftError } from '../errors.js';
@@ -33,13 +33,12 @@ import type { LeaseRecord } from '../registry/registry.js';
 import type { NetworkConfig } from '../registry/schema.js';
 import { RouteTable } from '../routes/route_table.js';
 import { VERSION } from '../version.js';
+import { EncryptionControl } from './encryption.js';
 import type { DaemonOptions } from './options.js';
 import { readiness } from './readiness.js';
 import { retryWhileEtcdDown } from './retry.js';
 import type { DaemonSeams, DataplaneDevice, Underlay } from './seams.js';
 
-/** How often weftd checks that etcd answers. */
-const ETCD_PROBE_MS = 5000;
 /** A node waiting for a free subnet lists again at least this often, should the watch miss a release. */
 const FULL_RECHECK_MS = 30_000;
 /** ...and says it still waits at most this often. */
@@ -52,8 +51,9 @@ type Undo = { readonly what: string; readonly run: () => Promise<void> | void };
 interface Base {
   readonly config: NetworkConfig;
   readonly underlay: Underlay;
-  readonly mtu: number;
   readonly manager: LeaseManager;
+  /** The node's key and encryption mode; it knows the TUN's MTU. */
+  readonly enc: EncryptionControl;
 }
 
 /** Why a tenure ended without a signal: its subnet is another node's now. */
@@ -98,6 +98,10 @@ export class Daemon implements StatusSource {
   /** The subnet lost last, and how, until another is held. */
   private lastLoss: Loss | undefined;
   private readyNotified = false;
+  /** The node's key and encryption mode, once the key is loaded. */
+  private encryption: EncryptionControl | undefined;
+  /** The config (or the reason it did not read) a warning was last logged for. */
+  private configWarned = '';
   /** What earlier tenures counted, so the totals stay monotonic across a change of subnet. */
   private readonly past = { renewals: 0, reacquisitions: 0, resyncs: 0, losses: 0, counters: undefined as CounterSnapshot | undefined };
   /** What is set up now, for status(); fields fill in as setup proceeds and empty as a tenure ends. */
@@ -159,6 +163,7 @@ export class Daemon implements StatusSource {
       ignoredLeasesByReason: byReason,
       peers: (watcher?.peers() ?? []).map((p) => ({ subnet: formatCidr(p.subnet), node: p.node, publicIp: formatIp(p.ip), port: p.port })),
       counters: this.counters(),
+      encryption: this.encryption?.status() ?? null,
       readiness: readiness({
         state: this.state,
         forwarding: keeper !== undefined && engine !== undefined,
@@ -180,11 +185,20 @@ export class Daemon implements StatusSource {
     return {
       device: device ?? null,
       underlay: underlay ? { iface: underlay.iface ?? null, mtu: underlay.mtu } : null,
-      encapOverhead: ENCAP_OVERHEAD,
+      encapOverhead: this.encryption?.overhead ?? ENCAP_OVERHEAD,
       subnetFile: o.subnetFile,
       encapFilter: { wanted: o.podEncapFilter, backend: encapFilter?.backend ?? null, error: encapFilter?.error ?? null },
       ipMasq: { wanted: o.ipMasq, backend: ipMasqBackend ?? null, error: null },
     };
+  }
+
+  /** A new WireGuard key (SIGUSR1, `weftctl rotate-key`): written, used for new handshakes, published in the lease. */
+  async rotateKey(): Promise<void> {
+    if (!this.encryption || this.state === 'starting' || this.state === 'stopping') {
+      this.log.warn({ event: 'wireguard_key_rotation_refused', state: this.state }, `key rotation asked for while weftd is ${this.state}: ignored`);
+      return;
+    }
+    await this.encryption.rotate();
   }
 
   /** Asks the daemon to stop (signal handlers call this); idempotent. */
@@ -219,17 +233,22 @@ export class Daemon implements StatusSource {
     this.undo.push({ what: 'instance lock', run: () => lock.release() });
     if (lock.problem) this.log.warn({ event: 'state_write_failed', path: lock.problem.details.path, err: lock.problem.message }, lock.problem.message);
     const underlay = await this.underlay(config);
-    const manager = new LeaseManager({
-      registry: this.seams.registry,
-      config,
-      value: { nodeName: this.opts.nodeName, publicIp: underlay.ip, port: config.port, vni: config.vni, version: VERSION, engine: this.opts.engine, instance: this.instance, features: this.features() },
-      ttlS: this.opts.leaseTtlS,
-      stateDir: this.opts.stateDir,
-      log: this.log,
-      clock: this.seams.clock,
-    });
+    // The kernel's VXLAN-GPE device has no WireGuard: refused while the cluster encrypts (a change to it later is logged, and the node stays unencrypted).
+    const encrypts = this.opts.engine !== 'kernel';
+    if (!encrypts && config.encryption !== 'off') {
+      throw new WeftError(
+        'WEFT_ENGINE_REFUSED',
+        `--engine kernel cannot encrypt, and the network config asks for encryption ${config.encryption}: run --engine native (or js), or turn encryption off (weftctl encryption off)`,
+        { encryption: config.encryption },
+      );
+    }
+    const enc = new EncryptionControl({ stateDir: this.opts.stateDir, port: config.wireguardPort, underlayMtu: underlay.mtu, mtuFlag: this.opts.mtu, encrypts, log: this.log });
+    this.encryption = enc;
+    const base = { nodeName: this.opts.nodeName, publicIp: underlay.ip, port: config.port, vni: config.vni, version: VERSION, engine: this.opts.engine, instance: this.instance, features: this.features() };
+    const manager = new LeaseManager({ registry: this.seams.registry, config, value: base, ttlS: this.opts.leaseTtlS, stateDir: this.opts.stateDir, log: this.log, clock: this.seams.clock });
+    manager.setValue(enc.begin(config.encryption, manager, base));
     this.startPeriodic();
-    return { config, underlay, mtu: this.opts.mtu ?? underlay.mtu - ENCAP_OVERHEAD, manager };
+    return { config, underlay, manager, enc };
   }
 
   /** Holds one subnet after another until the daemon stops: each lost subnet is replaced by the next free one. */
@@ -370,9 +389,9 @@ export class Daemon implements StatusSource {
         },
       });
     }
-    const device = await this.setUpHost(t, config, subnet, b.mtu, b.underlay);
-    const engine = await this.startEngine(t, config, device, b.underlay, b.mtu, subnet);
-    const watcher = await this.follow(t, b, engine);
+    const device = await this.setUpHost(t, config, subnet, b.enc.mtu, b.underlay);
+    const engine = await this.startEngine(t, config, device, b.underlay, b.enc, subnet);
+    const watcher = await this.follow(t, b, engine, device);
     // Lost while the last steps ran: the file must not name it again.
     if (t.lost || this.stopController.signal.aborted) return;
     this.writeSubnetFile(b, t);
@@ -381,14 +400,14 @@ export class Daemon implements StatusSource {
     this.lastLoss = undefined;
     this.notifyStatus(`forwarding for ${formatCidr(subnet)}, ${watcher.peers().length} peers`);
     this.log.info(
-      { event: 'ready', node: this.opts.nodeName, subnet: formatCidr(subnet), public_ip: b.underlay.ip, tun: device.tunName, mtu: b.mtu, engine: engine.kind, ...engine.details(), peers: watcher.peers().length, version: VERSION },
+      { event: 'ready', node: this.opts.nodeName, subnet: formatCidr(subnet), public_ip: b.underlay.ip, tun: device.tunName, mtu: b.enc.mtu, engine: engine.kind, ...engine.details(), peers: watcher.peers().length, version: VERSION },
       'weftd ready',
     );
   }
 
   /** The subnet file for `t`: its subnet and until when its lease holds for sure (the CNI plugin hands out no address after that). */
   private writeSubnetFile(b: Base, t: Tenure): void {
-    writeSubnetEnv(this.opts.subnetFile, { network: b.config.network, subnet: t.lease.subnet, mtu: b.mtu, ipMasq: this.opts.ipMasq, leaseExpiresMs: t.expiresAtMs });
+    writeSubnetEnv(this.opts.subnetFile, { network: b.config.network, subnet: t.lease.subnet, mtu: b.enc.mtu, ipMasq: this.opts.ipMasq, leaseExpiresMs: t.expiresAtMs });
   }
 
   /** A renewal moved `t`'s expiry: the subnet file says so, unless the subnet is lost meanwhile or not yet announced. */
@@ -417,6 +436,7 @@ export class Daemon implements StatusSource {
 
   /** Tears down what `t` set up, in reverse, keeping the totals it counted. */
   private async release(t: Tenure): Promise<void> {
+    this.encryption?.detach();
     const { keeper, watcher, engine } = this.parts;
     this.past.renewals += keeper?.renewals ?? 0;
     this.past.reacquisitions += keeper?.reacquisitions ?? 0;
@@ -466,9 +486,19 @@ export class Daemon implements StatusSource {
     return device;
   }
 
-  private async startEngine(t: Tenure, config: NetworkConfig, device: DataplaneDevice, underlay: Underlay, mtu: number, subnet: Cidr): Promise<Engine> {
+  private async startEngine(t: Tenure, config: NetworkConfig, device: DataplaneDevice, underlay: Underlay, enc: EncryptionControl, subnet: Cidr): Promise<Engine> {
     const tunAddr = subnet.base;
-    const cfg = { self: { base: tunAddr, len: config.subnetLen }, tunAddr, vni: config.vni, port: config.port, bindIp: parseIp(underlay.ip), bindDevice: underlay.iface, mtu };
+    const cfg = {
+      self: { base: tunAddr, len: config.subnetLen },
+      tunAddr,
+      vni: config.vni,
+      port: config.port,
+      bindIp: parseIp(underlay.ip),
+      bindDevice: underlay.iface,
+      mtu: enc.mtuFor('off'),
+      wireguard: { privateKey: enc.key, port: config.wireguardPort },
+      clock: this.seams.clock,
+    };
     const engine = device.createEngine(cfg, RouteTable.empty(config.network, config.subnetLen));
     t.undo.push({ what: 'dataplane', run: () => engine.close() });
     await engine.start();
@@ -480,7 +510,7 @@ export class Daemon implements StatusSource {
   }
 
   /** Follows the other nodes' leases into the engine's route table, and keeps our own lease. */
-  private async follow(t: Tenure, b: Base, engine: Engine): Promise<LeaseWatcher> {
+  private async follow(t: Tenure, b: Base, engine: Engine, device: DataplaneDevice): Promise<LeaseWatcher> {
     const o = this.opts;
     const { clock } = this.seams;
     const subnet = t.lease.subnet;
@@ -513,6 +543,8 @@ export class Daemon implements StatusSource {
     t.keeper = keeper;
     this.parts.keeper = keeper;
     this.parts.watcher = watcher;
+    // Before the first table: it already speaks WireGuard to keyed peers when the mode asks for it.
+    await b.enc.attach({ engine, keeper, watcher, setMtu: (mtu) => this.setMtu(b, t, device, mtu) });
     await this.whileEtcdDown('list leases', () => watcher.start());
     keeper.start();
     t.undo.push({ what: 'lease renewal', run: () => keeper.stop() });
@@ -550,8 +582,9 @@ export class Daemon implements StatusSource {
 
   /**
    * One probe of etcd: logs when it stops and starts answering (renewals are
-   * hours apart, so without this an outage would be silent), and on its
-   * return re-lists the leases at once.
+   * hours apart, so without this an outage would be silent), on its return
+   * re-lists the leases at once, and then reads the network config to follow
+   * a change of its encryption.
    */
   private async probeEtcd(): Promise<void> {
     const { registry } = this.seams;
@@ -564,7 +597,44 @@ export class Daemon implements StatusSource {
       }
     } catch (err) {
       if (wasReachable) this.log.warn({ event: 'etcd_unavailable', what: 'probe', err: errorMessage(err) }, 'etcd unreachable; forwarding with the last table');
+      return;
     }
+    await this.followConfig();
+  }
+
+  /**
+   * Reads the network config and follows a change of its `encryption` (the
+   * only setting weftd follows live; a change of any other, or a config that
+   * no longer reads, is logged once: the node runs on with what it read at
+   * start).
+   */
+  private async followConfig(): Promise<void> {
+    const started = this.parts.config;
+    let config: NetworkConfig | undefined;
+    try {
+      config = await this.seams.registry.getConfig();
+    } catch (err) {
+      if (isWeftError(err, 'WEFT_VALUE_INVALID') && this.configWarned !== err.message) {
+        this.configWarned = err.message;
+        this.log.warn({ event: 'config_invalid', err: err.message }, `${err.message}; running with the config read at start`);
+      }
+      return;
+    }
+    if (!config || !started || !this.encryption || this.stopController.signal.aborted) return;
+    const others = (c: NetworkConfig): string => JSON.stringify([formatCidr(c.network), c.subnetLen, c.vni, c.port, c.wireguardPort]);
+    if (others(config) !== others(started) && this.configWarned !== others(config)) {
+      this.configWarned = others(config);
+      this.log.warn({ event: 'config_changed_restart_needed' }, 'the network config changed in a setting other than encryption: restart weftd to apply it');
+    }
+    await this.encryption.follow(config.encryption);
+  }
+
+  /** The TUN's MTU and the subnet file's, changed together when encryption is turned on or off. */
+  private async setMtu(b: Base, t: Tenure, device: DataplaneDevice, mtu: number): Promise<void> {
+    await device.setMtu(mtu);
+    if (this.parts.device) this.parts.device = { ...this.parts.device, mtu };
+    this.log.info({ event: 'mtu_changed', mtu }, `TUN and pod MTU now ${mtu}`);
+    if (this.tenure === t && this.state === 'running' && !t.lost) this.writeSubnetFile(b, t);
   }
 
   /**

@@ -7,12 +7,13 @@ import { KERNEL_ROUTE_PROTOCOL, NATIVE_MAX_TSO_SEGMENTS } from '../constants.js'
 import { JsEngine } from '../dataplane/js_engine.js';
 import { KernelEngine } from '../dataplane/kernel_engine.js';
 import { NativeEngine } from '../dataplane/native_engine.js';
+import { WeftError } from '../errors.js';
 import { TUN_MULTI_QUEUE, TUN_VNET_HDR } from '../host/addon.js';
 import { DgramUdp } from '../host/dgram_udp.js';
 import { installEncapFilter, removeEncapFilter } from '../host/encap_filter.js';
 import { InstanceLock } from '../host/instance_lock.js';
 import { installMasquerade, ipForwarding, removeMasquerade } from '../host/masquerade.js';
-import { configureTun } from '../host/netconf.js';
+import { configureTun, setTunMtu } from '../host/netconf.js';
 import { KernelTun } from '../host/tun.js';
 import { findUnderlay } from '../host/underlay.js';
 import { VxlanDevice } from '../host/vxlan_device.js';
@@ -57,7 +58,8 @@ function jsDevice(o: EngineChoice): DataplaneDevice {
   return {
     tunName: tun.name,
     configure: (c) => configureTunFor(tun.name, c),
-    createEngine: (cfg, initial) => new JsEngine(cfg, tun, new DgramUdp(formatIp(cfg.bindIp), cfg.port), initial),
+    setMtu: (mtu) => setTunMtu(tun.name, mtu),
+    createEngine: (cfg, initial) => new JsEngine(cfg, tun, new DgramUdp(formatIp(cfg.bindIp), cfg.port), initial, (port) => new DgramUdp(formatIp(cfg.bindIp), port, 0)),
     close: () => tun.close(),
   };
 }
@@ -75,6 +77,7 @@ function nativeDevice(o: EngineChoice): DataplaneDevice {
     tunName: queues[0]!.name,
     // The kernel's super-packets fit the engine's segment limit.
     configure: (c) => configureTunFor(queues[0]!.name, c, o.offload ? NATIVE_MAX_TSO_SEGMENTS : undefined),
+    setMtu: (mtu) => setTunMtu(queues[0]!.name, mtu),
     createEngine: (cfg, initial) => new NativeEngine(cfg, queues, { vnetHdr: o.offload, udpGso: o.udpGso, udpGro: o.udpGro }, initial),
     close: () => queues.forEach((q) => q.close()),
   };
@@ -89,6 +92,8 @@ function vxlanDevice(o: EngineChoice, log: Logger): DataplaneDevice {
       log.info({ event: 'kernel_device', device: o.tunName, adopted, vnifilter: device.vnifilter, port: c.port, mtu: c.mtu }, `${adopted ? 'adopted' : 'created'} the VXLAN-GPE device ${o.tunName} (port ${c.port}, MTU ${c.mtu}, vnifilter ${device.vnifilter})`);
       return { kind: 'vxlan', name: o.tunName, mtu: c.mtu, address: `${formatIp(c.subnet.base)}/32` };
     },
+    // The kernel engine never encrypts (weftd refuses it while the cluster does), so its MTU never changes.
+    setMtu: () => Promise.reject(new WeftError('WEFT_ENGINE_REFUSED', '--engine kernel cannot encrypt')),
     createEngine: (cfg, initial) => new KernelEngine(cfg, { device, log }, initial),
     close: () => device.remove(),
   };

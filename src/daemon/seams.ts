@@ -70,6 +70,8 @@ export interface DataplaneDevice {
    * on this node) are WEFT_ENGINE_REFUSED. Returns what it configured.
    */
   configure(c: DeviceConfig): Promise<ConfiguredDevice>;
+  /** Changes the device's MTU while it runs (encryption turned on or off). */
+  setMtu(mtu: number): Promise<void>;
   /** The engine over this device (and the underlay's UDP); called once, after configure(). */
   createEngine(cfg: EngineConfig, initial: RouteTable): Engine;
   /** Closes the device, which removes it and its routes. */

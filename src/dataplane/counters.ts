@@ -17,6 +17,10 @@ export const COUNTER_NAMES = [
   'inside_icmp_unreachable',
   /** ICMP errors not sent: over the budget (icmp_budget.ts). */
   'inside_icmp_rate_limited',
+  /** wireguard-only: the destination's node publishes no key, so nothing may reach it (answered with ICMP net-unreachable). */
+  'inside_drop_plaintext',
+  /** Waited for a WireGuard session that did not come: over the per-peer bound while the handshake ran, or the handshake gave up. */
+  'inside_drop_no_session',
   // outside: UDP -> check -> decapsulate -> TUN
   'outside_packets',
   'outside_bytes',
@@ -30,6 +34,30 @@ export const COUNTER_NAMES = [
   'outside_drop_ttl',
   'outside_drop_malformed',
   'outside_drop_tun_write',
+  /** VXLAN-GPE from a node the pair speaks WireGuard with, or from anyone in wireguard-only. */
+  'outside_drop_plaintext',
+  // outside, on the WireGuard port: the refusals of whitepaper 5.4 (src/wireguard)
+  /** Not a WireGuard message: unknown type, nonzero reserved bytes, the wrong length for its type. */
+  'outside_drop_wg_malformed',
+  /** A handshake message whose mac1 is not made with this node's public key. */
+  'outside_drop_wg_mac1',
+  /** Under load: an initiation or response without a valid mac2 (answered with a cookie reply), or over a source's rate. */
+  'outside_drop_wg_cookie',
+  /** An initiation from a static key no lease publishes (a node not keyed yet, or whose new key is not seen yet). */
+  'outside_drop_wg_unknown_key',
+  /** Did not authenticate: a transport message's tag, or a handshake message's sealed fields. */
+  'outside_drop_wg_auth',
+  /** A transport counter seen before or behind the window; an initiation whose timestamp is not newer, or a second within 20 ms. */
+  'outside_drop_wg_replay',
+  /** A transport message, response or cookie reply for a receiver index this node does not hold. */
+  'outside_drop_wg_unknown_index',
+  /** A transport message on a session older than Reject-After-Time or past Reject-After-Messages. */
+  'outside_drop_wg_expired',
+  /** Handshake messages beyond what the node queues for processing. */
+  'outside_drop_wg_queue_full',
+  // WireGuard activity (not drops)
+  'wg_initiations_sent',
+  'wg_handshakes_completed',
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

@@ -1,6 +1,7 @@
 // The engine interface: what the control plane asks of a dataplane. Whole
 // route tables go in, counters come out; packets never cross it.
 
+import type { Clock } from '../clock.js';
 import type { Cidr } from '../net/ipv4.js';
 import type { RouteTable } from '../routes/route_table.js';
 import type { CounterSnapshot } from './counters.js';
@@ -25,8 +26,24 @@ export interface EngineConfig {
    * weftd does not know it. The js engine (Node's dgram) cannot bind to one.
    */
   readonly bindDevice?: string;
-  /** TUN MTU: the largest inner packet. */
+  /** The largest inner packet the TUN may carry in any mode (its MTU without encryption). */
   readonly mtu: number;
+  /** The node's WireGuard private key and port (used once enableWireguard() opened the port). */
+  readonly wireguard: { readonly privateKey: Uint8Array; readonly port: number };
+  /** What the WireGuard timers run on. */
+  readonly clock: Clock;
+}
+
+/** A WireGuard peer's session as /status shows it. */
+export interface WireguardPeerStatus {
+  readonly node: string;
+  readonly key: string;
+  readonly endpoint: string;
+  /** Keypairs held (at most 3: current, previous, next). */
+  readonly sessions: number;
+  readonly lastHandshakeAgoS: number | null;
+  /** up: a session to send on; connecting: a handshake in flight; failing: the last attempt gave up; idle: none needed yet. */
+  readonly state: 'up' | 'connecting' | 'failing' | 'idle';
 }
 
 /** What an engine runs with, for logs, /status and `weftctl status`. */
@@ -72,5 +89,16 @@ export interface Engine {
   healthy(): boolean;
   /** What the engine runs with, for logs and status (after start). */
   details(): EngineDetails;
+  /**
+   * Opens the WireGuard port (once; later calls only update `padLimit`,
+   * the TUN's MTU, which transport padding never exceeds). Until then no
+   * peer is spoken to in WireGuard. Rejects, naming the port, when it
+   * cannot be bound.
+   */
+  enableWireguard(padLimit: number): Promise<void>;
+  /** The node's WireGuard key rotated: new handshakes use it; sessions in use stay. */
+  setWireguardKey(privateKey: Uint8Array): void;
+  /** Every peer that publishes a key, with its session's state. */
+  wireguardPeers(): WireguardPeerStatus[];
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 // inside: the TUN -> UDP direction's decision for one packet, the executable
 // specification every engine follows (same checks, same order, same counters).
 
+import { PEER_WIREGUARD } from '../constants.js';
 import { NO_PEER, type RouteTable } from '../routes/route_table.js';
 import { dstAddr, isValidIpv4, mayAnswerWithIcmp } from '../wire/ipv4_packet.js';
 import { C } from './counters.js';
@@ -11,9 +12,10 @@ export const INSIDE_UNREACHABLE = -2;
 
 /**
  * Classifies a packet of `len` bytes at `off` read from the TUN, counting
- * any drop in `c`. Returns the peer index to encapsulate to, INSIDE_DROP, or
- * INSIDE_UNREACHABLE when the sender should get ICMP net-unreachable (no
- * node owns the destination; the drop is already counted).
+ * any drop in `c`. Returns the peer index to send to (in WireGuard when its
+ * flags have PEER_WIREGUARD), INSIDE_DROP, or INSIDE_UNREACHABLE when the
+ * sender should get ICMP net-unreachable (no node owns the destination, or
+ * in wireguard-only its node publishes no key; the drop is already counted).
  */
 export function classifyInside(pkt: Uint8Array, off: number, len: number, table: RouteTable, c: Float64Array): number {
   if (len < 1 || pkt[off]! >>> 4 !== 4) {
@@ -27,6 +29,11 @@ export function classifyInside(pkt: Uint8Array, off: number, len: number, table:
   const peer = table.lookup(dstAddr(pkt, off));
   if (peer === NO_PEER) {
     c[C.inside_drop_no_route]!++;
+    return mayAnswerWithIcmp(pkt, off, len) ? INSIDE_UNREACHABLE : INSIDE_DROP;
+  }
+  // wireguard-only: a node that publishes no key cannot be reached (nothing goes in the clear).
+  if (table.encryption.plaintextRefused && (table.peerFlagsAt(peer) & PEER_WIREGUARD) === 0) {
+    c[C.inside_drop_plaintext]!++;
     return mayAnswerWithIcmp(pkt, off, len) ? INSIDE_UNREACHABLE : INSIDE_DROP;
   }
   return peer;

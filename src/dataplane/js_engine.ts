@@ -1,24 +1,39 @@
 // The js engine: the readable reference dataplane in TypeScript over a TUN
-// port and a UDP transport. Same behaviour as the native engine; slower.
+// port and UDP transports. Same behaviour as the native engine; slower.
 //
-//   inside:  TUN batch -> classifyInside -> [8-byte VXLAN-GPE | packet] -> UDP to the owning node
+//   inside:  TUN batch -> classifyInside -> peer in VXLAN-GPE: [8-byte header | packet] -> UDP to the owning node
+//                                       \-> peer in WireGuard: transport message on its session -> the WireGuard port
+//                                           (no session yet: the packet waits, and the sessions start a handshake)
 //                                       \-> ICMP net-unreachable back into the TUN
-//   outside: UDP datagram -> acceptOutside -> inner packet -> TUN
+//   outside: VXLAN-GPE datagram -> acceptOutside -> inner packet -> TUN
+//            WireGuard datagram -> precheckWireguard -> handshake message: queued for the sessions
+//                                                   \-> transport: openWireguard -> acceptInner -> TUN
 
-import { GPE_NEXT_PROTO_IPV4, JS_TUN_BATCH, VXLAN_GPE_HEADER_LEN } from '../constants.js';
+import { GPE_NEXT_PROTO_IPV4, JS_TUN_BATCH, PEER_WIREGUARD, VXLAN_GPE_HEADER_LEN } from '../constants.js';
+import { WeftError, errorMessage } from '../errors.js';
 import type { RouteTable } from '../routes/route_table.js';
+import { KEEPALIVE_SIZE, MSG_TRANSPORT, REJECT_AFTER_TIME_MS, STAGED_PER_PEER } from '../wireguard/constants.js';
+import { MSG_MALFORMED } from '../wireguard/messages.js';
+import type { HandshakeMessage, Keypair, SessionPeer } from '../wireguard/sessions.js';
+import { sealTransport, transportLength } from '../wireguard/transport.js';
 import { ICMP_ERROR_MAX, ICMP_NET_UNREACHABLE, flowHash, icmpErrorLength, writeIcmpUnreachable } from '../wire/ipv4_packet.js';
 import { writeGpeHeader } from '../wire/vxlan_gpe.js';
 import { C, COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
-import type { Engine, EngineConfig, EngineDetails } from './engine.js';
+import type { Engine, EngineConfig, EngineDetails, WireguardPeerStatus } from './engine.js';
+import { EngineSessions } from './engine_sessions.js';
 import { IcmpBudget } from './icmp_budget.js';
 import { INSIDE_DROP, INSIDE_UNREACHABLE, classifyInside } from './inside.js';
-import { acceptOutside } from './outside.js';
+import { acceptInner, acceptOutside } from './outside.js';
+import { openWireguard, precheckWireguard } from './wireguard_outside.js';
 import type { TunPort } from '../host/tun_port.js';
 import type { SendDone, UdpTransport } from '../host/udp_transport.js';
 
 /** Send buffers in flight at most; past that, packets are dropped as send errors. */
 const SEND_POOL = 256;
+/** Handshake messages waiting for the sessions at most (as the kernel's queue); past that, dropped and counted. */
+const HANDSHAKE_QUEUE = 4096;
+/** Handshake messages the sessions take per turn of the event loop, so forwarding goes on during a flood. */
+const HANDSHAKES_PER_TURN = 256;
 
 /** A send buffer and its completion callback, bound once so a send allocates no closure. */
 interface SendSlot {
@@ -40,18 +55,30 @@ export class JsEngine implements Engine {
   private started = false;
   private closed = false;
 
+  private readonly wg: EngineSessions;
+  /** The WireGuard port, once enableWireguard() opened it. */
+  private wgPort: UdpTransport | undefined;
+  private padLimit: number;
+  /** Packets waiting for a peer's session (at most STAGED_PER_PEER, the oldest dropped first). */
+  private readonly staged = new Map<SessionPeer, Buffer[]>();
+  private readonly handshakes: HandshakeMessage[] = [];
+  private handshakesScheduled = false;
+
+  /** `wgTransport` opens the WireGuard port (sending from it too: WireGuard peers answer the port they hear from). */
   constructor(
     private readonly cfg: EngineConfig,
     private readonly tun: TunPort,
     private readonly udp: UdpTransport,
     initial: RouteTable,
+    private readonly wgTransport: (port: number) => UdpTransport,
   ) {
     this.table = initial;
     this.readSlot = cfg.mtu + 1;
+    this.padLimit = cfg.mtu;
     this.icmpScratch = Buffer.alloc(ICMP_ERROR_MAX);
     for (let i = 0; i < SEND_POOL; i++) {
       const slot: SendSlot = {
-        buf: Buffer.alloc(cfg.mtu + VXLAN_GPE_HEADER_LEN),
+        buf: Buffer.alloc(Math.max(cfg.mtu + VXLAN_GPE_HEADER_LEN, transportLength(cfg.mtu, cfg.mtu))),
         len: 0,
         done: (err) => {
           if (!err) {
@@ -63,6 +90,16 @@ export class JsEngine implements Engine {
       };
       this.freeSlots.push(slot);
     }
+    this.wg = new EngineSessions(cfg, {
+      sendHandshake: (ip, port, msg) => this.wgPort?.send(Buffer.from(msg), msg.length, ip, port, 0, () => undefined),
+      keypairsChanged: (p) => this.flushStaged(p),
+      sessionReady: (p) => {
+        if (!this.flushStaged(p)) this.sendKeepalive(p);
+      },
+      sendKeepalive: (p) => this.sendKeepalive(p),
+      gaveUp: (p) => this.dropStaged(p),
+      refreshActivity: () => undefined,
+    });
   }
 
   async start(): Promise<void> {
@@ -79,6 +116,27 @@ export class JsEngine implements Engine {
 
   setRoutes(table: RouteTable): void {
     this.table = table;
+    this.wg.setTable(table);
+  }
+
+  async enableWireguard(padLimit: number): Promise<void> {
+    this.padLimit = padLimit;
+    if (this.wgPort || this.closed) return;
+    const wg = this.wgTransport(this.cfg.wireguard.port);
+    try {
+      await wg.start((buf, len, srcIp) => this.outsideWireguard(buf, len, srcIp));
+    } catch (err) {
+      throw new WeftError('WEFT_HOST_SETUP', `cannot open the WireGuard port ${this.cfg.wireguard.port}: ${errorMessage(err)}`, { port: this.cfg.wireguard.port });
+    }
+    this.wgPort = wg;
+  }
+
+  setWireguardKey(privateKey: Uint8Array): void {
+    this.wg.sessions.setPrivateKey(privateKey);
+  }
+
+  wireguardPeers(): WireguardPeerStatus[] {
+    return this.wg.status();
   }
 
   healthy(): boolean {
@@ -90,15 +148,21 @@ export class JsEngine implements Engine {
   }
 
   counters(): CounterSnapshot {
-    return snapshot(this.c);
+    const sums = Float64Array.from(this.c);
+    this.wg.addTo(sums);
+    return snapshot(sums);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.wg.sessions.close();
     this.tun.close();
     await this.udp.close();
+    await this.wgPort?.close();
   }
+
+  // ---- inside
 
   private inside(slab: Buffer, lengths: Uint32Array, count: number): void {
     const slot = this.readSlot;
@@ -116,6 +180,10 @@ export class JsEngine implements Engine {
         this.sendUnreachable(slab, off, len);
         continue;
       }
+      if ((table.peerFlagsAt(peer) & PEER_WIREGUARD) !== 0) {
+        this.insideWireguard(peer, slab, off, len);
+        continue;
+      }
       const out = this.freeSlots.pop();
       if (out === undefined) {
         this.c[C.inside_drop_send_error]!++;
@@ -128,6 +196,70 @@ export class JsEngine implements Engine {
     }
   }
 
+  /** A packet for a peer spoken to in WireGuard: sent on its session, or kept until the handshake completes. */
+  private insideWireguard(peer: number, pkt: Buffer, off: number, len: number): void {
+    const sp = this.wg.of(peer);
+    if (!sp || !this.wgPort) {
+      this.c[C.inside_drop_no_session]!++;
+      return;
+    }
+    if (this.seal(sp, pkt, off, len)) return;
+    let queue = this.staged.get(sp);
+    if (!queue) this.staged.set(sp, (queue = []));
+    if (queue.length >= STAGED_PER_PEER) {
+      queue.shift();
+      this.c[C.inside_drop_no_session]!++;
+    }
+    queue.push(Buffer.from(pkt.subarray(off, off + len)));
+    this.wg.sessions.wantSession(sp);
+  }
+
+  /**
+   * The keypair to send to `sp` on: a responder's next one as soon as a
+   * transport message confirmed it (the sessions' timer makes it current a
+   * tick later), else the current one; never one past Reject-After-Time.
+   */
+  private sendKeypair(sp: SessionPeer): Keypair | undefined {
+    const kp = sp.next?.confirmed ? sp.next : sp.current;
+    return kp && this.cfg.clock.now() - kp.createdAt < REJECT_AFTER_TIME_MS ? kp : undefined;
+  }
+
+  /** Sends packet[off, off+len) (len 0: a keepalive) to `sp` on its session; false when it has none. */
+  private seal(sp: SessionPeer, pkt: Uint8Array, off: number, len: number): boolean {
+    const kp = this.sendKeypair(sp);
+    if (!kp || !this.wgPort) return false;
+    const out = this.freeSlots.pop();
+    if (out === undefined) {
+      this.c[C.inside_drop_send_error]!++;
+      return true;
+    }
+    const n = sealTransport(out.buf, kp.sendKey, kp.remoteIndex, kp.sendCounter++, pkt, off, len, this.padLimit);
+    const now = this.cfg.clock.now();
+    kp.lastSent = now;
+    if (len > 0) kp.lastDataSent = now;
+    out.len = len;
+    this.wgPort.send(out.buf, n, sp.ip, sp.port, 0, len > 0 ? out.done : () => this.freeSlots.push(out));
+    return true;
+  }
+
+  private sendKeepalive(sp: SessionPeer): void {
+    this.seal(sp, new Uint8Array(0), 0, 0);
+  }
+
+  /** Sends what waited for `sp`'s session, if it has one now; whether anything was sent. */
+  private flushStaged(sp: SessionPeer): boolean {
+    const queue = this.staged.get(sp);
+    if (!queue || !this.sendKeypair(sp)) return false;
+    this.staged.delete(sp);
+    for (const p of queue) this.seal(sp, p, 0, p.length);
+    return queue.length > 0;
+  }
+
+  private dropStaged(sp: SessionPeer): void {
+    this.c[C.inside_drop_no_session]! += this.staged.get(sp)?.length ?? 0;
+    this.staged.delete(sp);
+  }
+
   private sendUnreachable(pkt: Buffer, off: number, len: number): void {
     if (icmpErrorLength(pkt, off, len) > this.icmpScratch.length) return;
     if (!this.icmpBudget.take(performance.now())) {
@@ -138,16 +270,62 @@ export class JsEngine implements Engine {
     if (this.tun.write(this.icmpScratch, 0, n)) this.c[C.inside_icmp_unreachable]!++;
   }
 
+  // ---- outside
+
   private outside(buf: Buffer, len: number, srcIp: number): void {
     const table = this.table;
     if (!acceptOutside(buf, 0, len, srcIp, table, this.cfg.self, this.cfg.vni, this.c)) return;
     const inner = VXLAN_GPE_HEADER_LEN;
-    const innerLen = (buf[inner + 2]! << 8) | buf[inner + 3]!;
-    if (!this.tun.write(buf, inner, innerLen)) {
+    this.deliver(buf, inner, (buf[inner + 2]! << 8) | buf[inner + 3]!);
+  }
+
+  private outsideWireguard(buf: Buffer, len: number, srcIp: number): void {
+    const type = precheckWireguard(buf, 0, len, srcIp, this.table, this.wg.sessions.mac1Key, this.c);
+    if (type === MSG_MALFORMED) return;
+    if (type !== MSG_TRANSPORT) {
+      this.queueHandshake(buf, len, srcIp);
+      return;
+    }
+    const now = this.cfg.clock.now();
+    const opened = openWireguard(buf, 0, len, srcIp, (i) => this.wg.sessions.keypair(i), now, this.c);
+    if (!opened) return;
+    const { kp, plain } = opened;
+    kp.lastReceived = now;
+    if (len === KEEPALIVE_SIZE) return;
+    kp.lastDataReceived = now;
+    if (!acceptInner(plain, 0, plain.length, kp.peer.ip, this.table, this.cfg.self, this.c)) return;
+    this.deliver(plain, 0, plain.readUInt16BE(2));
+  }
+
+  private deliver(buf: Buffer, off: number, len: number): void {
+    if (!this.tun.write(buf, off, len)) {
       this.c[C.outside_drop_tun_write]!++;
       return;
     }
     this.c[C.outside_packets]!++;
-    this.c[C.outside_bytes]! += innerLen;
+    this.c[C.outside_bytes]! += len;
+  }
+
+  /** Queues a handshake message for the sessions, taken in batches on later turns of the event loop. */
+  private queueHandshake(buf: Buffer, len: number, srcIp: number): void {
+    if (this.handshakes.length >= HANDSHAKE_QUEUE) {
+      this.c[C.outside_drop_wg_queue_full]!++;
+      return;
+    }
+    this.handshakes.push({ msg: Buffer.from(buf.subarray(0, len)), srcIp });
+    if (this.handshakesScheduled) return;
+    this.handshakesScheduled = true;
+    setImmediate(() => this.takeHandshakes());
+  }
+
+  private takeHandshakes(): void {
+    this.handshakesScheduled = false;
+    if (this.closed) return;
+    // The batch's length is how far behind the node is: the sessions answer with cookies when it is long.
+    this.wg.sessions.receive(this.handshakes.splice(0, HANDSHAKES_PER_TURN));
+    if (this.handshakes.length > 0) {
+      this.handshakesScheduled = true;
+      setImmediate(() => this.takeHandshakes());
+    }
   }
 }

@@ -11,7 +11,7 @@
 // is made (kernel_seams.ts); the engine removes its filter on close.
 
 import type { Logger } from 'pino';
-import { errorMessage } from '../errors.js';
+import { WeftError, errorMessage } from '../errors.js';
 import { EncapRoutes, type EncapTarget } from '../host/encap_routes.js';
 import { KERNEL_FILTER_COUNTERS, KERNEL_NFT_TABLE, KernelFilter } from '../host/kernel_filter.js';
 import type { RtLink } from '../host/rtnetlink.js';
@@ -19,7 +19,7 @@ import type { VxlanDevice } from '../host/vxlan_device.js';
 import { formatCidr, formatIp } from '../net/ipv4.js';
 import type { RouteTable } from '../routes/route_table.js';
 import { C, COUNTER_NAMES, type CounterName, type CounterSnapshot, snapshot } from './counters.js';
-import type { Engine, EngineConfig, EngineDetails } from './engine.js';
+import type { Engine, EngineConfig, EngineDetails, WireguardPeerStatus } from './engine.js';
 
 /** Every filter counter stands for an engine counter of the same name (a typo fails the build). */
 const FILTER_COUNTERS: readonly CounterName[] = KERNEL_FILTER_COUNTERS;
@@ -213,6 +213,17 @@ export class KernelEngine implements Engine {
       deviceRepairs: this.repairs,
       ...(stats ? { deviceRxErrors: stats.rxErrors, deviceRxDropped: stats.rxDropped, deviceTxErrors: stats.txErrors, deviceTxDropped: stats.txDropped } : {}),
     };
+  }
+
+  /** Linux's VXLAN-GPE device has no WireGuard (weftd refuses the kernel engine while the cluster encrypts). */
+  enableWireguard(): Promise<void> {
+    return Promise.reject(new WeftError('WEFT_ENGINE_REFUSED', '--engine kernel cannot encrypt: run --engine native (or js)'));
+  }
+
+  setWireguardKey(): void {}
+
+  wireguardPeers(): WireguardPeerStatus[] {
+    return [];
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@
 
 import { createRequire } from 'node:module';
 import { WeftError } from '../errors.js';
+import type { RouteArrays } from '../routes/route_table.js';
 import { treePath } from '../tree.js';
 
 /** Flag bits of openTun(). */
@@ -37,15 +38,22 @@ export interface TunReaderConstructor {
 }
 
 /** A route table as the native engine takes it: RouteTable.arrays(). */
-export interface NativeRoutes {
-  netBase: number;
-  netLen: number;
-  subnetLen: number;
-  slots: Int32Array;
-  peerIp: Uint32Array;
-  peerPort: Uint16Array;
-  peerFlags: Uint8Array;
+export type NativeRoutes = RouteArrays;
+
+/** A table's WireGuard part, beside its routes. */
+export interface NativeWireguard {
+  /** HASH("mac1----" || this node's public key): what handshake messages' mac1 is checked with. */
+  mac1Key: Uint8Array;
+  /** Transport padding never goes past this (the TUN's MTU). */
+  padLimit: number;
+  /** Per route-table peer: its next, current and previous keypair's local index (0: none), installed with engineWgInstall. */
+  slots: Uint32Array;
 }
+
+/** Bytes of each handshake message engineWgTake writes: [source u32 LE][length u16 LE][148 bytes]. */
+export const WG_TAKE_ENTRY = 4 + 2 + 148;
+/** Numbers per keypair engineWgActivity writes. */
+export const WG_ACTIVITY_ROW = 7;
 
 export interface NativeEngineOptions {
   /** One fd per TUN queue, borrowed by the engine until engineStop() returns. */
@@ -64,6 +72,8 @@ export interface NativeEngineOptions {
   tunAddr: number;
   /** tunFds.length blocks of COUNTER_NAMES.length slots; written by the workers, read by JS. */
   counters: BigUint64Array;
+  /** Called on JS's thread (no arguments) when handshake messages or session requests wait for engineWgTake; at most once until it is called. */
+  onWireguard?: () => void;
 }
 
 /** Opaque handle of a running native engine. */
@@ -104,12 +114,26 @@ export interface WeftAddon {
    * thread per fd. Throws an Error with an errno code naming the step that failed.
    */
   createEngine(options: NativeEngineOptions): NativeEngineHandle;
-  /** Swaps a whole route table in; the workers use it from their next batch. */
-  engineSetRoutes(engine: NativeEngineHandle, routes: NativeRoutes): void;
+  /** Swaps a whole route table (with its WireGuard sessions, once encryption is on) in; the workers use it from their next batch. */
+  engineSetRoutes(engine: NativeEngineHandle, routes: NativeRoutes, wireguard?: NativeWireguard): void;
   /** Stops and joins the workers; idempotent. The fds are the caller's again. */
   engineStop(engine: NativeEngineHandle): void;
   /** The offloads in use after probing the kernel, and the workers still running. */
   engineInfo(engine: NativeEngineHandle): { udpGso: boolean; udpGro: boolean; workersRunning: number; retiredTables: number; boundToDevice: boolean };
+  /** Opens the WireGuard port in every worker (once). Throws an Error with an errno code naming the step. */
+  engineWgEnable(engine: NativeEngineHandle, port: number): void;
+  /** Installs a session's keys (32 bytes each), from a handshake completed; a table lists it by localIndex. */
+  engineWgInstall(engine: NativeEngineHandle, localIndex: number, remoteIndex: number, sendKey: Uint8Array, recvKey: Uint8Array, initiator: boolean, peerIp: number, peerPort: number): void;
+  /** Forgets a keypair; it goes with the last table that lists it. */
+  engineWgRetire(engine: NativeEngineHandle, localIndex: number): void;
+  /** Sends a handshake message from the WireGuard port: 0, or the errno. */
+  engineWgSend(engine: NativeEngineHandle, ip: number, port: number, message: Uint8Array): number;
+  /** Seals and sends a keepalive on a keypair: 0, or the errno (ENOENT: not installed). */
+  engineWgKeepalive(engine: NativeEngineHandle, localIndex: number): number;
+  /** Takes the pre-checked handshake messages (WG_TAKE_ENTRY bytes each, as many as `out` holds, at most 256) and the underlay addresses of peers a packet found no session for. */
+  engineWgTake(engine: NativeEngineHandle, out: Buffer, want: Uint32Array): { messages: number; wants: number };
+  /** Per installed keypair WG_ACTIVITY_ROW numbers: local index, ms since data sent, data received, anything sent, anything received (-1: never), confirmed (0/1), send counter; how many rows. */
+  engineWgActivity(engine: NativeEngineHandle, out: Float64Array): number;
 }
 
 const ADDON_PATH = treePath('native/build/Release/weft.node');

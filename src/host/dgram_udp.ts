@@ -1,6 +1,8 @@
 // The kernel's UDP sockets for the js engine: one receiving socket on the
 // cluster port, and a few sending sockets on ephemeral ports so the outer
-// source port varies with the inner flow, as the wire format asks (docs/architecture.md, "Wire format").
+// source port varies with the inner flow, as the wire format asks
+// (docs/architecture.md, "Wire format"); or, for WireGuard, one socket that
+// receives and sends (WireGuard peers answer the address and port they hear from).
 
 import dgram from 'node:dgram';
 import { once } from 'node:events';
@@ -34,12 +36,14 @@ export class DgramUdp implements UdpTransport {
   private readonly ips = new AddressMemo<string, number>((host) => Math.max(parseIp(host), 0)); // 0.0.0.0: never a peer
   private readonly hosts = new AddressMemo<number, string>(formatIp);
 
+  /** `entropySockets` sending sockets on ephemeral ports; 0: send from the bound socket. */
   constructor(
     private readonly bindHost: string,
     private readonly port: number,
+    entropySockets = JS_ENTROPY_SOCKETS,
   ) {
     this.rx = dgram.createSocket({ type: 'udp4', reuseAddr: false });
-    for (let i = 0; i < JS_ENTROPY_SOCKETS; i++) this.tx.push(dgram.createSocket('udp4'));
+    for (let i = 0; i < entropySockets; i++) this.tx.push(dgram.createSocket('udp4'));
   }
 
   async start(handler: DatagramHandler): Promise<void> {
@@ -57,7 +61,8 @@ export class DgramUdp implements UdpTransport {
   }
 
   send(buf: Buffer, len: number, ip: number, port: number, hash: number, done: SendDone): void {
-    this.tx[hash % this.tx.length]!.send(buf, 0, len, port, this.hosts.get(ip), done);
+    const sock = this.tx.length === 0 ? this.rx : this.tx[hash % this.tx.length]!;
+    sock.send(buf, 0, len, port, this.hosts.get(ip), done);
   }
 
   async close(): Promise<void> {

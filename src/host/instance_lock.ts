@@ -67,6 +67,29 @@ export class InstanceLock {
     return new InstanceLock(fd, path);
   }
 
+  /**
+   * The weftd holding the lock in `stateDir`: its pid and node name, from
+   * the lock file. WEFT_NOT_RUNNING when there is no lock file or no one
+   * holds the lock (this process can take it, and lets it go at once).
+   */
+  static holder(stateDir: string): { pid: number; node: string } {
+    const path = join(stateDir, 'weftd.lock');
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (err) {
+      throw new WeftError('WEFT_NOT_RUNNING', `no weftd runs with state directory ${stateDir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message} on ${path}); see weftd's --state-dir`, { path });
+    }
+    try {
+      if (loadAddon().lockFile(fd) === 0) throw new WeftError('WEFT_NOT_RUNNING', `no weftd runs with state directory ${stateDir}: its instance lock ${path} is free`, { path });
+      const m = /^pid (\d+), node (\S+),/.exec(readFileSync(path, 'utf8'));
+      if (!m) throw new WeftError('WEFT_NOT_RUNNING', `the instance lock ${path} names no weftd`, { path });
+      return { pid: Number(m[1]), node: m[2]! };
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   release(): void {
     if (this.fd === undefined) return;
     closeSync(this.fd);

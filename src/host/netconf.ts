@@ -42,6 +42,11 @@ export async function configureTun(dev: string, addrWithPrefix: string, mtu: num
   rtnl(steps.map(([, r]) => r)).forEach((a, k) => expectDone(a, steps[k]![0]));
 }
 
+/** Changes the TUN's MTU on a running node (encryption turned on or off). */
+export async function setTunMtu(dev: string, mtu: number): Promise<void> {
+  rtnl([setLinkRequest(dev, { mtu })]).forEach((a) => expectDone(a, `cannot set ${dev}'s MTU to ${mtu}`));
+}
+
 interface IpAddrJson {
   ifname: string;
   mtu?: number;

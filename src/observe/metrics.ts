@@ -4,10 +4,11 @@
 // Label cardinality is bounded by construction: the only labels are the
 // drop direction and reason (fixed by the counters' layout), the readiness
 // status (three values), the ignored-lease reason (five), version/engine
-// (one series) and the kernel engine's device counters' direction (two
-// values). Peers, addresses
-// and packet sources are never labels.
+// (one series), the kernel engine's device counters' direction (two
+// values), the encryption mode (three) and WireGuard session states (four).
+// Peers, addresses and packet sources are never labels.
 
+import { ENCRYPTION_MODES } from '../constants.js';
 import { COUNTER_NAMES, type CounterName } from '../dataplane/counters.js';
 import { IGNORED_REASONS } from '../registry/lease_problem.js';
 import type { DaemonStatus } from './status.js';
@@ -24,6 +25,7 @@ export const DROP_REASONS: readonly { readonly counter: CounterName; readonly di
 });
 
 export const READINESS_STATUSES = ['ready', 'degraded', 'not_ready'] as const;
+export const WIREGUARD_STATES = ['up', 'connecting', 'failing', 'idle'] as const;
 
 /** A label value with backslash, double quote and newline escaped, as the format requires. */
 export function escapeLabelValue(v: string): string {
@@ -77,6 +79,17 @@ export function renderMetrics(s: DaemonStatus): string {
     DROP_REASONS.map((d) => [{ direction: d.direction, reason: d.reason }, counter(d.counter)]),
   );
 
+  const enc = s.encryption;
+  metric('weft_encryption_mode', 'gauge', 'the encryption the network config asks for: 1 for the current mode, 0 for the others (absent before the key is loaded)', enc ? ENCRYPTION_MODES.map((m) => [{ mode: m }, enc.mode === m ? 1 : 0]) : []);
+  metric('weft_encryption_published', 'gauge', '1 when this node\'s lease publishes its WireGuard key (its mode is applied), else 0', one(enc ? Number(enc.published) : null));
+  metric(
+    'weft_wireguard_peers',
+    'gauge',
+    'nodes that publish a WireGuard key, by session state: up (a session to send on), connecting, failing (the last handshake gave up), idle',
+    enc ? WIREGUARD_STATES.map((st) => [{ state: st }, enc.peers.filter((p) => p.state === st).length]) : [],
+  );
+  metric('weft_wireguard_initiations_total', 'counter', 'WireGuard handshake initiations sent', one(counter('wg_initiations_sent')));
+  metric('weft_wireguard_handshakes_total', 'counter', 'WireGuard handshakes completed, as initiator or responder', one(counter('wg_handshakes_completed')));
   metric('weft_peers', 'gauge', 'other nodes in the lease table', one(s.peers.length));
   metric('weft_lease_expires_in_seconds', 'gauge', 'seconds until this node\'s subnet lease expires unless renewed (absent before a lease is held)', one(s.leaseExpiresInS));
   metric('weft_etcd_connected', 'gauge', '1 when etcd answered the last request or probe, else 0', one(s.etcd.connected ? 1 : 0));

@@ -2,7 +2,8 @@
 // HTTP endpoints (/metrics, /healthz, /readyz, /status) and `weftctl status`.
 
 import type { CounterSnapshot } from '../dataplane/counters.js';
-import type { EngineDetails } from '../dataplane/engine.js';
+import type { EncryptionMode } from '../constants.js';
+import type { EngineDetails, WireguardPeerStatus } from '../dataplane/engine.js';
 import type { IgnoredReason } from '../registry/lease_problem.js';
 
 /** waiting: up, but holding no subnet (the network is full, or the node lost its own and waits for another). */
@@ -13,6 +14,17 @@ export interface PeerStatus {
   readonly node: string;
   readonly publicIp: string;
   readonly port: number;
+}
+
+/** What a node runs with for encryption: the mode the config asks for, its key and port, its peers' sessions. */
+export interface EncryptionStatus {
+  readonly mode: EncryptionMode;
+  /** Whether this node's lease publishes its current key (the mode is applied). */
+  readonly published: boolean;
+  /** '' until the node has a key (created when it first encrypts). */
+  readonly publicKey: string;
+  readonly port: number;
+  readonly peers: readonly WireguardPeerStatus[];
 }
 
 /** Rules of weft's own in the host firewall, as weftd was asked for them and as it installed them. */
@@ -75,6 +87,8 @@ export interface DaemonStatus {
   readonly ignoredLeasesByReason: Readonly<Record<IgnoredReason, number>>;
   readonly peers: readonly PeerStatus[];
   readonly counters: CounterSnapshot | null;
+  /** Null until the key is loaded. */
+  readonly encryption: EncryptionStatus | null;
   /** ready: forwarding with a held lease and etcd reachable; degraded: forwarding, etcd unreachable within the grace period. */
   readonly readiness: { readonly status: 'ready' | 'degraded' | 'not_ready'; readonly reasons: readonly string[] };
   readonly host: HostStatus;

@@ -91,6 +91,33 @@ export class LeaseKeeper {
     this.clock.clearTimeout(this.timer);
   }
 
+  /**
+   * Rewrites our lease with the manager's value (set with setValue): same
+   * subnet, fresh etcd lease. Waits for a renewal or re-acquisition in
+   * progress first, so the two never race. Throws when etcd does not take
+   * it (the caller retries); a key changed under us is a loss, handled as
+   * lostNow() handles it.
+   */
+  async rewrite(): Promise<void> {
+    while (this.stepping) await new Promise<void>((resolve) => this.clock.setTimeout(resolve, 10));
+    if (this.stopped) return;
+    this.stepping = true;
+    try {
+      const asked = this.clock.now();
+      const rec = await this.manager.rewrite(this.rec);
+      if (!rec) {
+        this.lostNow('our subnet key changed while rewriting it');
+        return;
+      }
+      this.rec = rec;
+      this.expiresAtMs = asked + this.ttlS * 1000;
+      this.events.onRenewed?.(this.expiresAtMs);
+      this.log.info({ event: 'lease_rewritten', subnet: formatCidr(rec.subnet) }, 'lease rewritten');
+    } finally {
+      this.stepping = false;
+    }
+  }
+
   /** Our key vanished from etcd (deleted or expired): re-acquire now rather than at the next renewal. */
   lostNow(reason: string): void {
     if (this.stopped) return;

@@ -30,9 +30,21 @@ export interface LeaseManagerOptions {
 
 export class LeaseManager {
   private readonly o: LeaseManagerOptions;
+  private value: SubnetLease;
 
   constructor(opts: LeaseManagerOptions) {
     this.o = opts;
+    this.value = opts.value;
+  }
+
+  /** The value written from now on (by acquire, reclaim and rewrite): a field of this node's changed, its WireGuard key say. */
+  setValue(value: SubnetLease): void {
+    this.value = value;
+  }
+
+  /** Rewrites `rec`'s key with the current value (same subnet, fresh etcd lease, the old one revoked); undefined when the key changed since `rec`. */
+  rewrite(rec: LeaseRecord): Promise<LeaseRecord | undefined> {
+    return this.o.registry.replaceLease(rec, this.value, this.o.ttlS);
   }
 
   /**
@@ -42,7 +54,8 @@ export class LeaseManager {
    * Each write is a transaction that fails if the key changed, and is retried.
    */
   async acquire(): Promise<LeaseRecord> {
-    const { registry, config, value, ttlS } = this.o;
+    const { registry, config, ttlS } = this.o;
+    const value = this.value;
     const preferred = await this.readLastSubnet();
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const listing = await registry.listLeases();
@@ -87,7 +100,8 @@ export class LeaseManager {
    * leased instead: a running dataplane forwards for this one only.
    */
   async reclaim(subnet: Cidr): Promise<LeaseRecord> {
-    const { registry, value, ttlS } = this.o;
+    const { registry, ttlS } = this.o;
+    const value = this.value;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const listing = await registry.listLeases();
       const held = listing.records.find((r) => cidrEquals(r.subnet, subnet));

@@ -6,8 +6,12 @@ import { type Cidr, contains, formatCidr, parseIp } from '../net/ipv4.js';
 import type { LeaseRecord } from './registry.js';
 import type { NetworkConfig } from './schema.js';
 
-/** Every reason, in the order they are tested; `invalid` is a value that does not parse. */
-export const IGNORED_REASONS = ['invalid', 'outside_network', 'subnet_length', 'public_ip_in_network', 'own_address'] as const;
+/**
+ * Every reason, in the order they are tested; `invalid` is a value that does
+ * not parse; `shared_key`, a WireGuard key another node published first, is
+ * the lease watcher's to find (it needs the other leases).
+ */
+export const IGNORED_REASONS = ['invalid', 'outside_network', 'subnet_length', 'public_ip_in_network', 'own_address', 'own_key', 'shared_key'] as const;
 export type IgnoredReason = (typeof IGNORED_REASONS)[number];
 
 export interface LeaseProblem {
@@ -21,10 +25,10 @@ export interface LeaseProblem {
  * usable: a subnet outside the cluster network or of another length (left
  * by `weftctl init --force`, or written by hand), a public IP inside the
  * cluster network (packets to it would re-enter the TUN and loop), or, seen
- * from a node, that node's own address. The schema already refused
- * addresses no node can have.
+ * from a node, that node's own address or its own WireGuard key (`ownKey`,
+ * base64). The schema already refused addresses no node can have.
  */
-export function leaseProblem(r: LeaseRecord, config: NetworkConfig, ownPublicIp?: number): LeaseProblem | undefined {
+export function leaseProblem(r: LeaseRecord, config: NetworkConfig, ownPublicIp?: number, ownKey?: string): LeaseProblem | undefined {
   const s: Cidr = r.subnet;
   const who = `node ${r.lease.nodeName}`;
   if (!contains(config.network, s.base) || s.len < config.network.len) {
@@ -39,6 +43,9 @@ export function leaseProblem(r: LeaseRecord, config: NetworkConfig, ownPublicIp?
   }
   if (ownPublicIp !== undefined && ip === ownPublicIp) {
     return { reason: 'own_address', message: `${who} names this node's own address ${r.lease.publicIp} as its publicIp` };
+  }
+  if (ownKey && r.lease.wireguardPublicKey === ownKey) {
+    return { reason: 'own_key', message: `${who} publishes this node's own WireGuard key` };
   }
   return undefined;
 }

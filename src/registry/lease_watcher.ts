@@ -7,7 +7,9 @@ import type { Clock, Timer } from '../clock.js';
 import { FEATURE_TCP_CSUM_PARTIAL } from '../constants.js';
 import { errorMessage } from '../errors.js';
 import { type Cidr, cidrEquals, formatCidr, parseIp } from '../net/ipv4.js';
-import { type Peer, RouteTable } from '../routes/route_table.js';
+import { NO_ENCRYPTION, type Peer, RouteTable, type TableEncryption } from '../routes/route_table.js';
+import { DEFAULT_WG_PORT } from '../wireguard/constants.js';
+import { parseKey } from '../wireguard/keys.js';
 import { IGNORED_REASONS, type IgnoredReason, type LeaseProblem, leaseProblem } from './lease_problem.js';
 import type { LeaseEvent, LeaseRecord, LeaseWatch, Registry } from './registry.js';
 import type { NetworkConfig } from './schema.js';
@@ -65,6 +67,9 @@ export class LeaseWatcher {
   private unpublished: Map<number, LeaseRecord | undefined> | undefined;
   /** Each lease's peer as routed, parsed once per value (tables are rebuilt from every lease on each change). */
   private readonly peerOf = new WeakMap<LeaseRecord, Peer>();
+  /** What this node's encryption setting makes of the peers (route_table.ts), and its own WireGuard public key (base64). */
+  private encryption: TableEncryption = NO_ENCRYPTION;
+  private ownKey = '';
   resyncs = 0;
 
   constructor(opts: LeaseWatcherOptions) {
@@ -105,6 +110,23 @@ export class LeaseWatcher {
   /** The peers of the last table published (status requests read this; they build nothing). */
   peers(): readonly Peer[] {
     return this.published?.peers ?? [];
+  }
+
+  /**
+   * This node's encryption changed (the network config, or its key): every
+   * peer's WireGuard flag is decided anew, and a lease naming `ownKey`
+   * (base64) is refused as one naming our address is.
+   */
+  setEncryption(encryption: TableEncryption, ownKey: string): void {
+    this.encryption = encryption;
+    this.ownKey = ownKey;
+    if (!this.published || this.closed) return;
+    const before = new Map(this.ignoredLeases);
+    for (const r of this.leases.values()) {
+      this.ignoredLeases.delete(r.key);
+      this.refuseIfUnusable(r, before);
+    }
+    this.publish();
   }
 
   private async sync(): Promise<void> {
@@ -259,8 +281,25 @@ export class LeaseWatcher {
   /** Leaves out a lease no route may come from (lease_problem.ts); this node's own is never routed, nor counted. */
   private refuseIfUnusable(r: LeaseRecord, before?: ReadonlyMap<string, LeaseProblem>): void {
     if (cidrEquals(r.subnet, this.o.self)) return;
-    const problem = leaseProblem(r, this.o.config, this.o.publicIp);
+    const problem = leaseProblem(r, this.o.config, this.o.publicIp, this.ownKey) ?? this.sharedKey(r);
     if (problem) this.ignore(r.key, problem, before);
+  }
+
+  /**
+   * A lease carrying the WireGuard key another node's earlier lease already
+   * carries (a copied key file): the later one is refused, as a second
+   * weftd under one node name is.
+   */
+  private sharedKey(r: LeaseRecord): LeaseProblem | undefined {
+    const key = r.lease.wireguardPublicKey;
+    if (!key) return undefined;
+    for (const other of this.leases.values()) {
+      if (other.key === r.key || other.lease.wireguardPublicKey !== key || other.lease.nodeName === r.lease.nodeName || this.ignoredLeases.has(other.key)) continue;
+      if (BigInt(other.modRevision) < BigInt(r.modRevision)) {
+        return { reason: 'shared_key', message: `node ${r.lease.nodeName} publishes the WireGuard key node ${other.lease.nodeName} published first (a copied key file?)` };
+      }
+    }
+    return undefined;
   }
 
   private usable(r: LeaseRecord): boolean {
@@ -270,13 +309,21 @@ export class LeaseWatcher {
   private table(): RouteTable {
     const peers: Peer[] = [];
     for (const r of this.leases.values()) if (this.usable(r)) peers.push(this.peer(r));
-    return RouteTable.build(this.o.config.network, this.o.config.subnetLen, peers);
+    return RouteTable.build(this.o.config.network, this.o.config.subnetLen, peers, this.encryption);
   }
 
   private peer(r: LeaseRecord): Peer {
     let peer = this.peerOf.get(r);
     if (!peer) {
-      peer = { subnet: r.subnet, node: r.lease.nodeName, ip: parseIp(r.lease.publicIp), port: r.lease.port, tcpCsumPartial: r.lease.features?.includes(FEATURE_TCP_CSUM_PARTIAL) === true };
+      const wgKey = r.lease.wireguardPublicKey ? parseKey(r.lease.wireguardPublicKey) : undefined;
+      peer = {
+        subnet: r.subnet,
+        node: r.lease.nodeName,
+        ip: parseIp(r.lease.publicIp),
+        port: r.lease.port,
+        tcpCsumPartial: r.lease.features?.includes(FEATURE_TCP_CSUM_PARTIAL) === true,
+        ...(wgKey ? { wgKey, wgPort: r.lease.wireguardPort || DEFAULT_WG_PORT } : {}),
+      };
       this.peerOf.set(r, peer);
     }
     return peer;
@@ -294,7 +341,7 @@ export class LeaseWatcher {
       const old = before.get(base);
       if (r && this.usable(r)) {
         if (!old) this.o.log.info({ event: 'peer_added', subnet: formatCidr(r.subnet), node: r.lease.nodeName, public_ip: r.lease.publicIp }, 'peer added');
-        else if (old.lease.publicIp !== r.lease.publicIp || old.lease.port !== r.lease.port || old.lease.nodeName !== r.lease.nodeName) {
+        else if (old.lease.publicIp !== r.lease.publicIp || old.lease.port !== r.lease.port || old.lease.nodeName !== r.lease.nodeName || old.lease.wireguardPublicKey !== r.lease.wireguardPublicKey) {
           this.o.log.info({ event: 'peer_changed', subnet: formatCidr(r.subnet), node: r.lease.nodeName, public_ip: r.lease.publicIp }, 'peer changed');
         }
       } else if (!r && old && this.usable(old)) {

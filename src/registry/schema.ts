@@ -3,9 +3,11 @@
 
 import protobuf from 'protobufjs';
 import protojson from 'protobufjs/ext/protojson.js';
-import { DEFAULT_UDP_PORT, DEFAULT_VNI, MAX_SUBNET_BITS } from '../constants.js';
+import { DEFAULT_UDP_PORT, DEFAULT_VNI, ENCRYPTION_MODES, type EncryptionMode, MAX_SUBNET_BITS } from '../constants.js';
 import { WeftError, errorMessage } from '../errors.js';
 import { type Cidr, formatCidr, parseCidr, parseIp, underlayAddressProblem } from '../net/ipv4.js';
+import { DEFAULT_WG_PORT } from '../wireguard/constants.js';
+import { isZeroKey, parseKey } from '../wireguard/keys.js';
 import { treePath } from '../tree.js';
 
 const root = protobuf.loadSync(treePath('proto/weft.proto'));
@@ -18,6 +20,9 @@ export interface NetworkConfig {
   readonly subnetLen: number;
   readonly vni: number;
   readonly port: number;
+  readonly encryption: EncryptionMode;
+  /** The nodes' WireGuard UDP port. */
+  readonly wireguardPort: number;
 }
 
 /** A node's lease value, validated. */
@@ -32,6 +37,10 @@ export interface SubnetLease {
   readonly instance: string;
   /** Dataplane features the owner accepts (FEATURE_* in constants.ts); unknown ones are ignored. Always set when decoded. */
   readonly features?: readonly string[];
+  /** Its WireGuard public key (base64), or "" (absent when written by older versions): it offers VXLAN-GPE only. */
+  readonly wireguardPublicKey?: string;
+  /** Its WireGuard port; 0 or absent means DEFAULT_WG_PORT. */
+  readonly wireguardPort?: number;
 }
 
 function parseStrict(type: protobuf.Type, key: string, text: string): Record<string, unknown> {
@@ -52,6 +61,10 @@ export interface RawNetworkConfig {
   readonly subnetLen: number;
   readonly vni: number;
   readonly port: number;
+  /** "" or "off" (off), "wireguard", "wireguard-only"; absent: off. */
+  readonly encryption?: string;
+  /** 0 or absent: DEFAULT_WG_PORT. */
+  readonly wireguardPort?: number;
 }
 
 /**
@@ -74,7 +87,12 @@ export function validateNetworkConfig(raw: RawNetworkConfig, fail: (what: string
   if (vni > 0xffffff) throw fail(`vni ${vni} does not fit in 24 bits`);
   const port = raw.port === 0 ? DEFAULT_UDP_PORT : raw.port;
   if (port > 65535) throw fail(`port ${port} is not a UDP port`);
-  return { network, subnetLen, vni, port };
+  const encryption = raw.encryption === undefined || raw.encryption === '' ? 'off' : raw.encryption;
+  if (!(ENCRYPTION_MODES as readonly string[]).includes(encryption)) throw fail(`encryption "${encryption}" is not one of ${ENCRYPTION_MODES.join(', ')}`);
+  const wireguardPort = raw.wireguardPort === undefined || raw.wireguardPort === 0 ? DEFAULT_WG_PORT : raw.wireguardPort;
+  if (wireguardPort > 65535) throw fail(`wireguardPort ${wireguardPort} is not a UDP port`);
+  if (wireguardPort === port && encryption !== 'off') throw fail(`wireguardPort ${wireguardPort} is the VXLAN-GPE port too: the two need their own ports`);
+  return { network, subnetLen, vni, port, encryption: encryption as EncryptionMode, wireguardPort };
 }
 
 export function decodeNetworkConfig(key: string, text: string): NetworkConfig {
@@ -82,12 +100,15 @@ export function decodeNetworkConfig(key: string, text: string): NetworkConfig {
   return validateNetworkConfig(o, (what) => invalid(key, what));
 }
 
+/** The stored form: encryption off and the default WireGuard port are left out, so such a config is what weft wrote before they existed. */
 export function encodeNetworkConfig(cfg: NetworkConfig): string {
   return protojson.toJsonString(NetworkConfigType, {
     network: formatCidr(cfg.network),
     subnetLen: cfg.subnetLen,
     vni: cfg.vni,
     port: cfg.port,
+    encryption: cfg.encryption === 'off' ? '' : cfg.encryption,
+    wireguardPort: cfg.wireguardPort === DEFAULT_WG_PORT ? 0 : cfg.wireguardPort,
   });
 }
 
@@ -109,6 +130,12 @@ export function decodeSubnetLease(key: string, text: string): SubnetLease {
   if (problem) throw invalid(key, `publicIp ${o.publicIp} ${problem}: no node can be reached there`);
   if (o.port === 0 || o.port > 65535) throw invalid(key, `port ${o.port} is not a UDP port`);
   if (o.vni > 0xffffff) throw invalid(key, `vni ${o.vni} does not fit in 24 bits`);
+  if (o.wireguardPublicKey) {
+    const k = parseKey(o.wireguardPublicKey);
+    if (!k) throw invalid(key, `wireguardPublicKey "${o.wireguardPublicKey}" is not the base64 of a 32-byte key (as wg pubkey prints it)`);
+    if (isZeroKey(k)) throw invalid(key, 'wireguardPublicKey is all zeros');
+  }
+  if (o.wireguardPort !== undefined && o.wireguardPort > 65535) throw invalid(key, `wireguardPort ${o.wireguardPort} is not a UDP port`);
   return o;
 }
 

@@ -2,7 +2,7 @@
 // cluster network to the node that leases it. Built whole by the control
 // plane and swapped into an engine whole; lookups are O(1) and allocate nothing.
 
-import { MAX_SUBNET_BITS, PEER_TCP_CSUM_PARTIAL } from '../constants.js';
+import { MAX_SUBNET_BITS, PEER_HAS_KEY, PEER_TCP_CSUM_PARTIAL, PEER_WIREGUARD } from '../constants.js';
 import { WeftError } from '../errors.js';
 import { type Cidr, cidrEquals, contains, formatCidr, maskOf } from '../net/ipv4.js';
 
@@ -15,22 +15,56 @@ export interface Peer {
   readonly port: number;
   /** Takes inner TCP checksums left partial (its lease lists FEATURE_TCP_CSUM_PARTIAL). */
   readonly tcpCsumPartial?: boolean;
+  /** Its WireGuard public key (32 bytes), when its lease publishes one. */
+  readonly wgKey?: Uint8Array;
+  /** Its WireGuard UDP port (from the lease, or the default). */
+  readonly wgPort?: number;
 }
 
+/**
+ * What this node's encryption setting makes of the peers: with `wireguard`
+ * (this node publishes its key), every peer that publishes one too is
+ * spoken to in WireGuard only (PEER_WIREGUARD); with `plaintextRefused`
+ * (wireguard-only), nobody is spoken to in VXLAN-GPE.
+ */
+export interface TableEncryption {
+  readonly wireguard: boolean;
+  readonly plaintextRefused: boolean;
+}
+
+export const NO_ENCRYPTION: TableEncryption = { wireguard: false, plaintextRefused: false };
+
 export const NO_PEER = -1;
+
+/** A route table as flat arrays: what the native engine takes (RouteTable.arrays()). */
+export interface RouteArrays {
+  netBase: number;
+  netLen: number;
+  subnetLen: number;
+  /** wireguard-only: VXLAN-GPE with no one. */
+  plaintextRefused: boolean;
+  slots: Int32Array;
+  peerIp: Uint32Array;
+  peerPort: Uint16Array;
+  /** Each peer's WireGuard port (0: it publishes no key). */
+  peerWgPort: Uint16Array;
+  peerFlags: Uint8Array;
+}
 
 export class RouteTable {
   readonly network: Cidr;
   readonly subnetLen: number;
   readonly peers: readonly Peer[];
+  readonly encryption: TableEncryption;
   /** Subnet slot -> index into peers, or NO_PEER. */
   private readonly slots: Int32Array;
   private readonly peerIp: Uint32Array;
   private readonly peerPort: Uint16Array;
-  /** PEER_* flag bits of each peer (constants.ts); only the native engine acts on them. */
+  private readonly peerWgPort: Uint16Array;
+  /** PEER_* flag bits of each peer (constants.ts). */
   private readonly peerFlags: Uint8Array;
-  /** The peers' underlay IPs, for the js engine's sender checks: built at its first check (a control plane rebuilding tables for every change never needs it). */
-  private senders: Set<number> | undefined;
+  /** The peers' underlay IPs and their shared flags, for the js engine's sender checks: built at its first check (a control plane rebuilding tables for every change never needs it). */
+  private senders: Map<number, number> | undefined;
   private readonly netMask: number;
   private readonly shift: number;
 
@@ -40,19 +74,21 @@ export class RouteTable {
    * V8 accounts (and collects) far more slowly than heap objects, and a
    * control plane makes a table for every change.
    */
-  private constructor(network: Cidr, subnetLen: number, peers: readonly Peer[]) {
+  private constructor(network: Cidr, subnetLen: number, peers: readonly Peer[], encryption: TableEncryption) {
     this.network = network;
     this.subnetLen = subnetLen;
     this.peers = peers;
+    this.encryption = encryption;
     this.netMask = maskOf(network.len);
     this.shift = 32 - subnetLen;
     const slotCount = 2 ** (subnetLen - network.len);
     const n = peers.length;
-    const buf = new ArrayBuffer(slotCount * 4 + n * 7);
+    const buf = new ArrayBuffer(slotCount * 4 + n * 9);
     this.slots = new Int32Array(buf, 0, slotCount);
     this.peerIp = new Uint32Array(buf, slotCount * 4, n);
     this.peerPort = new Uint16Array(buf, slotCount * 4 + n * 4, n);
-    this.peerFlags = new Uint8Array(buf, slotCount * 4 + n * 6, n);
+    this.peerWgPort = new Uint16Array(buf, slotCount * 4 + n * 6, n);
+    this.peerFlags = new Uint8Array(buf, slotCount * 4 + n * 8, n);
   }
 
   private slotOf(subnet: Cidr): number {
@@ -62,7 +98,9 @@ export class RouteTable {
   private setPeer(i: number, p: Peer): void {
     this.peerIp[i] = p.ip;
     this.peerPort[i] = p.port;
-    this.peerFlags[i] = p.tcpCsumPartial === true ? PEER_TCP_CSUM_PARTIAL : 0;
+    this.peerWgPort[i] = p.wgPort ?? 0;
+    const keyed = p.wgKey !== undefined;
+    this.peerFlags[i] = (p.tcpCsumPartial === true ? PEER_TCP_CSUM_PARTIAL : 0) | (keyed ? PEER_HAS_KEY : 0) | (this.encryption.wireguard && keyed ? PEER_WIREGUARD : 0);
   }
 
   /**
@@ -70,11 +108,11 @@ export class RouteTable {
    * `network`, and no two peers may share one (the registry guarantees both;
    * a violation here is a bug, reported with the subnet).
    */
-  static build(network: Cidr, subnetLen: number, peers: readonly Peer[]): RouteTable {
+  static build(network: Cidr, subnetLen: number, peers: readonly Peer[], encryption: TableEncryption = NO_ENCRYPTION): RouteTable {
     if (subnetLen <= network.len || subnetLen - network.len > MAX_SUBNET_BITS || subnetLen > 32) {
       throw new WeftError('WEFT_CONFIG_INVALID', `subnet length /${subnetLen} does not fit network ${formatCidr(network)} (at most ${MAX_SUBNET_BITS} bits apart)`, { network: formatCidr(network), subnetLen });
     }
-    const t = new RouteTable(network, subnetLen, peers);
+    const t = new RouteTable(network, subnetLen, peers, encryption);
     t.slots.fill(NO_PEER);
     for (let i = 0; i < peers.length; i++) {
       const p = peers[i]!;
@@ -122,13 +160,14 @@ export class RouteTable {
         peers.push(p);
       }
     }
-    const t = new RouteTable(this.network, this.subnetLen, peers);
+    const t = new RouteTable(this.network, this.subnetLen, peers, this.encryption);
     t.slots.set(this.slots);
     for (const [slot, i] of moved) t.slots[slot] = i;
     for (let i = 0; i < peers.length; i++) {
       if (i < this.peers.length && peers[i] === this.peers[i]) {
         t.peerIp[i] = this.peerIp[i]!;
         t.peerPort[i] = this.peerPort[i]!;
+        t.peerWgPort[i] = this.peerWgPort[i]!;
         t.peerFlags[i] = this.peerFlags[i]!;
       } else t.setPeer(i, peers[i]!);
     }
@@ -146,8 +185,18 @@ export class RouteTable {
   }
 
   /** The table as flat arrays, for the native engine (which copies them). */
-  arrays(): { netBase: number; netLen: number; subnetLen: number; slots: Int32Array; peerIp: Uint32Array; peerPort: Uint16Array; peerFlags: Uint8Array } {
-    return { netBase: this.network.base, netLen: this.network.len, subnetLen: this.subnetLen, slots: this.slots, peerIp: this.peerIp, peerPort: this.peerPort, peerFlags: this.peerFlags };
+  arrays(): RouteArrays {
+    return {
+      netBase: this.network.base,
+      netLen: this.network.len,
+      subnetLen: this.subnetLen,
+      plaintextRefused: this.encryption.plaintextRefused,
+      slots: this.slots,
+      peerIp: this.peerIp,
+      peerPort: this.peerPort,
+      peerWgPort: this.peerWgPort,
+      peerFlags: this.peerFlags,
+    };
   }
 
   /** The peer index owning `ip`, or NO_PEER (also for addresses outside the network). */
@@ -164,10 +213,35 @@ export class RouteTable {
     return this.peerIp[i]!;
   }
 
+  peerWgPortAt(i: number): number {
+    return this.peerWgPort[i]!;
+  }
+
+  peerFlagsAt(i: number): number {
+    return this.peerFlags[i]!;
+  }
+
   /** True when `outerSrc` is the underlay address of some peer. */
   isKnownSender(outerSrc: number): boolean {
-    this.senders ??= new Set(this.peerIp);
-    return this.senders.has(outerSrc);
+    return this.senderFlags().has(outerSrc);
+  }
+
+  /** The PEER_* bits every peer at underlay address `outerSrc` shares (0 for a stranger), as the native table keeps them. */
+  flagsOfSender(outerSrc: number): number {
+    return this.senderFlags().get(outerSrc) ?? 0;
+  }
+
+  private senderFlags(): Map<number, number> {
+    if (!this.senders) {
+      this.senders = new Map();
+      for (let i = 0; i < this.peerIp.length; i++) {
+        const ip = this.peerIp[i]!;
+        const known = this.senders.get(ip);
+        // One node's leases should agree; if not, the safe subset (native/routes.cc does the same).
+        this.senders.set(ip, known === undefined ? this.peerFlags[i]! : known & this.peerFlags[i]!);
+      }
+    }
+    return this.senders;
   }
 
   /**

@@ -52,12 +52,9 @@ describe.skipIf(rootSkipReason()).each(SETUPS)('3 nodes x 2 pods, %s engines (ne
   it('moves 20 MB over TCP between pods on different nodes, intact', async () => {
     const [src] = c.nodes.get(1)!.pods;
     const [dst] = c.nodes.get(3)!.pods;
-    const sink = c.lab.spawn(dst!, [process.execPath, join(FIXTURES, 'tcp_transfer.mjs'), 'sink', '5001']);
-    await sink.waitForLog(/listening/, 10_000);
-    const sent = await c.lab.exec(src!, [process.execPath, join(FIXTURES, 'tcp_transfer.mjs'), 'send', c.lab.podIp(dst!), '5001', String(20 * 1024 * 1024)], { timeoutMs: 60_000 });
-    const received = await sink.waitForLog(/^\d+ [0-9a-f]{64}$/, 30_000);
-    expect(sent.stdout.trim()).toMatch(/^20971520 [0-9a-f]{64}$/);
-    expect(received.trim()).toBe(sent.stdout.trim());
+    const r = await c.transfer(src!, dst!, 20 * 1024 * 1024);
+    expect(r.sent).toMatch(/^20971520 [0-9a-f]{64}$/);
+    expect(r.received).toBe(r.sent);
   }, 90_000);
 
   it('drops hostile datagrams by reason and keeps forwarding', async () => {

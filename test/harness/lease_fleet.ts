@@ -292,7 +292,7 @@ export interface ScaleResult {
 export function fleetNetwork(clients: number): NetworkConfig {
   const network = parseCidr('198.19.0.0/16');
   const bits = Math.min(14, Math.max(4, Math.ceil(Math.log2(clients * 4))));
-  return { network, subnetLen: 16 + bits, vni: 1, port: 4790 };
+  return { network, subnetLen: 16 + bits, vni: 1, port: 4790, encryption: 'off', wireguardPort: 51820 };
 }
 
 const ipOf = (k: number): string => `198.18.${1 + Math.floor(k / 250)}.${(k % 250) + 1}`;

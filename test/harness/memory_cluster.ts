@@ -70,7 +70,10 @@ function memoryDataplane(net: MemoryNetwork, node: ClusterNode): Dataplane {
           node.host.tunConfig = { dev: tun.name, addr: address, mtu: c.mtu };
           return { kind: 'tun', name: tun.name, mtu: c.mtu, address };
         },
-        createEngine: (cfg, initial) => new JsEngine(cfg, tun, net.transport(formatIp(cfg.bindIp), cfg.port), initial),
+        setMtu: async (mtu) => {
+          if (node.host.tunConfig) node.host.tunConfig = { ...node.host.tunConfig, mtu };
+        },
+        createEngine: (cfg, initial) => new JsEngine(cfg, tun, net.transport(formatIp(cfg.bindIp), cfg.port), initial, (port) => net.transport(formatIp(cfg.bindIp), port)),
         close: () => tun.close(),
       };
     },

@@ -160,6 +160,24 @@ export function icmpEcho(src: string, dst: string, size = 8, ttl = 64): Buffer {
   return ipv4({ src, dst, proto: 1, ttl, payload: icmp });
 }
 
+/** Turns the IPv4 ICMP echo request at buf[off, off+len) into its reply, in place. False if it is not one. */
+export function echoReplyInPlace(buf: Buffer, off: number, len: number): boolean {
+  if (len < 28 || buf[off]! >>> 4 !== 4 || buf[off + 9] !== 1) return false;
+  const ihl = (buf[off]! & 0x0f) * 4;
+  const total = buf.readUInt16BE(off + 2);
+  if (ihl < 20 || total !== len || ihl + 8 > len || buf[off + ihl] !== 8) return false;
+  // Swap source and destination: the header checksum is a sum, so it stays valid.
+  const src = buf.readUInt32BE(off + 12);
+  buf.writeUInt32BE(buf.readUInt32BE(off + 16), off + 12);
+  buf.writeUInt32BE(src, off + 16);
+  const icmp = off + ihl;
+  buf[icmp] = 0; // echo reply
+  buf[icmp + 1] = 0;
+  buf.writeUInt16BE(0, icmp + 2);
+  buf.writeUInt16BE(internetChecksum(buf, icmp, len - ihl), icmp + 2);
+  return true;
+}
+
 export function udpPacket(src: string, dst: string, sport: number, dport: number, size = 16): Buffer {
   const udp = Buffer.alloc(8 + size);
   udp.writeUInt16BE(sport, 0);

@@ -21,7 +21,7 @@ export function registry(prefix: string, endpoint = etcdEndpoint(), callTimeoutM
 }
 
 export function config(network = '198.19.0.0/16', subnetLen = 24): NetworkConfig {
-  return { network: parseCidr(network), subnetLen, vni: 1, port: 4790 };
+  return { network: parseCidr(network), subnetLen, vni: 1, port: 4790, encryption: 'off', wireguardPort: 51820 };
 }
 
 /** A logger whose records are kept as parsed objects, to assert on events. */

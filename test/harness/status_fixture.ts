@@ -25,12 +25,22 @@ export function sampleStatus(over: Partial<DaemonStatus> = {}): DaemonStatus {
     subnetLosses: 0,
     watchResyncs: 7,
     ignoredLeases: 2,
-    ignoredLeasesByReason: { invalid: 1, outside_network: 0, subnet_length: 0, public_ip_in_network: 1, own_address: 0 },
+    ignoredLeasesByReason: { invalid: 1, outside_network: 0, subnet_length: 0, public_ip_in_network: 1, own_address: 0, own_key: 0, shared_key: 0 },
     peers: [
       { subnet: '198.19.2.0/24', node: 'node2', publicIp: '198.18.0.2', port: 4790 },
       { subnet: '198.19.3.0/24', node: 'node3', publicIp: '198.18.0.3', port: 4790 },
     ],
     counters,
+    encryption: {
+      mode: 'wireguard',
+      published: true,
+      publicKey: Buffer.alloc(32, 1).toString('base64'),
+      port: 51820,
+      peers: [
+        { node: 'node2', key: Buffer.alloc(32, 2).toString('base64'), endpoint: '198.18.0.2:51820', sessions: 2, lastHandshakeAgoS: 30, state: 'up' },
+        { node: 'node3', key: Buffer.alloc(32, 3).toString('base64'), endpoint: '198.18.0.3:51820', sessions: 0, lastHandshakeAgoS: null, state: 'failing' },
+      ],
+    },
     readiness: { status: 'ready', reasons: [] },
     host: {
       device: { kind: 'tun', name: 'weft0', mtu: 1464, address: '198.19.1.0/16' },

@@ -5,7 +5,20 @@
 
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { NativeRoutes } from '../../src/host/addon.js';
+import type { NativeRoutes, NativeWireguard } from '../../src/host/addon.js';
+
+/** A keypair as wgAccept takes it. */
+export interface TestKeypair {
+  localIndex: number;
+  remoteIndex: number;
+  sendKey: Uint8Array;
+  recvKey: Uint8Array;
+  initiator: boolean;
+  peerIp: number;
+  peerPort: number;
+  /** How long ago it was made (sessions past 180 s are refused). */
+  createdAgoMs: number;
+}
 
 export interface WeftTestAddon {
   /** The numbers both sides must agree on; the differential test holds them equal to the TypeScript constants. */
@@ -53,6 +66,25 @@ export interface WeftTestAddon {
   completeChecksum(packet: Buffer, csumStart: number, csumOffset: number): boolean;
   /** Feeds the IPv4 packets through a TcpCoalescer (partial: as from a peer that leaves TCP checksums partial): what would be written to the TUN, each with its vnet header. */
   coalesce(packets: Buffer[], partial?: boolean): Buffer[];
+
+  // native/wg_test_binding.cc: the native WireGuard per-packet code, no I/O.
+
+  /** The transport message the workers seal `packet` into (wg_seal_in_place). */
+  wgSeal(key: Uint8Array, receiverIndex: number, counter: number, packet: Buffer, padLimit: number): Buffer;
+  /**
+   * Each datagram through accept_wireguard from its outer source, in order
+   * (one replay window per keypair across the call; datagrams decrypted in
+   * place): per datagram [verdict, inner length], verdict 0 dropped, 1 a
+   * handshake message for JS, 2 a keepalive, 3 data. Drops counted into one block.
+   */
+  wgAccept(
+    routes: NativeRoutes,
+    wireguard: NativeWireguard & { keypairs: TestKeypair[] },
+    self: { base: number; len: number },
+    datagrams: Buffer[],
+    outerSrc: Uint32Array,
+    counters: BigUint64Array,
+  ): Int32Array;
 }
 
 const TEST_ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/weft_test.node', import.meta.url));

@@ -83,7 +83,8 @@ describe('weft addon (no privileges)', () => {
 
   it('weft.node exports what weftd uses and none of the test addon\'s entry points', () => {
     expect(Object.keys(loadAddon()).sort()).toEqual(
-      ['COUNTER_NAMES', 'TUN_MULTI_QUEUE', 'TUN_VNET_HDR', 'TunReader', 'createEngine', 'engineInfo', 'engineSetRoutes', 'engineStop', 'lockFile', 'netlinkTransact', 'openTun', 'sdNotify', 'writePacket'],
+      ['COUNTER_NAMES', 'TUN_MULTI_QUEUE', 'TUN_VNET_HDR', 'TunReader', 'createEngine', 'engineInfo', 'engineSetRoutes', 'engineStop',
+        'engineWgActivity', 'engineWgEnable', 'engineWgInstall', 'engineWgKeepalive', 'engineWgRetire', 'engineWgSend', 'engineWgTake', 'lockFile', 'netlinkTransact', 'openTun', 'sdNotify', 'writePacket'],
     );
     const production = new Set(Object.keys(loadAddon()));
     expect(Object.keys(loadTestAddon()).filter((name) => production.has(name))).toEqual([]);

@@ -30,7 +30,9 @@ describe('weftctl', () => {
     for (const [args, msg] of [
       [['init', '--network', '198.19.0.0/16', '--subnet-len', '12'], "weftctl: init: subnetLen 12 must be longer than the network's /16, at most 30, and at most 20 bits longer\n"],
       [['init', '--network', '198.19.1.0/16'], 'weftctl: init: network: "198.19.1.0/16" has host bits set; did you mean 198.19.0.0/16?\n'],
-      [['frobnicate'], 'weftctl: unknown command "frobnicate" (init, config, leases, status, check, cni install)\n'],
+      [['frobnicate'], 'weftctl: unknown command "frobnicate" (init, config, encryption, leases, rotate-key, status, check, cni install)\n'],
+      [['init', '--encryption', 'ipsec'], 'weftctl: --encryption: "ipsec" is not one of off, wireguard, wireguard-only\n'],
+      [['encryption', 'wireguard', 'now'], 'weftctl: encryption: unexpected argument "now"\n'],
       [['cni'], 'weftctl: cni: expected "cni install"\n'],
       [['cni', 'install', '--bin-dir', '/tmp/x', '--bridge', 'way-too-long-bridge'], 'weftctl: --bridge: the value must be an interface name of at most 15 characters, got "way-too-long-bridge"\n'],
       [['leases', '--vni'], 'weftctl: --vni: needs a value\n'],
@@ -40,6 +42,34 @@ describe('weftctl', () => {
       const r = await weftctl(p, [...args]);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toBe(msg);
+    }
+  });
+
+  it('sets the encryption at init and changes it on a running cluster, touching nothing else of the config', async () => {
+    const p = uniquePrefix('ctl');
+    expect((await weftctl(p, ['init', '--network', '198.19.0.0/16', '--encryption', 'wireguard', '--wireguard-port', '51999'])).stdout).toBe(
+      `${p}/network/config: created (network 198.19.0.0/16, subnets /24, vni 1, port 4790, encryption wireguard on port 51999)\n`,
+    );
+    expect(JSON.parse((await weftctl(p, ['config'])).stdout)).toEqual({ network: '198.19.0.0/16', subnetLen: 24, vni: 1, port: 4790, encryption: 'wireguard', wireguardPort: 51999 });
+    expect((await weftctl(p, ['encryption'])).stdout).toBe('wireguard (WireGuard port 51999)\n');
+    expect((await weftctl(p, ['encryption', 'wireguard-only'])).stdout).toBe('encryption wireguard-only: changed from wireguard; nodes follow within 5 s\n');
+    expect((await weftctl(p, ['encryption', 'wireguard-only'])).stdout).toBe('encryption wireguard-only: unchanged\n');
+    expect((await weftctl(p, ['encryption', 'off'])).stdout).toMatch(/changed from wireguard-only/);
+    // Off is stored as before the field existed: older readers still take the config.
+    expect(JSON.parse((await weftctl(p, ['config'])).stdout)).toEqual({ network: '198.19.0.0/16', subnetLen: 24, vni: 1, port: 4790 });
+    const bad = await weftctl(p, ['encryption', 'tls']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('weftctl: encryption: "tls" is not one of off, wireguard, wireguard-only\n');
+  });
+
+  it('rotate-key finds no weftd without its instance lock, and names the state directory', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-rotate-'));
+    try {
+      const r = await weftctl(uniquePrefix('ctl'), ['rotate-key', '--state-dir', dir]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^weftctl: no weftd runs with state directory ${dir} \\(ENOENT on ${dir}/weftd.lock\\); see weftd's --state-dir\n$`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

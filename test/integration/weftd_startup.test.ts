@@ -2,7 +2,7 @@
 // clear line. Runs against the loopback etcd; fails before touching the host.
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -73,6 +73,28 @@ describe('weftd start-up errors', () => {
         const r = await weftd(['--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, '--public-ip', ip, '--mtu', '1464', '--state-dir', stateDir]);
         expect(r.code, ip).toBe(1);
         expect(r.stderr).toBe(`weftd: the underlay address ${ip} ${why}: give --public-ip (or --iface) an address other nodes reach this node at\n`);
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a WireGuard key file group or others can read, or that holds no key, with exit 2 naming the path', async () => {
+    const prefix = uniquePrefix('badkey');
+    await run('etcdctl', ['--endpoints', etcdEndpoint(), 'put', `${prefix}/network/config`, '{"network":"198.19.0.0/16","subnetLen":24}']);
+    const stateDir = mkdtempSync(join(tmpdir(), 'weft-badkey-'));
+    const key = join(stateDir, 'wireguard.key');
+    try {
+      for (const [content, mode, why] of [
+        [`${Buffer.alloc(32, 9).toString('base64')}\n`, 0o644, 'has mode 0644: group and others must have no access to a private key'],
+        [`${Buffer.alloc(32, 9).toString('base64')}\n`, 0o640, 'has mode 0640'],
+        ['not a key\n', 0o600, 'does not hold a key'],
+      ] as const) {
+        writeFileSync(key, content);
+        chmodSync(key, mode);
+        const r = await weftd(['--etcd-endpoints', etcdEndpoint(), '--etcd-prefix', prefix, '--public-ip', '198.18.0.1', '--mtu', '1464', '--state-dir', stateDir]);
+        expect(r.code, why).toBe(2);
+        expect(r.stderr).toMatch(new RegExp(`^weftd: WireGuard key file ${key}: ${why}`));
       }
     } finally {
       rmSync(stateDir, { recursive: true, force: true });

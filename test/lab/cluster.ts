@@ -30,6 +30,7 @@ export function weftdCommand(args: readonly string[], bin = WEFTD): string[] {
   return engine === 'js' ? [process.execPath, bin] : [bin];
 }
 export const WEFTCTL = join(ROOT, 'dist/cli/weftctl.js');
+const TCP_TRANSFER = join(ROOT, 'test/e2e/fixtures/tcp_transfer.mjs');
 export const POD_NETWORK = '198.19.0.0/16';
 export const PREFIX = '/weft';
 
@@ -47,6 +48,8 @@ export interface ClusterOptions {
   startNodes?: boolean;
   /** The lab's etcd: 1 member (default) or a cluster of 3; weftd and weftctl get every member's endpoint. */
   etcdMembers?: number;
+  /** Extra `weftctl init` flags (--encryption wireguard, say). */
+  initFlags?: string[];
 }
 
 export interface NodeState {
@@ -114,7 +117,7 @@ export class WeftCluster {
     const lab = await Lab.create({ nodes: Math.max(1, opts.nodes), name: opts.name, ...(opts.etcdMembers ? { etcdMembers: opts.etcdMembers } : {}) });
     const c = new WeftCluster(lab, opts);
     try {
-      await c.weftctl(['init', '--network', POD_NETWORK, '--subnet-len', '24']);
+      await c.weftctl(['init', '--network', POD_NETWORK, '--subnet-len', '24', ...(opts.initFlags ?? [])]);
       if (opts.startNodes !== false) await Promise.all(Array.from({ length: opts.nodes }, (_, k) => c.startNode(k + 1, opts.podsPerNode)));
     } catch (err) {
       await lab.destroy();
@@ -141,7 +144,8 @@ export class WeftCluster {
     state.subnet = ready.subnet;
     if (pods > 0 && state.pods.length === 0) {
       const [network, len] = ready.subnet.split('/');
-      state.pods = await this.lab.addPods(i, pods, { network: network!, prefixLen: Number(len) });
+      // The pods' MTU as the CNI plugin would give it: the subnet file's (lower with encryption).
+      state.pods = await this.lab.addPods(i, pods, { network: network!, prefixLen: Number(len) }, Number(this.subnetEnv(i).FLANNEL_MTU));
     }
     return state;
   }
@@ -256,6 +260,23 @@ export class WeftCluster {
       }
     }
     return failed;
+  }
+
+  /**
+   * `bytes` of pseudo-random data over TCP from namespace `from` to `to` (a
+   * pod, or any namespace at `o.toIp`), spread over `o.paceS` seconds when
+   * given; what the sender and the receiver counted, as "<bytes> <sha256>"
+   * each: equal when it arrived intact.
+   */
+  async transfer(from: string, to: string, bytes: number, o: { paceS?: number; port?: number; toIp?: string } = {}): Promise<{ sent: string; received: string }> {
+    const port = o.port ?? 5001;
+    const paceS = o.paceS;
+    const sink = this.lab.spawn(to, [process.execPath, TCP_TRANSFER, 'sink', String(port)]);
+    await sink.waitForLog(/listening/, 10_000);
+    const args = [process.execPath, TCP_TRANSFER, 'send', o.toIp ?? this.lab.podIp(to), String(port), String(bytes), ...(paceS ? [String(paceS)] : [])];
+    const sent = await this.lab.exec(from, args, { timeoutMs: 90_000 + (paceS ?? 0) * 1000 });
+    const received = await sink.waitForLog(/^\d+ [0-9a-f]{64}$/, 30_000);
+    return { sent: sent.stdout.trim(), received: received.trim() };
   }
 
   /** GET `path` from node i's weftd, inside the node's namespace. */

@@ -45,6 +45,57 @@ async function stop(proc: LabProcess): Promise<void> {
   await Promise.race([proc.exited, sleep(STOP_GRACE_MS)]);
 }
 
+/** A peer as `wg set` takes it. */
+export interface WgGoPeer {
+  readonly publicKey: string;
+  /** host:port */
+  readonly endpoint: string;
+  /** comma-separated prefixes */
+  readonly allowedIps: string;
+}
+
+/**
+ * Starts wireguard-go as a lab process in `ns` with device `dev` (at most 15
+ * characters, unique to the run: the control socket's path is shared by
+ * every namespace), configured with `wg set`: private key, listen port and
+ * peers. A teardown hook stops it by PID and removes its socket.
+ */
+export async function startWireguardGo(lab: Lab, ns: string, dev: string, o: { privateKey: string; port: number; peers: readonly WgGoPeer[] }): Promise<LabProcess> {
+  if (dev.length > 15) throw new Error(`wireguard-go: device name ${dev} is longer than 15 characters`);
+  const socket = join(WG_SOCKET_DIR, `${dev}.sock`);
+  const keyFile = join(lab.dir, `${dev}.key`);
+  await writeFile(keyFile, `${o.privateKey}\n`, { mode: 0o600 });
+  // -f and WG_PROCESS_FOREGROUND=1: no daemon, so the PID is the tunnel's.
+  const proc = lab.spawn(ns, ['wireguard-go', '-f', dev], { env: { WG_PROCESS_FOREGROUND: '1' } });
+  let exited = false;
+  void proc.exited.then(() => (exited = true));
+  lab.addTeardown({
+    destroy: async () => {
+      await stop(proc);
+      rmSync(socket, { force: true });
+    },
+    destroySync: () => {
+      proc.kill('SIGKILL');
+      rmSync(socket, { force: true });
+    },
+  });
+  const deadline = Date.now() + SOCKET_TIMEOUT_MS;
+  while ((await lab.exec(ns, ['wg', 'show', dev], { allowFail: true })).code !== 0) {
+    if (exited || Date.now() > deadline) throw new Error(`wireguard-go in ${ns} did not bring up ${dev}; log:\n${proc.log()}`);
+    await sleep(50);
+  }
+  const peers = o.peers.flatMap((p) => ['peer', p.publicKey, 'endpoint', p.endpoint, 'allowed-ips', p.allowedIps]);
+  await lab.exec(ns, ['wg', 'set', dev, 'listen-port', String(o.port), 'private-key', keyFile, ...peers]);
+  return proc;
+}
+
+/** A fresh key pair from `wg genkey` and `wg pubkey`, run in `ns`. */
+export async function wgKeyPair(lab: Lab, ns: string): Promise<{ privateKey: string; publicKey: string }> {
+  const privateKey = (await lab.exec(ns, ['wg', 'genkey'])).stdout.trim();
+  const publicKey = (await lab.exec(ns, ['sh', '-c', 'printf "%s\\n" "$WG_KEY" | wg pubkey'], { env: { WG_KEY: privateKey } })).stdout.trim();
+  return { privateKey, publicKey };
+}
+
 /**
  * Runs wireguard-go on every node of the lab (1..lab.nodeCount), node i with
  * pod subnet planSubnet(i) and `podsPerNode` pods at MTU WG_POD_MTU; resolves
@@ -53,44 +104,14 @@ async function stop(proc: LabProcess): Promise<void> {
 export async function startWireguardNodes(lab: Lab, podsPerNode: number): Promise<TunnelNode[]> {
   const indexes = Array.from({ length: lab.nodeCount }, (_, k) => k + 1);
   const dev = (i: number): string => `${lab.prefix}w${i}`;
-  const keys = new Map<number, { privateFile: string; publicKey: string }>();
-  for (const i of indexes) {
-    if (dev(i).length > 15) throw new Error(`wireguard node ${i}: device name ${dev(i)} is longer than 15 characters`);
-    const ns = lab.nodeNs(i);
-    const privateKey = (await lab.exec(ns, ['wg', 'genkey'])).stdout.trim();
-    const publicKey = (await lab.exec(ns, ['sh', '-c', 'printf "%s\\n" "$WG_KEY" | wg pubkey'], { env: { WG_KEY: privateKey } })).stdout.trim();
-    const privateFile = join(lab.dir, `wg-node${i}.key`);
-    await writeFile(privateFile, `${privateKey}\n`, { mode: 0o600 });
-    keys.set(i, { privateFile, publicKey });
-  }
+  const keys = new Map<number, { privateKey: string; publicKey: string }>();
+  for (const i of indexes) keys.set(i, await wgKeyPair(lab, lab.nodeNs(i)));
 
   const nodes: TunnelNode[] = [];
   for (const i of indexes) {
     const ns = lab.nodeNs(i);
-    const socket = join(WG_SOCKET_DIR, `${dev(i)}.sock`);
-    // -f and WG_PROCESS_FOREGROUND=1: no daemon, so the PID is the tunnel's.
-    const proc = lab.spawn(ns, ['wireguard-go', '-f', dev(i)], { env: { WG_PROCESS_FOREGROUND: '1' } });
-    let exited = false;
-    void proc.exited.then(() => (exited = true));
-    lab.addTeardown({
-      destroy: async () => {
-        await stop(proc);
-        rmSync(socket, { force: true });
-      },
-      destroySync: () => {
-        proc.kill('SIGKILL');
-        rmSync(socket, { force: true });
-      },
-    });
-    const deadline = Date.now() + SOCKET_TIMEOUT_MS;
-    while ((await lab.exec(ns, ['wg', 'show', dev(i)], { allowFail: true })).code !== 0) {
-      if (exited || Date.now() > deadline) throw new Error(`wireguard-go on node ${i} did not bring up ${dev(i)}; log:\n${proc.log()}`);
-      await sleep(50);
-    }
-    const peers = indexes
-      .filter((j) => j !== i)
-      .flatMap((j) => ['peer', keys.get(j)!.publicKey, 'endpoint', `${lab.nodeIp(j)}:${WG_PORT}`, 'allowed-ips', planSubnet(j)]);
-    await lab.exec(ns, ['wg', 'set', dev(i), 'listen-port', String(WG_PORT), 'private-key', keys.get(i)!.privateFile, ...peers]);
+    const peers = indexes.filter((j) => j !== i).map((j) => ({ publicKey: keys.get(j)!.publicKey, endpoint: `${lab.nodeIp(j)}:${WG_PORT}`, allowedIps: planSubnet(j) }));
+    const proc = await startWireguardGo(lab, ns, dev(i), { privateKey: keys.get(i)!.privateKey, port: WG_PORT, peers });
     const subnet = planSubnet(i);
     await addressLikeWeftTun(ns, dev(i), subnet, WG_POD_MTU);
     const pods = podsPerNode > 0 ? await lab.addPods(i, podsPerNode, parseSubnet(subnet), WG_POD_MTU) : [];

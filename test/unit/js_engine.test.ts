@@ -5,6 +5,8 @@ import { setImmediate as tick } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JS_ENTROPY_SOCKETS } from '../../src/constants.js';
 import { totalDrops } from '../../src/dataplane/counters.js';
+import { systemClock } from '../../src/clock.js';
+import { generateKeyPair } from '../../src/wireguard/keys.js';
 import { JsEngine } from '../../src/dataplane/js_engine.js';
 import { parseCidr, parseIp } from '../../src/net/ipv4.js';
 import { type Peer, RouteTable } from '../../src/routes/route_table.js';
@@ -33,8 +35,8 @@ function peerOf(i: number): Peer {
 async function node(network: MemoryNetwork, i: number, peers: number[], vni = 1): Promise<Node> {
   const ip = `198.18.0.${i}`;
   const tun = new MemoryTun();
-  const cfg = { self: parseCidr(`198.19.${i}.0/24`), tunAddr: parseIp(`198.19.${i}.0`), vni, port: 4790, bindIp: parseIp(ip), mtu: MTU };
-  const engine = new JsEngine(cfg, tun, network.transport(ip, 4790), RouteTable.build(net, 24, peers.map(peerOf)));
+  const cfg = { self: parseCidr(`198.19.${i}.0/24`), tunAddr: parseIp(`198.19.${i}.0`), vni, port: 4790, bindIp: parseIp(ip), mtu: MTU, wireguard: { privateKey: generateKeyPair().privateKey, port: 51820 }, clock: systemClock };
+  const engine = new JsEngine(cfg, tun, network.transport(ip, 4790), RouteTable.build(net, 24, peers.map(peerOf)), (port) => network.transport(ip, port));
   engines.push(engine);
   await engine.start();
   return { engine, tun, ip };

@@ -1,5 +1,5 @@
 // The import graph of src/ points one way: cli -> daemon/cni/check -> observe ->
-// registry/dataplane -> host -> routes -> wire/net -> the root files
+// registry/dataplane -> host -> routes/wireguard -> wire/net -> the root files
 // (constants, errors, log, version, clock). A module may import its own
 // folder or a lower layer, never a higher one or a sibling of its layer.
 
@@ -15,6 +15,7 @@ const LAYER: Readonly<Record<string, number>> = {
   net: 1,
   wire: 1,
   routes: 2,
+  wireguard: 2,
   host: 3,
   dataplane: 4,
   registry: 4,

@@ -67,6 +67,17 @@ describe('renderMetrics', () => {
       'weft_watch_resyncs_total 7',
       '# TYPE weft_drops_total counter',
       '# TYPE weft_peers gauge',
+      'weft_encryption_mode{mode="off"} 0',
+      'weft_encryption_mode{mode="wireguard"} 1',
+      'weft_encryption_mode{mode="wireguard-only"} 0',
+      'weft_encryption_published 1',
+      'weft_wireguard_peers{state="up"} 1',
+      'weft_wireguard_peers{state="failing"} 1',
+      'weft_wireguard_peers{state="connecting"} 0',
+      `weft_wireguard_initiations_total ${counters.wg_initiations_sent}`,
+      `weft_wireguard_handshakes_total ${counters.wg_handshakes_completed}`,
+      `weft_drops_total{direction="outside",reason="wg_mac1"} ${counters.outside_drop_wg_mac1}`,
+      `weft_drops_total{direction="inside",reason="plaintext"} ${counters.inside_drop_plaintext}`,
     ]) {
       expect(lines).toContain(expected);
     }

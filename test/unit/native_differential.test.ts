@@ -22,15 +22,24 @@ import { loadTestAddon } from '../harness/test_addon.js';
 const addon = loadTestAddon();
 const net = parseCidr('198.19.0.0/16');
 const self = parseCidr('198.19.2.0/24');
-const peers: Peer[] = [1, 3, 7, 200].map((i) => ({ subnet: parseCidr(`198.19.${i}.0/24`), node: `n${i}`, ip: parseIp(`198.18.0.${i}`), port: 4790 + i }));
-const table = RouteTable.build(net, 24, peers);
+// n7 publishes a WireGuard key, and so does this node: that pair speaks WireGuard, and n7's VXLAN-GPE is refused.
+const peers: Peer[] = [1, 3, 7, 200].map((i) => ({
+  subnet: parseCidr(`198.19.${i}.0/24`),
+  node: `n${i}`,
+  ip: parseIp(`198.18.0.${i}`),
+  port: 4790 + i,
+  ...(i === 7 ? { wgKey: new Uint8Array(32).fill(7), wgPort: 51820 } : {}),
+}));
+const table = RouteTable.build(net, 24, peers, { wireguard: true, plaintextRefused: false });
+/** wireguard-only: n1, n3 and n200 publish no key, so nothing reaches them and nothing from them is taken. */
+const refusing = RouteTable.build(net, 24, peers, { wireguard: true, plaintextRefused: true });
 const nativeSelf = { base: self.base, len: self.len, vni: 1 };
 
-function both(direction: 0 | 1, packets: Buffer[], sources: number[]): { js: number[]; native: number[]; jsCounters: number[]; nativeCounters: number[] } {
+function both(direction: 0 | 1, packets: Buffer[], sources: number[], t = table): { js: number[]; native: number[]; jsCounters: number[]; nativeCounters: number[] } {
   const jsC = new Float64Array(COUNTER_NAMES.length);
-  const js = packets.map((p, i) => (direction === 0 ? classifyInside(p, 0, p.length, table, jsC) : Number(acceptOutside(p, 0, p.length, sources[i]!, table, self, 1, jsC))));
+  const js = packets.map((p, i) => (direction === 0 ? classifyInside(p, 0, p.length, t, jsC) : Number(acceptOutside(p, 0, p.length, sources[i]!, t, self, 1, jsC))));
   const nativeC = new BigUint64Array(COUNTER_NAMES.length);
-  const native = Array.from(addon.classifyBatch(direction, table.arrays(), nativeSelf, packets, Uint32Array.from(sources), nativeC));
+  const native = Array.from(addon.classifyBatch(direction, t.arrays(), nativeSelf, packets, Uint32Array.from(sources), nativeC));
   return { js, native, jsCounters: Array.from(jsC), nativeCounters: Array.from(nativeC, Number) };
 }
 
@@ -52,10 +61,10 @@ describe('native engine vs the js specification (in-process)', () => {
     expect(loadAddon().COUNTER_NAMES).toEqual(COUNTER_NAMES);
   });
 
-  it('classifies TUN packets alike', () => {
+  it('classifies TUN packets alike, wireguard-only included', () => {
     fc.assert(
-      fc.property(fc.array(packet, { minLength: 1, maxLength: 40 }), (packets) => {
-        const r = both(0, packets, packets.map(() => 0));
+      fc.property(fc.array(packet, { minLength: 1, maxLength: 40 }), fc.boolean(), (packets, wgOnly) => {
+        const r = both(0, packets, packets.map(() => 0), wgOnly ? refusing : table);
         expect(r.native).toEqual(r.js);
         expect(r.nativeCounters).toEqual(r.jsCounters);
       }),
@@ -66,8 +75,8 @@ describe('native engine vs the js specification (in-process)', () => {
   it('accepts and drops received datagrams alike, by the same reasons', () => {
     const datagram = fc.tuple(packet, fc.constantFrom(0x0c, 0x08, 0x0d, 0x2c, 0xcc), fc.constantFrom(1, 1, 2), fc.constantFrom(1, 1, 7)).map(([p, flags, vni, proto]) => gpe(p, vni, flags, proto));
     fc.assert(
-      fc.property(fc.array(fc.tuple(datagram, senders), { minLength: 1, maxLength: 40 }), (items) => {
-        const r = both(1, items.map(([d]) => d), items.map(([, s]) => s));
+      fc.property(fc.array(fc.tuple(datagram, senders), { minLength: 1, maxLength: 40 }), fc.boolean(), (items, wgOnly) => {
+        const r = both(1, items.map(([d]) => d), items.map(([, s]) => s), wgOnly ? refusing : table);
         expect(r.native).toEqual(r.js);
         expect(r.nativeCounters).toEqual(r.jsCounters);
       }),
@@ -156,11 +165,15 @@ describe('native engine vs the js specification (in-process)', () => {
       // Our subnet's network address is this node's overlay address (replies come there); its broadcast is no one's.
       [gpe(ipv4({ src: '198.19.1.5', dst: '198.19.2.0' })), from1],
       [gpe(ipv4({ src: '198.19.1.5', dst: '198.19.2.255' })), from1],
+      // n7 and this node both publish keys: their pair speaks WireGuard, never VXLAN-GPE.
+      [gpe(ipv4({ src: '198.19.7.5', dst: '198.19.2.7' })), peers[2]!.ip],
     ];
     const r = both(1, cases.map(([d]) => d), cases.map(([, s]) => s));
-    expect(r.native).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0]);
+    expect(r.native).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0]);
     expect(r.native).toEqual(r.js);
     expect(r.nativeCounters).toEqual(r.jsCounters);
-    for (const k of COUNTER_NAMES.filter((n) => n.startsWith('outside_drop_') && n !== 'outside_drop_tun_write')) expect(r.nativeCounters[C[k]], k).toBe(k === 'outside_drop_not_local' ? 2 : 1);
+    // The VXLAN-GPE path's reasons (the WireGuard port's have their own tests: the encrypted differential test).
+    const gpeReasons = COUNTER_NAMES.filter((n) => n.startsWith('outside_drop_') && !n.startsWith('outside_drop_wg_') && n !== 'outside_drop_tun_write');
+    for (const k of gpeReasons) expect(r.nativeCounters[C[k]], k).toBe(k === 'outside_drop_not_local' ? 2 : 1);
   });
 });

@@ -43,6 +43,31 @@ describe('etcd values (proto3 JSON)', () => {
     expect(decodeNetworkConfig('k', encodeNetworkConfig(cfg))).toEqual(cfg);
   });
 
+  it('stores encryption off and the default WireGuard port as before the fields existed, and round-trips the others', () => {
+    const off = decodeNetworkConfig('k', '{"network":"10.244.0.0/16","subnetLen":24,"vni":1,"port":4790}');
+    expect(off).toMatchObject({ encryption: 'off', wireguardPort: 51820 });
+    expect(encodeNetworkConfig(off)).toBe('{"network":"10.244.0.0/16","subnetLen":24,"vni":1,"port":4790}');
+    for (const encryption of ['wireguard', 'wireguard-only'] as const) {
+      const on = { ...off, encryption, wireguardPort: 51821 };
+      expect(JSON.parse(encodeNetworkConfig(on))).toMatchObject({ encryption, wireguardPort: 51821 });
+      expect(decodeNetworkConfig('k', encodeNetworkConfig(on))).toEqual(on);
+    }
+    const key = '/weft/network/config';
+    expect(invalidMessage(() => decodeNetworkConfig(key, '{"network":"10.244.0.0/16","subnetLen":24,"encryption":"ipsec"}'))).toMatch(/encryption "ipsec" is not one of off, wireguard, wireguard-only/);
+    expect(invalidMessage(() => decodeNetworkConfig(key, '{"network":"10.244.0.0/16","subnetLen":24,"encryption":"wireguard","port":51820}'))).toMatch(/wireguardPort 51820 is the VXLAN-GPE port too/);
+  });
+
+  it('takes a lease\'s WireGuard key only as wg prints one, and never all zeros', () => {
+    const lease = { nodeName: 'n1', publicIp: '198.18.0.1', port: 4790, vni: 1, version: '0.1.0', engine: 'js', instance: 'a1b2' };
+    const wireguardPublicKey = Buffer.alloc(32, 7).toString('base64');
+    expect(decodeSubnetLease('k', JSON.stringify({ ...lease, wireguardPublicKey, wireguardPort: 51820 }))).toMatchObject({ wireguardPublicKey, wireguardPort: 51820 });
+    const key = '/weft/network/subnets/10.244.1.0-24';
+    expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, wireguardPublicKey: 'abc' })))).toMatch(new RegExp(`${key}: wireguardPublicKey "abc" is not the base64 of a 32-byte key`));
+    expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, wireguardPublicKey: Buffer.alloc(31).toString('base64') })))).toMatch(/not the base64 of a 32-byte key/);
+    expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, wireguardPublicKey: Buffer.alloc(32).toString('base64') })))).toMatch(/all zeros/);
+    expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, wireguardPublicKey, wireguardPort: 70000 })))).toMatch(/wireguardPort 70000 is not a UDP port/);
+  });
+
   it('names the key in every rejection', () => {
     const key = '/weft/network/config';
     expect(invalidMessage(() => decodeNetworkConfig(key, 'not json'))).toContain(key);
@@ -58,9 +83,10 @@ describe('etcd values (proto3 JSON)', () => {
     const text = encodeSubnetLease(lease);
     expect(JSON.parse(text)).toEqual(lease);
     // A lease without features (hand-written, or by an older weftd) offers none.
-    expect(decodeSubnetLease('k', text)).toEqual({ ...lease, features: [] });
+    const unkeyed = { wireguardPublicKey: '', wireguardPort: 0 };
+    expect(decodeSubnetLease('k', text)).toEqual({ ...lease, features: [], ...unkeyed });
     const offering = { ...lease, features: ['tcp-csum-partial', 'from-the-future'] };
-    expect(decodeSubnetLease('k', encodeSubnetLease(offering))).toEqual(offering);
+    expect(decodeSubnetLease('k', encodeSubnetLease(offering))).toEqual({ ...offering, ...unkeyed });
     expect(invalidMessage(() => decodeSubnetLease('k', JSON.stringify({ ...lease, features: 'tcp-csum-partial' })))).toContain('k');
     const key = '/weft/network/subnets/10.244.1.0-24';
     expect(invalidMessage(() => decodeSubnetLease(key, JSON.stringify({ ...lease, publicIp: 'nope' })))).toContain(key);

@@ -1,0 +1,143 @@
+// The test addon's in-process entry points to the native engine's WireGuard
+// per-packet code, no I/O: wgSeal (a transport message as the workers seal
+// one) and wgAccept (datagrams through accept_wireguard, as a worker takes
+// a batch), for the encrypted differential test against the TypeScript
+// (src/wireguard/transport.ts, src/dataplane/wireguard_outside.ts).
+// Argument unpacking only; allocates per call.
+#include "wg_test_binding.h"
+
+#include <string.h>
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "napi_util.h"
+#include "routes_binding.h"
+#include "wg_outside.h"
+#include "wg_transport.h"
+#include "worker.h"
+
+namespace weft {
+namespace {
+
+// wgSeal(key, receiverIndex, counter, packet, padLimit): the transport message wg_seal_in_place makes of packet.
+napi_value js_wg_seal(napi_env env, napi_callback_info info) {
+  napi_value argv[5], result;
+  uint8_t *key, *pkt;
+  size_t len;
+  double receiver, counter, pad;
+  if (!get_args(env, info, 5, argv, "wgSeal(key, receiverIndex, counter, packet, padLimit)") || !wg_key_arg(env, argv[0], "key", &key) ||
+      !integer_arg(env, argv[1], "receiverIndex", 0, 4294967295.0, &receiver) || !integer_arg(env, argv[2], "counter", 0, 9007199254740991.0, &counter) ||
+      !buffer_arg(env, argv[3], "packet", &pkt, &len) || !integer_arg(env, argv[4], "padLimit", 0, 65535, &pad)) {
+    return throw_last_napi_error(env);
+  }
+  if (len > 65535) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "packet must be at most 65535 bytes");
+    return nullptr;
+  }
+  Aead aead;
+  std::vector<uint8_t> buf(kWgHeaderLen + len + kWgTailroom);
+  memcpy(buf.data() + kWgHeaderLen, pkt, len);
+  const size_t n = aead.init(key, true) ? wg_seal_in_place(buf.data() + kWgHeaderLen, len, aead, uint32_t(receiver), uint64_t(counter), size_t(pad)) : 0;
+  void* data;
+  if (n == 0) {
+    napi_throw_error(env, "ERR_WEFT_CRYPTO", "sealing failed");
+    return nullptr;
+  }
+  if (napi_create_buffer_copy(env, n, buf.data(), &data, &result) != napi_ok) return throw_last_napi_error(env);
+  return result;
+}
+
+// The keypairs of wgAccept's `wireguard.keypairs`: [{ localIndex, remoteIndex, sendKey, recvKey, initiator, peerIp, peerPort, createdAgoMs }].
+bool keypairs_arg(napi_env env, napi_value list, uint64_t now_ns, std::unordered_map<uint32_t, std::shared_ptr<Keypair>>* out) {
+  uint32_t n = 0;
+  if (napi_get_array_length(env, list, &n) != napi_ok) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value o, v;
+    double local, remote, ip, port, ago;
+    uint8_t *send, *recv;
+    bool initiator;
+    if (napi_get_element(env, list, i, &o) != napi_ok || !int_prop(env, o, "localIndex", 1, 4294967295.0, &local) ||
+        !int_prop(env, o, "remoteIndex", 0, 4294967295.0, &remote) || !get_prop(env, o, "sendKey", &v) || !wg_key_arg(env, v, "sendKey", &send) ||
+        !get_prop(env, o, "recvKey", &v) || !wg_key_arg(env, v, "recvKey", &recv) || !bool_prop(env, o, "initiator", &initiator) ||
+        !int_prop(env, o, "peerIp", 0, 4294967295.0, &ip) || !int_prop(env, o, "peerPort", 0, 65535, &port) ||
+        !int_prop(env, o, "createdAgoMs", 0, 1e9, &ago)) {
+      return false;
+    }
+    auto k = make_keypair(uint32_t(local), uint32_t(remote), send, recv, initiator, uint32_t(ip), uint16_t(port), 1, now_ns - uint64_t(ago) * 1000000u);
+    if (!k) {
+      napi_throw_error(env, "ERR_WEFT_CRYPTO", "keypair failed");
+      return false;
+    }
+    (*out)[uint32_t(local)] = std::move(k);
+  }
+  return true;
+}
+
+// wgAccept(routes, wireguard { mac1Key, padLimit, slots, keypairs }, self {base, len}, datagrams: Buffer[], outerSrc: Uint32Array, counters):
+// per datagram [verdict, inner length]: verdict 0 dropped, 1 a handshake message for JS, 2 a keepalive, 3 data.
+// The datagrams are decrypted in place; one replay window per keypair across the call.
+napi_value js_wg_accept(napi_env env, napi_callback_info info) {
+  napi_value argv[6], keypairs_v;
+  double self_base, self_len;
+  void *src, *counters;
+  size_t src_len, counter_len;
+  uint32_t count = 0;
+  if (!get_args(env, info, 6, argv, "wgAccept(routes, wireguard, self, datagrams, outerSrc, counters)") ||
+      !int_prop(env, argv[2], "base", 0, 4294967295.0, &self_base) || !int_prop(env, argv[2], "len", 0, 32, &self_len) ||
+      napi_get_array_length(env, argv[3], &count) != napi_ok ||
+      !typed_array_arg(env, argv[4], napi_uint32_array, "outerSrc", "Uint32Array", &src, &src_len) ||
+      !typed_array_arg(env, argv[5], napi_biguint64_array, "counters", "BigUint64Array", &counters, &counter_len) ||
+      !get_prop(env, argv[1], "keypairs", &keypairs_v)) {
+    return throw_last_napi_error(env);
+  }
+  if (src_len < count || counter_len != kCounterCount) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "outerSrc needs one address per datagram, counters one block");
+    return nullptr;
+  }
+  auto t = routes_arg(env, argv[0]);
+  if (!t) return nullptr;
+  const uint64_t now = coarse_now_ns();
+  std::unordered_map<uint32_t, std::shared_ptr<Keypair>> keypairs;
+  if (!keypairs_arg(env, keypairs_v, now, &keypairs) ||
+      !wg_sessions_arg(env, argv[1], [&keypairs](uint32_t i) { auto it = keypairs.find(i); return it == keypairs.end() ? nullptr : it->second; }, t.get())) {
+    return nullptr;
+  }
+  Mac1 mac1;
+  if (!mac1.set_key(t->mac1_key)) {
+    napi_throw_error(env, "ERR_WEFT_CRYPTO", "mac1 key refused");
+    return nullptr;
+  }
+  napi_value ab, out;
+  void* out_data;
+  if (napi_create_arraybuffer(env, size_t(count) * 8, &out_data, &ab) != napi_ok ||
+      napi_create_typedarray(env, napi_int32_array, size_t(count) * 2, ab, 0, &out) != napi_ok) {
+    return throw_last_napi_error(env);
+  }
+  Counters c(static_cast<uint64_t*>(counters));
+  const SelfSubnet self = self_arg(self_base, self_len);
+  int32_t* verdicts = static_cast<int32_t*>(out_data);
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value dv;
+    uint8_t* dg;
+    size_t len;
+    if (napi_get_element(env, argv[3], i, &dv) != napi_ok || !buffer_arg(env, dv, "datagrams[i]", &dg, &len)) return throw_last_napi_error(env);
+    ReplayLock lock;
+    const uint8_t* inner = nullptr;
+    size_t inner_len = 0;
+    const WgVerdict v = accept_wireguard(dg, len, static_cast<uint32_t*>(src)[i], *t, self, mac1, 0, now, c, lock, &inner, &inner_len);
+    lock.release();
+    verdicts[2 * i] = v == WgVerdict::kDrop ? 0 : v == WgVerdict::kHandshake ? 1 : v == WgVerdict::kKeepalive ? 2 : 3;
+    verdicts[2 * i + 1] = int32_t(inner_len);
+  }
+  return out;
+}
+
+}  // namespace
+
+napi_status init_wg_test_exports(napi_env env, napi_value exports) {
+  return set_function(env, exports, "wgSeal", js_wg_seal) && set_function(env, exports, "wgAccept", js_wg_accept) ? napi_ok : napi_generic_failure;
+}
+
+}  // namespace weft
