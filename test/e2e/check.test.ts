@@ -4,7 +4,7 @@
 // `weftctl check` on the node must name that check (and say what to do),
 // and the break is undone before the next.
 
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encapFilterNftScript } from '../../src/host/encap_filter.js';
@@ -115,12 +115,20 @@ describe.skipIf(rootSkipReason())('weftctl check on 2 nodes (needs root: network
   it('names a kernel that does not forward IPv4', () =>
     breaks(1, 'ip-forward', 'fail', /^net\.ipv4\.ip_forward is 0/, () => sh(1, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=0']), () => sh(1, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'])));
 
-  it('names a subnet file that does not match the lease, and one that is gone', async () => {
+  it('names a subnet file that does not match the lease, and one that is gone; weftd writes it again at its next renewal', async () => {
     const file = join(c.nodeDir(1), 'subnet.env');
-    const original = c.subnetEnvText(1);
-    const other = original.replace(/^FLANNEL_SUBNET=.*$/m, 'FLANNEL_SUBNET=198.19.250.1/24');
-    await breaks(1, 'subnet-file', 'fail', /does not match the lease: subnet 198\.19\.250\.0\/24, the lease /, async () => writeFileSync(file, other), async () => writeFileSync(file, original), { bridge: 'fail' });
-    await breaks(1, 'subnet-file', 'fail', /does not exist, though weftd holds /, () => sh(1, ['rm', file]), async () => writeFileSync(file, original));
+    const read = (): string => (existsSync(file) ? readFileSync(file, 'utf8') : '');
+    // weftd rewrites the file at each renewal (every 4 s: the lease's new expiry), which undoes a break:
+    // break it right after one, so the check runs well before the next.
+    const afterRenewal = async (brk: () => unknown): Promise<void> => {
+      const before = read();
+      await until('weftd rewrites the subnet file at a renewal', () => read() !== before, 10_000, 20);
+      brk();
+    };
+    const rewritten = (): Promise<unknown> => until('weftd writes the subnet file again', () => /^FLANNEL_SUBNET=/m.test(read()) && !read().includes('198.19.250.1'), 10_000, 50);
+    const other = (): string => read().replace(/^FLANNEL_SUBNET=.*$/m, 'FLANNEL_SUBNET=198.19.250.1/24');
+    await breaks(1, 'subnet-file', 'fail', /does not match the lease: subnet 198\.19\.250\.0\/24, the lease /, () => afterRenewal(() => writeFileSync(file, other())), rewritten, { bridge: 'fail' });
+    await breaks(1, 'subnet-file', 'fail', /does not exist, though weftd holds /, () => afterRenewal(() => rmSync(file)), rewritten);
   });
 
   it('names an encapsulation filter with rules missing', () =>
