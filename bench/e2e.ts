@@ -5,7 +5,9 @@
 // 1464, or what the row's tunnel leaves of 1500):
 //
 //   kernel          both nodes are kernel `vxlan gpe external` devices with
-//                   encap routes, built by hand (test/lab/kernel_node.ts)
+//                   encap routes, built by hand (test/lab/kernel_node.ts);
+//                   `kernel csum` (WEFT_BENCH_KERNEL_CSUM=1) the same with
+//                   the outer UDP checksum on, as weftd's kernel engine sets it
 //   weft <engine>   both nodes run weftd --engine <engine> [flags] (`weft
 //                   kernel`: the same kernel device, programmed by weftd); with
 //                   WEFT_BENCH_TECHNIQUES=1 also native with each of its
@@ -30,6 +32,7 @@
 //   npm run build:ts && npx tsx bench/e2e.ts     (root)
 //   WEFT_BENCH_SECONDS=10 WEFT_BENCH_REPEATS=3 WEFT_BENCH_ENGINES=kernel,native,js
 //   WEFT_BENCH_TUNNELS=tinc,wireguard-go WEFT_BENCH_TECHNIQUES=1 WEFT_BENCH_ENCRYPTED=native,js
+//   WEFT_BENCH_KERNEL_CSUM=1
 //
 // Prints a markdown table and writes bench/results/e2e-<date>.json and a
 // chart of the ratios beside it (.svg). Every iperf3 is bounded (-t plus an
@@ -76,6 +79,8 @@ const listEnv = (name: string, dflt: string): string[] =>
 const ENGINES = listEnv('WEFT_BENCH_ENGINES', 'kernel,native,js');
 /** The engines given an encrypted row too ("weft native wireguard"); the kernel engine cannot encrypt. */
 const ENCRYPTED = listEnv('WEFT_BENCH_ENCRYPTED', 'native,js');
+/** WEFT_BENCH_KERNEL_CSUM=1: also the hand-built kernel pair with the outer UDP checksum on, what `weft kernel` is held to beside the reference. */
+const KERNEL_CSUM = process.env.WEFT_BENCH_KERNEL_CSUM === '1';
 for (const e of ENCRYPTED) {
   if (e !== 'native' && e !== 'js') throw new Error(`WEFT_BENCH_ENCRYPTED: the engines that encrypt are native and js, not "${e}"`);
 }
@@ -245,15 +250,17 @@ async function measure(lab: Lab, name: string, engine: string, clientNs: string,
 // ---------------------------------------------------------------------------
 // rows
 
-async function kernelRow(): Promise<RowResult> {
-  const c = await WeftCluster.create({ nodes: 2, podsPerNode: 0, name: 'bench-kernel', startNodes: false });
+/** The hand-built kernel row (`kernel`, every ratio's reference), or with its routes' outer UDP checksum on as weft's kernel engine sets it (`kernel csum`). */
+async function kernelRow(outerChecksum = false): Promise<RowResult> {
+  const name = outerChecksum ? 'kernel csum' : 'kernel';
+  const c = await WeftCluster.create({ nodes: 2, podsPerNode: 0, name: outerChecksum ? 'bench-kcsum' : 'bench-kernel', startNodes: false });
   try {
     // Kernel to kernel: the receiving kernel accepts partial checksums, so
     // the offloads stay on, as on a real pair of kernel nodes.
-    const k1 = await startKernelNode(c, 1, { subnet: planSubnet(1), pods: 1, txChecksumOff: 'none' });
-    const k2 = await startKernelNode(c, 2, { subnet: planSubnet(2), pods: 1, txChecksumOff: 'none' });
+    const k1 = await startKernelNode(c, 1, { subnet: planSubnet(1), pods: 1, txChecksumOff: 'none', outerChecksum });
+    const k2 = await startKernelNode(c, 2, { subnet: planSubnet(2), pods: 1, txChecksumOff: 'none', outerChecksum });
     await k1.refreshRoutes();
-    return await measure(c.lab, 'kernel', 'kernel', k1.pods[0]!, k2.pods[0]!, []);
+    return await measure(c.lab, name, 'kernel', k1.pods[0]!, k2.pods[0]!, []);
   } finally {
     await c.destroy();
   }
@@ -362,7 +369,8 @@ async function main(): Promise<number> {
   const skips: string[] = [];
   const rows: RowResult[] = [];
 
-  const plan: { name: string; run: () => Promise<RowResult> }[] = [{ name: 'kernel', run: kernelRow }];
+  const plan: { name: string; run: () => Promise<RowResult> }[] = [{ name: 'kernel', run: () => kernelRow() }];
+  if (KERNEL_CSUM) plan.push({ name: 'kernel csum', run: () => kernelRow(true) });
   for (const spec of weftSpecs) plan.push({ name: `weft ${spec}`, run: () => weftRow(spec) });
   for (const engine of ENCRYPTED) plan.push({ name: `weft ${engine} wireguard`, run: () => weftRow(engine, true) });
   for (const t of OTHER_TUNNELS) {
