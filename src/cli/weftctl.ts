@@ -101,7 +101,9 @@ async function encryption(reg: Registry, mode: string | undefined): Promise<void
  * is a row too).
  */
 async function leases(reg: Registry, json: boolean): Promise<void> {
-  const [listing, config] = await Promise.all([reg.listLeases(), reg.getConfig()]);
+  // One after the other: a refusal is reported by the first call, always the same one.
+  const listing = await reg.listLeases();
+  const config = await reg.getConfig();
   const rows = await Promise.all(
     listing.records.map(async (r) => {
       const problem = config ? leaseProblem(r, config) : undefined;
