@@ -107,7 +107,6 @@ export class Daemon implements StatusSource {
   /** What is set up now, for status(); fields fill in as setup proceeds and empty as a tenure ends. */
   private parts: {
     config?: NetworkConfig;
-    publicIp?: string;
     underlay?: Underlay;
     device?: NonNullable<HostStatus['device']>;
     encapFilter?: Pick<FirewallStatus, 'backend' | 'error'>;
@@ -137,7 +136,7 @@ export class Daemon implements StatusSource {
   }
 
   status(): DaemonStatus {
-    const { config, publicIp, engine, keeper, watcher } = this.parts;
+    const { config, underlay, engine, keeper, watcher } = this.parts;
     const { registry, clock } = this.seams;
     const lastContact = registry.lastContactMs;
     const agoS = lastContact === undefined ? undefined : (clock.now() - lastContact) / 1000;
@@ -150,7 +149,7 @@ export class Daemon implements StatusSource {
       network: config ? formatCidr(config.network) : null,
       subnet: keeper ? formatCidr(keeper.record.subnet) : null,
       noSubnet: this.noSubnet ?? null,
-      publicIp: publicIp ?? null,
+      publicIp: underlay?.ip ?? null,
       port: config ? config.port : null,
       leaseExpiresInS: keeper ? keeper.secondsLeft() : null,
       leaseTtlS: this.opts.leaseTtlS,
@@ -297,7 +296,6 @@ export class Daemon implements StatusSource {
     if (problem) {
       throw new WeftError('WEFT_NO_PUBLIC_IP', `the underlay address ${underlay.ip} ${problem}: give --public-ip (or --iface) an address other nodes reach this node at`, { publicIp: underlay.ip });
     }
-    this.parts.publicIp = underlay.ip;
     this.parts.underlay = underlay;
     return underlay;
   }
@@ -442,7 +440,7 @@ export class Daemon implements StatusSource {
     this.past.reacquisitions += keeper?.reacquisitions ?? 0;
     this.past.resyncs += watcher?.resyncs ?? 0;
     if (engine) this.past.counters = this.counters() ?? undefined;
-    this.parts = { config: this.parts.config, publicIp: this.parts.publicIp, underlay: this.parts.underlay };
+    this.parts = { config: this.parts.config, underlay: this.parts.underlay };
     await this.runUndo(t.undo);
   }
 
