@@ -21,6 +21,12 @@ const UNIT = '/usr/lib/systemd/system/weftd.service';
 const ENV_FILE = '/etc/weft/weftd.env';
 /** What weft's maintainer scripts and the unit make besides the package's own files. */
 const MADE_BY_WEFT = ['/etc/weft', '/var/lib/weft', '/run/weft', '/var/lib/systemd/deb-systemd-helper-enabled/weftd.service.dsh-also', '/etc/systemd/system/multi-user.target.wants/weftd.service'];
+/**
+ * Written before this test installs weft and removed once it is purged: a run killed in between
+ * (a stopped CI job, a cut session) leaves it beside a weft in whatever state dpkg was in, which the
+ * next run purges as its own. A weft without it is somebody else's, and is never touched.
+ */
+const OWNED_MARK = '/var/lib/weft-package-test.owned';
 
 /** Runs dpkg, waiting out another process's hold on its lock (other work on this machine installs packages too). */
 async function dpkg(args: string[]): Promise<string> {
@@ -62,7 +68,11 @@ describe.skipIf(rootSkipReason())('the Debian package (needs root: dpkg, network
   let installed = false;
 
   beforeAll(async () => {
-    if ((await status()).includes('installed')) throw new Error(`weft is installed on this machine (${await status()}); this test installs and purges its own: dpkg -P weft first`);
+    if (existsSync(OWNED_MARK)) {
+      if ((await status()) !== '') await dpkg(['--purge', 'weft']);
+      rmSync(OWNED_MARK);
+    }
+    if ((await status()) !== '') throw new Error(`weft is on this machine (${await status()}), not installed by this test; it installs and purges its own: dpkg -P weft first`);
     dir = mkdtempSync(join(tmpdir(), 'weft-deb-test-'));
     deb = (await run(process.execPath, [join(ROOT, 'build/deb.mjs'), '--out', dir], { timeoutMs: 120_000 })).stdout.trim();
     packaged = (await run('sh', ['-c', 'dpkg-deb --fsys-tarfile "$1" | tar -t', 'sh', deb], { timeoutMs: 30_000 })).stdout
@@ -77,6 +87,7 @@ describe.skipIf(rootSkipReason())('the Debian package (needs root: dpkg, network
     await c?.destroy();
     try {
       if (installed && (await status()) !== '') await dpkg(['--purge', 'weft']);
+      if (installed) rmSync(OWNED_MARK, { force: true });
     } finally {
       if (dir) rmSync(dir, { recursive: true, force: true });
     }
@@ -103,6 +114,7 @@ describe.skipIf(rootSkipReason())('the Debian package (needs root: dpkg, network
   it('installs with dpkg -i: weftd and weftctl on PATH, the unit, the conffile, the CNI plugin and the directories; starting nothing, touching no network', async () => {
     const networkBefore = await weftNetworkState();
     expect(weftProcesses()).toEqual([]);
+    writeFileSync(OWNED_MARK, `weft ${deb}, installed by test/e2e/package.test.ts (pid ${process.pid}) at ${new Date().toISOString()}\n`);
     installed = true;
     await dpkg(['--install', deb]);
     expect(await status()).toBe('install ok installed');
