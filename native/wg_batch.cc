@@ -169,13 +169,12 @@ void Worker::wireguard_batch(const RouteTable& t, int fd) {
     const bool partial = vnet && (t.flags_of_sender(src) & kPeerTcpCsumPartial) != 0;
     size_t seg = gro_segment(i);
     if (seg == 0 || seg > len) seg = len;
-    ReplayLock lock;
     for (size_t off = 0; off < len; off += seg) {
       const size_t dlen = len - off < seg ? len - off : seg;
       uint8_t* dg = buf + off;
       const uint8_t* inner = nullptr;
       size_t inner_len = 0;
-      switch (accept_wireguard(dg, dlen, src, t, self, mac1, index, now, counters, lock, &inner, &inner_len)) {
+      switch (accept_wireguard(dg, dlen, src, t, self, mac1, index, now, counters, &inner, &inner_len)) {
         case WgVerdict::kData:
           deliver(inner, inner_len, partial);
           break;
@@ -190,7 +189,6 @@ void Worker::wireguard_batch(const RouteTable& t, int fd) {
           break;
       }
     }
-    lock.release();
   }
   flush_coalescer();
   push_handshakes();

@@ -3,8 +3,8 @@
 // sessions (src/wireguard/sessions.ts) install after each handshake and
 // retire after 180 s. A keypair's keys and contexts never change; what
 // moves is atomic (the send counter, key confirmation, the activity times
-// JS reads for its timers) or under its own lock, taken once per received
-// train (the replay window). Keypairs are shared by the route tables that
+// JS reads for its timers) or under its own lock (the replay window, held
+// for its check alone). Keypairs are shared by the route tables that
 // list them (shared_ptr) and freed with the last of those, on the control
 // thread, after every worker has left it (routes.h).
 #ifndef WEFT_WG_KEYPAIR_H_

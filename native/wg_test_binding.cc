@@ -123,11 +123,9 @@ napi_value js_wg_accept(napi_env env, napi_callback_info info) {
     uint8_t* dg;
     size_t len;
     if (napi_get_element(env, argv[3], i, &dv) != napi_ok || !buffer_arg(env, dv, "datagrams[i]", &dg, &len)) return throw_last_napi_error(env);
-    ReplayLock lock;
     const uint8_t* inner = nullptr;
     size_t inner_len = 0;
-    const WgVerdict v = accept_wireguard(dg, len, static_cast<uint32_t*>(src)[i], *t, self, mac1, 0, now, c, lock, &inner, &inner_len);
-    lock.release();
+    const WgVerdict v = accept_wireguard(dg, len, static_cast<uint32_t*>(src)[i], *t, self, mac1, 0, now, c, &inner, &inner_len);
     verdicts[2 * i] = v == WgVerdict::kDrop ? 0 : v == WgVerdict::kHandshake ? 1 : v == WgVerdict::kKeepalive ? 2 : 3;
     verdicts[2 * i + 1] = int32_t(inner_len);
   }

@@ -111,12 +111,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   static TcpCoalescer co;
   const bool partial = (f.table->flags_of_sender(src) & kPeerTcpCsumPartial) != 0;
-  ReplayLock lock;
   size_t off = 0;
   for (size_t dlen : lens) {
     const uint8_t* inner = nullptr;
     size_t inner_len = 0;
-    const WgVerdict v = accept_wireguard(buf.data() + off, dlen, src, *f.table, kFuzzSelf, f.mac1, 0, kNow, fuzz_counters(), lock, &inner, &inner_len);
+    const WgVerdict v = accept_wireguard(buf.data() + off, dlen, src, *f.table, kFuzzSelf, f.mac1, 0, kNow, fuzz_counters(), &inner, &inner_len);
     if (v == WgVerdict::kData) {
       // accept_inner checked the packet lies within the datagram.
       if (inner < buf.data() + off || inner + inner_len > buf.data() + off + dlen) __builtin_trap();
@@ -127,7 +126,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     off += dlen;
   }
-  lock.release();
   fuzz_flush(co);
   return 0;
 }
