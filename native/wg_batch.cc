@@ -164,31 +164,26 @@ void Worker::wireguard_batch(const RouteTable& t, int fd) {
   const uint64_t now = coarse_now_ns();
   for (int i = 0; i < n; i++) {
     uint8_t* buf = out_slab.get() + size_t(i) * kSlot;
-    const size_t len = rmsgs[i].msg_len;
     const uint32_t src = ntohl(raddr[i].sin_addr.s_addr);
     const bool partial = vnet && (t.flags_of_sender(src) & kPeerTcpCsumPartial) != 0;
-    size_t seg = gro_segment(i);
-    if (seg == 0 || seg > len) seg = len;
-    for (size_t off = 0; off < len; off += seg) {
-      const size_t dlen = len - off < seg ? len - off : seg;
-      uint8_t* dg = buf + off;
+    for_each_datagram(buf, size_t(rmsgs[i].msg_len), gro_segment(i), [&](uint8_t* dg, size_t len) {
       const uint8_t* inner = nullptr;
       size_t inner_len = 0;
-      switch (accept_wireguard(dg, dlen, src, t, self, mac1, index, now, counters, &inner, &inner_len)) {
+      switch (accept_wireguard(dg, len, src, t, self, mac1, index, now, counters, &inner, &inner_len)) {
         case WgVerdict::kData:
           deliver(inner, inner_len, partial);
           break;
         case WgVerdict::kHandshake:
           if (handshakes_n == kHandshakesPerPush) push_handshakes();
-          handshakes[handshakes_n] = {src, uint16_t(dlen), {}};
-          memcpy(handshakes[handshakes_n].msg, dg, dlen);
+          handshakes[handshakes_n] = {src, uint16_t(len), {}};
+          memcpy(handshakes[handshakes_n].msg, dg, len);
           handshakes_n++;
           break;
         case WgVerdict::kKeepalive:
         case WgVerdict::kDrop:
           break;
       }
-    }
+    });
   }
   flush_coalescer();
   push_handshakes();

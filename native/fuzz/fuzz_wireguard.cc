@@ -97,18 +97,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The train, each datagram given room for its tag and padding (as a receive slot has).
   const uint8_t* in = data + 4;
   const size_t in_len = size - 4;
-  const size_t seg = seg_in == 0 || seg_in > in_len ? in_len : seg_in;
   std::vector<uint8_t> buf;
   std::vector<size_t> lens;
-  for (size_t off = 0; off < in_len; off += seg) {
-    const size_t dlen = in_len - off < seg ? in_len - off : seg;
+  for_each_datagram(in, in_len, seg_in, [&](const uint8_t* d, size_t dlen) {
     const size_t room = dlen + kWgHeaderLen + kWgTailroom;
     std::vector<uint8_t> dg(room);
-    memcpy(dg.data(), in + off, dlen);
+    memcpy(dg.data(), d, dlen);
     const size_t n = prepare(dg.data(), dlen, mode, room);
     buf.insert(buf.end(), dg.begin(), dg.begin() + ptrdiff_t(n));
     lens.push_back(n);
-  }
+  });
   static TcpCoalescer co;
   const bool partial = (f.table->flags_of_sender(src) & kPeerTcpCsumPartial) != 0;
   size_t off = 0;
