@@ -52,8 +52,8 @@ void Worker::inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const 
     counters.add(kInsideDropSendError);
     return;
   }
-  k->data_tx_ns.store(now, std::memory_order_relaxed);
-  k->any_tx_ns.store(now, std::memory_order_relaxed);
+  Keypair::stamp(k->data_tx_ns, now);
+  Keypair::stamp(k->any_tx_ns, now);
   queue_send(wg_tx, pkt - kWgHeaderLen, n, t.peer_ip[size_t(peer)], t.peer_wg_port[size_t(peer)], uint32_t(len), 1, 0);
 }
 
@@ -107,8 +107,8 @@ void Worker::send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h
              count > 1 ? uint16_t(full) : 0);
     send_all(wg_tx.fd, tso_msgs, 1, tso_packets, tso_bytes);
   }
-  k.data_tx_ns.store(now, std::memory_order_relaxed);
-  k.any_tx_ns.store(now, std::memory_order_relaxed);
+  Keypair::stamp(k.data_tx_ns, now);
+  Keypair::stamp(k.any_tx_ns, now);
 }
 
 void Worker::stage(const uint8_t* pkt, size_t len, const VnetHdr& h, uint64_t now) {

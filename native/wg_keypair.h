@@ -26,6 +26,10 @@ constexpr uint64_t kRejectAfterMessages = UINT64_MAX - (uint64_t(1) << 13);
 // A session older than this is never used, sending or receiving.
 constexpr uint64_t kRejectAfterTimeNs = 180ull * 1000000000ull;
 
+// Laid out by who writes what: the first cache line is written once (at
+// make_keypair, and `confirmed` at most once more) and read by every worker
+// per packet; the sending workers write the second, the receiving ones the
+// third. Activity times are stamped only when they move (stamp).
 struct Keypair {
   uint32_t local_index = 0;   // ours: the receiver index of what the peer sends on it
   uint32_t remote_index = 0;  // the peer's: the receiver index of what we send
@@ -33,23 +37,34 @@ struct Keypair {
   uint16_t peer_port = 0;
   bool initiator = false;
   uint64_t created_ns = 0;    // coarse monotonic (coarse_now_ns)
-  // Key confirmation: an initiator's keypair is confirmed; a responder's once a transport message authenticated on it.
-  std::atomic<bool> confirmed{false};
-  std::atomic<uint64_t> send_counter{0};
-  // Activity, coarse monotonic ns (0: never): data packets, and any authenticated message (keepalives too).
-  std::atomic<uint64_t> data_tx_ns{0}, data_rx_ns{0}, any_tx_ns{0}, any_rx_ns{0};
   // Sealing and opening contexts, one per worker and one for the control thread (keepalives), the last.
   std::unique_ptr<Aead[]> seal;
   std::unique_ptr<Aead[]> open;
   int contexts = 0;
-  ReplayWindow replay;
+  // Key confirmation: an initiator's keypair is confirmed; a responder's once a transport message authenticated on it.
+  std::atomic<bool> confirmed{false};
+  // The senders' line. Activity, here and below, in coarse monotonic ns (0: never): data packets, and any
+  // authenticated message (keepalives too).
+  alignas(64) std::atomic<uint64_t> send_counter{0};
+  std::atomic<uint64_t> data_tx_ns{0}, any_tx_ns{0};
+  // The receivers' lines.
+  alignas(64) std::atomic<uint64_t> data_rx_ns{0}, any_rx_ns{0};
   std::atomic_flag replay_lock = ATOMIC_FLAG_INIT;
+  ReplayWindow replay;
 
   void lock() {
     while (replay_lock.test_and_set(std::memory_order_acquire)) {
     }
   }
   void unlock() { replay_lock.clear(std::memory_order_release); }
+  // Marks the key confirmed: written once, not per packet (the line it shares is read by every sender).
+  void confirm() {
+    if (!confirmed.load(std::memory_order_relaxed)) confirmed.store(true, std::memory_order_relaxed);
+  }
+  // An activity time set to now_ns, written only when it moved (the coarse clock moves once a tick, not per packet).
+  static void stamp(std::atomic<uint64_t>& at, uint64_t now_ns) {
+    if (at.load(std::memory_order_relaxed) != now_ns) at.store(now_ns, std::memory_order_relaxed);
+  }
 };
 
 // A keypair with its contexts keyed, for `workers` workers (and the control

@@ -80,10 +80,10 @@ inline WgVerdict accept_wireguard(uint8_t* dg, size_t len, uint32_t src, const R
     c.add(kOutsideDropWgReplay);
     return WgVerdict::kDrop;
   }
-  k->confirmed.store(true, std::memory_order_relaxed);
-  k->any_rx_ns.store(now_ns, std::memory_order_relaxed);
+  k->confirm();
+  Keypair::stamp(k->any_rx_ns, now_ns);
   if (body_len == 0) return WgVerdict::kKeepalive;
-  k->data_rx_ns.store(now_ns, std::memory_order_relaxed);
+  Keypair::stamp(k->data_rx_ns, now_ns);
   if (!accept_inner(body, body_len, k->peer_ip, t, self, c)) return WgVerdict::kDrop;
   *inner = body;
   *inner_len = load_be16(body + 2);
