@@ -74,7 +74,7 @@ inline WgVerdict accept_wireguard(uint8_t* dg, size_t len, uint32_t src, const R
   }
   // The keypair's lock guards its replay window only: held for this check, not the decryption or the delivery.
   k->lock();
-  const bool fresh = k->replay.accept(counter, kRejectAfterMessages);
+  const bool fresh = k->replay.accept(counter);
   k->unlock();
   if (!fresh) {
     c.add(kOutsideDropWgReplay);
