@@ -305,11 +305,12 @@ int Engine::wg_keepalive(uint32_t local_index) {
   Aead& aead = k.seal[size_t(k.contexts - 1)];
   const uint64_t counter = k.send_counter.fetch_add(1, std::memory_order_relaxed);
   if (counter >= kRejectAfterMessages) return EOVERFLOW;
+  // A keepalive is an empty packet sealed (no padding).
   uint8_t msg[kWgKeepaliveLen];
-  wg_header(msg, k.remote_index, counter);
-  if (!aead.begin(counter) || !aead.finish(msg + kWgHeaderLen)) return EIO;
+  const size_t n = wg_seal_in_place(msg + kWgHeaderLen, 0, aead, k.remote_index, counter, 0);
+  if (n == 0) return EIO;
   k.any_tx_ns.store(coarse_now_ns(), std::memory_order_relaxed);
-  return wg_send(k.peer_ip, k.peer_port, msg, sizeof(msg));
+  return wg_send(k.peer_ip, k.peer_port, msg, n);
 }
 
 size_t Engine::wg_queue(const HandshakeEntry* entries, size_t n) {
