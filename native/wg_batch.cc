@@ -34,9 +34,11 @@ void Worker::inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const 
     want_session(t, peer);
     return;
   }
+  // Padding stops at the TUN's MTU, and at a narrower path's inner limit: the datagram fits the path.
+  const size_t pad_limit = limit < t.pad_limit ? limit : t.pad_limit;
   if (vnet && h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
     flush(wg_tx);  // keep the flow's order: earlier packets go first
-    send_tso_wireguard(pkt, len, h, t, peer, *k, limit, now);
+    send_tso_wireguard(pkt, len, h, t, peer, *k, limit, pad_limit, now);
     return;
   }
   if (!ready_to_send(pkt, len, h, t, peer, limit, now)) return;
@@ -46,8 +48,7 @@ void Worker::inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const 
     want_session(t, peer);
     return;
   }
-  // Padding stops at the TUN's MTU, and at a narrower path's inner limit: the datagram fits the path.
-  const size_t n = wg_seal_in_place(pkt, len, k->seal[index], k->remote_index, counter, limit < t.pad_limit ? limit : t.pad_limit);
+  const size_t n = wg_seal_in_place(pkt, len, k->seal[index], k->remote_index, counter, pad_limit);
   if (n == 0) {
     counters.add(kInsideDropSendError);
     return;
@@ -58,7 +59,7 @@ void Worker::inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const 
 }
 
 void Worker::send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, Keypair& k,
-                                size_t limit, uint64_t now) {
+                                size_t limit, size_t pad_limit, uint64_t now) {
   TsoPlan plan;
   const bool partial = (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0;
   const int segs = plan_tso(pkt, len, h, kWgHeaderLen, partial, limit, now, &plan);
@@ -74,7 +75,6 @@ void Worker::send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h
   // segment's headers (seg_hdrs) and payload (the super-packet) and writes
   // the ciphertext into the train: the one copy, fused with the encryption.
   Aead& aead = k.seal[index];
-  const size_t pad_limit = limit < t.pad_limit ? limit : t.pad_limit;  // as inside_wireguard's
   const size_t full = kWgHeaderLen + wg_padded(plan.hdrs + plan.mss, pad_limit) + kWgTagLen;
   const int fit = int(kGsoTrainMax / full);
   const int per_train = !gso || fit < 1 ? 1 : fit < kGsoTrainSegs ? fit : kGsoTrainSegs;

@@ -170,8 +170,9 @@ struct Worker {
   // A packet for a peer spoken to in WireGuard: sealed on its session, or staged until the handshake completes.
   void inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, size_t limit,
                         uint64_t now_ns);
+  // A super-packet's segments sealed on k into GSO trains: cut to `limit`, padded up to `pad_limit` at most.
   void send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, Keypair& k,
-                          size_t limit, uint64_t now_ns);
+                          size_t limit, size_t pad_limit, uint64_t now_ns);
   void stage(const uint8_t* pkt, size_t len, const VnetHdr& h, uint64_t now_ns);
   // Sends the staged packets whose peers have a session now (or speak VXLAN-GPE now); drops those too old.
   void flush_staged(const RouteTable& t, uint64_t now_ns);
