@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "open_table.h"
 #include "wg_crypto.h"
 #include "wg_replay.h"
 
@@ -72,9 +73,9 @@ struct Keypair {
 std::shared_ptr<Keypair> make_keypair(uint32_t local_index, uint32_t remote_index, const uint8_t* send_key, const uint8_t* recv_key,
                                       bool initiator, uint32_t peer_ip, uint16_t peer_port, int workers, uint64_t now_ns);
 
-// The route table's WireGuard part: every keypair by our index (open
-// addressing, power-of-two size, index 0 is never used), and per route-table
-// peer the keypair to send on when confirmed (next) and the current one.
+// The route table's WireGuard part: every keypair by our index (an open
+// table, open_table.h, sized once by reserve), and per route-table peer the
+// keypair to send on when confirmed (next) and the current one.
 struct WgSessions {
   std::vector<std::shared_ptr<Keypair>> owned;
   std::vector<Keypair*> by_index;
@@ -82,12 +83,7 @@ struct WgSessions {
 
   Keypair* find(uint32_t local_index) const {
     if (by_index.empty() || local_index == 0) return nullptr;
-    const size_t mask = by_index.size() - 1;
-    for (size_t i = (local_index * 0x9e3779b1u) & mask;; i = (i + 1) & mask) {
-      Keypair* k = by_index[i];
-      if (k == nullptr) return nullptr;
-      if (k->local_index == local_index) return k;
-    }
+    return by_index[open_table_probe(local_index, by_index.size(), [this](size_t i) { return local_index_at(i); })];
   }
   // The keypair to send to peer p on at now_ns: next once confirmed, else current; never one past Reject-After-Time.
   Keypair* sending(int32_t p, uint64_t now_ns) const {
@@ -96,8 +92,18 @@ struct WgSessions {
     if (k == nullptr || !k->confirmed.load(std::memory_order_relaxed)) k = peer_current[size_t(p)];
     return k != nullptr && now_ns - k->created_ns < kRejectAfterTimeNs ? k : nullptr;
   }
-  // Adds `k` (once per table) to the index.
-  void index(const std::shared_ptr<Keypair>& k);
+  // Room for `n` keypairs (a table holds at most 3 per peer), before any index().
+  void reserve(size_t n) { by_index.assign(open_table_size(n), nullptr); }
+  // Adds `k`, whose index is not in the table yet; false when that would take more room than reserved.
+  bool index(const std::shared_ptr<Keypair>& k) {
+    if ((owned.size() + 1) * 2 > by_index.size()) return false;
+    owned.push_back(k);
+    by_index[open_table_probe(k->local_index, by_index.size(), [this](size_t i) { return local_index_at(i); })] = k.get();
+    return true;
+  }
+
+ private:
+  uint32_t local_index_at(size_t i) const { return by_index[i] == nullptr ? 0 : by_index[i]->local_index; }
 };
 
 }  // namespace weft

@@ -45,12 +45,13 @@ struct WgFixture {
     table->pad_limit = 1440;
     table->wg.peer_next.assign(3, nullptr);
     table->wg.peer_current.assign(3, nullptr);
+    table->wg.reserve(2);
     const uint32_t ips[2] = {0xc6120003u, 0xc6120007u};
     for (int i = 0; i < 2; i++) {
       // The peer seals with what is our receive key: both keys the same here.
       kp[i] = make_keypair(uint32_t(101 * (i + 1)), 7, kSessionKey[i], kSessionKey[i], true, ips[i], 51820, 1, kNow - 1000000000ull);
       table->wg.peer_current[size_t(i + 1)] = kp[i].get();
-      table->wg.index(kp[i]);
+      if (!table->wg.index(kp[i])) __builtin_trap();
     }
     mac1.set_key(kMac1Key);
   }
