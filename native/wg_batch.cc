@@ -159,7 +159,8 @@ void Worker::want_session(const RouteTable& t, int32_t peer) {
 }
 
 void Worker::wireguard_batch(const RouteTable& t, int fd) {
-  if (t.mac1_gen != mac1_gen) mac1_gen = mac1.set_key(t.mac1_key) ? t.mac1_gen : 0;
+  // Re-keyed when the table's key differs from the one it holds (retried next batch if OpenSSL refused).
+  if (memcmp(mac1_key, t.mac1_key, sizeof(mac1_key)) != 0 && mac1.set_key(t.mac1_key)) memcpy(mac1_key, t.mac1_key, sizeof(mac1_key));
   const int n = receive(fd);
   const uint64_t now = coarse_now_ns();
   for (int i = 0; i < n; i++) {

@@ -124,9 +124,9 @@ struct Worker {
   TcpCoalescer co;  // points into out_slab until flushed, at the latest at the batch's end
   uint32_t co_packets = 0;  // inner packets in the coalescer, counted when written
   uint32_t co_bytes = 0;
-  // WireGuard outside: the mac1 check keyed for the table's key generation, and handshake messages gathered for JS.
+  // WireGuard outside: the mac1 check and the key it holds (all zero: none), and handshake messages gathered for JS.
   Mac1 mac1;
-  uint64_t mac1_gen = 0;
+  uint8_t mac1_key[32] = {};
   HandshakeEntry handshakes[kHandshakesPerPush];
   int handshakes_n = 0;
 
