@@ -24,10 +24,10 @@ namespace weft {
 // ---------------------------------------------------------------- the loop
 
 void Worker::run() {
-  // The WireGuard socket's slot stays -1 (which poll skips) until encryption opens it.
+  // The WireGuard socket's slot stays -1 (which poll skips) until encryption
+  // opens it: wg_enable stores wg_fd, then wakes the worker, which takes it.
   pollfd fds[5] = {{tun_fd, POLLIN, 0}, {rx_fd, POLLIN, 0}, {stop_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}, {-1, POLLIN, 0}};
   for (;;) {
-    fds[4].fd = wg_tx.fd = wg_fd.load(std::memory_order_acquire);
     routes->leave(index);
     const int r = poll(fds, 5, -1);
     routes->enter(index);
@@ -42,7 +42,7 @@ void Worker::run() {
     if ((fds[3].revents & POLLIN) != 0) {
       uint64_t v;
       (void)!read(wake_fd, &v, sizeof(v));
-      wg_tx.fd = wg_fd.load(std::memory_order_acquire);
+      fds[4].fd = wg_tx.fd = wg_fd.load(std::memory_order_acquire);
       if (staged_n > 0) flush_staged(t, coarse_now_ns());
     }
     if ((fds[0].revents & POLLIN) != 0) inside_batch(t);
@@ -144,7 +144,6 @@ std::unique_ptr<Worker> Engine::new_worker(const EngineConfig& cfg, int w, const
   }
   wk->index = w;
   wk->tun_fd = cfg.tun_fds[size_t(w)];
-  wk->wg_tx.fd = -1;
   wk->stop_fd = stop_fd_;
   wk->vnet = cfg.vnet_hdr;
   wk->vni = cfg.vni;
@@ -305,11 +304,12 @@ int Engine::wg_keepalive(uint32_t local_index) {
   Aead& aead = k.seal[size_t(k.contexts - 1)];
   const uint64_t counter = k.send_counter.fetch_add(1, std::memory_order_relaxed);
   if (counter >= kRejectAfterMessages) return EOVERFLOW;
+  // A keepalive is an empty packet sealed (no padding).
   uint8_t msg[kWgKeepaliveLen];
-  wg_header(msg, k.remote_index, counter);
-  if (!aead.begin(counter) || !aead.finish(msg + kWgHeaderLen)) return EIO;
+  const size_t n = wg_seal_in_place(msg + kWgHeaderLen, 0, aead, k.remote_index, counter, 0);
+  if (n == 0) return EIO;
   k.any_tx_ns.store(coarse_now_ns(), std::memory_order_relaxed);
-  return wg_send(k.peer_ip, k.peer_port, msg, sizeof(msg));
+  return wg_send(k.peer_ip, k.peer_port, msg, n);
 }
 
 size_t Engine::wg_queue(const HandshakeEntry* entries, size_t n) {

@@ -92,7 +92,6 @@ class Engine {
   // bound to the underlay device) and wakes the workers to poll it. 0, or the
   // errno with *what naming the step; idempotent once it worked.
   int wg_enable(uint16_t port, const char** what);
-  bool wg_enabled() const { return wg_port_ != 0; }
   // A session's keys, from a handshake JS completed; false when OpenSSL or memory refused.
   bool wg_install(uint32_t local_index, uint32_t remote_index, const uint8_t* send_key, const uint8_t* recv_key, bool initiator,
                   uint32_t peer_ip, uint16_t peer_port);

@@ -32,9 +32,6 @@ struct EngineHandle {
   napi_ref counters = nullptr;
   // Calls options.onWireguard on JS's thread (no arguments): handshake messages or session requests wait.
   napi_threadsafe_function notify = nullptr;
-  // The mac1 key of the last table, and its generation (a new key, a new generation).
-  uint8_t mac1[32] = {};
-  uint64_t mac1_gen = 0;
 };
 
 // Stops and joins the workers (none notifies after), then lets the thread-safe function go.
@@ -202,11 +199,6 @@ napi_value js_engine_set_routes(napi_env env, napi_callback_info info) {
   if (type != napi_undefined) {
     Engine* e = h->engine.get();
     if (!wg_sessions_arg(env, argv[2], [e](uint32_t i) { return e->wg_keypair(i); }, t.get())) return nullptr;
-    if (h->mac1_gen == 0 || memcmp(h->mac1, t->mac1_key, sizeof(h->mac1)) != 0) {
-      memcpy(h->mac1, t->mac1_key, sizeof(h->mac1));
-      h->mac1_gen++;
-    }
-    t->mac1_gen = h->mac1_gen;
   }
   h->engine->set_routes(std::move(t));
   return nullptr;

@@ -21,27 +21,14 @@
 #include "wire.h"
 
 namespace weft {
-namespace {
 
-// The arguments both entry points share: a route table, this node
-// ({ base, len, vni }), packets (Buffer[], borrowed for the call) and one
-// outer source address per packet.
-struct PacketBatch {
-  std::unique_ptr<RouteTable> table;
-  SelfSubnet self{0, 0};
-  uint32_t vni = 0;
-  std::vector<const uint8_t*> packets;
-  std::vector<size_t> lengths;
-  const uint32_t* outer_src = nullptr;
-};
-
-bool batch_args(napi_env env, napi_value routes, napi_value self, napi_value packets, napi_value outer_src, PacketBatch* b) {
-  double self_base, self_len, vni;
+bool batch_args(napi_env env, napi_value routes, napi_value self, napi_value packets, napi_value outer_src, bool with_vni, PacketBatch* b) {
+  double self_base, self_len, vni = 0;
   uint32_t count = 0;
   void* src;
   size_t src_len;
   if (!int_prop(env, self, "base", 0, 4294967295.0, &self_base) || !int_prop(env, self, "len", 0, 32, &self_len) ||
-      !int_prop(env, self, "vni", 0, 0xffffff, &vni) || napi_get_array_length(env, packets, &count) != napi_ok ||
+      (with_vni && !int_prop(env, self, "vni", 0, 0xffffff, &vni)) || napi_get_array_length(env, packets, &count) != napi_ok ||
       !typed_array_arg(env, outer_src, napi_uint32_array, "outerSrc", "Uint32Array", &src, &src_len)) {
     throw_last_napi_error(env);
     return false;
@@ -59,15 +46,15 @@ bool batch_args(napi_env env, napi_value routes, napi_value self, napi_value pac
   b->lengths.resize(count);
   for (uint32_t i = 0; i < count; i++) {
     napi_value pv;
-    uint8_t* p;
-    if (napi_get_element(env, packets, i, &pv) != napi_ok || !buffer_arg(env, pv, "packets[i]", &p, &b->lengths[i])) {
+    if (napi_get_element(env, packets, i, &pv) != napi_ok || !buffer_arg(env, pv, "packets[i]", &b->packets[i], &b->lengths[i])) {
       throw_last_napi_error(env);
       return false;
     }
-    b->packets[i] = p;
   }
   return true;
 }
+
+namespace {
 
 // classifyBatch(direction, routes, self {base,len,vni}, packets: Buffer[], outerSrc: Uint32Array, counters: BigUint64Array): Int32Array
 // direction 0 (inside): the classify_inside verdict per packet; 1 (outside): 1 accepted, 0 dropped.
@@ -86,7 +73,7 @@ napi_value js_classify_batch(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "counters must hold one block (COUNTER_NAMES.length)");
     return nullptr;
   }
-  if (!batch_args(env, argv[1], argv[2], argv[3], argv[4], &b)) return nullptr;
+  if (!batch_args(env, argv[1], argv[2], argv[3], argv[4], true, &b)) return nullptr;
   const size_t count = b.packets.size();
   napi_value ab, out;
   void* out_data;
@@ -113,7 +100,7 @@ napi_value js_bench_encap(napi_env env, napi_callback_info info) {
       !integer_arg(env, argv[4], "iterations", 1, 1e9, &iterations)) {
     return throw_last_napi_error(env);
   }
-  if (!batch_args(env, argv[0], argv[1], argv[2], argv[3], &b)) return nullptr;
+  if (!batch_args(env, argv[0], argv[1], argv[2], argv[3], true, &b)) return nullptr;
   const size_t count = b.packets.size();
   if (count == 0) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "need at least one packet");

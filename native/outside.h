@@ -73,26 +73,31 @@ inline bool accept_outside(const uint8_t* dg, size_t len, uint32_t outer_src, co
   return accept_inner(dg + kGpeHeaderLen, len - kGpeHeaderLen, outer_src, t, self, c);
 }
 
-// One received buffer: a single datagram, or a UDP GRO train of equal
-// datagrams of `seg` bytes (the last one shorter; seg 0 or >= len: one
-// datagram). Calls deliver(inner, inner_len) for every datagram that passes
-// accept_outside, inner_len being the inner IPv4 total length (which
-// accept_outside checked lies within the datagram).
+// The datagrams of one received buffer: a single datagram, or a UDP GRO
+// train of equal datagrams of `seg` bytes (the last one shorter; seg 0 or
+// >= len: one datagram). Calls fn(dg, dlen) for each; an empty buffer is one
+// empty datagram, which the checks count as the TypeScript does.
+template <typename Byte, typename Fn>
+inline void for_each_datagram(Byte* buf, size_t len, size_t seg, Fn&& fn) {
+  if (seg == 0 || seg > len) seg = len;
+  size_t off = 0;
+  do {
+    fn(buf + off, len - off < seg ? len - off : seg);
+    off += seg;
+  } while (off < len);
+}
+
+// One received buffer (for_each_datagram): calls deliver(inner, inner_len)
+// for every datagram that passes accept_outside, inner_len being the inner
+// IPv4 total length (which accept_outside checked lies within the datagram).
 template <typename Deliver>
 inline void accept_train(const uint8_t* buf, size_t len, size_t seg, uint32_t outer_src, const RouteTable& t,
                          SelfSubnet self, uint32_t vni, Counters& c, Deliver&& deliver) {
-  if (len == 0) {
-    c.add(kOutsideDropShort);
-    return;
-  }
-  if (seg == 0 || seg > len) seg = len;
-  for (size_t off = 0; off < len; off += seg) {
-    const size_t dlen = len - off < seg ? len - off : seg;
-    const uint8_t* dg = buf + off;
-    if (!accept_outside(dg, dlen, outer_src, t, self, vni, c)) continue;
+  for_each_datagram(buf, len, seg, [&](const uint8_t* dg, size_t dlen) {
+    if (!accept_outside(dg, dlen, outer_src, t, self, vni, c)) return;
     const uint8_t* inner = dg + kGpeHeaderLen;
     deliver(inner, size_t(load_be16(inner + 2)));
-  }
+  });
 }
 
 }  // namespace weft

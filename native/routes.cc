@@ -3,19 +3,14 @@
 
 #include <new>
 
-namespace weft {
+#include "open_table.h"
 
-namespace {
-uint32_t mix(uint32_t ip) { return (ip * 0x9e3779b1u) ^ (ip >> 16); }
-}  // namespace
+namespace weft {
 
 int64_t RouteTable::sender_slot(uint32_t ip) const {
   if (ip == 0 || sender_ips.empty()) return -1;
-  const size_t mask = sender_ips.size() - 1;
-  for (size_t i = mix(ip) & mask;; i = (i + 1) & mask) {
-    if (sender_ips[i] == ip) return int64_t(i);
-    if (sender_ips[i] == 0) return -1;
-  }
+  const size_t i = open_table_probe(ip, sender_ips.size(), [this](size_t j) { return sender_ips[j]; });
+  return sender_ips[i] == ip ? int64_t(i) : -1;
 }
 
 std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, int subnet_len, const int32_t* slots,
@@ -39,23 +34,18 @@ std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, in
   t->plaintext_refused = plaintext_refused;
   t->want_session.reset(new (std::nothrow) std::atomic<uint8_t>[peer_count + 1]());
   if (!t->want_session) return nullptr;
-  size_t cap = 4;
-  while (cap < peer_count * 2) cap <<= 1;
-  t->sender_ips.assign(cap, 0);
-  t->sender_flags.assign(cap, 0);
+  const size_t size = open_table_size(peer_count);
+  t->sender_ips.assign(size, 0);
+  t->sender_flags.assign(size, 0);
   for (size_t p = 0; p < peer_count; p++) {
     const uint32_t ip = t->peer_ip[p];
     if (ip == 0) continue;
-    for (size_t i = mix(ip) & (cap - 1);; i = (i + 1) & (cap - 1)) {
-      if (t->sender_ips[i] == ip) {
-        t->sender_flags[i] &= t->peer_flags[p];  // one node's leases should agree; if not, the safe subset
-        break;
-      }
-      if (t->sender_ips[i] == 0) {
-        t->sender_ips[i] = ip;
-        t->sender_flags[i] = t->peer_flags[p];
-        break;
-      }
+    const size_t i = open_table_probe(ip, size, [&t](size_t j) { return t->sender_ips[j]; });
+    if (t->sender_ips[i] == ip) {
+      t->sender_flags[i] &= t->peer_flags[p];  // one node's leases should agree; if not, the safe subset
+    } else {
+      t->sender_ips[i] = ip;
+      t->sender_flags[i] = t->peer_flags[p];
     }
   }
   return t;

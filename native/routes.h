@@ -40,13 +40,12 @@ struct RouteTable {
   std::vector<uint8_t> sender_flags;
 
   // WireGuard (empty while this node does not encrypt): the sessions, the
-  // key mac1 is checked with (a new key comes with a new mac1_gen, which
-  // tells each worker to re-key its Mac1), the padding limit (the TUN's
-  // MTU), and per peer a flag a worker raises when a packet found no
-  // session to send on (JS takes it: engine_binding.cc).
+  // key mac1 is checked with (all zero: none; each worker re-keys its Mac1
+  // when the key changes), the padding limit (the TUN's MTU), and per peer
+  // a flag a worker raises when a packet found no session to send on (JS
+  // takes it: engine_binding.cc).
   WgSessions wg;
   uint8_t mac1_key[32] = {};
-  uint64_t mac1_gen = 0;
   uint16_t pad_limit = 0;
   std::unique_ptr<std::atomic<uint8_t>[]> want_session;
 

@@ -67,6 +67,7 @@ bool wg_sessions_arg(napi_env env, napi_value wg, const std::function<std::share
   t->pad_limit = uint16_t(pad_limit);
   t->wg.peer_next.assign(peers, nullptr);
   t->wg.peer_current.assign(peers, nullptr);
+  t->wg.reserve(slot_count);
   const uint32_t* s = static_cast<const uint32_t*>(slots);
   for (size_t p = 0; p < peers; p++) {
     for (size_t k = 0; k < 3; k++) {
@@ -75,7 +76,7 @@ bool wg_sessions_arg(napi_env env, napi_value wg, const std::function<std::share
       if (!kp) continue;
       if (k == 0) t->wg.peer_next[p] = kp.get();
       if (k == 1) t->wg.peer_current[p] = kp.get();
-      t->wg.index(kp);
+      (void)t->wg.index(kp);  // room for every slot was reserved
     }
   }
   return true;

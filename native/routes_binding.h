@@ -22,8 +22,8 @@ std::unique_ptr<RouteTable> routes_arg(napi_env env, napi_value obj);
 // The WireGuard part of a table, wg: { mac1Key: Uint8Array(32), padLimit,
 // slots: Uint32Array(3 per peer: next, current and previous keypair's local
 // index, 0 for none) }, into t->wg, t->mac1_key and t->pad_limit; the keypairs
-// come from `keypair` (nullptr: not installed, left out). mac1_gen is the
-// caller's. False with an exception pending when malformed.
+// come from `keypair` (nullptr: not installed, left out). False with an
+// exception pending when malformed.
 bool wg_sessions_arg(napi_env env, napi_value wg, const std::function<std::shared_ptr<Keypair>(uint32_t)>& keypair, RouteTable* t);
 
 // A 32-byte WireGuard key argument (a Buffer) as a pointer into it; false with an exception pending otherwise.

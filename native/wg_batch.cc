@@ -34,9 +34,11 @@ void Worker::inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const 
     want_session(t, peer);
     return;
   }
+  // Padding stops at the TUN's MTU, and at a narrower path's inner limit: the datagram fits the path.
+  const size_t pad_limit = limit < t.pad_limit ? limit : t.pad_limit;
   if (vnet && h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
     flush(wg_tx);  // keep the flow's order: earlier packets go first
-    send_tso_wireguard(pkt, len, h, t, peer, *k, limit, now);
+    send_tso_wireguard(pkt, len, h, t, peer, *k, limit, pad_limit, now);
     return;
   }
   if (!ready_to_send(pkt, len, h, t, peer, limit, now)) return;
@@ -46,19 +48,18 @@ void Worker::inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const 
     want_session(t, peer);
     return;
   }
-  // Padding stops at the TUN's MTU, and at a narrower path's inner limit: the datagram fits the path.
-  const size_t n = wg_seal_in_place(pkt, len, k->seal[index], k->remote_index, counter, limit < t.pad_limit ? limit : t.pad_limit);
+  const size_t n = wg_seal_in_place(pkt, len, k->seal[index], k->remote_index, counter, pad_limit);
   if (n == 0) {
     counters.add(kInsideDropSendError);
     return;
   }
-  k->data_tx_ns.store(now, std::memory_order_relaxed);
-  k->any_tx_ns.store(now, std::memory_order_relaxed);
+  Keypair::stamp(k->data_tx_ns, now);
+  Keypair::stamp(k->any_tx_ns, now);
   queue_send(wg_tx, pkt - kWgHeaderLen, n, t.peer_ip[size_t(peer)], t.peer_wg_port[size_t(peer)], uint32_t(len), 1, 0);
 }
 
 void Worker::send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, Keypair& k,
-                                size_t limit, uint64_t now) {
+                                size_t limit, size_t pad_limit, uint64_t now) {
   TsoPlan plan;
   const bool partial = (t.peer_flags[size_t(peer)] & kPeerTcpCsumPartial) != 0;
   const int segs = plan_tso(pkt, len, h, kWgHeaderLen, partial, limit, now, &plan);
@@ -74,7 +75,6 @@ void Worker::send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h
   // segment's headers (seg_hdrs) and payload (the super-packet) and writes
   // the ciphertext into the train: the one copy, fused with the encryption.
   Aead& aead = k.seal[index];
-  const size_t pad_limit = limit < t.pad_limit ? limit : t.pad_limit;  // as inside_wireguard's
   const size_t full = kWgHeaderLen + wg_padded(plan.hdrs + plan.mss, pad_limit) + kWgTagLen;
   const int fit = int(kGsoTrainMax / full);
   const int per_train = !gso || fit < 1 ? 1 : fit < kGsoTrainSegs ? fit : kGsoTrainSegs;
@@ -107,8 +107,8 @@ void Worker::send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h
              count > 1 ? uint16_t(full) : 0);
     send_all(wg_tx.fd, tso_msgs, 1, tso_packets, tso_bytes);
   }
-  k.data_tx_ns.store(now, std::memory_order_relaxed);
-  k.any_tx_ns.store(now, std::memory_order_relaxed);
+  Keypair::stamp(k.data_tx_ns, now);
+  Keypair::stamp(k.any_tx_ns, now);
 }
 
 void Worker::stage(const uint8_t* pkt, size_t len, const VnetHdr& h, uint64_t now) {
@@ -159,38 +159,32 @@ void Worker::want_session(const RouteTable& t, int32_t peer) {
 }
 
 void Worker::wireguard_batch(const RouteTable& t, int fd) {
-  if (t.mac1_gen != mac1_gen) mac1_gen = mac1.set_key(t.mac1_key) ? t.mac1_gen : 0;
+  // Re-keyed when the table's key differs from the one it holds (retried next batch if OpenSSL refused).
+  if (memcmp(mac1_key, t.mac1_key, sizeof(mac1_key)) != 0 && mac1.set_key(t.mac1_key)) memcpy(mac1_key, t.mac1_key, sizeof(mac1_key));
   const int n = receive(fd);
   const uint64_t now = coarse_now_ns();
   for (int i = 0; i < n; i++) {
     uint8_t* buf = out_slab.get() + size_t(i) * kSlot;
-    const size_t len = rmsgs[i].msg_len;
     const uint32_t src = ntohl(raddr[i].sin_addr.s_addr);
     const bool partial = vnet && (t.flags_of_sender(src) & kPeerTcpCsumPartial) != 0;
-    size_t seg = gro_segment(i);
-    if (seg == 0 || seg > len) seg = len;
-    ReplayLock lock;
-    for (size_t off = 0; off < len; off += seg) {
-      const size_t dlen = len - off < seg ? len - off : seg;
-      uint8_t* dg = buf + off;
+    for_each_datagram(buf, size_t(rmsgs[i].msg_len), gro_segment(i), [&](uint8_t* dg, size_t len) {
       const uint8_t* inner = nullptr;
       size_t inner_len = 0;
-      switch (accept_wireguard(dg, dlen, src, t, self, mac1, index, now, counters, lock, &inner, &inner_len)) {
+      switch (accept_wireguard(dg, len, src, t, self, mac1, index, now, counters, &inner, &inner_len)) {
         case WgVerdict::kData:
           deliver(inner, inner_len, partial);
           break;
         case WgVerdict::kHandshake:
           if (handshakes_n == kHandshakesPerPush) push_handshakes();
-          handshakes[handshakes_n] = {src, uint16_t(dlen), {}};
-          memcpy(handshakes[handshakes_n].msg, dg, dlen);
+          handshakes[handshakes_n] = {src, uint16_t(len), {}};
+          memcpy(handshakes[handshakes_n].msg, dg, len);
           handshakes_n++;
           break;
         case WgVerdict::kKeepalive:
         case WgVerdict::kDrop:
           break;
       }
-    }
-    lock.release();
+    });
   }
   flush_coalescer();
   push_handshakes();

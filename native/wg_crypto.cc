@@ -7,6 +7,8 @@
 #include <openssl/crypto.h>
 #include <openssl/params.h>
 
+#include "wire.h"
+
 namespace weft {
 
 namespace {
@@ -14,7 +16,7 @@ namespace {
 // The 12-byte nonce of a transport counter: 4 zero bytes, then the counter little-endian.
 void counter_nonce(uint64_t counter, uint8_t nonce[12]) {
   memset(nonce, 0, 4);
-  for (int i = 0; i < 8; i++) nonce[4 + i] = uint8_t(counter >> (8 * i));
+  store_le64(nonce + 4, counter);
 }
 
 }  // namespace

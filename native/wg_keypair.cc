@@ -1,4 +1,4 @@
-// Keypairs and their index: see wg_keypair.h.
+// Keypairs: see wg_keypair.h.
 #include "wg_keypair.h"
 
 #include <new>
@@ -24,25 +24,6 @@ std::shared_ptr<Keypair> make_keypair(uint32_t local_index, uint32_t remote_inde
     if (!k->seal[i].init(send_key, true) || !k->open[i].init(recv_key, false)) return nullptr;
   }
   return k;
-}
-
-void WgSessions::index(const std::shared_ptr<Keypair>& k) {
-  if ((owned.size() + 1) * 2 > by_index.size()) {
-    // Rebuild at twice the size: a table holds at most 3 keypairs per peer, built once.
-    std::vector<Keypair*> bigger(by_index.empty() ? 16 : by_index.size() * 2, nullptr);
-    by_index.swap(bigger);
-    for (const auto& o : owned) {
-      const size_t mask = by_index.size() - 1;
-      size_t i = (o->local_index * 0x9e3779b1u) & mask;
-      while (by_index[i] != nullptr) i = (i + 1) & mask;
-      by_index[i] = o.get();
-    }
-  }
-  owned.push_back(k);
-  const size_t mask = by_index.size() - 1;
-  size_t i = (k->local_index * 0x9e3779b1u) & mask;
-  while (by_index[i] != nullptr) i = (i + 1) & mask;
-  by_index[i] = k.get();
 }
 
 }  // namespace weft

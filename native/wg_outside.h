@@ -24,23 +24,6 @@ namespace weft {
 
 enum class WgVerdict { kDrop, kHandshake, kKeepalive, kData };
 
-// The replay lock a train holds: taken for the first datagram of a keypair
-// and kept while the next ones are on the same keypair, so a train of one
-// session takes one lock. release() at the train's end.
-struct ReplayLock {
-  Keypair* held = nullptr;
-  void take(Keypair* k) {
-    if (held == k) return;
-    release();
-    k->lock();
-    held = k;
-  }
-  void release() {
-    if (held != nullptr) held->unlock();
-    held = nullptr;
-  }
-};
-
 // One WireGuard datagram of `len` bytes at dg from underlay address `src`.
 // kHandshake: a pre-checked handshake message for the sessions. kData: the
 // packet was decrypted in place and passed accept_inner; *inner and
@@ -48,7 +31,7 @@ struct ReplayLock {
 // empty message. kDrop: counted. `mac1` is keyed with this node's mac1 key;
 // `ctx` picks the keypairs' contexts (the worker's index).
 inline WgVerdict accept_wireguard(uint8_t* dg, size_t len, uint32_t src, const RouteTable& t, SelfSubnet self, Mac1& mac1, int ctx,
-                                  uint64_t now_ns, Counters& c, ReplayLock& lock, const uint8_t** inner, size_t* inner_len) {
+                                  uint64_t now_ns, Counters& c, const uint8_t** inner, size_t* inner_len) {
   const uint32_t type = wg_message_type(dg, len);
   if (type == kWgMalformed) {
     c.add(kOutsideDropWgMalformed);
@@ -89,15 +72,18 @@ inline WgVerdict accept_wireguard(uint8_t* dg, size_t len, uint32_t src, const R
     c.add(kOutsideDropWgExpired);
     return WgVerdict::kDrop;
   }
-  lock.take(k);
-  if (!k->replay.accept(counter, kRejectAfterMessages)) {
+  // The keypair's lock guards its replay window only: held for this check, not the decryption or the delivery.
+  k->lock();
+  const bool fresh = k->replay.accept(counter);
+  k->unlock();
+  if (!fresh) {
     c.add(kOutsideDropWgReplay);
     return WgVerdict::kDrop;
   }
-  k->confirmed.store(true, std::memory_order_relaxed);
-  k->any_rx_ns.store(now_ns, std::memory_order_relaxed);
+  k->confirm();
+  Keypair::stamp(k->any_rx_ns, now_ns);
   if (body_len == 0) return WgVerdict::kKeepalive;
-  k->data_rx_ns.store(now_ns, std::memory_order_relaxed);
+  Keypair::stamp(k->data_rx_ns, now_ns);
   if (!accept_inner(body, body_len, k->peer_ip, t, self, c)) return WgVerdict::kDrop;
   *inner = body;
   *inner_len = load_be16(body + 2);

@@ -16,9 +16,9 @@ constexpr uint64_t kReplayWindow = (kReplayBlocks - 1) * 64;
 
 class ReplayWindow {
  public:
-  // True, recording it, when `counter` is below `limit`, unseen and not behind the window.
-  bool accept(uint64_t counter, uint64_t limit) {
-    if (counter >= limit) return false;
+  // True, recording it, when `counter` is unseen and not behind the window
+  // (the caller refused those at Reject-After-Messages already).
+  bool accept(uint64_t counter) {
     const uint64_t block = counter >> 6;
     if (counter > last_) {
       const uint64_t current = last_ >> 6;

@@ -1,8 +1,9 @@
 // The test addon's in-process entry points to the native engine's WireGuard
 // per-packet code, no I/O: wgSeal (a transport message as the workers seal
-// one) and wgAccept (datagrams through accept_wireguard, as a worker takes
-// a batch), for the encrypted differential test against the TypeScript
-// (src/wireguard/transport.ts, src/dataplane/wireguard_outside.ts).
+// one) and wgAccept (received buffers split into datagrams, each through
+// accept_wireguard, as a worker takes a batch), for the encrypted
+// differential test against the TypeScript (src/wireguard/transport.ts,
+// src/dataplane/wireguard_outside.ts).
 // Argument unpacking only; allocates per call.
 #include "wg_test_binding.h"
 
@@ -12,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine_test_binding.h"
 #include "napi_util.h"
 #include "routes_binding.h"
 #include "wg_outside.h"
@@ -75,33 +77,33 @@ bool keypairs_arg(napi_env env, napi_value list, uint64_t now_ns, std::unordered
   return true;
 }
 
-// wgAccept(routes, wireguard { mac1Key, padLimit, slots, keypairs }, self {base, len}, datagrams: Buffer[], outerSrc: Uint32Array, counters):
-// per datagram [verdict, inner length]: verdict 0 dropped, 1 a handshake message for JS, 2 a keepalive, 3 data.
+// wgAccept(routes, wireguard { mac1Key, padLimit, slots, keypairs }, self {base, len}, buffers: Buffer[], outerSrc: Uint32Array, counters,
+// segments?: Uint32Array): each received buffer split into datagrams as a worker splits it (segments[i] its GRO segment size; absent
+// or 0: one datagram), per datagram [verdict, inner length]: verdict 0 dropped, 1 a handshake message for JS, 2 a keepalive, 3 data.
 // The datagrams are decrypted in place; one replay window per keypair across the call.
 napi_value js_wg_accept(napi_env env, napi_callback_info info) {
-  napi_value argv[6], keypairs_v;
-  double self_base, self_len;
-  void *src, *counters;
-  size_t src_len, counter_len;
-  uint32_t count = 0;
-  if (!get_args(env, info, 6, argv, "wgAccept(routes, wireguard, self, datagrams, outerSrc, counters)") ||
-      !int_prop(env, argv[2], "base", 0, 4294967295.0, &self_base) || !int_prop(env, argv[2], "len", 0, 32, &self_len) ||
-      napi_get_array_length(env, argv[3], &count) != napi_ok ||
-      !typed_array_arg(env, argv[4], napi_uint32_array, "outerSrc", "Uint32Array", &src, &src_len) ||
+  napi_value argv[7], keypairs_v;
+  void *counters, *segments = nullptr;
+  size_t counter_len, segment_len = 0;
+  napi_valuetype segments_type;
+  PacketBatch b;
+  if (!get_some_args(env, info, 6, 7, argv, "wgAccept(routes, wireguard, self, buffers, outerSrc, counters, segments?)") ||
       !typed_array_arg(env, argv[5], napi_biguint64_array, "counters", "BigUint64Array", &counters, &counter_len) ||
-      !get_prop(env, argv[1], "keypairs", &keypairs_v)) {
+      !get_prop(env, argv[1], "keypairs", &keypairs_v) || napi_typeof(env, argv[6], &segments_type) != napi_ok ||
+      (segments_type != napi_undefined && !typed_array_arg(env, argv[6], napi_uint32_array, "segments", "Uint32Array", &segments, &segment_len))) {
     return throw_last_napi_error(env);
   }
-  if (src_len < count || counter_len != kCounterCount) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "outerSrc needs one address per datagram, counters one block");
+  if (!batch_args(env, argv[0], argv[2], argv[3], argv[4], false, &b)) return nullptr;
+  const size_t count = b.packets.size();
+  if (counter_len != kCounterCount || (segments_type != napi_undefined && segment_len < count)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "segments needs one size per buffer, counters one block");
     return nullptr;
   }
-  auto t = routes_arg(env, argv[0]);
-  if (!t) return nullptr;
+  RouteTable* t = b.table.get();
   const uint64_t now = coarse_now_ns();
   std::unordered_map<uint32_t, std::shared_ptr<Keypair>> keypairs;
   if (!keypairs_arg(env, keypairs_v, now, &keypairs) ||
-      !wg_sessions_arg(env, argv[1], [&keypairs](uint32_t i) { auto it = keypairs.find(i); return it == keypairs.end() ? nullptr : it->second; }, t.get())) {
+      !wg_sessions_arg(env, argv[1], [&keypairs](uint32_t i) { auto it = keypairs.find(i); return it == keypairs.end() ? nullptr : it->second; }, t)) {
     return nullptr;
   }
   Mac1 mac1;
@@ -109,28 +111,25 @@ napi_value js_wg_accept(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_WEFT_CRYPTO", "mac1 key refused");
     return nullptr;
   }
+  Counters c(static_cast<uint64_t*>(counters));
+  std::vector<int32_t> verdicts;
+  for (size_t i = 0; i < count; i++) {
+    const size_t seg = segments == nullptr ? 0 : static_cast<uint32_t*>(segments)[i];
+    for_each_datagram(b.packets[i], b.lengths[i], seg, [&](uint8_t* dg, size_t dlen) {
+      const uint8_t* inner = nullptr;
+      size_t inner_len = 0;
+      const WgVerdict v = accept_wireguard(dg, dlen, b.outer_src[i], *t, b.self, mac1, 0, now, c, &inner, &inner_len);
+      verdicts.push_back(v == WgVerdict::kDrop ? 0 : v == WgVerdict::kHandshake ? 1 : v == WgVerdict::kKeepalive ? 2 : 3);
+      verdicts.push_back(int32_t(inner_len));
+    });
+  }
   napi_value ab, out;
   void* out_data;
-  if (napi_create_arraybuffer(env, size_t(count) * 8, &out_data, &ab) != napi_ok ||
-      napi_create_typedarray(env, napi_int32_array, size_t(count) * 2, ab, 0, &out) != napi_ok) {
+  if (napi_create_arraybuffer(env, verdicts.size() * 4, &out_data, &ab) != napi_ok ||
+      napi_create_typedarray(env, napi_int32_array, verdicts.size(), ab, 0, &out) != napi_ok) {
     return throw_last_napi_error(env);
   }
-  Counters c(static_cast<uint64_t*>(counters));
-  const SelfSubnet self = self_arg(self_base, self_len);
-  int32_t* verdicts = static_cast<int32_t*>(out_data);
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value dv;
-    uint8_t* dg;
-    size_t len;
-    if (napi_get_element(env, argv[3], i, &dv) != napi_ok || !buffer_arg(env, dv, "datagrams[i]", &dg, &len)) return throw_last_napi_error(env);
-    ReplayLock lock;
-    const uint8_t* inner = nullptr;
-    size_t inner_len = 0;
-    const WgVerdict v = accept_wireguard(dg, len, static_cast<uint32_t*>(src)[i], *t, self, mac1, 0, now, c, lock, &inner, &inner_len);
-    lock.release();
-    verdicts[2 * i] = v == WgVerdict::kDrop ? 0 : v == WgVerdict::kHandshake ? 1 : v == WgVerdict::kKeepalive ? 2 : 3;
-    verdicts[2 * i + 1] = int32_t(inner_len);
-  }
+  if (!verdicts.empty()) memcpy(out_data, verdicts.data(), verdicts.size() * 4);
   return out;
 }
 

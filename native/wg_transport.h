@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "wg_crypto.h"
+#include "wire.h"
 
 namespace weft {
 
@@ -25,16 +26,6 @@ constexpr size_t kWgOverhead = 20 + 8 + kWgHeaderLen + kWgTagLen;
 constexpr size_t kWgTailroom = 15 + kWgTagLen;
 constexpr size_t kWgInitiationMac1 = 116, kWgResponseMac1 = 60;
 constexpr uint32_t kWgMalformed = 0;
-
-inline uint32_t load_le32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
-inline uint64_t load_le64(const uint8_t* p) { return uint64_t(load_le32(p)) | uint64_t(load_le32(p + 4)) << 32; }
-inline void store_le32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = uint8_t(v >> (8 * i));
-}
-inline void store_le64(uint8_t* p, uint64_t v) {
-  store_le32(p, uint32_t(v));
-  store_le32(p + 4, uint32_t(v >> 32));
-}
 
 // The type of the `len`-byte datagram at p, or kWgMalformed: the type is one
 // little-endian u32 (reserved bytes zero), handshake messages have their

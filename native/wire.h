@@ -1,7 +1,8 @@
-// Wire formats the engine reads and writes, as inline functions: the
-// VXLAN-GPE header (docs/architecture.md, "Wire format"), IPv4 header fields, the flow hash, and the
-// ICMP errors weft originates. Mirrors src/wire/*.ts; the differential tests
-// hold the two to the same results.
+// Wire formats the engine reads and writes, as inline functions: byte
+// order (big-endian, and WireGuard's little-endian), the VXLAN-GPE header
+// (docs/architecture.md, "Wire format"), IPv4 header fields, the flow hash,
+// and the ICMP errors weft originates. Mirrors src/wire/*.ts; the
+// differential tests hold the two to the same results.
 #ifndef WEFT_WIRE_H_
 #define WEFT_WIRE_H_
 
@@ -37,6 +38,16 @@ inline void store_be32(uint8_t* p, uint32_t v) {
 inline void store_be16(uint8_t* p, uint16_t v) {
   p[0] = uint8_t(v >> 8);
   p[1] = uint8_t(v);
+}
+// Little-endian, as WireGuard's messages carry their fields.
+inline uint32_t load_le32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
+inline uint64_t load_le64(const uint8_t* p) { return uint64_t(load_le32(p)) | uint64_t(load_le32(p + 4)) << 32; }
+inline void store_le32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = uint8_t(v >> (8 * i));
+}
+inline void store_le64(uint8_t* p, uint64_t v) {
+  store_le32(p, uint32_t(v));
+  store_le32(p + 4, uint32_t(v >> 32));
 }
 
 inline uint32_t ip_src(const uint8_t* ip) { return load_be32(ip + 12); }

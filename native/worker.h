@@ -124,9 +124,9 @@ struct Worker {
   TcpCoalescer co;  // points into out_slab until flushed, at the latest at the batch's end
   uint32_t co_packets = 0;  // inner packets in the coalescer, counted when written
   uint32_t co_bytes = 0;
-  // WireGuard outside: the mac1 check keyed for the table's key generation, and handshake messages gathered for JS.
+  // WireGuard outside: the mac1 check and the key it holds (all zero: none), and handshake messages gathered for JS.
   Mac1 mac1;
-  uint64_t mac1_gen = 0;
+  uint8_t mac1_key[32] = {};
   HandshakeEntry handshakes[kHandshakesPerPush];
   int handshakes_n = 0;
 
@@ -170,8 +170,9 @@ struct Worker {
   // A packet for a peer spoken to in WireGuard: sealed on its session, or staged until the handshake completes.
   void inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, size_t limit,
                         uint64_t now_ns);
+  // A super-packet's segments sealed on k into GSO trains: cut to `limit`, padded up to `pad_limit` at most.
   void send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, Keypair& k,
-                          size_t limit, uint64_t now_ns);
+                          size_t limit, size_t pad_limit, uint64_t now_ns);
   void stage(const uint8_t* pkt, size_t len, const VnetHdr& h, uint64_t now_ns);
   // Sends the staged packets whose peers have a session now (or speak VXLAN-GPE now); drops those too old.
   void flush_staged(const RouteTable& t, uint64_t now_ns);

@@ -45,12 +45,13 @@ struct WgFixture {
     table->pad_limit = 1440;
     table->wg.peer_next.assign(3, nullptr);
     table->wg.peer_current.assign(3, nullptr);
+    table->wg.reserve(2);
     const uint32_t ips[2] = {0xc6120003u, 0xc6120007u};
     for (int i = 0; i < 2; i++) {
       // The peer seals with what is our receive key: both keys the same here.
       kp[i] = make_keypair(uint32_t(101 * (i + 1)), 7, kSessionKey[i], kSessionKey[i], true, ips[i], 51820, 1, kNow - 1000000000ull);
       table->wg.peer_current[size_t(i + 1)] = kp[i].get();
-      table->wg.index(kp[i]);
+      if (!table->wg.index(kp[i])) __builtin_trap();
     }
     mac1.set_key(kMac1Key);
   }
@@ -97,26 +98,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The train, each datagram given room for its tag and padding (as a receive slot has).
   const uint8_t* in = data + 4;
   const size_t in_len = size - 4;
-  const size_t seg = seg_in == 0 || seg_in > in_len ? in_len : seg_in;
   std::vector<uint8_t> buf;
   std::vector<size_t> lens;
-  for (size_t off = 0; off < in_len; off += seg) {
-    const size_t dlen = in_len - off < seg ? in_len - off : seg;
+  for_each_datagram(in, in_len, seg_in, [&](const uint8_t* d, size_t dlen) {
     const size_t room = dlen + kWgHeaderLen + kWgTailroom;
     std::vector<uint8_t> dg(room);
-    memcpy(dg.data(), in + off, dlen);
+    memcpy(dg.data(), d, dlen);
     const size_t n = prepare(dg.data(), dlen, mode, room);
     buf.insert(buf.end(), dg.begin(), dg.begin() + ptrdiff_t(n));
     lens.push_back(n);
-  }
+  });
   static TcpCoalescer co;
   const bool partial = (f.table->flags_of_sender(src) & kPeerTcpCsumPartial) != 0;
-  ReplayLock lock;
   size_t off = 0;
   for (size_t dlen : lens) {
     const uint8_t* inner = nullptr;
     size_t inner_len = 0;
-    const WgVerdict v = accept_wireguard(buf.data() + off, dlen, src, *f.table, kFuzzSelf, f.mac1, 0, kNow, fuzz_counters(), lock, &inner, &inner_len);
+    const WgVerdict v = accept_wireguard(buf.data() + off, dlen, src, *f.table, kFuzzSelf, f.mac1, 0, kNow, fuzz_counters(), &inner, &inner_len);
     if (v == WgVerdict::kData) {
       // accept_inner checked the packet lies within the datagram.
       if (inner < buf.data() + off || inner + inner_len > buf.data() + off + dlen) __builtin_trap();
@@ -127,7 +125,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     off += dlen;
   }
-  lock.release();
   fuzz_flush(co);
   return 0;
 }

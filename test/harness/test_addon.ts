@@ -72,19 +72,23 @@ export interface WeftTestAddon {
   /** The transport message the workers seal `packet` into (wg_seal_in_place). */
   wgSeal(key: Uint8Array, receiverIndex: number, counter: number, packet: Buffer, padLimit: number): Buffer;
   /**
-   * Each datagram through accept_wireguard from its outer source, in order
-   * (one replay window per keypair across the call; datagrams decrypted in
-   * place): per datagram [verdict, inner length], verdict 0 dropped, 1 a
-   * handshake message for JS, 2 a keepalive, 3 data. Drops counted into one block.
+   * Each received buffer split into datagrams as a worker splits a UDP GRO
+   * train (segments[i]: its segment size; absent or 0: one datagram; an
+   * empty buffer is one empty datagram), each through accept_wireguard from
+   * its buffer's outer source, in order (one replay window per keypair
+   * across the call; datagrams decrypted in place): per datagram [verdict,
+   * inner length], verdict 0 dropped, 1 a handshake message for JS, 2 a
+   * keepalive, 3 data. Drops counted into one block.
    */
   wgAccept(
     routes: NativeRoutes,
     wireguard: NativeWireguard & { keypairs: TestKeypair[] },
     self: { base: number; len: number },
-    datagrams: Buffer[],
+    buffers: Buffer[],
     outerSrc: Uint32Array,
     counters: BigUint64Array,
-  ): Int32Array;
+    segments?: Uint32Array,
+): Int32Array;
 }
 
 const TEST_ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/weft_test.node', import.meta.url));

@@ -2,8 +2,10 @@
 // executable specification: transport messages sealed to the same bytes
 // (same keys, counters, padding), and the same datagrams on the WireGuard
 // port (sealed ones, replayed, flipped, expired, from strangers, handshake
-// messages with good and bad mac1, garbage) given the same verdicts and the
-// same drop counters, replay windows included. In-process, no root, no I/O.
+// messages with good and bad mac1, garbage, empty ones) given the same
+// verdicts and the same drop counters, replay windows included, whether the
+// native side takes them one by one or as the UDP GRO trains a worker
+// splits. In-process, no root, no I/O.
 
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
@@ -77,9 +79,12 @@ function tsAccept(datagrams: Buffer[], sources: number[]): { verdicts: number[];
   return { verdicts, counters: Array.from(c) };
 }
 
-function nativeAccept(datagrams: Buffer[], sources: number[]): { verdicts: number[]; counters: number[] } {
+/** The native verdicts on received buffers, each one datagram or, with `segments`, a GRO train of datagrams of that size. */
+function nativeAccept(buffers: Buffer[], sources: number[], segments?: number[]): { verdicts: number[]; counters: number[] } {
   const c = new BigUint64Array(COUNTER_NAMES.length);
-  const v = addon.wgAccept(table.arrays(), { mac1Key: ourMac1, padLimit: 1440, slots: SLOTS, keypairs: KEYPAIRS }, { base: self.base, len: self.len }, datagrams.map((d) => Buffer.from(d)), Uint32Array.from(sources), c);
+  const wg = { mac1Key: ourMac1, padLimit: 1440, slots: SLOTS, keypairs: KEYPAIRS };
+  const bufs = buffers.map((d) => Buffer.from(d));
+  const v = addon.wgAccept(table.arrays(), wg, { base: self.base, len: self.len }, bufs, Uint32Array.from(sources), c, segments && Uint32Array.from(segments));
   return { verdicts: Array.from(v), counters: Array.from(c, Number) };
 }
 
@@ -113,6 +118,23 @@ const datagram = fc.oneof(
   fc.constantFrom(Buffer.from([4, 0, 0, 0, ...randomBytes(40)]), Buffer.from([3, 0, 0, 0, ...randomBytes(60)]), Buffer.from([1, 1, 0, 0, ...randomBytes(144)])),
 );
 const source = fc.constantFrom(ip(1), ip(1), ip(3), ip(7), ip(99));
+/**
+ * A UDP GRO train as the kernel hands one over: datagrams from one source,
+ * all `seg` bytes but the last, which may be shorter (a keepalive). Each is
+ * one packet sealed with a counter (repeats: replays), a bit flipped in
+ * some, others replaced by garbage of the same length.
+ */
+const train = fc
+  .tuple(fc.constantFrom(0, 1, 2), inner, fc.array(fc.tuple(fc.integer({ min: 0, max: 12 }), fc.nat(10)), { minLength: 1, maxLength: 8 }), fc.boolean(), source)
+  .map(([k, p, seals, keepalive, src]) => {
+    const dgs = seals.map(([counter, flip]) => {
+      const d = sealed(KEYPAIRS[k]!, counter, p);
+      if (flip < 2) d[16 + flip * 7] = d[16 + flip * 7]! ^ 0x20;
+      return flip === 2 ? randomBytes(d.length) : d;
+    });
+    if (keepalive) dgs.push(sealed(KEYPAIRS[k]!, 13, new Uint8Array(0)));
+    return { dgs, src, seg: dgs[0]!.length };
+  });
 
 describe('native WireGuard vs the TypeScript specification (in-process)', () => {
   it('seals transport messages to the same bytes, padding included', () => {
@@ -141,6 +163,17 @@ describe('native WireGuard vs the TypeScript specification (in-process)', () => 
     );
   });
 
+  it('splits UDP GRO trains into the datagrams the TypeScript takes one by one: same verdicts, same counters', () => {
+    fc.assert(
+      fc.property(fc.array(train, { minLength: 1, maxLength: 6 }), (trains) => {
+        const ts = tsAccept(trains.flatMap((t) => t.dgs), trains.flatMap((t) => t.dgs.map(() => t.src)));
+        const native = nativeAccept(trains.map((t) => Buffer.concat(t.dgs)), trains.map((t) => t.src), trains.map((t) => t.seg));
+        expect(native).toEqual(ts);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('agrees on the hand-picked cases, and they hit every reason a datagram is refused', () => {
     const [cur, old, next] = KEYPAIRS as [TestKeypair, TestKeypair, TestKeypair];
     const good = icmpEcho('198.19.1.5', '198.19.2.7', 8);
@@ -164,15 +197,16 @@ describe('native WireGuard vs the TypeScript specification (in-process)', () => 
       [handshake(1, true), ip(7)], // a node without a key
       [Buffer.from([4, 0, 1, 0, ...randomBytes(40)]), ip(1)], // reserved bytes set
       [Buffer.from([1, 0, 0, 0, ...randomBytes(100)]), ip(1)], // an initiation of the wrong length
+      [Buffer.alloc(0), ip(1)], // an empty datagram: one, malformed (not skipped as a train of none)
     ];
     const ts = tsAccept(cases.map(([d]) => d), cases.map(([, s]) => s));
     const native = nativeAccept(cases.map(([d]) => d), cases.map(([, s]) => s));
     expect(native).toEqual(ts);
-    expect(native.verdicts.filter((_, i) => i % 2 === 0)).toEqual([3, 0, 2, 3, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0]);
+    expect(native.verdicts.filter((_, i) => i % 2 === 0)).toEqual([3, 0, 2, 3, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]);
     for (const k of ['outside_drop_wg_replay', 'outside_drop_wg_expired', 'outside_drop_wg_auth', 'outside_drop_wg_unknown_index', 'outside_drop_spoofed_source', 'outside_drop_wg_mac1'] as const) {
       expect(native.counters[C[k]], k).toBe(1);
     }
     expect(native.counters[C.outside_drop_unknown_sender]).toBe(2);
-    expect(native.counters[C.outside_drop_wg_malformed]).toBe(2);
+    expect(native.counters[C.outside_drop_wg_malformed]).toBe(3);
   });
 });
