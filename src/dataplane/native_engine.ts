@@ -45,6 +45,11 @@ export class NativeEngine implements Engine {
   private readonly wantBuf = new Uint32Array(1024);
   private activityBuf = new Float64Array(WG_ACTIVITY_ROW * 64);
   private taking = false;
+  /** Keypairs changed since the last publish. */
+  private stale = false;
+  /** What the sessions sent since then (handshake messages, keepalives): sent after the publish, at the end of this turn. */
+  private readonly outbox: (() => void)[] = [];
+  private flushQueued = false;
 
   constructor(
     private readonly cfg: EngineConfig,
@@ -61,13 +66,14 @@ export class NativeEngine implements Engine {
     this.table = initial;
     this.padLimit = cfg.mtu;
     this.wg = new EngineSessions(cfg, {
-      sendHandshake: (ip, port, msg) => {
-        if (this.handle) this.addon.engineWgSend(this.handle, ip, port, msg);
+      sendHandshake: (ip, port, msg) => this.afterPublish(() => this.addon.engineWgSend(this.handle!, ip, port, msg)),
+      keypairsChanged: () => {
+        this.stale = true;
+        this.queueFlush();
       },
-      keypairsChanged: () => this.publish(),
       // The workers send what waited once the table with the session arrives; a keepalive confirms the session either way.
-      sessionReady: (p) => this.keepalive(p),
-      sendKeepalive: (p) => this.keepalive(p),
+      sessionReady: (p) => this.afterPublish(() => this.keepalive(p)),
+      sendKeepalive: (p) => this.afterPublish(() => this.keepalive(p)),
       // The workers drop what waited for it after Rekey-Attempt-Time.
       gaveUp: () => undefined,
       refreshActivity: () => this.refreshActivity(),
@@ -97,6 +103,7 @@ export class NativeEngine implements Engine {
 
   setRoutes(table: RouteTable): void {
     this.table = table;
+    // Sessions of peers gone are retired with this table, after its peers are mapped to their sessions.
     this.wg.setTable(table);
     this.publish();
   }
@@ -157,6 +164,7 @@ export class NativeEngine implements Engine {
    */
   private publish(): void {
     if (this.handle === undefined || this.closed) return;
+    this.stale = false;
     if (!this.wgOn) {
       this.addon.engineSetRoutes(this.handle, this.table.arrays());
       return;
@@ -185,6 +193,26 @@ export class NativeEngine implements Engine {
       slots[3 * i + 2] = sp?.previous?.localIndex ?? 0;
     });
     this.addon.engineSetRoutes(this.handle, this.table.arrays(), { mac1Key: this.wg.sessions.mac1Key, padLimit: this.padLimit, slots });
+  }
+
+  /** Runs `send` at the end of this turn, after the keypairs changed in it are published. */
+  private afterPublish(send: () => void): void {
+    this.outbox.push(send);
+    this.queueFlush();
+  }
+
+  private queueFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    const sends = this.outbox.splice(0);
+    if (this.handle === undefined || this.closed) return;
+    if (this.stale) this.publish();
+    for (const send of sends) send();
   }
 
   /** A keepalive on the keypair the workers send to `sp` on: a confirmed next, else the current one. */
