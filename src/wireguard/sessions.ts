@@ -130,7 +130,7 @@ export interface SessionDataplane {
   sessionReady(peer: SessionPeer): void;
   /** Sends a keepalive (an empty transport message) on the peer's current keypair. */
   sendKeepalive(peer: SessionPeer): void;
-  /** The handshake gave up: drop what waited for it. */
+  /** The handshake gave up, or the peer left: drop what waited for it. */
   gaveUp(peer: SessionPeer): void;
   /** Brings every keypair's activity fields and `confirmed` up to date (the native engine reads its workers'). */
   refreshActivity(): void;
@@ -220,7 +220,7 @@ export class WireguardSessions {
    * The peers with keys, as the leases say now. A peer whose key changed
    * keeps its keypairs (they rest on the handshake's ephemeral keys, not on
    * the static ones) and loses a handshake in flight to its old key; a peer
-   * gone loses everything.
+   * gone loses everything, what waited for its session included.
    */
   setPeers(specs: readonly PeerSpec[]): void {
     const seen = new Set<string>();
@@ -271,6 +271,7 @@ export class WireguardSessions {
       if (seen.has(id)) continue;
       this.dropPending(p);
       this.retireAll(p);
+      this.o.dataplane.gaveUp(p);
       this.peers.delete(id);
       this.byKey.delete(formatKey(p.key));
     }

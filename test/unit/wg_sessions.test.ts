@@ -340,6 +340,7 @@ describe('WireGuard sessions: timers (manual clock)', () => {
     handshake(a, b);
     a.s.setPeers([]);
     expect(a.s.peer(`id-${IP_B}`)).toBeUndefined();
+    expect(a.gaveUps).toEqual(['node-2']); // what waited for its session is dropped, not kept until close
     await clock.advance(TIMER_TICK_MS);
     const refreshes = a.refreshes;
     await clock.advance(10 * TIMER_TICK_MS);
