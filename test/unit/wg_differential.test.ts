@@ -68,11 +68,11 @@ function tsAccept(datagrams: Buffer[], sources: number[]): { verdicts: number[];
     const type = precheckWireguard(dg, 0, dg.length, src, table, ourMac1, c);
     if (type === MSG_MALFORMED) return [0, 0];
     if (type !== MSG_TRANSPORT) return [1, 0];
-    const opened = openWireguard(dg, 0, dg.length, src, (x) => kps.get(x), now, c);
-    if (!opened) return [0, 0];
+    const plain = openWireguard(dg, 0, dg.length, src, (x) => kps.get(x), now, c);
+    if (!plain) return [0, 0];
     if (dg.length === KEEPALIVE_SIZE) return [2, 0];
-    if (!acceptInner(opened.plain, 0, opened.plain.length, opened.kp.peer.ip, table, self, c)) return [0, 0];
-    return [3, opened.plain.readUInt16BE(2)];
+    if (!acceptInner(plain, 0, plain.length, src, table, self, c)) return [0, 0];
+    return [3, plain.readUInt16BE(2)];
   });
   return { verdicts, counters: Array.from(c) };
 }
