@@ -12,9 +12,9 @@
 import { GPE_NEXT_PROTO_IPV4, JS_TUN_BATCH, PEER_WIREGUARD, VXLAN_GPE_HEADER_LEN } from '../constants.js';
 import { WeftError, errorMessage } from '../errors.js';
 import type { RouteTable } from '../routes/route_table.js';
-import { KEEPALIVE_SIZE, MSG_TRANSPORT, REJECT_AFTER_TIME_MS, STAGED_PER_PEER } from '../wireguard/constants.js';
+import { KEEPALIVE_SIZE, MSG_TRANSPORT, STAGED_PER_PEER } from '../wireguard/constants.js';
 import { MSG_MALFORMED } from '../wireguard/messages.js';
-import type { HandshakeMessage, Keypair, SessionPeer } from '../wireguard/sessions.js';
+import { type HandshakeMessage, type Keypair, type SessionPeer, sendingKeypair } from '../wireguard/sessions.js';
 import { sealTransport, transportLength } from '../wireguard/transport.js';
 import { ICMP_ERROR_MAX, ICMP_NET_UNREACHABLE, flowHash, icmpErrorLength, writeIcmpUnreachable } from '../wire/ipv4_packet.js';
 import { writeGpeHeader } from '../wire/vxlan_gpe.js';
@@ -219,19 +219,9 @@ export class JsEngine implements Engine {
     this.wg.sessions.wantSession(sp);
   }
 
-  /**
-   * The keypair to send to `sp` on: a responder's next one as soon as a
-   * transport message confirmed it (the sessions' timer makes it current a
-   * tick later), else the current one; never one past Reject-After-Time.
-   */
-  private sendKeypair(sp: SessionPeer, now: number): Keypair | undefined {
-    const kp = sp.next?.confirmed ? sp.next : sp.current;
-    return kp && now - kp.createdAt < REJECT_AFTER_TIME_MS ? kp : undefined;
-  }
-
   /** Sends packet[off, off+len) (len 0: a keepalive) to `sp` on its session at `now` (the clock read once per batch); false when it has none. */
   private seal(sp: SessionPeer, pkt: Uint8Array, off: number, len: number, now: number): boolean {
-    const kp = this.sendKeypair(sp, now);
+    const kp = sendingKeypair(sp, now);
     if (!kp || !this.wgPort) return false;
     const out = this.freeSlots.pop();
     if (out === undefined) {
@@ -255,7 +245,7 @@ export class JsEngine implements Engine {
     const queue = this.staged.get(sp);
     if (!queue) return false;
     const now = this.cfg.clock.now();
-    if (!this.sendKeypair(sp, now)) return false;
+    if (!sendingKeypair(sp, now)) return false;
     this.staged.delete(sp);
     for (const p of queue) this.seal(sp, p, 0, p.length, now);
     return queue.length > 0;

@@ -14,7 +14,7 @@ import { EngineSessions } from './engine_sessions.js';
 import { WG_ACTIVITY_ROW, WG_TAKE_ENTRY, loadAddon, type NativeEngineHandle, type WeftAddon } from '../host/addon.js';
 import type { TunDevice } from '../host/tun_port.js';
 import type { RouteTable } from '../routes/route_table.js';
-import type { HandshakeMessage, Keypair, SessionPeer } from '../wireguard/sessions.js';
+import { type HandshakeMessage, type Keypair, type SessionPeer, sendingKeypair } from '../wireguard/sessions.js';
 
 /** The techniques that can be switched off, to measure each one or to work around a kernel. */
 export interface NativeOffloads {
@@ -215,9 +215,9 @@ export class NativeEngine implements Engine {
     for (const send of sends) send();
   }
 
-  /** A keepalive on the keypair the workers send to `sp` on: a confirmed next, else the current one. */
+  /** A keepalive on the keypair the workers send to `sp` on. */
   private keepalive(sp: SessionPeer): void {
-    const kp = sp.next?.confirmed ? sp.next : sp.current;
+    const kp = sendingKeypair(sp, this.cfg.clock.now());
     if (kp && this.handle !== undefined) this.addon.engineWgKeepalive(this.handle, kp.localIndex);
   }
 

@@ -120,6 +120,16 @@ export interface SessionPeer {
   failures: number;
 }
 
+/**
+ * The keypair to send to `peer` on at `now`: a responder's next one as soon
+ * as a transport message confirmed it (the timer makes it current a tick
+ * later), else the current one; never one past Reject-After-Time.
+ */
+export function sendingKeypair(peer: SessionPeer, now: number): Keypair | undefined {
+  const kp = peer.next?.confirmed ? peer.next : peer.current;
+  return kp && now - kp.createdAt < REJECT_AFTER_TIME_MS ? kp : undefined;
+}
+
 /** What the sessions need from the dataplane. */
 export interface SessionDataplane {
   /** Sends a handshake message (initiation, response, cookie reply) from the WireGuard port. */

@@ -21,7 +21,7 @@ import {
   UNDER_LOAD_QUEUE,
 } from '../../src/wireguard/constants.js';
 import { formatKey, generateKeyPair } from '../../src/wireguard/keys.js';
-import { type HandshakeRefusal, type Keypair, MAX_HANDSHAKE_RETRIES, type SessionDataplane, type SessionPeer, WireguardSessions } from '../../src/wireguard/sessions.js';
+import { type HandshakeRefusal, type Keypair, MAX_HANDSHAKE_RETRIES, type SessionDataplane, type SessionPeer, WireguardSessions, sendingKeypair } from '../../src/wireguard/sessions.js';
 import { ManualClock } from '../harness/manual_clock.js';
 
 const IP_A = 0xc6120001;
@@ -328,7 +328,10 @@ describe('WireGuard sessions: timers (manual clock)', () => {
     expect(pa.next).toBeDefined();
     const next = pa.next!;
     const cur = pa.current!;
+    expect(sendingKeypair(pa, clock.now())).toBe(cur);
     next.confirmed = true;
+    expect(sendingKeypair(pa, clock.now())).toBe(next); // sent on at once, before the tick promotes it
+    expect(sendingKeypair(pa, next.createdAt + REJECT_AFTER_TIME_MS)).toBeUndefined();
     await clock.advance(TIMER_TICK_MS);
     expect(pa.current).toBe(next);
     expect(pa.previous).toBe(cur);
