@@ -24,7 +24,6 @@ export class EngineSessions {
   private readonly refusals = new Float64Array(COUNTER_NAMES.length);
   /** Each table peer's sessions, by peer index (undefined: it publishes no key). */
   private sessionOf: (SessionPeer | undefined)[] = [];
-  private byIp = new Map<number, SessionPeer>();
 
   constructor(cfg: EngineConfig, dataplane: SessionDataplane) {
     this.sessions = new WireguardSessions({ privateKey: cfg.wireguard.privateKey, clock: cfg.clock, dataplane, refused: (why) => this.refusals[REFUSAL_COUNTER[why]]!++ });
@@ -34,8 +33,6 @@ export class EngineSessions {
   setTable(table: RouteTable): void {
     this.sessions.setPeers(table.peers.flatMap((p) => (p.wgKey ? [{ id: formatCidr(p.subnet), node: p.node, key: p.wgKey, ip: p.ip, port: p.wgPort! }] : [])));
     this.sessionOf = table.peers.map((p) => (p.wgKey ? this.sessions.peer(formatCidr(p.subnet)) : undefined));
-    this.byIp = new Map();
-    for (const sp of this.sessionOf) if (sp) this.byIp.set(sp.ip, sp);
   }
 
   /** The sessions of table peer `i`. */
@@ -45,7 +42,7 @@ export class EngineSessions {
 
   /** The sessions of the keyed peer at underlay address `ip`. */
   atIp(ip: number): SessionPeer | undefined {
-    return this.byIp.get(ip);
+    return this.sessions.atIp(ip);
   }
 
   /** Adds the handshake refusals and counts to `c` (an engine's counters, in COUNTER_NAMES order). */

@@ -185,6 +185,8 @@ export class WireguardSessions {
   private readonly checker: CookieChecker;
   private readonly peers = new Map<string, SessionPeer>();
   private readonly byKey = new Map<string, SessionPeer>();
+  /** The peers by underlay address (one node's leases share it: any of them). */
+  private readonly byIp = new Map<number, SessionPeer>();
   /** Our indices in use: a pending initiation's or a keypair's. */
   private readonly indices = new Map<number, { peer: SessionPeer; keypair?: Keypair }>();
   private readonly limiter = new RateLimiter();
@@ -220,6 +222,11 @@ export class WireguardSessions {
   /** The keypair our receiver index `localIndex` names, if it is a session's (not a handshake in flight). */
   keypair(localIndex: number): Keypair | undefined {
     return this.indices.get(localIndex)?.keypair;
+  }
+
+  /** The peer at underlay address `ip`. */
+  atIp(ip: number): SessionPeer | undefined {
+    return this.byIp.get(ip);
   }
 
   allPeers(): IterableIterator<SessionPeer> {
@@ -285,6 +292,8 @@ export class WireguardSessions {
       this.peers.delete(id);
       this.byKey.delete(formatKey(p.key));
     }
+    this.byIp.clear();
+    for (const p of this.peers.values()) this.byIp.set(p.ip, p);
   }
 
   /**
@@ -337,7 +346,7 @@ export class WireguardSessions {
           continue;
         }
         if (!this.checker.mac2Valid(msg, srcIp, now)) {
-          this.o.dataplane.sendHandshake(srcIp, this.portOf(srcIp), this.checker.reply(msg, srcIp, now));
+          this.o.dataplane.sendHandshake(srcIp, this.byIp.get(srcIp)?.port ?? 0, this.checker.reply(msg, srcIp, now));
           this.o.refused('cookie');
           continue;
         }
@@ -365,11 +374,6 @@ export class WireguardSessions {
   }
 
   // ---- handshakes
-
-  private portOf(ip: number): number {
-    for (const p of this.peers.values()) if (p.ip === ip) return p.port;
-    return 0;
-  }
 
   private newIndex(peer: SessionPeer, keypair?: Keypair): number {
     let i: number;

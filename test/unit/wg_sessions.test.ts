@@ -170,7 +170,7 @@ describe('WireGuard sessions: handshakes', () => {
     expect(b.refusals.filter((r) => r === 'cookie').length).toBe(UNDER_LOAD_QUEUE);
     const replies = b.outbox.splice(0);
     expect(replies.length).toBe(HANDSHAKE_BURST);
-    expect(replies.every((r) => r.msg.length === COOKIE_REPLY_SIZE && r.ip === IP_A)).toBe(true);
+    expect(replies.every((r) => r.msg.length === COOKIE_REPLY_SIZE && r.ip === IP_A && r.port === PORT)).toBe(true);
     a.s.receive([{ msg: replies[0]!.msg, srcIp: IP_B }]);
     expect(a.refusals).toEqual([]);
     await clock.advance(REKEY_TIMEOUT_MS + REKEY_TIMEOUT_JITTER_MS + TIMER_TICK_MS);
