@@ -20,6 +20,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../clock.js';
+import { formatIp } from '../net/ipv4.js';
 import { CookieChecker, CookieJar, cookieKey, mac1Key } from './cookie.js';
 import {
   COOKIE_RECEIVER,
@@ -66,6 +67,18 @@ export interface PeerSpec {
   /** Underlay address and WireGuard port, from the lease: where we send, and the only source we accept. */
   readonly ip: number;
   readonly port: number;
+}
+
+/** A peer's sessions as /status shows them. */
+export interface WireguardPeerStatus {
+  readonly node: string;
+  readonly key: string;
+  readonly endpoint: string;
+  /** Keypairs held (at most 3: current, previous, next). */
+  readonly sessions: number;
+  readonly lastHandshakeAgoS: number | null;
+  /** up: a session to send on; connecting: a handshake in flight; failing: the last attempt gave up; idle: none needed yet. */
+  readonly state: 'up' | 'connecting' | 'failing' | 'idle';
 }
 
 /** Why a handshake message was refused: each is a drop counter of the engine. */
@@ -357,13 +370,12 @@ export class WireguardSessions {
   }
 
   /** Per peer, for /status: keypairs, the last handshake, whether one is in flight or failing. */
-  status(): { node: string; key: string; endpoint: string; sessions: number; lastHandshakeAgoS: number | null; state: 'up' | 'connecting' | 'failing' | 'idle' }[] {
+  status(): WireguardPeerStatus[] {
     const now = this.o.clock.now();
     return [...this.peers.values()].map((p) => {
       const sessions = [p.current, p.previous, p.next].filter((k) => k !== undefined).length;
       const state = p.current ? 'up' : p.failures > 0 ? 'failing' : p.pending ? 'connecting' : 'idle';
-      const ip = [p.ip >>> 24, (p.ip >>> 16) & 255, (p.ip >>> 8) & 255, p.ip & 255].join('.');
-      return { node: p.node, key: formatKey(p.key), endpoint: `${ip}:${p.port}`, sessions, lastHandshakeAgoS: Number.isFinite(p.lastHandshake) ? Math.round((now - p.lastHandshake) / 1000) : null, state };
+      return { node: p.node, key: formatKey(p.key), endpoint: `${formatIp(p.ip)}:${p.port}`, sessions, lastHandshakeAgoS: Number.isFinite(p.lastHandshake) ? Math.round((now - p.lastHandshake) / 1000) : null, state };
     });
   }
 
