@@ -36,7 +36,7 @@ export function precheckWireguard(buf: Uint8Array, off: number, len: number, src
     return MSG_MALFORMED;
   }
   if (type === MSG_TRANSPORT) return type;
-  if ((table.flagsOfSender(srcIp) & PEER_HAS_KEY) === 0) {
+  if (((table.flagsOfSender(srcIp) ?? 0) & PEER_HAS_KEY) === 0) {
     c[C.outside_drop_unknown_sender]!++;
     return MSG_MALFORMED;
   }
