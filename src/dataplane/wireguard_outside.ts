@@ -78,7 +78,7 @@ export function openWireguard(buf: Uint8Array, off: number, len: number, srcIp: 
     c[C.outside_drop_wg_expired]!++;
     return undefined;
   }
-  if (!kp.replay.accept(counter, COUNTER_LIMIT)) {
+  if (!kp.replay.accept(counter)) {
     c[C.outside_drop_wg_replay]!++;
     return undefined;
   }

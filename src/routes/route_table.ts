@@ -213,10 +213,6 @@ export class RouteTable {
     return this.peerIp[i]!;
   }
 
-  peerWgPortAt(i: number): number {
-    return this.peerWgPort[i]!;
-  }
-
   peerFlagsAt(i: number): number {
     return this.peerFlags[i]!;
   }

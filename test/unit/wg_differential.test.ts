@@ -151,6 +151,7 @@ describe('native WireGuard vs the TypeScript specification (in-process)', () => 
       [sealed(next, 0, icmpEcho('198.19.3.5', '198.19.2.7', 8)), ip(3)], // data on a responder's next: confirms it
       [sealed(cur, 2, good), ip(3)], // from another node than the session's
       [sealed(old, 0, good), ip(1)], // a session past 180 s
+      [sealed(cur, 2 ** 64 - 2 ** 13, good), ip(1)], // a counter at Reject-After-Messages
       [(() => {
         const d = sealed(cur, 3, good);
         d[20] = d[20]! ^ 1;
@@ -168,8 +169,9 @@ describe('native WireGuard vs the TypeScript specification (in-process)', () => 
     const ts = tsAccept(cases.map(([d]) => d), cases.map(([, s]) => s));
     const native = nativeAccept(cases.map(([d]) => d), cases.map(([, s]) => s));
     expect(native).toEqual(ts);
-    expect(native.verdicts.filter((_, i) => i % 2 === 0)).toEqual([3, 0, 2, 3, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0]);
-    for (const k of ['outside_drop_wg_replay', 'outside_drop_wg_expired', 'outside_drop_wg_auth', 'outside_drop_wg_unknown_index', 'outside_drop_spoofed_source', 'outside_drop_wg_mac1'] as const) {
+    expect(native.verdicts.filter((_, i) => i % 2 === 0)).toEqual([3, 0, 2, 3, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0]);
+    expect(native.counters[C.outside_drop_wg_expired]).toBe(2);
+    for (const k of ['outside_drop_wg_replay', 'outside_drop_wg_auth', 'outside_drop_wg_unknown_index', 'outside_drop_spoofed_source', 'outside_drop_wg_mac1'] as const) {
       expect(native.counters[C[k]], k).toBe(1);
     }
     expect(native.counters[C.outside_drop_unknown_sender]).toBe(2);
