@@ -1,13 +1,23 @@
 // An engine's WireGuard sessions (src/wireguard/sessions.ts), fed from its
 // route tables: the peers that publish keys, which sessions each table peer
-// has, and the handshake refusals and counts in the engines' counter layout.
-// Both engines hold one; they differ only in their transport.
+// has, and the handshake refusals and counts in the engines' counter layout;
+// with what else both engines share about them. Both engines hold one; they
+// differ only in their transport.
 
+import { WeftError, errorMessage } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
 import type { RouteTable } from '../routes/route_table.js';
 import { type HandshakeRefusal, type SessionDataplane, type SessionPeer, WireguardSessions } from '../wireguard/sessions.js';
 import { C, COUNTER_NAMES } from './counters.js';
 import type { EngineConfig, WireguardPeerStatus } from './engine.js';
+
+/** Handshake messages the sessions take per turn of the event loop (the native addon's limit too), so forwarding goes on during a flood. */
+export const HANDSHAKES_PER_TURN = 256;
+
+/** The error of a WireGuard port the engine cannot open, naming it. */
+export function wireguardPortError(port: number, err: unknown): WeftError {
+  return new WeftError('WEFT_HOST_SETUP', `cannot open the WireGuard port ${port}: ${errorMessage(err)}`, { port });
+}
 
 /** Each handshake refusal's counter. */
 const REFUSAL_COUNTER: Readonly<Record<HandshakeRefusal, number>> = {

@@ -10,7 +10,6 @@
 //                                                   \-> transport: openWireguard -> acceptInner -> TUN
 
 import { GPE_NEXT_PROTO_IPV4, JS_TUN_BATCH, PEER_WIREGUARD, VXLAN_GPE_HEADER_LEN } from '../constants.js';
-import { WeftError, errorMessage } from '../errors.js';
 import type { RouteTable } from '../routes/route_table.js';
 import { KEEPALIVE_SIZE, MSG_TRANSPORT, STAGED_PER_PEER } from '../wireguard/constants.js';
 import { MSG_MALFORMED } from '../wireguard/messages.js';
@@ -20,7 +19,7 @@ import { ICMP_ERROR_MAX, ICMP_NET_UNREACHABLE, flowHash, icmpErrorLength, writeI
 import { writeGpeHeader } from '../wire/vxlan_gpe.js';
 import { C, COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
 import type { Engine, EngineConfig, EngineDetails, WireguardPeerStatus } from './engine.js';
-import { EngineSessions } from './engine_sessions.js';
+import { EngineSessions, HANDSHAKES_PER_TURN, wireguardPortError } from './engine_sessions.js';
 import { IcmpBudget } from './icmp_budget.js';
 import { INSIDE_DROP, INSIDE_UNREACHABLE, classifyInside } from './inside.js';
 import { acceptInner, acceptOutside } from './outside.js';
@@ -34,8 +33,6 @@ const EMPTY = new Uint8Array(0);
 const SEND_POOL = 256;
 /** Handshake messages waiting for the sessions at most (as the kernel's queue); past that, dropped and counted. */
 const HANDSHAKE_QUEUE = 4096;
-/** Handshake messages the sessions take per turn of the event loop, so forwarding goes on during a flood. */
-const HANDSHAKES_PER_TURN = 256;
 
 /** A send buffer and its completion callback, bound once so a send allocates no closure. */
 interface SendSlot {
@@ -130,7 +127,7 @@ export class JsEngine implements Engine {
     try {
       await wg.start((buf, len, srcIp) => this.outsideWireguard(buf, len, srcIp));
     } catch (err) {
-      throw new WeftError('WEFT_HOST_SETUP', `cannot open the WireGuard port ${this.cfg.wireguard.port}: ${errorMessage(err)}`, { port: this.cfg.wireguard.port });
+      throw wireguardPortError(this.cfg.wireguard.port, err);
     }
     this.wgPort = wg;
   }

@@ -7,10 +7,9 @@
 // pre-checked in batches when they say some wait, and reads the sessions'
 // activity for the timers on each of their ticks. No packet crosses.
 
-import { WeftError, errorMessage } from '../errors.js';
 import { COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
 import type { Engine, EngineConfig, EngineDetails, WireguardPeerStatus } from './engine.js';
-import { EngineSessions } from './engine_sessions.js';
+import { EngineSessions, HANDSHAKES_PER_TURN, wireguardPortError } from './engine_sessions.js';
 import { WG_ACTIVITY_ROW, WG_TAKE_ENTRY, loadAddon, type NativeEngineHandle, type WeftAddon } from '../host/addon.js';
 import type { TunDevice } from '../host/tun_port.js';
 import type { RouteTable } from '../routes/route_table.js';
@@ -23,9 +22,6 @@ export interface NativeOffloads {
   readonly udpGso: boolean;
   readonly udpGro: boolean;
 }
-
-/** Handshake messages taken per turn of the event loop (the addon's limit too), so the loop stays responsive under a flood. */
-const TAKE_BATCH = 256;
 
 export class NativeEngine implements Engine {
   readonly kind = 'native' as const;
@@ -41,7 +37,7 @@ export class NativeEngine implements Engine {
   private padLimit: number;
   /** Keypairs installed in the engine, by our index. */
   private readonly installed = new Set<number>();
-  private readonly takeBuf = Buffer.alloc(TAKE_BATCH * WG_TAKE_ENTRY);
+  private readonly takeBuf = Buffer.alloc(HANDSHAKES_PER_TURN * WG_TAKE_ENTRY);
   private readonly wantBuf = new Uint32Array(1024);
   private activityBuf = new Float64Array(WG_ACTIVITY_ROW * 64);
   private taking = false;
@@ -114,7 +110,7 @@ export class NativeEngine implements Engine {
       try {
         this.addon.engineWgEnable(this.handle, this.cfg.wireguard.port);
       } catch (err) {
-        throw new WeftError('WEFT_HOST_SETUP', `cannot open the WireGuard port ${this.cfg.wireguard.port}: ${errorMessage(err)}`, { port: this.cfg.wireguard.port });
+        throw wireguardPortError(this.cfg.wireguard.port, err);
       }
       this.wgOn = true;
     }
@@ -240,7 +236,7 @@ export class NativeEngine implements Engine {
         const sp = this.wg.atIp(this.wantBuf[i]!);
         if (sp) this.wg.sessions.wantSession(sp);
       }
-      if (messages === TAKE_BATCH) setImmediate(() => this.take());
+      if (messages === HANDSHAKES_PER_TURN) setImmediate(() => this.take());
     } finally {
       this.taking = false;
     }
