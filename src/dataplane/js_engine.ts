@@ -127,6 +127,7 @@ export class JsEngine implements Engine {
     try {
       await wg.start((buf, len, srcIp) => this.outsideWireguard(buf, len, srcIp));
     } catch (err) {
+      await wg.close(); // its socket is open though unbound: weftd retries every config poll
       throw wireguardPortError(this.cfg.wireguard.port, err);
     }
     this.wgPort = wg;
