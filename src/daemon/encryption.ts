@@ -150,10 +150,7 @@ export class EncryptionControl {
    */
   async rotate(): Promise<void> {
     const old = this.publicKey;
-    const privateKey = writeNewKey(this.o.stateDir);
-    this.privateKey = privateKey;
-    this.publicKey = formatKey(keyPair(privateKey).publicKey);
-    this.parts?.engine.setWireguardKey(privateKey);
+    this.newKey();
     this.o.log.info({ event: 'wireguard_key_rotated', old_public_key: old, public_key: this.publicKey }, `WireGuard key rotated: ${old || '(none)'} -> ${this.publicKey}`);
     this.setTables();
     await this.follow(this.wanted);
@@ -172,7 +169,11 @@ export class EncryptionControl {
 
   /** The node's own key, created (and given to the engine) the first time it encrypts: WEFT_STATE_WRITE when the file cannot be written. */
   private ensureKey(): void {
-    if (this.privateKey) return;
+    if (!this.privateKey) this.newKey();
+  }
+
+  /** A fresh key, written to the state directory before the engine is given it. */
+  private newKey(): void {
     this.adopt(writeNewKey(this.o.stateDir), true);
     this.parts?.engine.setWireguardKey(this.privateKey!);
   }

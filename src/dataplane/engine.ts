@@ -4,7 +4,10 @@
 import type { Clock } from '../clock.js';
 import type { Cidr } from '../net/ipv4.js';
 import type { RouteTable } from '../routes/route_table.js';
+import type { WireguardPeerStatus } from '../wireguard/sessions.js';
 import type { CounterSnapshot } from './counters.js';
+
+export type { WireguardPeerStatus };
 
 export type EngineKind = 'js' | 'native' | 'kernel';
 export const ENGINE_KINDS: readonly EngineKind[] = ['native', 'js', 'kernel'];
@@ -32,18 +35,6 @@ export interface EngineConfig {
   readonly wireguard: { readonly privateKey: Uint8Array; readonly port: number };
   /** What the WireGuard timers run on. */
   readonly clock: Clock;
-}
-
-/** A WireGuard peer's session as /status shows it. */
-export interface WireguardPeerStatus {
-  readonly node: string;
-  readonly key: string;
-  readonly endpoint: string;
-  /** Keypairs held (at most 3: current, previous, next). */
-  readonly sessions: number;
-  readonly lastHandshakeAgoS: number | null;
-  /** up: a session to send on; connecting: a handshake in flight; failing: the last attempt gave up; idle: none needed yet. */
-  readonly state: 'up' | 'connecting' | 'failing' | 'idle';
 }
 
 /** What an engine runs with, for logs, /status and `weftctl status`. */

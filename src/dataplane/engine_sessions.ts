@@ -1,13 +1,23 @@
 // An engine's WireGuard sessions (src/wireguard/sessions.ts), fed from its
 // route tables: the peers that publish keys, which sessions each table peer
-// has, and the handshake refusals and counts in the engines' counter layout.
-// Both engines hold one; they differ only in their transport.
+// has, and the handshake refusals and counts in the engines' counter layout;
+// with what else both engines share about them. Both engines hold one; they
+// differ only in their transport.
 
+import { WeftError, errorMessage } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
 import type { RouteTable } from '../routes/route_table.js';
 import { type HandshakeRefusal, type SessionDataplane, type SessionPeer, WireguardSessions } from '../wireguard/sessions.js';
 import { C, COUNTER_NAMES } from './counters.js';
 import type { EngineConfig, WireguardPeerStatus } from './engine.js';
+
+/** Handshake messages the sessions take per turn of the event loop (the native addon's limit too), so forwarding goes on during a flood. */
+export const HANDSHAKES_PER_TURN = 256;
+
+/** The error of a WireGuard port the engine cannot open, naming it. */
+export function wireguardPortError(port: number, err: unknown): WeftError {
+  return new WeftError('WEFT_HOST_SETUP', `cannot open the WireGuard port ${port}: ${errorMessage(err)}`, { port });
+}
 
 /** Each handshake refusal's counter. */
 const REFUSAL_COUNTER: Readonly<Record<HandshakeRefusal, number>> = {
@@ -24,7 +34,6 @@ export class EngineSessions {
   private readonly refusals = new Float64Array(COUNTER_NAMES.length);
   /** Each table peer's sessions, by peer index (undefined: it publishes no key). */
   private sessionOf: (SessionPeer | undefined)[] = [];
-  private byIp = new Map<number, SessionPeer>();
 
   constructor(cfg: EngineConfig, dataplane: SessionDataplane) {
     this.sessions = new WireguardSessions({ privateKey: cfg.wireguard.privateKey, clock: cfg.clock, dataplane, refused: (why) => this.refusals[REFUSAL_COUNTER[why]]!++ });
@@ -34,8 +43,6 @@ export class EngineSessions {
   setTable(table: RouteTable): void {
     this.sessions.setPeers(table.peers.flatMap((p) => (p.wgKey ? [{ id: formatCidr(p.subnet), node: p.node, key: p.wgKey, ip: p.ip, port: p.wgPort! }] : [])));
     this.sessionOf = table.peers.map((p) => (p.wgKey ? this.sessions.peer(formatCidr(p.subnet)) : undefined));
-    this.byIp = new Map();
-    for (const sp of this.sessionOf) if (sp) this.byIp.set(sp.ip, sp);
   }
 
   /** The sessions of table peer `i`. */
@@ -45,7 +52,7 @@ export class EngineSessions {
 
   /** The sessions of the keyed peer at underlay address `ip`. */
   atIp(ip: number): SessionPeer | undefined {
-    return this.byIp.get(ip);
+    return this.sessions.atIp(ip);
   }
 
   /** Adds the handshake refusals and counts to `c` (an engine's counters, in COUNTER_NAMES order). */

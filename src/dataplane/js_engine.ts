@@ -10,17 +10,16 @@
 //                                                   \-> transport: openWireguard -> acceptInner -> TUN
 
 import { GPE_NEXT_PROTO_IPV4, JS_TUN_BATCH, PEER_WIREGUARD, VXLAN_GPE_HEADER_LEN } from '../constants.js';
-import { WeftError, errorMessage } from '../errors.js';
 import type { RouteTable } from '../routes/route_table.js';
-import { KEEPALIVE_SIZE, MSG_TRANSPORT, REJECT_AFTER_TIME_MS, STAGED_PER_PEER } from '../wireguard/constants.js';
+import { KEEPALIVE_SIZE, MSG_TRANSPORT, STAGED_PER_PEER } from '../wireguard/constants.js';
 import { MSG_MALFORMED } from '../wireguard/messages.js';
-import type { HandshakeMessage, Keypair, SessionPeer } from '../wireguard/sessions.js';
+import { type HandshakeMessage, type Keypair, type SessionPeer, sendingKeypair } from '../wireguard/sessions.js';
 import { sealTransport, transportLength } from '../wireguard/transport.js';
 import { ICMP_ERROR_MAX, ICMP_NET_UNREACHABLE, flowHash, icmpErrorLength, writeIcmpUnreachable } from '../wire/ipv4_packet.js';
 import { writeGpeHeader } from '../wire/vxlan_gpe.js';
 import { C, COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
 import type { Engine, EngineConfig, EngineDetails, WireguardPeerStatus } from './engine.js';
-import { EngineSessions } from './engine_sessions.js';
+import { EngineSessions, HANDSHAKES_PER_TURN, wireguardPortError } from './engine_sessions.js';
 import { IcmpBudget } from './icmp_budget.js';
 import { INSIDE_DROP, INSIDE_UNREACHABLE, classifyInside } from './inside.js';
 import { acceptInner, acceptOutside } from './outside.js';
@@ -28,12 +27,12 @@ import { openWireguard, precheckWireguard } from './wireguard_outside.js';
 import type { TunPort } from '../host/tun_port.js';
 import type { SendDone, UdpTransport } from '../host/udp_transport.js';
 
+/** A keepalive's payload. */
+const EMPTY = new Uint8Array(0);
 /** Send buffers in flight at most; past that, packets are dropped as send errors. */
 const SEND_POOL = 256;
 /** Handshake messages waiting for the sessions at most (as the kernel's queue); past that, dropped and counted. */
 const HANDSHAKE_QUEUE = 4096;
-/** Handshake messages the sessions take per turn of the event loop, so forwarding goes on during a flood. */
-const HANDSHAKES_PER_TURN = 256;
 
 /** A send buffer and its completion callback, bound once so a send allocates no closure. */
 interface SendSlot {
@@ -63,6 +62,8 @@ export class JsEngine implements Engine {
   private readonly staged = new Map<SessionPeer, Buffer[]>();
   private readonly handshakes: HandshakeMessage[] = [];
   private handshakesScheduled = false;
+  /** The keypair a receiver index names, bound once: opening a datagram allocates no closure. */
+  private readonly keypairOf = (localIndex: number): Keypair | undefined => this.wg.sessions.keypair(localIndex);
 
   /** `wgTransport` opens the WireGuard port (sending from it too: WireGuard peers answer the port they hear from). */
   constructor(
@@ -126,7 +127,8 @@ export class JsEngine implements Engine {
     try {
       await wg.start((buf, len, srcIp) => this.outsideWireguard(buf, len, srcIp));
     } catch (err) {
-      throw new WeftError('WEFT_HOST_SETUP', `cannot open the WireGuard port ${this.cfg.wireguard.port}: ${errorMessage(err)}`, { port: this.cfg.wireguard.port });
+      await wg.close(); // its socket is open though unbound: weftd retries every config poll
+      throw wireguardPortError(this.cfg.wireguard.port, err);
     }
     this.wgPort = wg;
   }
@@ -167,6 +169,7 @@ export class JsEngine implements Engine {
   private inside(slab: Buffer, lengths: Uint32Array, count: number): void {
     const slot = this.readSlot;
     const table = this.table;
+    const now = this.cfg.clock.now();
     for (let i = 0; i < count; i++) {
       const off = i * slot;
       const len = lengths[i]!;
@@ -181,7 +184,7 @@ export class JsEngine implements Engine {
         continue;
       }
       if ((table.peerFlagsAt(peer) & PEER_WIREGUARD) !== 0) {
-        this.insideWireguard(peer, slab, off, len);
+        this.insideWireguard(peer, slab, off, len, now);
         continue;
       }
       const out = this.freeSlots.pop();
@@ -197,13 +200,13 @@ export class JsEngine implements Engine {
   }
 
   /** A packet for a peer spoken to in WireGuard: sent on its session, or kept until the handshake completes. */
-  private insideWireguard(peer: number, pkt: Buffer, off: number, len: number): void {
+  private insideWireguard(peer: number, pkt: Buffer, off: number, len: number, now: number): void {
     const sp = this.wg.of(peer);
     if (!sp || !this.wgPort) {
       this.c[C.inside_drop_no_session]!++;
       return;
     }
-    if (this.seal(sp, pkt, off, len)) return;
+    if (this.seal(sp, pkt, off, len, now)) return;
     let queue = this.staged.get(sp);
     if (!queue) this.staged.set(sp, (queue = []));
     if (queue.length >= STAGED_PER_PEER) {
@@ -214,19 +217,9 @@ export class JsEngine implements Engine {
     this.wg.sessions.wantSession(sp);
   }
 
-  /**
-   * The keypair to send to `sp` on: a responder's next one as soon as a
-   * transport message confirmed it (the sessions' timer makes it current a
-   * tick later), else the current one; never one past Reject-After-Time.
-   */
-  private sendKeypair(sp: SessionPeer): Keypair | undefined {
-    const kp = sp.next?.confirmed ? sp.next : sp.current;
-    return kp && this.cfg.clock.now() - kp.createdAt < REJECT_AFTER_TIME_MS ? kp : undefined;
-  }
-
-  /** Sends packet[off, off+len) (len 0: a keepalive) to `sp` on its session; false when it has none. */
-  private seal(sp: SessionPeer, pkt: Uint8Array, off: number, len: number): boolean {
-    const kp = this.sendKeypair(sp);
+  /** Sends packet[off, off+len) (len 0: a keepalive) to `sp` on its session at `now` (the clock read once per batch); false when it has none. */
+  private seal(sp: SessionPeer, pkt: Uint8Array, off: number, len: number, now: number): boolean {
+    const kp = sendingKeypair(sp, now);
     if (!kp || !this.wgPort) return false;
     const out = this.freeSlots.pop();
     if (out === undefined) {
@@ -234,7 +227,6 @@ export class JsEngine implements Engine {
       return true;
     }
     const n = sealTransport(out.buf, kp.sendKey, kp.remoteIndex, kp.sendCounter++, pkt, off, len, this.padLimit);
-    const now = this.cfg.clock.now();
     kp.lastSent = now;
     if (len > 0) kp.lastDataSent = now;
     out.len = len;
@@ -243,15 +235,17 @@ export class JsEngine implements Engine {
   }
 
   private sendKeepalive(sp: SessionPeer): void {
-    this.seal(sp, new Uint8Array(0), 0, 0);
+    this.seal(sp, EMPTY, 0, 0, this.cfg.clock.now());
   }
 
   /** Sends what waited for `sp`'s session, if it has one now; whether anything was sent. */
   private flushStaged(sp: SessionPeer): boolean {
     const queue = this.staged.get(sp);
-    if (!queue || !this.sendKeypair(sp)) return false;
+    if (!queue) return false;
+    const now = this.cfg.clock.now();
+    if (!sendingKeypair(sp, now)) return false;
     this.staged.delete(sp);
-    for (const p of queue) this.seal(sp, p, 0, p.length);
+    for (const p of queue) this.seal(sp, p, 0, p.length, now);
     return queue.length > 0;
   }
 
@@ -286,14 +280,9 @@ export class JsEngine implements Engine {
       this.queueHandshake(buf, len, srcIp);
       return;
     }
-    const now = this.cfg.clock.now();
-    const opened = openWireguard(buf, 0, len, srcIp, (i) => this.wg.sessions.keypair(i), now, this.c);
-    if (!opened) return;
-    const { kp, plain } = opened;
-    kp.lastReceived = now;
-    if (len === KEEPALIVE_SIZE) return;
-    kp.lastDataReceived = now;
-    if (!acceptInner(plain, 0, plain.length, kp.peer.ip, this.table, this.cfg.self, this.c)) return;
+    const plain = openWireguard(buf, 0, len, srcIp, this.keypairOf, this.cfg.clock.now(), this.c);
+    if (!plain || len === KEEPALIVE_SIZE) return;
+    if (!acceptInner(plain, 0, plain.length, srcIp, this.table, this.cfg.self, this.c)) return;
     this.deliver(plain, 0, plain.readUInt16BE(2));
   }
 

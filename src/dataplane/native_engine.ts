@@ -7,14 +7,13 @@
 // pre-checked in batches when they say some wait, and reads the sessions'
 // activity for the timers on each of their ticks. No packet crosses.
 
-import { WeftError, errorMessage } from '../errors.js';
 import { COUNTER_NAMES, type CounterSnapshot, snapshot } from './counters.js';
 import type { Engine, EngineConfig, EngineDetails, WireguardPeerStatus } from './engine.js';
-import { EngineSessions } from './engine_sessions.js';
+import { EngineSessions, HANDSHAKES_PER_TURN, wireguardPortError } from './engine_sessions.js';
 import { WG_ACTIVITY_ROW, WG_TAKE_ENTRY, loadAddon, type NativeEngineHandle, type WeftAddon } from '../host/addon.js';
 import type { TunDevice } from '../host/tun_port.js';
 import type { RouteTable } from '../routes/route_table.js';
-import type { HandshakeMessage, Keypair, SessionPeer } from '../wireguard/sessions.js';
+import { type HandshakeMessage, type Keypair, type SessionPeer, sendingKeypair } from '../wireguard/sessions.js';
 
 /** The techniques that can be switched off, to measure each one or to work around a kernel. */
 export interface NativeOffloads {
@@ -23,9 +22,6 @@ export interface NativeOffloads {
   readonly udpGso: boolean;
   readonly udpGro: boolean;
 }
-
-/** Handshake messages taken per turn of the event loop (the addon's limit too), so the loop stays responsive under a flood. */
-const TAKE_BATCH = 256;
 
 export class NativeEngine implements Engine {
   readonly kind = 'native' as const;
@@ -41,10 +37,15 @@ export class NativeEngine implements Engine {
   private padLimit: number;
   /** Keypairs installed in the engine, by our index. */
   private readonly installed = new Set<number>();
-  private readonly takeBuf = Buffer.alloc(TAKE_BATCH * WG_TAKE_ENTRY);
+  private readonly takeBuf = Buffer.alloc(HANDSHAKES_PER_TURN * WG_TAKE_ENTRY);
   private readonly wantBuf = new Uint32Array(1024);
   private activityBuf = new Float64Array(WG_ACTIVITY_ROW * 64);
   private taking = false;
+  /** Keypairs changed since the last publish. */
+  private stale = false;
+  /** What the sessions sent since then (handshake messages, keepalives): sent after the publish, at the end of this turn. */
+  private readonly outbox: (() => void)[] = [];
+  private flushQueued = false;
 
   constructor(
     private readonly cfg: EngineConfig,
@@ -61,13 +62,14 @@ export class NativeEngine implements Engine {
     this.table = initial;
     this.padLimit = cfg.mtu;
     this.wg = new EngineSessions(cfg, {
-      sendHandshake: (ip, port, msg) => {
-        if (this.handle) this.addon.engineWgSend(this.handle, ip, port, msg);
+      sendHandshake: (ip, port, msg) => this.afterPublish(() => this.addon.engineWgSend(this.handle!, ip, port, msg)),
+      keypairsChanged: () => {
+        this.stale = true;
+        this.queueFlush();
       },
-      keypairsChanged: () => this.publish(),
       // The workers send what waited once the table with the session arrives; a keepalive confirms the session either way.
-      sessionReady: (p) => this.keepalive(p),
-      sendKeepalive: (p) => this.keepalive(p),
+      sessionReady: (p) => this.afterPublish(() => this.keepalive(p)),
+      sendKeepalive: (p) => this.afterPublish(() => this.keepalive(p)),
       // The workers drop what waited for it after Rekey-Attempt-Time.
       gaveUp: () => undefined,
       refreshActivity: () => this.refreshActivity(),
@@ -97,6 +99,7 @@ export class NativeEngine implements Engine {
 
   setRoutes(table: RouteTable): void {
     this.table = table;
+    // Sessions of peers gone are retired with this table, after its peers are mapped to their sessions.
     this.wg.setTable(table);
     this.publish();
   }
@@ -107,7 +110,7 @@ export class NativeEngine implements Engine {
       try {
         this.addon.engineWgEnable(this.handle, this.cfg.wireguard.port);
       } catch (err) {
-        throw new WeftError('WEFT_HOST_SETUP', `cannot open the WireGuard port ${this.cfg.wireguard.port}: ${errorMessage(err)}`, { port: this.cfg.wireguard.port });
+        throw wireguardPortError(this.cfg.wireguard.port, err);
       }
       this.wgOn = true;
     }
@@ -157,6 +160,7 @@ export class NativeEngine implements Engine {
    */
   private publish(): void {
     if (this.handle === undefined || this.closed) return;
+    this.stale = false;
     if (!this.wgOn) {
       this.addon.engineSetRoutes(this.handle, this.table.arrays());
       return;
@@ -187,9 +191,29 @@ export class NativeEngine implements Engine {
     this.addon.engineSetRoutes(this.handle, this.table.arrays(), { mac1Key: this.wg.sessions.mac1Key, padLimit: this.padLimit, slots });
   }
 
-  /** A keepalive on the keypair the workers send to `sp` on: a confirmed next, else the current one. */
+  /** Runs `send` at the end of this turn, after the keypairs changed in it are published. */
+  private afterPublish(send: () => void): void {
+    this.outbox.push(send);
+    this.queueFlush();
+  }
+
+  private queueFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    const sends = this.outbox.splice(0);
+    if (this.handle === undefined || this.closed) return;
+    if (this.stale) this.publish();
+    for (const send of sends) send();
+  }
+
+  /** A keepalive on the keypair the workers send to `sp` on. */
   private keepalive(sp: SessionPeer): void {
-    const kp = sp.next?.confirmed ? sp.next : sp.current;
+    const kp = sendingKeypair(sp, this.cfg.clock.now());
     if (kp && this.handle !== undefined) this.addon.engineWgKeepalive(this.handle, kp.localIndex);
   }
 
@@ -212,7 +236,7 @@ export class NativeEngine implements Engine {
         const sp = this.wg.atIp(this.wantBuf[i]!);
         if (sp) this.wg.sessions.wantSession(sp);
       }
-      if (messages === TAKE_BATCH) setImmediate(() => this.take());
+      if (messages === HANDSHAKES_PER_TURN) setImmediate(() => this.take());
     } finally {
       this.taking = false;
     }

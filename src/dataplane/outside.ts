@@ -44,11 +44,12 @@ export function acceptOutside(
     c[GPE_DROP_COUNTER[check]!]!++;
     return false;
   }
-  if (outerSrc === 0 || !table.isKnownSender(outerSrc)) {
+  const flags = outerSrc === 0 ? undefined : table.flagsOfSender(outerSrc);
+  if (flags === undefined) {
     c[C.outside_drop_unknown_sender]!++;
     return false;
   }
-  if (table.encryption.plaintextRefused || (table.flagsOfSender(outerSrc) & PEER_WIREGUARD) !== 0) {
+  if (table.encryption.plaintextRefused || (flags & PEER_WIREGUARD) !== 0) {
     c[C.outside_drop_plaintext]!++;
     return false;
   }

@@ -9,12 +9,12 @@
 //     that session's node -> the session is younger than Reject-After-Time ->
 //     the tag authenticates -> the counter is under Reject-After-Messages ->
 //     and new to the replay window -> (empty: a keepalive) -> the inner
-//     packet passes acceptInner from that node
+//     packet passes acceptInner from that node (the engine's call)
 
 import { PEER_HAS_KEY } from '../constants.js';
 import type { RouteTable } from '../routes/route_table.js';
 import { mac1Valid } from '../wireguard/cookie.js';
-import { MSG_COOKIE_REPLY, MSG_TRANSPORT, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_MS } from '../wireguard/constants.js';
+import { KEEPALIVE_SIZE, MSG_COOKIE_REPLY, MSG_TRANSPORT, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_MS } from '../wireguard/constants.js';
 import { MSG_MALFORMED, messageType } from '../wireguard/messages.js';
 import type { Keypair } from '../wireguard/sessions.js';
 import { openTransport, transportCounter, transportReceiver } from '../wireguard/transport.js';
@@ -36,7 +36,7 @@ export function precheckWireguard(buf: Uint8Array, off: number, len: number, src
     return MSG_MALFORMED;
   }
   if (type === MSG_TRANSPORT) return type;
-  if ((table.flagsOfSender(srcIp) & PEER_HAS_KEY) === 0) {
+  if (((table.flagsOfSender(srcIp) ?? 0) & PEER_HAS_KEY) === 0) {
     c[C.outside_drop_unknown_sender]!++;
     return MSG_MALFORMED;
   }
@@ -48,21 +48,13 @@ export function precheckWireguard(buf: Uint8Array, off: number, len: number, src
 }
 
 /**
- * Opens the transport message of `len` bytes at `off` from `srcIp`: the
- * keypair it was sealed for (found by `keypairOf` its receiver index) and
- * the padded plaintext, or undefined when refused (counted in `c`). The
- * replay window and key confirmation are updated only for a message that
- * authenticated.
+ * Opens the transport message of `len` bytes at `off` from `srcIp` (the
+ * node of the keypair `keypairOf` finds by its receiver index): its padded
+ * plaintext, or undefined when refused (counted in `c`). Only a message
+ * that authenticated updates its keypair: the replay window, key
+ * confirmation, and when anything (a keepalive too) and data last came.
  */
-export function openWireguard(
-  buf: Uint8Array,
-  off: number,
-  len: number,
-  srcIp: number,
-  keypairOf: (localIndex: number) => Keypair | undefined,
-  now: number,
-  c: Float64Array,
-): { kp: Keypair; plain: Buffer } | undefined {
+export function openWireguard(buf: Uint8Array, off: number, len: number, srcIp: number, keypairOf: (localIndex: number) => Keypair | undefined, now: number, c: Float64Array): Buffer | undefined {
   const kp = keypairOf(transportReceiver(buf, off));
   if (!kp) {
     c[C.outside_drop_wg_unknown_index]!++;
@@ -86,10 +78,12 @@ export function openWireguard(
     c[C.outside_drop_wg_expired]!++;
     return undefined;
   }
-  if (!kp.replay.accept(counter, COUNTER_LIMIT)) {
+  if (!kp.replay.accept(counter)) {
     c[C.outside_drop_wg_replay]!++;
     return undefined;
   }
   kp.confirmed = true;
-  return { kp, plain };
+  kp.lastReceived = now;
+  if (len > KEEPALIVE_SIZE) kp.lastDataReceived = now;
+  return plain;
 }

@@ -213,22 +213,13 @@ export class RouteTable {
     return this.peerIp[i]!;
   }
 
-  peerWgPortAt(i: number): number {
-    return this.peerWgPort[i]!;
-  }
-
   peerFlagsAt(i: number): number {
     return this.peerFlags[i]!;
   }
 
-  /** True when `outerSrc` is the underlay address of some peer. */
-  isKnownSender(outerSrc: number): boolean {
-    return this.senderFlags().has(outerSrc);
-  }
-
-  /** The PEER_* bits every peer at underlay address `outerSrc` shares (0 for a stranger), as the native table keeps them. */
-  flagsOfSender(outerSrc: number): number {
-    return this.senderFlags().get(outerSrc) ?? 0;
+  /** The PEER_* bits every peer at underlay address `outerSrc` shares, as the native table keeps them; undefined when it is no peer's. */
+  flagsOfSender(outerSrc: number): number | undefined {
+    return this.senderFlags().get(outerSrc);
   }
 
   private senderFlags(): Map<number, number> {

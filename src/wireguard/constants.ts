@@ -67,8 +67,6 @@ export const REKEY_TIMEOUT_MS = 5_000;
 /** Each retransmission of an initiation waits REKEY_TIMEOUT plus up to this much jitter. */
 export const REKEY_TIMEOUT_JITTER_MS = 334;
 export const KEEPALIVE_TIMEOUT_MS = 10_000;
-/** Keys are zeroed this long after the last new session. */
-export const ZERO_KEYS_AFTER_MS = 3 * REJECT_AFTER_TIME_MS;
 /** A second initiation from one peer within this is refused (flood protection). */
 export const INITIATION_MIN_INTERVAL_MS = 20;
 /** Cookies: the responder's secret is renewed this often; an initiator uses a cookie this long. */

@@ -3,12 +3,10 @@
 // replies use XChaCha20-Poly1305, which node:crypto lacks; with this subkey
 // the rest is its ChaCha20-Poly1305 (primitives.ts).
 
+import { readU32LE } from './messages.js';
+
 function rotl(x: number, n: number): number {
   return (x << n) | (x >>> (32 - n));
-}
-
-function le32(b: Uint8Array, off: number): number {
-  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
 }
 
 /** The 32-byte HChaCha20 subkey of `key` (32 bytes) and `nonce16` (16 bytes). */
@@ -19,8 +17,8 @@ export function hchacha20(key: Uint8Array, nonce16: Uint8Array): Uint8Array {
   s[1] = 0x3320646e;
   s[2] = 0x79622d32;
   s[3] = 0x6b206574;
-  for (let i = 0; i < 8; i++) s[4 + i] = le32(key, i * 4);
-  for (let i = 0; i < 4; i++) s[12 + i] = le32(nonce16, i * 4);
+  for (let i = 0; i < 8; i++) s[4 + i] = readU32LE(key, i * 4);
+  for (let i = 0; i < 4; i++) s[12 + i] = readU32LE(nonce16, i * 4);
   const qr = (a: number, b: number, c: number, d: number): void => {
     s[a] = s[a]! + s[b]!;
     s[d] = rotl(s[d]! ^ s[a]!, 16);

@@ -7,6 +7,7 @@ import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:c
 import { blake2s } from './blake2s.js';
 import { AEAD_TAG_SIZE, MAC_SIZE } from './constants.js';
 import { hchacha20 } from './hchacha20.js';
+import { writeU32LE } from './messages.js';
 
 export function hash(...parts: Uint8Array[]): Uint8Array {
   const h = createHash('blake2s256');
@@ -37,29 +38,46 @@ export function kdf(n: 1 | 2 | 3, key: Uint8Array, input: Uint8Array): Uint8Arra
   return out;
 }
 
+/** Writes the nonce of a 64-bit counter into `nonce` (12 bytes, the first 4 left zero): the counter little-endian at 4. */
+export function setCounterNonce(nonce: Uint8Array, counter: number): void {
+  writeU32LE(nonce, 4, counter % 0x100000000);
+  writeU32LE(nonce, 8, Math.floor(counter / 0x100000000));
+}
+
 /** The 12-byte nonce of a 64-bit counter: 4 zero bytes, then the counter little-endian. */
 export function counterNonce(counter: number): Buffer {
   const n = Buffer.alloc(12);
-  n.writeUInt32LE(counter % 0x100000000, 4);
-  n.writeUInt32LE(Math.floor(counter / 0x100000000), 8);
+  setCounterNonce(n, counter);
   return n;
+}
+
+/**
+ * ChaCha20-Poly1305 sealing buf[at, at + len) in place under a 12-byte
+ * nonce (the cipher copies it), the 16-byte tag written right after; no
+ * `aad` is the empty one (node needs no setAAD for it).
+ */
+export function aeadSealInPlace(key: Uint8Array, nonce: Uint8Array, buf: Uint8Array, at: number, len: number, aad?: Uint8Array): void {
+  const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_SIZE });
+  if (aad) c.setAAD(aad, { plaintextLength: len });
+  buf.set(c.update(buf.subarray(at, at + len)), at);
+  c.final();
+  buf.set(c.getAuthTag(), at + len);
 }
 
 /** ChaCha20-Poly1305 under a 12-byte nonce: ciphertext followed by the 16-byte tag. */
 export function aeadSealNonce(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Buffer {
-  const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_SIZE });
-  c.setAAD(aad, { plaintextLength: plaintext.length });
-  const body = c.update(plaintext);
-  c.final();
-  return Buffer.concat([body, c.getAuthTag()]);
+  const out = Buffer.alloc(plaintext.length + AEAD_TAG_SIZE);
+  out.set(plaintext);
+  aeadSealInPlace(key, nonce, out, 0, plaintext.length, aad);
+  return out;
 }
 
-/** The plaintext of ciphertext-and-tag `sealed`, or undefined when it does not authenticate. */
-export function aeadOpenNonce(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Buffer | undefined {
+/** The plaintext of ciphertext-and-tag `sealed`, or undefined when it does not authenticate; no `aad` is the empty one. */
+export function aeadOpenNonce(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Buffer | undefined {
   if (sealed.length < AEAD_TAG_SIZE) return undefined;
   const body = sealed.subarray(0, sealed.length - AEAD_TAG_SIZE);
   const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_SIZE });
-  d.setAAD(aad, { plaintextLength: body.length });
+  if (aad) d.setAAD(aad, { plaintextLength: body.length });
   d.setAuthTag(sealed.subarray(sealed.length - AEAD_TAG_SIZE));
   const out = d.update(body);
   try {

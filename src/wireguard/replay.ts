@@ -14,12 +14,13 @@ export class ReplayWindow {
   private last = 0;
 
   /**
-   * True (and the counter is recorded) when `counter` is below `limit`, not
-   * seen before and not behind the window; false otherwise. Counters are
-   * exact up to 2^53 (a sender reaches that after centuries at line rate).
+   * True (and the counter is recorded) when `counter` was not seen before
+   * and is not behind the window; false otherwise. Counters are exact up to
+   * 2^53 (a sender reaches that after centuries at line rate); the caller
+   * refuses those at or past Reject-After-Messages first.
    */
-  accept(counter: number, limit: number): boolean {
-    if (!(counter < limit) || counter > Number.MAX_SAFE_INTEGER) return false;
+  accept(counter: number): boolean {
+    if (counter > Number.MAX_SAFE_INTEGER) return false;
     const block = Math.floor(counter / BLOCK_BITS);
     if (counter > this.last) {
       const current = Math.floor(this.last / BLOCK_BITS);

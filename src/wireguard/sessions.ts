@@ -20,6 +20,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../clock.js';
+import { formatIp } from '../net/ipv4.js';
 import { CookieChecker, CookieJar, cookieKey, mac1Key } from './cookie.js';
 import {
   COOKIE_RECEIVER,
@@ -66,6 +67,18 @@ export interface PeerSpec {
   /** Underlay address and WireGuard port, from the lease: where we send, and the only source we accept. */
   readonly ip: number;
   readonly port: number;
+}
+
+/** A peer's sessions as /status shows them. */
+export interface WireguardPeerStatus {
+  readonly node: string;
+  readonly key: string;
+  readonly endpoint: string;
+  /** Keypairs held (at most 3: current, previous, next). */
+  readonly sessions: number;
+  readonly lastHandshakeAgoS: number | null;
+  /** up: a session to send on; connecting: a handshake in flight; failing: the last attempt gave up; idle: none needed yet. */
+  readonly state: 'up' | 'connecting' | 'failing' | 'idle';
 }
 
 /** Why a handshake message was refused: each is a drop counter of the engine. */
@@ -120,6 +133,16 @@ export interface SessionPeer {
   failures: number;
 }
 
+/**
+ * The keypair to send to `peer` on at `now`: a responder's next one as soon
+ * as a transport message confirmed it (the timer makes it current a tick
+ * later), else the current one; never one past Reject-After-Time.
+ */
+export function sendingKeypair(peer: SessionPeer, now: number): Keypair | undefined {
+  const kp = peer.next?.confirmed ? peer.next : peer.current;
+  return kp && now - kp.createdAt < REJECT_AFTER_TIME_MS ? kp : undefined;
+}
+
 /** What the sessions need from the dataplane. */
 export interface SessionDataplane {
   /** Sends a handshake message (initiation, response, cookie reply) from the WireGuard port. */
@@ -130,7 +153,7 @@ export interface SessionDataplane {
   sessionReady(peer: SessionPeer): void;
   /** Sends a keepalive (an empty transport message) on the peer's current keypair. */
   sendKeepalive(peer: SessionPeer): void;
-  /** The handshake gave up: drop what waited for it. */
+  /** The handshake gave up, or the peer left: drop what waited for it. */
   gaveUp(peer: SessionPeer): void;
   /** Brings every keypair's activity fields and `confirmed` up to date (the native engine reads its workers'). */
   refreshActivity(): void;
@@ -175,6 +198,8 @@ export class WireguardSessions {
   private readonly checker: CookieChecker;
   private readonly peers = new Map<string, SessionPeer>();
   private readonly byKey = new Map<string, SessionPeer>();
+  /** The peers by underlay address (one node's leases share it: any of them). */
+  private readonly byIp = new Map<number, SessionPeer>();
   /** Our indices in use: a pending initiation's or a keypair's. */
   private readonly indices = new Map<number, { peer: SessionPeer; keypair?: Keypair }>();
   private readonly limiter = new RateLimiter();
@@ -212,6 +237,11 @@ export class WireguardSessions {
     return this.indices.get(localIndex)?.keypair;
   }
 
+  /** The peer at underlay address `ip`. */
+  atIp(ip: number): SessionPeer | undefined {
+    return this.byIp.get(ip);
+  }
+
   allPeers(): IterableIterator<SessionPeer> {
     return this.peers.values();
   }
@@ -220,7 +250,7 @@ export class WireguardSessions {
    * The peers with keys, as the leases say now. A peer whose key changed
    * keeps its keypairs (they rest on the handshake's ephemeral keys, not on
    * the static ones) and loses a handshake in flight to its old key; a peer
-   * gone loses everything.
+   * gone loses everything, what waited for its session included.
    */
   setPeers(specs: readonly PeerSpec[]): void {
     const seen = new Set<string>();
@@ -271,9 +301,12 @@ export class WireguardSessions {
       if (seen.has(id)) continue;
       this.dropPending(p);
       this.retireAll(p);
+      this.o.dataplane.gaveUp(p);
       this.peers.delete(id);
       this.byKey.delete(formatKey(p.key));
     }
+    this.byIp.clear();
+    for (const p of this.peers.values()) this.byIp.set(p.ip, p);
   }
 
   /**
@@ -326,7 +359,7 @@ export class WireguardSessions {
           continue;
         }
         if (!this.checker.mac2Valid(msg, srcIp, now)) {
-          this.o.dataplane.sendHandshake(srcIp, this.portOf(srcIp), this.checker.reply(msg, srcIp, now));
+          this.o.dataplane.sendHandshake(srcIp, this.byIp.get(srcIp)?.port ?? 0, this.checker.reply(msg, srcIp, now));
           this.o.refused('cookie');
           continue;
         }
@@ -337,13 +370,12 @@ export class WireguardSessions {
   }
 
   /** Per peer, for /status: keypairs, the last handshake, whether one is in flight or failing. */
-  status(): { node: string; key: string; endpoint: string; sessions: number; lastHandshakeAgoS: number | null; state: 'up' | 'connecting' | 'failing' | 'idle' }[] {
+  status(): WireguardPeerStatus[] {
     const now = this.o.clock.now();
     return [...this.peers.values()].map((p) => {
       const sessions = [p.current, p.previous, p.next].filter((k) => k !== undefined).length;
       const state = p.current ? 'up' : p.failures > 0 ? 'failing' : p.pending ? 'connecting' : 'idle';
-      const ip = [p.ip >>> 24, (p.ip >>> 16) & 255, (p.ip >>> 8) & 255, p.ip & 255].join('.');
-      return { node: p.node, key: formatKey(p.key), endpoint: `${ip}:${p.port}`, sessions, lastHandshakeAgoS: Number.isFinite(p.lastHandshake) ? Math.round((now - p.lastHandshake) / 1000) : null, state };
+      return { node: p.node, key: formatKey(p.key), endpoint: `${formatIp(p.ip)}:${p.port}`, sessions, lastHandshakeAgoS: Number.isFinite(p.lastHandshake) ? Math.round((now - p.lastHandshake) / 1000) : null, state };
     });
   }
 
@@ -354,11 +386,6 @@ export class WireguardSessions {
   }
 
   // ---- handshakes
-
-  private portOf(ip: number): number {
-    for (const p of this.peers.values()) if (p.ip === ip) return p.port;
-    return 0;
-  }
 
   private newIndex(peer: SessionPeer, keypair?: Keypair): number {
     let i: number;

@@ -10,7 +10,7 @@
 
 import { AEAD_TAG_SIZE, MSG_TRANSPORT, PADDING_MULTIPLE, TRANSPORT_COUNTER, TRANSPORT_HEADER_SIZE, TRANSPORT_RECEIVER } from './constants.js';
 import { readU32LE, writeU32LE } from './messages.js';
-import { aeadOpenNonce, aeadSealNonce, counterNonce } from './primitives.js';
+import { aeadOpenNonce, aeadSealInPlace, setCounterNonce } from './primitives.js';
 
 /** The padded plaintext length of a `len`-byte packet under `limit` (no padding at or past it). */
 export function paddedLength(len: number, limit: number): number {
@@ -23,22 +23,26 @@ export function transportLength(len: number, limit: number): number {
   return TRANSPORT_HEADER_SIZE + paddedLength(len, limit) + AEAD_TAG_SIZE;
 }
 
+/** The nonce of the message being sealed or opened: the cipher copies it, so one serves every call. */
+const nonce = Buffer.alloc(12);
+
 /**
  * Writes the transport message of packet[off, off + len) into `out` at 0
- * (it must hold transportLength(len, limit) bytes) for the peer's
- * `receiverIndex`, sealed under `key` with `counter`; returns its length.
+ * (it must hold transportLength(len, limit) bytes, and not overlap the
+ * packet) for the peer's `receiverIndex`, sealed under `key` with
+ * `counter`; returns its length. The packet and its padding are sealed in
+ * place in `out`: nothing is allocated but what node:crypto's cipher does.
  */
 export function sealTransport(out: Uint8Array, key: Uint8Array, receiverIndex: number, counter: number, packet: Uint8Array, off: number, len: number, limit: number): number {
   const padded = paddedLength(len, limit);
-  const plain = new Uint8Array(padded);
-  plain.set(packet.subarray(off, off + len));
-  const nonce = counterNonce(counter);
   writeU32LE(out, 0, MSG_TRANSPORT);
   writeU32LE(out, TRANSPORT_RECEIVER, receiverIndex);
-  out.set(nonce.subarray(4, 12), TRANSPORT_COUNTER);
-  const sealed = aeadSealNonce(key, nonce, plain, new Uint8Array(0));
-  out.set(sealed, TRANSPORT_HEADER_SIZE);
-  return TRANSPORT_HEADER_SIZE + sealed.length;
+  setCounterNonce(nonce, counter);
+  for (let i = 0; i < 8; i++) out[TRANSPORT_COUNTER + i] = nonce[4 + i]!;
+  out.set(packet.subarray(off, off + len), TRANSPORT_HEADER_SIZE);
+  out.fill(0, TRANSPORT_HEADER_SIZE + len, TRANSPORT_HEADER_SIZE + padded);
+  aeadSealInPlace(key, nonce, out, TRANSPORT_HEADER_SIZE, padded);
+  return TRANSPORT_HEADER_SIZE + padded + AEAD_TAG_SIZE;
 }
 
 /** The receiver index of a transport message. */
@@ -53,7 +57,6 @@ export function transportCounter(msg: Uint8Array, off: number): number {
 
 /** The padded plaintext of a `len`-byte transport message at `off`, or undefined when it does not authenticate under `key`. */
 export function openTransport(key: Uint8Array, msg: Uint8Array, off: number, len: number): Buffer | undefined {
-  const nonce = new Uint8Array(12);
-  nonce.set(msg.subarray(off + TRANSPORT_COUNTER, off + TRANSPORT_COUNTER + 8), 4);
-  return aeadOpenNonce(key, nonce, msg.subarray(off + TRANSPORT_HEADER_SIZE, off + len), new Uint8Array(0));
+  for (let i = 0; i < 8; i++) nonce[4 + i] = msg[off + TRANSPORT_COUNTER + i]!;
+  return aeadOpenNonce(key, nonce, msg.subarray(off + TRANSPORT_HEADER_SIZE, off + len));
 }

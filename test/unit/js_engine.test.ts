@@ -1,6 +1,9 @@
 // The js engine between in-memory TUNs and an in-memory network: forwarding,
-// every drop reason, ICMP errors and live table swaps, with no root.
+// every drop reason, ICMP errors and live table swaps; and a WireGuard port
+// it cannot bind on loopback. No root.
 
+import dgram from 'node:dgram';
+import { readdirSync } from 'node:fs';
 import { setImmediate as tick } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JS_ENTROPY_SOCKETS } from '../../src/constants.js';
@@ -8,6 +11,8 @@ import { totalDrops } from '../../src/dataplane/counters.js';
 import { systemClock } from '../../src/clock.js';
 import { generateKeyPair } from '../../src/wireguard/keys.js';
 import { JsEngine } from '../../src/dataplane/js_engine.js';
+import { isWeftError } from '../../src/errors.js';
+import { DgramUdp } from '../../src/host/dgram_udp.js';
 import { parseCidr, parseIp } from '../../src/net/ipv4.js';
 import { type Peer, RouteTable } from '../../src/routes/route_table.js';
 import { isValidIpv4 } from '../../src/wire/ipv4_packet.js';
@@ -145,6 +150,27 @@ describe('js engine (in-memory TUN and network)', () => {
     const c = b.engine.counters();
     expect(totalDrops(c, 'outside') + c.outside_packets).toBe(N);
     expect(totalDrops(c, 'inside') + c.inside_packets).toBe(N);
+  });
+
+  it('refuses a WireGuard port it cannot bind with WEFT_HOST_SETUP naming the port', async () => {
+    const taken = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => taken.bind(0, '127.0.0.1', resolve));
+    const port = taken.address().port;
+    try {
+      const cfg = { self: parseCidr('198.19.1.0/24'), tunAddr: parseIp('198.19.1.0'), vni: 1, port: 4790, bindIp: parseIp('127.0.0.1'), mtu: MTU, wireguard: { privateKey: generateKeyPair().privateKey, port }, clock: systemClock };
+      const engine = new JsEngine(cfg, new MemoryTun(), new MemoryNetwork().transport('198.18.0.1', 4790), RouteTable.empty(net, 24), (p) => new DgramUdp('127.0.0.1', p, 0));
+      engines.push(engine);
+      await engine.start();
+      const fds = readdirSync('/proc/self/fd').length;
+      for (let i = 0; i < 3; i++) {
+        const err = await engine.enableWireguard(MTU).catch((e: unknown) => e);
+        expect(isWeftError(err, 'WEFT_HOST_SETUP')).toBe(true);
+        expect((err as Error).message).toMatch(new RegExp(`^cannot open the WireGuard port ${port}: .*EADDRINUSE`));
+      }
+      expect(readdirSync('/proc/self/fd').length).toBe(fds); // weftd retries each config poll: no socket left behind
+    } finally {
+      taken.close();
+    }
   });
 
   it('applies a new table to the next packet', async () => {

@@ -29,8 +29,8 @@ describe('route table', () => {
 
   it('knows senders by underlay address and checks what they may source', () => {
     const t = RouteTable.build(net, 24, [peer(2), peer(3)]);
-    expect(t.isKnownSender(parseIp('198.18.0.2'))).toBe(true);
-    expect(t.isKnownSender(parseIp('198.18.0.9'))).toBe(false);
+    expect(t.flagsOfSender(parseIp('198.18.0.2'))).toBe(0);
+    expect(t.flagsOfSender(parseIp('198.18.0.9'))).toBeUndefined();
     expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('198.19.2.77'))).toBe(true);
     expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('198.19.3.77'))).toBe(false);
     expect(t.senderOwns(parseIp('198.18.0.2'), parseIp('10.0.0.1'))).toBe(false);

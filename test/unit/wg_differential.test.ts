@@ -70,11 +70,11 @@ function tsAccept(datagrams: Buffer[], sources: number[]): { verdicts: number[];
     const type = precheckWireguard(dg, 0, dg.length, src, table, ourMac1, c);
     if (type === MSG_MALFORMED) return [0, 0];
     if (type !== MSG_TRANSPORT) return [1, 0];
-    const opened = openWireguard(dg, 0, dg.length, src, (x) => kps.get(x), now, c);
-    if (!opened) return [0, 0];
+    const plain = openWireguard(dg, 0, dg.length, src, (x) => kps.get(x), now, c);
+    if (!plain) return [0, 0];
     if (dg.length === KEEPALIVE_SIZE) return [2, 0];
-    if (!acceptInner(opened.plain, 0, opened.plain.length, opened.kp.peer.ip, table, self, c)) return [0, 0];
-    return [3, opened.plain.readUInt16BE(2)];
+    if (!acceptInner(plain, 0, plain.length, src, table, self, c)) return [0, 0];
+    return [3, plain.readUInt16BE(2)];
   });
   return { verdicts, counters: Array.from(c) };
 }
@@ -184,6 +184,7 @@ describe('native WireGuard vs the TypeScript specification (in-process)', () => 
       [sealed(next, 0, icmpEcho('198.19.3.5', '198.19.2.7', 8)), ip(3)], // data on a responder's next: confirms it
       [sealed(cur, 2, good), ip(3)], // from another node than the session's
       [sealed(old, 0, good), ip(1)], // a session past 180 s
+      [sealed(cur, 2 ** 64 - 2 ** 13, good), ip(1)], // a counter at Reject-After-Messages
       [(() => {
         const d = sealed(cur, 3, good);
         d[20] = d[20]! ^ 1;
@@ -202,8 +203,9 @@ describe('native WireGuard vs the TypeScript specification (in-process)', () => 
     const ts = tsAccept(cases.map(([d]) => d), cases.map(([, s]) => s));
     const native = nativeAccept(cases.map(([d]) => d), cases.map(([, s]) => s));
     expect(native).toEqual(ts);
-    expect(native.verdicts.filter((_, i) => i % 2 === 0)).toEqual([3, 0, 2, 3, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]);
-    for (const k of ['outside_drop_wg_replay', 'outside_drop_wg_expired', 'outside_drop_wg_auth', 'outside_drop_wg_unknown_index', 'outside_drop_spoofed_source', 'outside_drop_wg_mac1'] as const) {
+    expect(native.verdicts.filter((_, i) => i % 2 === 0)).toEqual([3, 0, 2, 3, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]);
+    expect(native.counters[C.outside_drop_wg_expired]).toBe(2);
+    for (const k of ['outside_drop_wg_replay', 'outside_drop_wg_auth', 'outside_drop_wg_unknown_index', 'outside_drop_spoofed_source', 'outside_drop_wg_mac1'] as const) {
       expect(native.counters[C[k]], k).toBe(1);
     }
     expect(native.counters[C.outside_drop_unknown_sender]).toBe(2);

@@ -21,7 +21,7 @@ import {
   UNDER_LOAD_QUEUE,
 } from '../../src/wireguard/constants.js';
 import { formatKey, generateKeyPair } from '../../src/wireguard/keys.js';
-import { type HandshakeRefusal, type Keypair, MAX_HANDSHAKE_RETRIES, type SessionDataplane, type SessionPeer, WireguardSessions } from '../../src/wireguard/sessions.js';
+import { type HandshakeRefusal, type Keypair, MAX_HANDSHAKE_RETRIES, type SessionDataplane, type SessionPeer, WireguardSessions, sendingKeypair } from '../../src/wireguard/sessions.js';
 import { ManualClock } from '../harness/manual_clock.js';
 
 const IP_A = 0xc6120001;
@@ -170,7 +170,7 @@ describe('WireGuard sessions: handshakes', () => {
     expect(b.refusals.filter((r) => r === 'cookie').length).toBe(UNDER_LOAD_QUEUE);
     const replies = b.outbox.splice(0);
     expect(replies.length).toBe(HANDSHAKE_BURST);
-    expect(replies.every((r) => r.msg.length === COOKIE_REPLY_SIZE && r.ip === IP_A)).toBe(true);
+    expect(replies.every((r) => r.msg.length === COOKIE_REPLY_SIZE && r.ip === IP_A && r.port === PORT)).toBe(true);
     a.s.receive([{ msg: replies[0]!.msg, srcIp: IP_B }]);
     expect(a.refusals).toEqual([]);
     await clock.advance(REKEY_TIMEOUT_MS + REKEY_TIMEOUT_JITTER_MS + TIMER_TICK_MS);
@@ -328,7 +328,10 @@ describe('WireGuard sessions: timers (manual clock)', () => {
     expect(pa.next).toBeDefined();
     const next = pa.next!;
     const cur = pa.current!;
+    expect(sendingKeypair(pa, clock.now())).toBe(cur);
     next.confirmed = true;
+    expect(sendingKeypair(pa, clock.now())).toBe(next); // sent on at once, before the tick promotes it
+    expect(sendingKeypair(pa, next.createdAt + REJECT_AFTER_TIME_MS)).toBeUndefined();
     await clock.advance(TIMER_TICK_MS);
     expect(pa.current).toBe(next);
     expect(pa.previous).toBe(cur);
@@ -340,6 +343,7 @@ describe('WireGuard sessions: timers (manual clock)', () => {
     handshake(a, b);
     a.s.setPeers([]);
     expect(a.s.peer(`id-${IP_B}`)).toBeUndefined();
+    expect(a.gaveUps).toEqual(['node-2']); // what waited for its session is dropped, not kept until close
     await clock.advance(TIMER_TICK_MS);
     const refreshes = a.refreshes;
     await clock.advance(10 * TIMER_TICK_MS);
