@@ -19,8 +19,8 @@
 
 import { spawnSync } from 'node:child_process';
 import { type Cidr, formatCidr, formatIp, maskOf } from '../net/ipv4.js';
-import { commandEnv, mustRun, runCommand } from './command.js';
-import { type FirewallBackend, NFT_FAMILY, detectBackend, nftRemoveTableScript, nftTableScript, removeIptChain } from './firewall.js';
+import { commandEnv, mustRun } from './command.js';
+import { type FirewallBackend, type IptChain, NFT_FAMILY, detectBackend, ensureJumps, iptRuleText, nftTableScript, removeIptChain, removeNftTable, replaceNftTable, runNftScript } from './firewall.js';
 import { readNftCounters } from './nft_counters.js';
 
 export const KERNEL_NFT_TABLE = 'weft_kernel';
@@ -119,15 +119,23 @@ const IPT = {
   spoofed: 'WEFT-KERNEL-SPOOFED',
 } as const;
 
-type IptTable = 'filter' | 'raw';
 const JUMP_COMMENT = ['-m', 'comment', '--comment', 'weft: kernel engine'];
 
-/** The rules of built-in chains that jump to weft's, each inserted first so no earlier accept skips it. */
-function iptJumps(s: KernelFilterSpec): { table: IptTable; rule: string[] }[] {
+/**
+ * weft's chains, each with the jumps of built-in chains to it (inserted
+ * first, so no earlier accept skips them): in the order remove() deletes
+ * them, each after every chain that jumps to it.
+ */
+function iptChains(s: KernelFilterSpec): IptChain[] {
+  const jump = (from: string, match: readonly string[], chain: string): string[] => [from, ...match, ...JUMP_COMMENT, '-j', chain];
   return [
-    { table: 'filter', rule: ['INPUT', '-p', 'udp', '--dport', String(s.port), ...JUMP_COMMENT, '-j', IPT.in] },
-    { table: 'filter', rule: ['OUTPUT', '-p', 'icmp', ...JUMP_COMMENT, '-j', IPT.out] },
-    { table: 'raw', rule: ['PREROUTING', '-i', s.device, ...JUMP_COMMENT, '-j', IPT.decap] },
+    { table: 'filter', chain: IPT.in, jumpFirst: true, jumps: [jump('INPUT', ['-p', 'udp', '--dport', String(s.port)], IPT.in)] },
+    { table: 'filter', chain: IPT.out, jumpFirst: true, jumps: [jump('OUTPUT', ['-p', 'icmp'], IPT.out)] },
+    { table: 'raw', chain: IPT.decap, jumpFirst: true, jumps: [jump('PREROUTING', ['-i', s.device], IPT.decap)] },
+    { table: 'filter', chain: IPT.nodes, jumps: [] },
+    { table: 'filter', chain: IPT.stranger, jumps: [] },
+    { table: 'raw', chain: IPT.sources, jumps: [] },
+    { table: 'raw', chain: IPT.spoofed, jumps: [] },
   ];
 }
 
@@ -140,7 +148,7 @@ const counted = (counter: KernelFilterCounter, target = 'DROP'): string[] => ['-
 /** The node lists (flushed by their declaration, then filled) and, with `all`, every other chain: iptables-restore --noflush input. */
 function iptScript(s: KernelFilterSpec, nodes: readonly number[], all: boolean): string {
   const sources = (chain: string, then: string): string[] => [...nodes.map((ip) => `-A ${chain} -s ${formatIp(ip)}/32 -j RETURN`), `-A ${chain} -j ${then}`];
-  const rule = (chain: string, args: readonly string[]): string => `-A ${chain} ${args.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}`;
+  const rule = (chain: string, args: readonly string[]): string => `-A ${chain} ${iptRuleText(args)}`;
   const filter = [
     '*filter',
     ...(all ? [IPT.in, IPT.stranger, IPT.out] : []).map((c) => `:${c} - [0:0]`),
@@ -200,10 +208,14 @@ export class KernelFilter {
   /** Why the last node update failed, until one succeeds. */
   failure: string | undefined;
 
+  private readonly chains: readonly IptChain[];
+
   private constructor(
     readonly backend: FirewallBackend,
     private readonly spec: KernelFilterSpec,
-  ) {}
+  ) {
+    this.chains = iptChains(spec);
+  }
 
   /** Installs (or replaces) the filter with `nodes` as the lease table's addresses. */
   static async install(spec: KernelFilterSpec, nodes: readonly number[]): Promise<KernelFilter> {
@@ -215,14 +227,10 @@ export class KernelFilter {
   /** The whole filter again (after an operator flushed the ruleset, say), with the latest nodes. */
   async reinstall(nodes: readonly number[] = this.pendingNodes ?? this.nodes): Promise<void> {
     if (this.backend === 'nftables') {
-      await mustRun('nft', ['-f', '-'], kernelFilterNftScript(this.spec, nodes));
+      await replaceNftTable(KERNEL_NFT_TABLE, nftBody(this.spec, nodes));
     } else {
       await mustRun('iptables-restore', ['--noflush'], iptScript(this.spec, nodes, true));
-      for (const j of iptJumps(this.spec)) {
-        if ((await runCommand('iptables', ['-w', '5', '-t', j.table, '-C', ...j.rule])).code !== 0) {
-          await mustRun('iptables', ['-w', '5', '-t', j.table, '-I', j.rule[0]!, '1', ...j.rule.slice(1)]);
-        }
-      }
+      for (const c of this.chains) await ensureJumps(c);
     }
     this.nodes = nodes;
   }
@@ -261,7 +269,7 @@ export class KernelFilter {
   private async replaceNftNodes(nodes: readonly number[]): Promise<void> {
     const diff = nftNodesScript(nodes, this.nodes);
     if (diff === '') return;
-    if ((await runCommand('nft', ['-f', '-'], diff)).code !== 0) await mustRun('nft', ['-f', '-'], nftNodesScript(nodes));
+    await runNftScript(diff).catch(() => runNftScript(nftNodesScript(nodes)));
   }
 
   /**
@@ -283,14 +291,7 @@ export class KernelFilter {
   async remove(): Promise<void> {
     this.removed = true;
     await this.updating;
-    if (this.backend === 'nftables') {
-      await mustRun('nft', ['-f', '-'], nftRemoveTableScript(KERNEL_NFT_TABLE));
-      return;
-    }
-    const jumps = iptJumps(this.spec);
-    // Chains that jump on first (each flushed before it is deleted), then the ones they jumped to.
-    for (const [table, chain] of [['filter', IPT.in], ['filter', IPT.out], ['raw', IPT.decap], ['filter', IPT.nodes], ['filter', IPT.stranger], ['raw', IPT.sources], ['raw', IPT.spoofed]] as const) {
-      await removeIptChain({ table, chain, jumps: jumps.filter((j) => j.table === table && j.rule.at(-1) === chain).map((j) => j.rule) });
-    }
+    if (this.backend === 'nftables') await removeNftTable(KERNEL_NFT_TABLE);
+    else for (const c of this.chains) await removeIptChain(c);
   }
 }
