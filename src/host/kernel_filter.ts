@@ -17,9 +17,8 @@
 // Installed whole at start, nodes replaced whole with each table, removed whole
 // at stop; nothing else on the host is touched. Control-plane rate only.
 
-import { spawnSync } from 'node:child_process';
 import { type Cidr, formatCidr, formatIp, maskOf } from '../net/ipv4.js';
-import { commandEnv, mustRun } from './command.js';
+import { mustRun, runCommand } from './command.js';
 import { type FirewallBackend, type IptChain, NFT_FAMILY, detectBackend, ensureJumps, iptRuleText, nftTableScript, removeIptChain, removeNftTable, replaceNftTable, runNftScript } from './firewall.js';
 import { readNftCounters } from './nft_counters.js';
 
@@ -197,7 +196,8 @@ export function parseIptCounters(save: string): Map<string, number> {
 /**
  * The installed filter. Node updates run one at a time, the latest
  * winning (a burst of tables costs one `nft` or `iptables-restore` run per
- * update it could not skip); counters are read synchronously.
+ * update it could not skip). Counters are read without blocking: nftables'
+ * live over nfnetlink, iptables' from the last refreshCounters().
  */
 export class KernelFilter {
   private nodes: readonly number[] = [];
@@ -205,6 +205,9 @@ export class KernelFilter {
   private updating: Promise<void> | undefined;
   private draining = false;
   private removed = false;
+  /** iptables: the counters as the last successful `iptables-save -c` read them. */
+  private iptCounters = new Map<string, number>();
+  private refreshing: Promise<void> | undefined;
   /** Why the last node update failed, until one succeeds. */
   failure: string | undefined;
 
@@ -273,24 +276,39 @@ export class KernelFilter {
   }
 
   /**
-   * The counters now, by name; undefined when the filter is gone (an
-   * operator flushed the ruleset): nftables over nfnetlink, iptables by one
-   * `iptables-save -c`.
+   * The counters by name; undefined when the filter is gone (an operator
+   * flushed the ruleset): nftables' now, over nfnetlink; iptables' as the
+   * last refreshCounters() read them.
    */
   counters(): Map<string, number> | undefined {
-    let c: Map<string, number>;
-    if (this.backend === 'nftables') c = readNftCounters(KERNEL_NFT_TABLE);
-    else {
-      const r = spawnSync('iptables-save', ['-c'], { encoding: 'utf8', timeout: 5000, env: commandEnv() });
-      c = r.status === 0 ? parseIptCounters(r.stdout) : new Map();
-    }
+    const c = this.backend === 'nftables' ? readNftCounters(KERNEL_NFT_TABLE) : this.iptCounters;
     return KERNEL_FILTER_COUNTERS.every((n) => c.has(n)) ? c : undefined;
+  }
+
+  /**
+   * iptables: reads the counters again by one `iptables-save -c`, a child
+   * process weftd's event loop does not wait for (one run at a time; a failed
+   * run keeps the values read before). Never rejects. nftables: nothing to do.
+   */
+  refreshCounters(): Promise<void> {
+    if (this.backend === 'nftables' || this.removed) return Promise.resolve();
+    this.refreshing ??= runCommand('iptables-save', ['-c'])
+      .then(
+        (r) => {
+          if (r.code === 0) this.iptCounters = parseIptCounters(r.stdout);
+        },
+        () => undefined,
+      )
+      .finally(() => {
+        this.refreshing = undefined;
+      });
+    return this.refreshing;
   }
 
   /** Removes the filter; no error when it is already gone. */
   async remove(): Promise<void> {
     this.removed = true;
-    await this.updating;
+    await Promise.all([this.updating, this.refreshing]);
     if (this.backend === 'nftables') await removeNftTable(KERNEL_NFT_TABLE);
     else for (const c of this.chains) await removeIptChain(c);
   }
