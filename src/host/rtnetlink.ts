@@ -349,6 +349,20 @@ export function rtnl(requests: readonly NlRequest[]): NlAnswer[] {
   return netlinkTransact(NETLINK_ROUTE, requests);
 }
 
+/** One request of a batch: what it does (named when it fails), and the errnos that count as done for it (EEXIST, say). */
+export interface RtnlStep {
+  readonly what: string;
+  readonly req: NlRequest;
+  readonly ok?: readonly number[];
+}
+
+/** Sends `steps` in one conversation, each answered on its own; throws WEFT_HOST_SETUP naming the first whose errno its `ok` does not allow. */
+export function rtnlSteps(steps: readonly RtnlStep[]): void {
+  rtnl(steps.map((s) => s.req)).forEach((a, i) => {
+    if (!steps[i]!.ok?.includes(a.error)) expectDone(a, steps[i]!.what);
+  });
+}
+
 /** The link called `name`; undefined when there is none. */
 export function getLink(name: string): RtLink | undefined {
   const [a] = rtnl([getLinkRequest(name)]);
