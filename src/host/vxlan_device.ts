@@ -171,7 +171,7 @@ export class VxlanDevice {
   }
 
   private throwRoute(s: DeviceSettings): RouteEntry {
-    return { dst: s.network.base, len: s.network.len, type: 'throw', protocol: this.protocol, table: 0 };
+    return { dst: s.network.base, len: s.network.len, type: 'throw', protocol: this.protocol };
   }
 
   /**
