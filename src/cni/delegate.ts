@@ -3,8 +3,7 @@
 // and running a plugin found on CNI_PATH with the spec's environment.
 
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants as fsConstants } from 'node:fs';
-import { join } from 'node:path';
+import { findExecutable } from '../host/command.js';
 import { formatCidr, formatIp } from '../net/ipv4.js';
 import type { SubnetEnv } from '../host/subnet_env.js';
 import type { WeftNetConf } from './netconf.js';
@@ -47,15 +46,8 @@ export function bridgeConfig(conf: WeftNetConf, env: SubnetEnv, forceAddress: bo
 
 /** The first executable named `type` in the CNI_PATH directories. */
 export function findPlugin(type: string, path: readonly string[]): string {
-  for (const dir of path) {
-    const file = join(dir, type);
-    try {
-      accessSync(file, fsConstants.X_OK);
-      return file;
-    } catch {
-      // not in this directory
-    }
-  }
+  const file = findExecutable(type, path);
+  if (file !== undefined) return file;
   throw new CniError(CniCode.BadEnvironment, `delegate plugin "${type}" not found on CNI_PATH (${path.join(':') || 'empty'}); install containernetworking-plugins`);
 }
 

@@ -5,32 +5,18 @@
 // is installed, else iptables. Control-plane rate only; every failure names
 // the command.
 
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter } from 'node:path';
 import { WeftError } from '../errors.js';
-import { type CmdResult, commandEnv, mustRun, runCommand } from './command.js';
+import { type CmdResult, commandEnv, findExecutable, mustRun, runCommand } from './command.js';
 
 export type FirewallBackend = 'nftables' | 'iptables';
 
 export const NFT_FAMILY = 'ip';
 
-/** Whether `file` is an executable in one of PATH's directories, as the commands weftd runs are looked up. */
-export function onPath(file: string, path: string): boolean {
-  return path.split(delimiter).some((dir) => {
-    if (dir === '') return false;
-    try {
-      accessSync(join(dir, file), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
-
 /** nftables where `nft` is installed, else iptables where it is (looked up on the commands' PATH); neither is an error saying what needed them. */
 export function detectBackend(purpose: string): FirewallBackend {
   const path = commandEnv().PATH!;
-  for (const [backend, file] of [['nftables', 'nft'], ['iptables', 'iptables']] as const) if (onPath(file, path)) return backend;
+  for (const [backend, file] of [['nftables', 'nft'], ['iptables', 'iptables']] as const) if (findExecutable(file, path.split(delimiter))) return backend;
   throw new WeftError('WEFT_HOST_SETUP', `${purpose} needs nft (nftables) or iptables on PATH, and neither was found`, { path });
 }
 
