@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { findExecutable } from '../host/command.js';
 import { formatCidr, formatIp } from '../net/ipv4.js';
-import type { SubnetEnv } from '../host/subnet_env.js';
+import { type SubnetEnv, gatewayOf } from '../host/subnet_env.js';
 import type { WeftNetConf } from './netconf.js';
 import { type CniCommand, CniCode, CniError } from './spec.js';
 
@@ -39,7 +39,7 @@ export function bridgeConfig(conf: WeftNetConf, env: SubnetEnv, forceAddress: bo
     ipam: {
       type: 'host-local',
       dataDir: conf.ipamDir,
-      ranges: [[{ subnet: formatCidr(env.subnet), gateway: formatIp(env.subnet.base + 1) }]],
+      ranges: [[{ subnet: formatCidr(env.subnet), gateway: formatIp(gatewayOf(env.subnet)) }]],
     },
   };
 }
