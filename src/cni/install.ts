@@ -4,9 +4,8 @@
 // plugin dir is made to hold every plugin a pod on weft needs, because
 // containerd 1.x looks in that one directory only.
 
-import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { writeFileAtomic } from '../host/atomic_write.js';
+import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
+import { symlinkAtomic, writeFileAtomic } from '../host/atomic_write.js';
 import { findExecutable } from '../host/command.js';
 import { join, resolve } from 'node:path';
 import { WeftError } from '../errors.js';
@@ -142,12 +141,9 @@ export function linkCompanions(binDir: string, sources: readonly string[]): Comp
     if (findExecutable(name, [binDir])) return { name, path, state: 'present' };
     const target = findExecutable(name, others);
     if (!target || isFile(path)) return { name, path, state: 'missing', searched: [binDir, ...others] };
-    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
-      symlinkSync(target, tmp);
-      renameSync(tmp, path);
+      symlinkAtomic(target, path);
     } catch (err) {
-      rmSync(tmp, { force: true });
       throw new WeftError('WEFT_HOST_SETUP', `cannot link ${path} to ${target}: ${(err as Error).message}`, { path });
     }
     return { name, path, state: 'linked', target };
