@@ -8,7 +8,7 @@
 // weftd runs one of them, so an engine adds its checks to CHECKS without
 // touching the others.
 
-import { type SubnetFile, parseSubnetFile } from '../host/subnet_env.js';
+import { gatewayOf } from '../host/subnet_env.js';
 import type { LinkInfo } from '../host/netconf.js';
 import { type Cidr, formatCidr, formatIp, parseCidr } from '../net/ipv4.js';
 import type { DaemonStatus, FirewallStatus } from '../observe/status.js';
@@ -47,18 +47,6 @@ const RESTART = 'restart weftd (systemctl restart weftd), which sets it up again
 const LOGS = 'journalctl -u weftd -n 50';
 
 // ---- what several checks read the same way
-
-/** What the subnet file says (the subnet held, or that the node holds none), or that it is absent. */
-type SubnetFileView = SubnetFile | { readonly held?: undefined; readonly none?: undefined; readonly absent: true };
-
-function subnetFileView(text: string | null, path: string): SubnetFileView {
-  return text === null ? { absent: true } : parseSubnetFile(text, path);
-}
-
-/** The pods' gateway on the bridge: the subnet's first address, with its length. */
-function gatewayOf(subnet: Cidr): string {
-  return `${formatIp(subnet.base + 1)}/${subnet.len}`;
-}
 
 /** Why weftd holds no subnet, as /status says it. */
 function noSubnetReason(s: DaemonStatus): string {
@@ -151,12 +139,8 @@ const subnetFile: Check = {
   run(f) {
     const path = f.subnetFilePath;
     if (!f.subnetFile.ok) return fail(`cannot read ${path}: ${f.subnetFile.error}`, 'run weftctl check as root, or with read access to the file');
-    let view: SubnetFileView;
-    try {
-      view = subnetFileView(f.subnetFile.value, path);
-    } catch (err) {
-      return fail(`${err instanceof Error ? err.message : String(err)}`, `the CNI plugin refuses every pod while it does not parse: ${RESTART.replace('sets it up', 'writes it')}`);
-    }
+    const view = f.subnetFile.value;
+    if ('invalid' in view) return fail(view.invalid, `the CNI plugin refuses every pod while it does not parse: ${RESTART.replace('sets it up', 'writes it')}`);
     const s = f.weftd.ok ? f.weftd.value : undefined;
     const rewrite = `${RESTART.replace('sets it up', 'writes it')}; give weftd, the conflist (subnetFile) and weftctl check the same file`;
     if (!view.held && !view.none) {
@@ -256,7 +240,7 @@ const bridge: Check = {
     if (!f.links.ok) return fail(`cannot list the links: ${f.links.error}`, 'run weftctl check as root, with iproute2 installed');
     const br = linkNamed(f.links.value, f.bridge);
     if (!br) return ok(`${f.bridge} does not exist yet: the CNI plugin creates it with the first pod`);
-    const gw = gatewayOf(expected.subnet);
+    const gw = `${formatIp(gatewayOf(expected.subnet))}/${expected.subnet.len}`;
     const ports = f.links.value.filter((l) => l.master === f.bridge);
     const others = br.addresses.filter((a) => a !== gw);
     if (others.length > 0 || (!br.addresses.includes(gw) && ports.length > 0)) {
@@ -300,14 +284,8 @@ const ipForward: Check = {
 
 /** The subnet and MTU the bridge should have: the subnet file's, else the lease weftd holds. */
 function bridgeExpectation(f: CheckFacts): { subnet: Cidr; mtu: number } | undefined {
-  if (f.subnetFile.ok) {
-    try {
-      const held = subnetFileView(f.subnetFile.value, f.subnetFilePath).held;
-      if (held) return { subnet: held.subnet, mtu: held.mtu };
-    } catch {
-      // the subnet-file check says why
-    }
-  }
+  const held = f.subnetFile.ok ? f.subnetFile.value.held : undefined;
+  if (held) return { subnet: held.subnet, mtu: held.mtu };
   const s = f.weftd.ok ? f.weftd.value : undefined;
   if (s?.subnet && s.host.device) return { subnet: parseCidr(s.subnet), mtu: s.host.device.mtu };
   return undefined;

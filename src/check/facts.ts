@@ -3,14 +3,30 @@
 // the peers, and etcd. The checks (checks.ts) are pure functions of these
 // facts; gather.ts collects them on the real host, tests write them by hand.
 
+import { errorMessage } from '../errors.js';
 import type { LinkInfo } from '../host/netconf.js';
 import type { PingResult } from '../host/ping.js';
 import type { RulesetState } from '../host/firewall.js';
+import { type SubnetFile, parseSubnetFile } from '../host/subnet_env.js';
 import type { DaemonStatus } from '../observe/status.js';
 import type { MemberStatus } from '../registry/etcd_registry.js';
 
 /** A fact, or why it could not be gathered. */
 export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+
+type NoSubnetFile = { readonly held?: undefined; readonly none?: undefined };
+/** What the subnet file says (the subnet held, or that the node holds none); or that it is absent; or why it does not parse. */
+export type SubnetFileFact = SubnetFile | (NoSubnetFile & { readonly absent: true }) | (NoSubnetFile & { readonly invalid: string });
+
+/** The subnet file's text (null: it does not exist) as the facts hold it, parsed once here by the CNI plugin's own parser. */
+export function subnetFileFact(text: string | null, path: string): SubnetFileFact {
+  if (text === null) return { absent: true };
+  try {
+    return parseSubnetFile(text, path);
+  } catch (err) {
+    return { invalid: errorMessage(err) };
+  }
+}
 
 export interface CheckFacts {
   /** When the facts were gathered (ms since the epoch): what times found in them are compared with. */
@@ -20,8 +36,8 @@ export interface CheckFacts {
   /** The subnet file looked at: --subnet-file when given, else the one weftd writes. */
   readonly subnetFilePath: string;
   readonly weftd: Outcome<DaemonStatus>;
-  /** The subnet file's text; null when the file does not exist. */
-  readonly subnetFile: Outcome<string | null>;
+  /** The subnet file, parsed; an error when it cannot be read. */
+  readonly subnetFile: Outcome<SubnetFileFact>;
   readonly links: Outcome<readonly LinkInfo[]>;
   /** net.ipv4.ip_forward; undefined when it cannot be read. */
   readonly ipForward: boolean | undefined;

@@ -18,7 +18,7 @@ import type { DaemonStatus } from '../observe/status.js';
 import { fetchStatusText, parseStatus } from '../observe/status_client.js';
 import type { EtcdOptions, EtcdRegistry } from '../registry/etcd_registry.js';
 import { connectionCause } from '../registry/etcd_refusal.js';
-import type { CheckFacts, EtcdData, EtcdFacts, MemberFacts, Outcome } from './facts.js';
+import { type CheckFacts, type EtcdData, type EtcdFacts, type MemberFacts, type Outcome, subnetFileFact } from './facts.js';
 
 const STATUS_TIMEOUT_MS = 3000;
 const ETCD_TIMEOUT_MS = 3000;
@@ -50,10 +50,11 @@ export async function gatherFacts(o: GatherOptions): Promise<CheckFacts> {
   const weftd = await outcome(async () => parseStatus(await fetchStatusText(o.metricsAddr, STATUS_TIMEOUT_MS), o.metricsAddr));
   const s = weftd.ok ? weftd.value : undefined;
   const subnetFilePath = o.subnetFile ?? s?.host.subnetFile ?? DEFAULT_SUBNET_FILE;
-  const subnetFile = await outcome(() => readSubnetFile(subnetFilePath));
+  const subnetFile = await outcome(async () => subnetFileFact(await readSubnetFile(subnetFilePath), subnetFilePath));
   // A bad etcd flag (an unreadable --etcd-cafile) is the caller's error: thrown, not a fact.
   const etcdOptions = o.etcd(s);
-  const subnets = new Set([s?.subnet, subnetFile.ok ? fileSubnet(subnetFile.value) : undefined].filter((x): x is string => typeof x === 'string'));
+  const fileSubnet = subnetFile.ok && subnetFile.value.held ? formatCidr(subnetFile.value.held.subnet) : undefined;
+  const subnets = new Set([s?.subnet, fileSubnet].filter((x): x is string => typeof x === 'string'));
   const [links, ipForward, encapFilter, ipMasq, probes, etcd] = await Promise.all([
     outcome(listLinks),
     ipForwarding(),
@@ -84,16 +85,6 @@ async function readSubnetFile(path: string): Promise<string | null> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
-  }
-}
-
-/** The subnet FLANNEL_SUBNET names, as a prefix, when it names one (the checks parse the file in full). */
-function fileSubnet(text: string | null): string | undefined {
-  const m = text === null ? null : /^FLANNEL_SUBNET=(\S+)$/m.exec(text);
-  try {
-    return m ? formatCidr(parseCidr(m[1]!, true)) : undefined;
-  } catch {
-    return undefined;
   }
 }
 

@@ -11,9 +11,7 @@ import {
   DEFAULT_SUBNET_LEN,
   DEFAULT_UDP_PORT,
   DEFAULT_VNI,
-  ENCRYPTION_MODES,
   ETCD_PROBE_MS,
-  type EncryptionMode,
 } from '../constants.js';
 import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni, type WrittenFile } from '../cni/install.js';
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
@@ -42,11 +40,6 @@ async function registryFrom(values: FlagValues): Promise<Registry> {
   return new EtcdRegistry(connection);
 }
 
-function encryptionMode(text: string, flag: string): EncryptionMode {
-  if (!(ENCRYPTION_MODES as readonly string[]).includes(text)) throw new WeftError('WEFT_BAD_FLAG', `${flag}: "${text}" is not one of ${ENCRYPTION_MODES.join(', ')}`, { flag });
-  return text as EncryptionMode;
-}
-
 async function init(reg: Registry, values: FlagValues): Promise<void> {
   const network = stringFlag(values, 'network') ?? DEFAULT_NETWORK;
   const raw = {
@@ -54,7 +47,7 @@ async function init(reg: Registry, values: FlagValues): Promise<void> {
     subnetLen: intFlag(values, 'subnet-len', 1, 32) ?? DEFAULT_SUBNET_LEN,
     vni: intFlag(values, 'vni', 1, 0xffffff) ?? DEFAULT_VNI,
     port: intFlag(values, 'port', 1, 65535) ?? DEFAULT_UDP_PORT,
-    encryption: encryptionMode(stringFlag(values, 'encryption') ?? 'off', '--encryption'),
+    encryption: stringFlag(values, 'encryption') ?? 'off',
     wireguardPort: intFlag(values, 'wireguard-port', 1, 65535) ?? DEFAULT_WG_PORT,
   };
   const { validateNetworkConfig } = await import('../registry/schema.js');
@@ -87,9 +80,8 @@ async function encryption(reg: Registry, mode: string | undefined): Promise<void
     process.stdout.write(`${cfg.encryption}${cfg.encryption === 'off' ? '' : ` (WireGuard port ${cfg.wireguardPort})`}\n`);
     return;
   }
-  const next = { ...cfg, encryption: encryptionMode(mode, 'encryption') };
   const { validateNetworkConfig } = await import('../registry/schema.js');
-  validateNetworkConfig({ ...next, network: formatCidr(next.network) }, (what) => new WeftError('WEFT_BAD_FLAG', `encryption: ${what}`, { flag: 'encryption' }));
+  const next = validateNetworkConfig({ ...cfg, network: formatCidr(cfg.network), encryption: mode }, (what) => new WeftError('WEFT_BAD_FLAG', what, { flag: 'encryption' }));
   const result = next.encryption === cfg.encryption ? 'unchanged' : await reg.putConfig(next, true);
   process.stdout.write(`encryption ${next.encryption}: ${result === 'replaced' ? `changed from ${cfg.encryption}; nodes follow within ${ETCD_PROBE_MS / 1000} s` : 'unchanged'}\n`);
 }

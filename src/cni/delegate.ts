@@ -3,10 +3,9 @@
 // and running a plugin found on CNI_PATH with the spec's environment.
 
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants as fsConstants } from 'node:fs';
-import { join } from 'node:path';
+import { findExecutable } from '../host/command.js';
 import { formatCidr, formatIp } from '../net/ipv4.js';
-import type { SubnetEnv } from '../host/subnet_env.js';
+import { type SubnetEnv, gatewayOf } from '../host/subnet_env.js';
 import type { WeftNetConf } from './netconf.js';
 import { type CniCommand, CniCode, CniError } from './spec.js';
 
@@ -40,22 +39,15 @@ export function bridgeConfig(conf: WeftNetConf, env: SubnetEnv, forceAddress: bo
     ipam: {
       type: 'host-local',
       dataDir: conf.ipamDir,
-      ranges: [[{ subnet: formatCidr(env.subnet), gateway: formatIp(env.subnet.base + 1) }]],
+      ranges: [[{ subnet: formatCidr(env.subnet), gateway: formatIp(gatewayOf(env.subnet)) }]],
     },
   };
 }
 
 /** The first executable named `type` in the CNI_PATH directories. */
 export function findPlugin(type: string, path: readonly string[]): string {
-  for (const dir of path) {
-    const file = join(dir, type);
-    try {
-      accessSync(file, fsConstants.X_OK);
-      return file;
-    } catch {
-      // not in this directory
-    }
-  }
+  const file = findExecutable(type, path);
+  if (file !== undefined) return file;
   throw new CniError(CniCode.BadEnvironment, `delegate plugin "${type}" not found on CNI_PATH (${path.join(':') || 'empty'}); install containernetworking-plugins`);
 }
 

@@ -4,9 +4,9 @@
 // plugin dir is made to hold every plugin a pod on weft needs, because
 // containerd 1.x looks in that one directory only.
 
-import { accessSync, constants as fsConstants, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { writeFileAtomic } from '../host/atomic_write.js';
+import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
+import { symlinkAtomic, writeFileAtomic } from '../host/atomic_write.js';
+import { findExecutable } from '../host/command.js';
 import { join, resolve } from 'node:path';
 import { WeftError } from '../errors.js';
 import { treePath } from '../tree.js';
@@ -113,15 +113,6 @@ export function checkInstallOptions(o: InstallOptions): void {
   }
 }
 
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, fsConstants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** A file that is there and is not a symlink (a dangling link may be replaced, a file never). */
 function isFile(path: string): boolean {
   try {
@@ -147,15 +138,12 @@ export function linkCompanions(binDir: string, sources: readonly string[]): Comp
   const others = sources.map((d) => resolve(d)).filter((d) => d !== resolve(binDir));
   return COMPANION_PLUGINS.map((name): CompanionOutcome => {
     const path = join(binDir, name);
-    if (isExecutable(path)) return { name, path, state: 'present' };
-    const target = others.map((d) => join(d, name)).find(isExecutable);
+    if (findExecutable(name, [binDir])) return { name, path, state: 'present' };
+    const target = findExecutable(name, others);
     if (!target || isFile(path)) return { name, path, state: 'missing', searched: [binDir, ...others] };
-    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
-      symlinkSync(target, tmp);
-      renameSync(tmp, path);
+      symlinkAtomic(target, path);
     } catch (err) {
-      rmSync(tmp, { force: true });
       throw new WeftError('WEFT_HOST_SETUP', `cannot link ${path} to ${target}: ${(err as Error).message}`, { path });
     }
     return { name, path, state: 'linked', target };

@@ -6,11 +6,14 @@
 //
 // Whole tables come in (setRoutes) and become a diff of encap routes and
 // the filter's node set; counters are the device's own statistics and the
-// filter's; the device is checked every second and repaired when it was
-// deleted or set down. The device itself is configured before the engine
-// is made (kernel_seams.ts); the engine removes its filter on close.
+// filter's. Every second (on cfg.clock) the device is checked and repaired
+// when it was deleted or set down, and the filter's iptables counters are
+// read again, so no scrape waits for a command. The device itself is
+// configured before the engine is made (kernel_seams.ts); the engine removes
+// its filter on close.
 
 import type { Logger } from 'pino';
+import type { Timer } from '../clock.js';
 import { WeftError, errorMessage } from '../errors.js';
 import { EncapRoutes, type EncapTarget } from '../host/encap_routes.js';
 import { KERNEL_FILTER_COUNTERS, KERNEL_NFT_TABLE, KernelFilter } from '../host/kernel_filter.js';
@@ -74,7 +77,7 @@ export class KernelEngine implements Engine {
   private exact = false;
   private started = false;
   private closed = false;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private repairs = 0;
   /** Subnets of peers on another port, and routes the kernel refused, by subnet, with why: logged once each. */
   private readonly unroutable = new Map<string, string>();
@@ -103,7 +106,7 @@ export class KernelEngine implements Engine {
     this.filter = await KernelFilter.install({ device: this.device.name, port: c.port, vni: c.vni, network: this.table.network, subnet: c.self }, this.nodes());
     this.started = true;
     this.program(link);
-    this.timer = setInterval(() => this.check(), this.checkIntervalMs);
+    this.timer = c.clock.setInterval(() => this.check(), this.checkIntervalMs);
     this.timer.unref();
   }
 
@@ -143,9 +146,10 @@ export class KernelEngine implements Engine {
     return [...ips].sort((a, b) => a - b);
   }
 
-  /** Every second: the device is there and up, else repaired; the filter is there, else installed again. */
+  /** Every second: the device is there and up, else repaired; the filter is there, else installed again; its iptables counters read again. */
   private check(): void {
     if (this.closed) return;
+    void this.filter?.refreshCounters();
     try {
       const link = this.device.link();
       if (!link?.up) this.repair(link ? 'set down' : 'deleted');
@@ -229,7 +233,7 @@ export class KernelEngine implements Engine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.timer);
+    this.cfg.clock.clearTimeout(this.timer);
     await this.filter?.remove();
   }
 }

@@ -1,8 +1,10 @@
-// Running the host's configuration commands (ip, nft, iptables): bounded in
-// time, at control-plane rate only, every failure a WEFT_HOST_SETUP error
-// that names the command line.
+// Running the host's configuration commands (ip, nft, iptables): found in
+// the directories given, bounded in time, at control-plane rate only, every
+// failure a WEFT_HOST_SETUP error that names the command line.
 
 import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
 import { WeftError } from '../errors.js';
 
 const CMD_TIMEOUT_MS = 10_000;
@@ -25,6 +27,21 @@ export function commandEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Process
   const out: NodeJS.ProcessEnv = { PATH: env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
   for (const k of ['LANG', 'LC_ALL']) if (env[k] !== undefined) out[k] = env[k];
   return out;
+}
+
+/** The first executable called `name` in `dirs`, in order (an empty entry is skipped, not read as the working directory); undefined when none has one. */
+export function findExecutable(name: string, dirs: readonly string[]): string | undefined {
+  for (const dir of dirs) {
+    if (dir === '') continue;
+    const file = join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
 }
 
 /** Runs `file args` (with `input` on stdin); a non-zero exit is returned, not thrown. */

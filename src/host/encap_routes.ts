@@ -92,7 +92,7 @@ export class EncapRoutes {
   private write(put: readonly (readonly [number, EncapTarget])[], remove: readonly number[], oif: number): RouteFailure[] {
     const { protocol, subnetLen: len } = this.o;
     const requests = [
-      ...put.map(([dst, encap]) => newRouteRequest({ dst, len, type: 'unicast', protocol, table: 0, oif, encap })),
+      ...put.map(([dst, encap]) => newRouteRequest({ dst, len, type: 'unicast', protocol, oif, encap })),
       ...remove.map((dst) => delRouteRequest({ dst, len, protocol })),
     ];
     const failures: RouteFailure[] = [];

@@ -5,32 +5,18 @@
 // is installed, else iptables. Control-plane rate only; every failure names
 // the command.
 
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter } from 'node:path';
 import { WeftError } from '../errors.js';
-import { type CmdResult, commandEnv, mustRun, runCommand } from './command.js';
+import { type CmdResult, commandEnv, findExecutable, mustRun, runCommand } from './command.js';
 
 export type FirewallBackend = 'nftables' | 'iptables';
 
 export const NFT_FAMILY = 'ip';
 
-/** Whether `file` is an executable in one of PATH's directories, as the commands weftd runs are looked up. */
-export function onPath(file: string, path: string): boolean {
-  return path.split(delimiter).some((dir) => {
-    if (dir === '') return false;
-    try {
-      accessSync(join(dir, file), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
-
 /** nftables where `nft` is installed, else iptables where it is (looked up on the commands' PATH); neither is an error saying what needed them. */
 export function detectBackend(purpose: string): FirewallBackend {
   const path = commandEnv().PATH!;
-  for (const [backend, file] of [['nftables', 'nft'], ['iptables', 'iptables']] as const) if (onPath(file, path)) return backend;
+  for (const [backend, file] of [['nftables', 'nft'], ['iptables', 'iptables']] as const) if (findExecutable(file, path.split(delimiter))) return backend;
   throw new WeftError('WEFT_HOST_SETUP', `${purpose} needs nft (nftables) or iptables on PATH, and neither was found`, { path });
 }
 
@@ -54,25 +40,41 @@ export interface IptChain {
   readonly chain: string;
   /** Each a full rule of a built-in chain, e.g. ['POSTROUTING', '-m', 'comment', ..., '-j', chain]. */
   readonly jumps: readonly (readonly string[])[];
+  /** The jumps are inserted first in their chains (no earlier accept skips them), else appended. */
+  readonly jumpFirst?: boolean;
 }
 
 const ipt = (c: IptChain, args: readonly string[]): Promise<CmdResult> => runCommand('iptables', ['-w', '5', '-t', c.table, ...args]);
 const iptMust = (c: IptChain, args: readonly string[]): Promise<string> => mustRun('iptables', ['-w', '5', '-t', c.table, ...args]);
 
-async function replaceNftTable(table: string, body: readonly string[]): Promise<void> {
-  await mustRun('nft', ['-f', '-'], nftTableScript(table, body));
+/** Runs an nft script (`nft -f -`), one transaction. */
+export async function runNftScript(script: string): Promise<void> {
+  await mustRun('nft', ['-f', '-'], script);
 }
 
-async function removeNftTable(table: string): Promise<void> {
-  await mustRun('nft', ['-f', '-'], nftRemoveTableScript(table));
+/** (Re)creates `table ip <table>` with `body`, as nftTableScript says. */
+export function replaceNftTable(table: string, body: readonly string[]): Promise<void> {
+  return runNftScript(nftTableScript(table, body));
 }
 
-/** The chain created when absent, else flushed, then filled with `rules`; each jump added once. Idempotent. */
+/** Deletes `table ip <table>`; no error when it is absent. */
+export function removeNftTable(table: string): Promise<void> {
+  return runNftScript(nftRemoveTableScript(table));
+}
+
+/** Each of `c`'s jumps added where it is missing (first or last, as `c` says), once. Idempotent. */
+export async function ensureJumps(c: IptChain): Promise<void> {
+  for (const [from, ...rest] of c.jumps) {
+    if ((await ipt(c, ['-C', from!, ...rest])).code !== 0) await iptMust(c, c.jumpFirst ? ['-I', from!, '1', ...rest] : ['-A', from!, ...rest]);
+  }
+}
+
+/** The chain created when absent, else flushed, then filled with `rules`; its jumps ensured. Idempotent. */
 async function replaceIptChain(c: IptChain, rules: readonly (readonly string[])[]): Promise<void> {
   if ((await ipt(c, ['-S', c.chain])).code !== 0) await iptMust(c, ['-N', c.chain]);
   else await iptMust(c, ['-F', c.chain]);
   for (const rule of rules) await iptMust(c, ['-A', c.chain, ...rule]);
-  for (const jump of c.jumps) if ((await ipt(c, ['-C', ...jump])).code !== 0) await iptMust(c, ['-A', ...jump]);
+  await ensureJumps(c);
 }
 
 /** Every jump (a crashed run and a later one may have left more than one), then the chain; no error when gone. */
@@ -131,9 +133,9 @@ export function nftMissingRules(body: readonly string[], listing: string): strin
   return [...nftChains(body)].flatMap(([chain, wanted]) => wanted.filter((st) => !listed.get(chain)?.includes(st)).map((st) => `chain ${chain}: ${st}`));
 }
 
-/** One iptables rule as `iptables -S` would print it (the arguments after -A or -C). */
-function iptRuleText(args: readonly string[]): string {
-  return args.map((a) => (/\s/.test(a) ? `"${a}"` : a)).join(' ');
+/** One iptables rule as `iptables -S` prints it and iptables-restore reads it (the arguments after -A or -C): an argument with a space or a quote quoted. */
+export function iptRuleText(args: readonly string[]): string {
+  return args.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ');
 }
 
 /** What the host holds of `r` under `backend`: nftables compares the listed table with the rules; iptables asks `-C` for each rule and jump. */

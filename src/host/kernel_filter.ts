@@ -17,10 +17,9 @@
 // Installed whole at start, nodes replaced whole with each table, removed whole
 // at stop; nothing else on the host is touched. Control-plane rate only.
 
-import { spawnSync } from 'node:child_process';
 import { type Cidr, formatCidr, formatIp, maskOf } from '../net/ipv4.js';
-import { commandEnv, mustRun, runCommand } from './command.js';
-import { type FirewallBackend, NFT_FAMILY, detectBackend, nftRemoveTableScript, nftTableScript, removeIptChain } from './firewall.js';
+import { mustRun, runCommand } from './command.js';
+import { type FirewallBackend, type IptChain, NFT_FAMILY, detectBackend, ensureJumps, iptRuleText, nftTableScript, removeIptChain, removeNftTable, replaceNftTable, runNftScript } from './firewall.js';
 import { readNftCounters } from './nft_counters.js';
 
 export const KERNEL_NFT_TABLE = 'weft_kernel';
@@ -119,15 +118,23 @@ const IPT = {
   spoofed: 'WEFT-KERNEL-SPOOFED',
 } as const;
 
-type IptTable = 'filter' | 'raw';
 const JUMP_COMMENT = ['-m', 'comment', '--comment', 'weft: kernel engine'];
 
-/** The rules of built-in chains that jump to weft's, each inserted first so no earlier accept skips it. */
-function iptJumps(s: KernelFilterSpec): { table: IptTable; rule: string[] }[] {
+/**
+ * weft's chains, each with the jumps of built-in chains to it (inserted
+ * first, so no earlier accept skips them): in the order remove() deletes
+ * them, each after every chain that jumps to it.
+ */
+function iptChains(s: KernelFilterSpec): IptChain[] {
+  const jump = (from: string, match: readonly string[], chain: string): string[] => [from, ...match, ...JUMP_COMMENT, '-j', chain];
   return [
-    { table: 'filter', rule: ['INPUT', '-p', 'udp', '--dport', String(s.port), ...JUMP_COMMENT, '-j', IPT.in] },
-    { table: 'filter', rule: ['OUTPUT', '-p', 'icmp', ...JUMP_COMMENT, '-j', IPT.out] },
-    { table: 'raw', rule: ['PREROUTING', '-i', s.device, ...JUMP_COMMENT, '-j', IPT.decap] },
+    { table: 'filter', chain: IPT.in, jumpFirst: true, jumps: [jump('INPUT', ['-p', 'udp', '--dport', String(s.port)], IPT.in)] },
+    { table: 'filter', chain: IPT.out, jumpFirst: true, jumps: [jump('OUTPUT', ['-p', 'icmp'], IPT.out)] },
+    { table: 'raw', chain: IPT.decap, jumpFirst: true, jumps: [jump('PREROUTING', ['-i', s.device], IPT.decap)] },
+    { table: 'filter', chain: IPT.nodes, jumps: [] },
+    { table: 'filter', chain: IPT.stranger, jumps: [] },
+    { table: 'raw', chain: IPT.sources, jumps: [] },
+    { table: 'raw', chain: IPT.spoofed, jumps: [] },
   ];
 }
 
@@ -140,7 +147,7 @@ const counted = (counter: KernelFilterCounter, target = 'DROP'): string[] => ['-
 /** The node lists (flushed by their declaration, then filled) and, with `all`, every other chain: iptables-restore --noflush input. */
 function iptScript(s: KernelFilterSpec, nodes: readonly number[], all: boolean): string {
   const sources = (chain: string, then: string): string[] => [...nodes.map((ip) => `-A ${chain} -s ${formatIp(ip)}/32 -j RETURN`), `-A ${chain} -j ${then}`];
-  const rule = (chain: string, args: readonly string[]): string => `-A ${chain} ${args.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}`;
+  const rule = (chain: string, args: readonly string[]): string => `-A ${chain} ${iptRuleText(args)}`;
   const filter = [
     '*filter',
     ...(all ? [IPT.in, IPT.stranger, IPT.out] : []).map((c) => `:${c} - [0:0]`),
@@ -189,7 +196,8 @@ export function parseIptCounters(save: string): Map<string, number> {
 /**
  * The installed filter. Node updates run one at a time, the latest
  * winning (a burst of tables costs one `nft` or `iptables-restore` run per
- * update it could not skip); counters are read synchronously.
+ * update it could not skip). Counters are read without blocking: nftables'
+ * live over nfnetlink, iptables' from the last refreshCounters().
  */
 export class KernelFilter {
   private nodes: readonly number[] = [];
@@ -197,13 +205,20 @@ export class KernelFilter {
   private updating: Promise<void> | undefined;
   private draining = false;
   private removed = false;
+  /** iptables: the counters as the last successful `iptables-save -c` read them. */
+  private iptCounters = new Map<string, number>();
+  private refreshing: Promise<void> | undefined;
   /** Why the last node update failed, until one succeeds. */
   failure: string | undefined;
+
+  private readonly chains: readonly IptChain[];
 
   private constructor(
     readonly backend: FirewallBackend,
     private readonly spec: KernelFilterSpec,
-  ) {}
+  ) {
+    this.chains = iptChains(spec);
+  }
 
   /** Installs (or replaces) the filter with `nodes` as the lease table's addresses. */
   static async install(spec: KernelFilterSpec, nodes: readonly number[]): Promise<KernelFilter> {
@@ -215,14 +230,10 @@ export class KernelFilter {
   /** The whole filter again (after an operator flushed the ruleset, say), with the latest nodes. */
   async reinstall(nodes: readonly number[] = this.pendingNodes ?? this.nodes): Promise<void> {
     if (this.backend === 'nftables') {
-      await mustRun('nft', ['-f', '-'], kernelFilterNftScript(this.spec, nodes));
+      await replaceNftTable(KERNEL_NFT_TABLE, nftBody(this.spec, nodes));
     } else {
       await mustRun('iptables-restore', ['--noflush'], iptScript(this.spec, nodes, true));
-      for (const j of iptJumps(this.spec)) {
-        if ((await runCommand('iptables', ['-w', '5', '-t', j.table, '-C', ...j.rule])).code !== 0) {
-          await mustRun('iptables', ['-w', '5', '-t', j.table, '-I', j.rule[0]!, '1', ...j.rule.slice(1)]);
-        }
-      }
+      for (const c of this.chains) await ensureJumps(c);
     }
     this.nodes = nodes;
   }
@@ -261,36 +272,44 @@ export class KernelFilter {
   private async replaceNftNodes(nodes: readonly number[]): Promise<void> {
     const diff = nftNodesScript(nodes, this.nodes);
     if (diff === '') return;
-    if ((await runCommand('nft', ['-f', '-'], diff)).code !== 0) await mustRun('nft', ['-f', '-'], nftNodesScript(nodes));
+    await runNftScript(diff).catch(() => runNftScript(nftNodesScript(nodes)));
   }
 
   /**
-   * The counters now, by name; undefined when the filter is gone (an
-   * operator flushed the ruleset): nftables over nfnetlink, iptables by one
-   * `iptables-save -c`.
+   * The counters by name; undefined when the filter is gone (an operator
+   * flushed the ruleset): nftables' now, over nfnetlink; iptables' as the
+   * last refreshCounters() read them.
    */
   counters(): Map<string, number> | undefined {
-    let c: Map<string, number>;
-    if (this.backend === 'nftables') c = readNftCounters(KERNEL_NFT_TABLE);
-    else {
-      const r = spawnSync('iptables-save', ['-c'], { encoding: 'utf8', timeout: 5000, env: commandEnv() });
-      c = r.status === 0 ? parseIptCounters(r.stdout) : new Map();
-    }
+    const c = this.backend === 'nftables' ? readNftCounters(KERNEL_NFT_TABLE) : this.iptCounters;
     return KERNEL_FILTER_COUNTERS.every((n) => c.has(n)) ? c : undefined;
+  }
+
+  /**
+   * iptables: reads the counters again by one `iptables-save -c`, a child
+   * process weftd's event loop does not wait for (one run at a time; a failed
+   * run keeps the values read before). Never rejects. nftables: nothing to do.
+   */
+  refreshCounters(): Promise<void> {
+    if (this.backend === 'nftables' || this.removed) return Promise.resolve();
+    this.refreshing ??= runCommand('iptables-save', ['-c'])
+      .then(
+        (r) => {
+          if (r.code === 0) this.iptCounters = parseIptCounters(r.stdout);
+        },
+        () => undefined,
+      )
+      .finally(() => {
+        this.refreshing = undefined;
+      });
+    return this.refreshing;
   }
 
   /** Removes the filter; no error when it is already gone. */
   async remove(): Promise<void> {
     this.removed = true;
-    await this.updating;
-    if (this.backend === 'nftables') {
-      await mustRun('nft', ['-f', '-'], nftRemoveTableScript(KERNEL_NFT_TABLE));
-      return;
-    }
-    const jumps = iptJumps(this.spec);
-    // Chains that jump on first (each flushed before it is deleted), then the ones they jumped to.
-    for (const [table, chain] of [['filter', IPT.in], ['filter', IPT.out], ['raw', IPT.decap], ['filter', IPT.nodes], ['filter', IPT.stranger], ['raw', IPT.sources], ['raw', IPT.spoofed]] as const) {
-      await removeIptChain({ table, chain, jumps: jumps.filter((j) => j.table === table && j.rule.at(-1) === chain).map((j) => j.rule) });
-    }
+    await Promise.all([this.updating, this.refreshing]);
+    if (this.backend === 'nftables') await removeNftTable(KERNEL_NFT_TABLE);
+    else for (const c of this.chains) await removeIptChain(c);
   }
 }

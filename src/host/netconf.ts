@@ -12,8 +12,7 @@ import { networkInterfaces } from 'node:os';
 import { WeftError } from '../errors.js';
 import { parseIp } from '../net/ipv4.js';
 import { mustRun } from './command.js';
-import { type NlRequest, expectDone } from './netlink.js';
-import { acceptLocalRequest, getLink, newAddrRequest, rtnl, setLinkRequest } from './rtnetlink.js';
+import { acceptLocalRequest, getLink, newAddrRequest, rtnlSteps, setLinkRequest } from './rtnetlink.js';
 
 function ip(args: string[]): Promise<string> {
   return mustRun('ip', args);
@@ -33,18 +32,17 @@ export async function configureTun(dev: string, addrWithPrefix: string, mtu: num
   if (!link) throw new WeftError('WEFT_HOST_SETUP', `cannot configure ${dev}: no such device`, { iface: dev, errno: 'ENODEV' });
   const [addr, len] = addrWithPrefix.split('/');
   // In the order `ip` took them, one conversation: each answered on its own.
-  const steps: [string, NlRequest][] = [
-    [`cannot set net.ipv4.conf.${dev}.accept_local over rtnetlink`, acceptLocalRequest(dev)],
-    [`cannot set ${dev}'s MTU to ${mtu}${gsoMaxSegs === undefined ? '' : ` and gso_max_segs to ${gsoMaxSegs}`}`, setLinkRequest(dev, { mtu, ...(gsoMaxSegs === undefined ? {} : { gsoMaxSegs }) })],
-    [`cannot give ${dev} ${addrWithPrefix}`, newAddrRequest({ index: link.index, ip: parseIp(addr!), prefixLen: Number(len) })],
-    [`cannot bring ${dev} up`, setLinkRequest(dev, { up: true })],
-  ];
-  rtnl(steps.map(([, r]) => r)).forEach((a, k) => expectDone(a, steps[k]![0]));
+  rtnlSteps([
+    { what: `cannot set net.ipv4.conf.${dev}.accept_local over rtnetlink`, req: acceptLocalRequest(dev) },
+    { what: `cannot set ${dev}'s MTU to ${mtu}${gsoMaxSegs === undefined ? '' : ` and gso_max_segs to ${gsoMaxSegs}`}`, req: setLinkRequest(dev, { mtu, ...(gsoMaxSegs === undefined ? {} : { gsoMaxSegs }) }) },
+    { what: `cannot give ${dev} ${addrWithPrefix}`, req: newAddrRequest({ index: link.index, ip: parseIp(addr!), prefixLen: Number(len) }) },
+    { what: `cannot bring ${dev} up`, req: setLinkRequest(dev, { up: true }) },
+  ]);
 }
 
 /** Changes the TUN's MTU on a running node (encryption turned on or off). */
 export async function setTunMtu(dev: string, mtu: number): Promise<void> {
-  rtnl([setLinkRequest(dev, { mtu })]).forEach((a) => expectDone(a, `cannot set ${dev}'s MTU to ${mtu}`));
+  rtnlSteps([{ what: `cannot set ${dev}'s MTU to ${mtu}`, req: setLinkRequest(dev, { mtu }) }]);
 }
 
 interface IpAddrJson {

@@ -273,7 +273,7 @@ export function parseAddr(m: NlMessage): AddressEntry | undefined {
 // ---- routes
 
 /**
- * An IPv4 route in the main table, as weftd writes and reads them:
+ * An IPv4 route in the main table (the only one weftd writes or reads):
  * `unicast` with an encap (`<dst>/<len> encap ip id <vni> dst <remote> csum
  * dev <oif>`), or `throw <dst>/<len>` (a destination no more specific route
  * covers gets net-unreachable).
@@ -284,7 +284,6 @@ export interface RouteEntry {
   readonly type: 'unicast' | 'throw' | 'other';
   /** rtm_protocol: who installed it (weft marks its routes with its own number). */
   readonly protocol: number;
-  readonly table: number;
   readonly oif?: number;
   readonly encap?: { readonly vni: number; readonly remote: number };
 }
@@ -316,11 +315,13 @@ function rtmsg(dstLen: number, protocol: number, scope: number, type: number, ta
   return Buffer.from([AF_INET, dstLen, 0, 0, table, protocol, scope, type, 0, 0, 0, 0]);
 }
 
+/** An IPv4 route of the main table; undefined for another family's or another table's. */
 export function parseRoute(m: NlMessage): RouteEntry | undefined {
   if (m.body.length < 12 || m.body[0] !== AF_INET) return undefined;
   const attrs = parseAttrs(m.body, 12);
-  const dst = attrs.get(RTA_DST);
   const table = attrs.get(RTA_TABLE);
+  if ((table && table.length >= 4 ? table.readUInt32LE(0) : m.body[4]!) !== RT_TABLE_MAIN) return undefined;
+  const dst = attrs.get(RTA_DST);
   const oif = attrs.get(RTA_OIF);
   const rtType = m.body[7]!;
   let encap: RouteEntry['encap'];
@@ -336,7 +337,6 @@ export function parseRoute(m: NlMessage): RouteEntry | undefined {
     len: m.body[1]!,
     type: rtType === RTN_UNICAST ? 'unicast' : rtType === RTN_THROW ? 'throw' : 'other',
     protocol: m.body[5]!,
-    table: table && table.length >= 4 ? table.readUInt32LE(0) : m.body[4]!,
     ...(oif && oif.length >= 4 ? { oif: oif.readUInt32LE(0) } : {}),
     ...(encap ? { encap } : {}),
   };
@@ -347,6 +347,20 @@ export function parseRoute(m: NlMessage): RouteEntry | undefined {
 /** rtnetlink requests, answered in order. */
 export function rtnl(requests: readonly NlRequest[]): NlAnswer[] {
   return netlinkTransact(NETLINK_ROUTE, requests);
+}
+
+/** One request of a batch: what it does (named when it fails), and the errnos that count as done for it (EEXIST, say). */
+export interface RtnlStep {
+  readonly what: string;
+  readonly req: NlRequest;
+  readonly ok?: readonly number[];
+}
+
+/** Sends `steps` in one conversation, each answered on its own; throws WEFT_HOST_SETUP naming the first whose errno its `ok` does not allow. */
+export function rtnlSteps(steps: readonly RtnlStep[]): void {
+  rtnl(steps.map((s) => s.req)).forEach((a, i) => {
+    if (!steps[i]!.ok?.includes(a.error)) expectDone(a, steps[i]!.what);
+  });
 }
 
 /** The link called `name`; undefined when there is none. */
@@ -367,7 +381,7 @@ export function mainRoutes(): RouteEntry[] {
   for (let tries = 0; ; tries++) {
     const a = expectDone(rtnl([dumpRoutesRequest()])[0]!, 'list routes');
     if (a.interrupted && tries < 3) continue;
-    return a.messages.map(parseRoute).filter((r): r is RouteEntry => r !== undefined && r.table === RT_TABLE_MAIN);
+    return a.messages.map(parseRoute).filter((r): r is RouteEntry => r !== undefined);
   }
 }
 

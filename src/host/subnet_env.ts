@@ -24,11 +24,16 @@ export interface SubnetEnv {
   readonly leaseExpiresMs?: number;
 }
 
-/** flannel's format: FLANNEL_SUBNET is the subnet's first usable address with the subnet's length. */
+/** The pods' gateway on the bridge: the subnet's first usable address, which FLANNEL_SUBNET names. */
+export function gatewayOf(subnet: Cidr): number {
+  return subnet.base + 1;
+}
+
+/** flannel's format: FLANNEL_SUBNET is the gateway with the subnet's length. */
 export function formatSubnetEnv(e: SubnetEnv): string {
   return [
     `FLANNEL_NETWORK=${formatCidr(e.network)}`,
-    `FLANNEL_SUBNET=${formatIp(e.subnet.base + 1)}/${e.subnet.len}`,
+    `FLANNEL_SUBNET=${formatIp(gatewayOf(e.subnet))}/${e.subnet.len}`,
     `FLANNEL_MTU=${e.mtu}`,
     `FLANNEL_IPMASQ=${e.ipMasq}`,
     ...(e.leaseExpiresMs !== undefined ? [`WEFT_LEASE_EXPIRES=${new Date(e.leaseExpiresMs).toISOString()}`] : []),

@@ -13,10 +13,11 @@ import { constants } from 'node:os';
 import { ENCAP_OVERHEAD } from '../constants.js';
 import { WeftError } from '../errors.js';
 import { type Cidr, formatCidr } from '../net/ipv4.js';
-import { type NlRequest, expectDone } from './netlink.js';
+import { expectDone } from './netlink.js';
 import {
   type RtLink,
   type RouteEntry,
+  type RtnlStep,
   addressesOf,
   delAddrRequest,
   delLinkRequest,
@@ -27,6 +28,7 @@ import {
   newRouteRequest,
   newVxlanGpeRequest,
   rtnl,
+  rtnlSteps,
   setLinkRequest,
   vniFilterRequest,
 } from './rtnetlink.js';
@@ -131,22 +133,20 @@ export class VxlanDevice {
         throw new WeftError('WEFT_HOST_SETUP', `a device ${this.name} of kind ${link.kind ?? 'unknown'} exists and is not weft's VXLAN-GPE device: remove it, or give --tun-name another name`, { iface: this.name });
       }
       // weft's name, another VXLAN setup (the port changed, say): make it afresh.
-      expectDone(rtnl([delLinkRequest(this.name)])[0]!, `delete the VXLAN device ${this.name} of another port`);
+      rtnlSteps([{ what: `delete the VXLAN device ${this.name} of another port`, req: delLinkRequest(this.name) }]);
     }
     if (!adopted) link = this.create(s);
     const l = link!;
     this.vnifilter = l.vxlan?.vnifilter === true;
-    const steps: { what: string; req: NlRequest; ok: number[] }[] = [];
+    const steps: RtnlStep[] = [];
     if (this.vnifilter) steps.push({ what: `accept VNI ${s.vni} on ${this.name}`, req: vniFilterRequest(l.index, s.vni), ok: [EEXIST] });
-    if (l.mtu !== s.mtu) steps.push({ what: `set the MTU of ${this.name} to ${s.mtu}`, req: setLinkRequest(this.name, { mtu: s.mtu }), ok: [] });
+    if (l.mtu !== s.mtu) steps.push({ what: `set the MTU of ${this.name} to ${s.mtu}`, req: setLinkRequest(this.name, { mtu: s.mtu }) });
     for (const a of addressesOf(l.index)) {
-      if (a.ip !== s.subnet.base || a.prefixLen !== 32) steps.push({ what: `remove an earlier address from ${this.name}`, req: delAddrRequest(a), ok: [] });
+      if (a.ip !== s.subnet.base || a.prefixLen !== 32) steps.push({ what: `remove an earlier address from ${this.name}`, req: delAddrRequest(a) });
     }
-    steps.push({ what: `give ${this.name} the address ${formatCidr({ base: s.subnet.base, len: 32 })}`, req: newAddrRequest({ index: l.index, ip: s.subnet.base, prefixLen: 32 }), ok: [] });
-    steps.push({ what: `route ${formatCidr(s.network)} as throw`, req: newRouteRequest(this.throwRoute(s)), ok: [] });
-    rtnl(steps.map((x) => x.req)).forEach((a, i) => {
-      if (!steps[i]!.ok.includes(a.error)) expectDone(a, steps[i]!.what);
-    });
+    steps.push({ what: `give ${this.name} the address ${formatCidr({ base: s.subnet.base, len: 32 })}`, req: newAddrRequest({ index: l.index, ip: s.subnet.base, prefixLen: 32 }) });
+    steps.push({ what: `route ${formatCidr(s.network)} as throw`, req: newRouteRequest(this.throwRoute(s)) });
+    rtnlSteps(steps);
     const [up] = rtnl([setLinkRequest(this.name, { up: true })]);
     if (up!.error === EADDRINUSE) {
       throw refused(`UDP port ${s.port} is already bound on this node (another weftd, a VXLAN device or another program: \`ss -ulpn sport = :${s.port}\` names it); the kernel's device cannot listen there: stop that program, or run weft on another port (weftctl init --port)`, { port: s.port, errno: 'EADDRINUSE' });
@@ -171,7 +171,7 @@ export class VxlanDevice {
   }
 
   private throwRoute(s: DeviceSettings): RouteEntry {
-    return { dst: s.network.base, len: s.network.len, type: 'throw', protocol: this.protocol, table: 0 };
+    return { dst: s.network.base, len: s.network.len, type: 'throw', protocol: this.protocol };
   }
 
   /**
@@ -180,17 +180,14 @@ export class VxlanDevice {
    * run left on another device); nothing when all are gone already.
    */
   remove(): void {
-    const [del] = rtnl([delLinkRequest(this.name)]);
-    if (del!.error !== ENODEV) expectDone(del!, `delete ${this.name}`);
+    rtnlSteps([{ what: `delete ${this.name}`, req: delLinkRequest(this.name), ok: [ENODEV] }]);
     removeRoutes(mainRoutes().filter((r) => r.protocol === this.protocol));
   }
 }
 
 /** Deletes `routes`; a route already gone is no error. */
 export function removeRoutes(routes: readonly RouteEntry[]): void {
-  rtnl(routes.map((r) => delRouteRequest(r))).forEach((a, i) => {
-    if (a.error !== ESRCH) expectDone(a, `delete the route to ${formatCidr({ base: routes[i]!.dst, len: routes[i]!.len })}`);
-  });
+  rtnlSteps(routes.map((r) => ({ what: `delete the route to ${formatCidr({ base: r.dst, len: r.len })}`, req: delRouteRequest(r), ok: [ESRCH] })));
 }
 
 function isOurs(link: RtLink, port: number): boolean {

@@ -1,8 +1,10 @@
 // Keeps this node's lease alive: renews it at a third of its TTL, retries
 // while etcd is down, and re-acquires the same subnet when the lease is lost.
 //
-// One timer drives one step at a time, so renewals and re-acquisitions never
-// overlap:   renew --ok--> renew ...
+// One timer drives one step at a time, and a rewrite (a field of the value
+// changed) queues behind the step in flight and holds the timer off while it
+// runs, so no two of them ever overlap:
+//            renew --ok--> renew ...
 //              \--lost (expired, or our key deleted)--> reacquire --ok--> renew
 //                                                           \--another node holds it--> onLost
 
@@ -44,7 +46,10 @@ export class LeaseKeeper {
   private rec: LeaseRecord;
   private timer: Timer | undefined;
   private stopped = false;
+  /** A step or a rewrite is running (a loss it meets is acted on when it ends). */
   private stepping = false;
+  /** Where the next step or rewrite waits for the one before it. */
+  private queue: Promise<unknown> = Promise.resolve();
   private lost = false;
   renewals = 0;
   reacquisitions = 0;
@@ -93,29 +98,36 @@ export class LeaseKeeper {
 
   /**
    * Rewrites our lease with the manager's value (set with setValue): same
-   * subnet, fresh etcd lease. Waits for a renewal or re-acquisition in
-   * progress first, so the two never race. Throws when etcd does not take
-   * it (the caller retries); a key changed under us is a loss, handled as
-   * lostNow() handles it.
+   * subnet, fresh etcd lease. Runs after the renewal or re-acquisition in
+   * progress, and no renewal starts while it runs (the next is due an
+   * interval after it). Throws when etcd does not take it (the caller
+   * retries); a key changed under us is a loss, handled as lostNow()
+   * handles it.
    */
-  async rewrite(): Promise<void> {
-    while (this.stepping) await new Promise<void>((resolve) => this.clock.setTimeout(resolve, 10));
-    if (this.stopped) return;
-    this.stepping = true;
-    try {
-      const asked = this.clock.now();
-      const rec = await this.manager.rewrite(this.rec);
-      if (!rec) {
-        this.lostNow('our subnet key changed while rewriting it');
-        return;
+  rewrite(): Promise<void> {
+    return this.serial(async () => {
+      if (this.stopped) return;
+      const renewing = this.timer !== undefined;
+      this.clock.clearTimeout(this.timer);
+      this.timer = undefined;
+      this.stepping = true;
+      try {
+        const asked = this.clock.now();
+        const rec = await this.manager.rewrite(this.rec);
+        if (!rec) {
+          this.lostNow('our subnet key changed while rewriting it');
+          return;
+        }
+        this.rec = rec;
+        this.expiresAtMs = asked + this.ttlS * 1000;
+        this.events.onRenewed?.(this.expiresAtMs);
+        this.log.info({ event: 'lease_rewritten', subnet: formatCidr(rec.subnet) }, 'lease rewritten');
+      } finally {
+        this.stepping = false;
+        if (this.lost) this.schedule(0);
+        else if (renewing) this.schedule(this.intervalMs());
       }
-      this.rec = rec;
-      this.expiresAtMs = asked + this.ttlS * 1000;
-      this.events.onRenewed?.(this.expiresAtMs);
-      this.log.info({ event: 'lease_rewritten', subnet: formatCidr(rec.subnet) }, 'lease rewritten');
-    } finally {
-      this.stepping = false;
-    }
+    });
   }
 
   /** Our key vanished from etcd (deleted or expired): re-acquire now rather than at the next renewal. */
@@ -133,11 +145,22 @@ export class LeaseKeeper {
   private schedule(ms: number): void {
     if (this.stopped) return;
     this.clock.clearTimeout(this.timer);
-    this.timer = this.clock.setTimeout(() => void this.step(), ms);
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      void this.serial(() => this.step());
+    }, ms);
     this.timer.unref();
   }
 
+  /** Runs `fn` once every step and rewrite queued before it has ended. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   private async step(): Promise<void> {
+    if (this.stopped) return;
     this.stepping = true;
     const wasLost = this.lost;
     let next: number;

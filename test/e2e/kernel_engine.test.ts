@@ -135,7 +135,8 @@ describe.skipIf(skip)(`--engine kernel in a cluster with native and js nodes${sk
       const before = (await status(i)).counters.inside_icmp_unreachable!;
       const r = await c.lab.exec(pod(i), ['ping', '-n', '-c', '1', '-W', '1', unowned], { allowFail: true });
       expect(r.stdout).toMatch(/Destination Net Unreachable/);
-      expect((await status(i)).counters.inside_icmp_unreachable).toBeGreaterThan(before);
+      // iptables' counters are read again on weftd's next check, within a second.
+      await until(`node${i} counting the net-unreachable`, async () => (await status(i)).counters.inside_icmp_unreachable! > before, 5000, 100);
     }
     const s = await status(1);
     expect(s.counters.inside_packets).toBeGreaterThan(0);
@@ -173,14 +174,18 @@ describe.skipIf(skip)(`--engine kernel in a cluster with native and js nodes${sk
       await spray(ns(2), 'spoofed', c.lab.podIp(pod(2)), c.lab.nodeIp(3));
       // An inner source no node may send from.
       await spray(ns(2), 'spoofed', '198.18.5.9', victim);
-      const after = (await status(k)).counters;
-      const delta = (n: string): number => after[n]! - before[n]!;
-      expect(
-        { unknown: delta('outside_drop_unknown_sender'), vni: delta('outside_drop_vni'), flags: delta('outside_drop_bad_flags'), short: delta('outside_drop_short'), proto: delta('outside_drop_next_proto'), notLocal: delta('outside_drop_not_local'), spoofed: delta('outside_drop_spoofed_source') },
-        `node${k} (${(await status(k)).engine.details.firewall})`,
-      ).toEqual({ unknown: SPRAY, vni: SPRAY, flags: SPRAY, short: SPRAY, proto: SPRAY, notLocal: 2 * SPRAY, spoofed: SPRAY });
+      const expected = { unknown: SPRAY, vni: SPRAY, flags: SPRAY, short: SPRAY, proto: SPRAY, notLocal: 2 * SPRAY, spoofed: SPRAY };
+      let after = before;
+      const drops = async (): Promise<typeof expected> => {
+        after = (await status(k)).counters;
+        const delta = (n: string): number => after[n]! - before[n]!;
+        return { unknown: delta('outside_drop_unknown_sender'), vni: delta('outside_drop_vni'), flags: delta('outside_drop_bad_flags'), short: delta('outside_drop_short'), proto: delta('outside_drop_next_proto'), notLocal: delta('outside_drop_not_local'), spoofed: delta('outside_drop_spoofed_source') };
+      };
+      // iptables' counters are read again on weftd's next check, within a second: wait for them, then compare.
+      await until(`node${k}'s drops counted`, async () => JSON.stringify(await drops()) === JSON.stringify(expected), 5000, 100).catch(() => undefined);
+      expect(await drops(), `node${k} (${(await status(k)).engine.details.firewall})`).toEqual(expected);
       // Nothing went back out of the device: no relay to node 3's pod or underlay.
-      expect(delta('inside_packets')).toBe(0);
+      expect(after.inside_packets! - before.inside_packets!).toBe(0);
       expect((await status(3)).counters.outside_packets).toBe(seenBy3);
       expect(await icmpIn(3)).toBe(icmp3);
     }

@@ -31,7 +31,7 @@ describe('weftctl', () => {
       [['init', '--network', '198.19.0.0/16', '--subnet-len', '12'], "weftctl: init: subnetLen 12 must be longer than the network's /16, at most 30, and at most 20 bits longer\n"],
       [['init', '--network', '198.19.1.0/16'], 'weftctl: init: network: "198.19.1.0/16" has host bits set; did you mean 198.19.0.0/16?\n'],
       [['frobnicate'], 'weftctl: unknown command "frobnicate" (init, config, encryption, leases, rotate-key, status, check, cni install)\n'],
-      [['init', '--encryption', 'ipsec'], 'weftctl: --encryption: "ipsec" is not one of off, wireguard, wireguard-only\n'],
+      [['init', '--encryption', 'ipsec'], 'weftctl: init: encryption "ipsec" is not one of off, wireguard, wireguard-only\n'],
       [['encryption', 'wireguard', 'now'], 'weftctl: encryption: unexpected argument "now"\n'],
       [['cni'], 'weftctl: cni: expected "cni install"\n'],
       [['cni', 'install', '--bin-dir', '/tmp/x', '--bridge', 'way-too-long-bridge'], 'weftctl: --bridge: the value must be an interface name of at most 15 characters, got "way-too-long-bridge"\n'],
@@ -59,7 +59,14 @@ describe('weftctl', () => {
     expect(JSON.parse((await weftctl(p, ['config'])).stdout)).toEqual({ network: '198.19.0.0/16', subnetLen: 24, vni: 1, port: 4790 });
     const bad = await weftctl(p, ['encryption', 'tls']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toBe('weftctl: encryption: "tls" is not one of off, wireguard, wireguard-only\n');
+    expect(bad.stderr).toBe('weftctl: encryption "tls" is not one of off, wireguard, wireguard-only\n');
+    // The whole config is validated with the new mode: WireGuard on the VXLAN-GPE port is refused, the config left as it was.
+    const clash = uniquePrefix('ctl');
+    await weftctl(clash, ['init', '--network', '198.19.0.0/16', '--port', '51820']);
+    const refused = await weftctl(clash, ['encryption', 'wireguard']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe('weftctl: wireguardPort 51820 is the VXLAN-GPE port too: the two need their own ports\n');
+    expect((await weftctl(clash, ['encryption'])).stdout).toBe('off\n');
   });
 
   it('rotate-key finds no weftd without its instance lock, and names the state directory', async () => {

@@ -1,11 +1,12 @@
 // Atomic small-file writes: content replaced whole, and a symlink planted at
-// the target or at the old fixed temp name is never followed.
+// the target or at the old fixed temp name is never followed; a link
+// replaced by one rename.
 
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { writeFileAtomic } from '../../src/host/atomic_write.js';
+import { symlinkAtomic, writeFileAtomic } from '../../src/host/atomic_write.js';
 
 let dir = '';
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -32,5 +33,20 @@ describe('writeFileAtomic', () => {
     dir = mkdtempSync(join(tmpdir(), 'weft-atomic-'));
     expect(() => writeFileAtomic(join(dir, 'nope', 'f'), 'x', 0o644)).toThrow(/ENOENT/);
     expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('symlinkAtomic', () => {
+  it('replaces a dangling link with one to the target, and leaves no temp link; a missing directory throws and leaves nothing', () => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-atomic-'));
+    const link = join(dir, 'bridge');
+    symlinkSync(join(dir, 'gone'), link);
+    symlinkAtomic('/bin/sh', link);
+    expect(readlinkSync(link)).toBe('/bin/sh');
+    symlinkAtomic('/bin/true', link);
+    expect(readlinkSync(link)).toBe('/bin/true');
+    expect(readdirSync(dir)).toEqual(['bridge']);
+    expect(() => symlinkAtomic('/bin/sh', join(dir, 'nope', 'bridge'))).toThrow(/ENOENT/);
+    expect(readdirSync(dir)).toEqual(['bridge']);
   });
 });

@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CHECKS, type Check, type CheckResult, EXIT_STATUS, overall, runChecks } from '../../src/check/checks.js';
-import type { CheckFacts, EtcdFacts, MemberFacts } from '../../src/check/facts.js';
+import { type CheckFacts, type EtcdFacts, type MemberFacts, subnetFileFact } from '../../src/check/facts.js';
 import { formatReport, reportJson } from '../../src/check/report.js';
 import { encapFilterRuleset } from '../../src/host/encap_filter.js';
 import { nftMissingRules } from '../../src/host/firewall.js';
@@ -17,6 +17,8 @@ import { sampleStatus } from '../harness/status_fixture.js';
 
 /** When the facts were gathered. */
 const NOW = Date.parse('2026-12-02T12:00:00Z');
+/** The subnet file's text (null: absent) as gather.ts puts it in the facts. */
+const read = (text: string | null): CheckFacts['subnetFile'] => ({ ok: true, value: subnetFileFact(text, '/run/weft/subnet.env') });
 const SUBNET_FILE = formatSubnetEnv({ network: parseCidr('198.19.0.0/16'), subnet: parseCidr('198.19.1.0/24'), mtu: 1464, ipMasq: false, leaseExpiresMs: NOW + 86_000_000 });
 
 const LINKS: LinkInfo[] = [
@@ -49,7 +51,7 @@ function facts(over: Partial<CheckFacts> = {}, status: Partial<DaemonStatus> = {
     bridge: 'cni0',
     subnetFilePath: '/run/weft/subnet.env',
     weftd: { ok: true, value: sampleStatus(status) },
-    subnetFile: { ok: true, value: SUBNET_FILE },
+    subnetFile: read(SUBNET_FILE),
     links: { ok: true, value: LINKS },
     ipForward: true,
     encapFilter: { ok: true, value: { present: true, missing: [] } },
@@ -129,7 +131,7 @@ describe('a node without a subnet', () => {
   const marker = formatNoSubnet({ network: parseCidr('198.19.0.0/22'), reason: full });
 
   it('fails weftd and the lease with the reason, and passes a subnet file that says there is none', () => {
-    const f = facts({ subnetFile: { ok: true, value: marker }, probes: undefined }, waiting(full));
+    const f = facts({ subnetFile: read(marker), probes: undefined }, waiting(full));
     expect(notOk(f)).toEqual({ weftd: 'fail', lease: 'fail', tun: 'skip', mtu: 'skip', bridge: 'skip', peers: 'skip' });
     expect(result(f, 'lease').summary).toBe(`no lease held: ${full}`);
     expect(result(f, 'weftd')).toMatchObject({ summary: `up, not ready: no subnet: ${full} (node node1, weftd 0.1.0, engine native)`, fix: expect.stringMatching(/remove the leases of nodes that are gone .* or widen the network/) });
@@ -138,7 +140,7 @@ describe('a node without a subnet', () => {
 
   it('says weftd takes another subnet by itself after losing its own', () => {
     const lost = 'lost 198.19.1.0/24: its key names node node5 (198.18.0.5) now; taking another subnet';
-    const f = facts({ subnetFile: { ok: true, value: formatNoSubnet({ network: parseCidr('198.19.0.0/16'), reason: lost, lost: parseCidr('198.19.1.0/24') }) } }, waiting(lost));
+    const f = facts({ subnetFile: read(formatNoSubnet({ network: parseCidr('198.19.0.0/16'), reason: lost, lost: parseCidr('198.19.1.0/24') })) }, waiting(lost));
     expect(result(f, 'lease')).toMatchObject({ verdict: 'fail', summary: `no lease held: ${lost}`, fix: expect.stringContaining('weftd takes a free subnet as soon as it can') });
   });
 
@@ -170,22 +172,22 @@ describe('lease', () => {
 
 describe('subnet file', () => {
   it('fails when missing while weftd holds a subnet, and when it does not parse', () => {
-    expect(result(facts({ subnetFile: { ok: true, value: null } }), 'subnet-file')).toMatchObject({ verdict: 'fail', summary: '/run/weft/subnet.env does not exist, though weftd holds 198.19.1.0/24: no pod gets an address' });
-    expect(result(facts({ subnetFile: { ok: true, value: 'FLANNEL_NETWORK=198.19.0.0/16\n' } }), 'subnet-file')).toMatchObject({ verdict: 'fail', summary: '/run/weft/subnet.env: FLANNEL_SUBNET is missing' });
+    expect(result(facts({ subnetFile: read(null) }), 'subnet-file')).toMatchObject({ verdict: 'fail', summary: '/run/weft/subnet.env does not exist, though weftd holds 198.19.1.0/24: no pod gets an address' });
+    expect(result(facts({ subnetFile: read('FLANNEL_NETWORK=198.19.0.0/16\n') }), 'subnet-file')).toMatchObject({ verdict: 'fail', summary: '/run/weft/subnet.env: FLANNEL_SUBNET is missing' });
   });
 
   it('fails a file whose lease time has passed: weftd no longer rewrites it, and the CNI plugin refuses pods', () => {
     const old = formatSubnetEnv({ network: parseCidr('198.19.0.0/16'), subnet: parseCidr('198.19.1.0/24'), mtu: 1464, ipMasq: false, leaseExpiresMs: NOW - 1000 });
-    expect(result(facts({ subnetFile: { ok: true, value: old } }), 'subnet-file')).toMatchObject({
+    expect(result(facts({ subnetFile: read(old) }), 'subnet-file')).toMatchObject({
       verdict: 'fail',
       summary: '/run/weft/subnet.env names 198.19.1.0/24 (its lease expired at 2026-12-02T11:59:59.000Z as far as the file says, so the CNI plugin hands out no address)',
     });
-    expect(result(facts({ subnetFile: { ok: true, value: old }, weftd: { ok: false, error: 'down' } }), 'subnet-file').summary).toMatch(/but weftd does not answer \(its lease expired at/);
+    expect(result(facts({ subnetFile: read(old), weftd: { ok: false, error: 'down' } }), 'subnet-file').summary).toMatch(/but weftd does not answer \(its lease expired at/);
   });
 
   it('lists every value that differs from what weftd runs with', () => {
     const other = formatSubnetEnv({ network: parseCidr('198.19.0.0/16'), subnet: parseCidr('198.19.7.0/24'), mtu: 1400, ipMasq: true });
-    expect(result(facts({ subnetFile: { ok: true, value: other } }), 'subnet-file').summary).toBe(
+    expect(result(facts({ subnetFile: read(other) }), 'subnet-file').summary).toBe(
       '/run/weft/subnet.env does not match the lease: subnet 198.19.7.0/24, the lease 198.19.1.0/24; MTU 1400, weft0\'s 1464; FLANNEL_IPMASQ true, weftd\'s --ip-masq false',
     );
   });
@@ -255,7 +257,7 @@ describe('bridge', () => {
 
   it('follows weftd\'s lease when the subnet file is unusable, and a bridge given by --bridge', () => {
     const other = links((l) => (l.name === 'cni0' ? { ...l, name: 'br-pods' } : l.master === 'cni0' ? { ...l, master: 'br-pods' } : l));
-    expect(result(facts({ bridge: 'br-pods', links: other, subnetFile: { ok: true, value: null } }), 'bridge')).toMatchObject({ verdict: 'ok', summary: 'br-pods 198.19.1.1/24, MTU 1464, 1 pod interface' });
+    expect(result(facts({ bridge: 'br-pods', links: other, subnetFile: read(null) }), 'bridge')).toMatchObject({ verdict: 'ok', summary: 'br-pods 198.19.1.1/24, MTU 1464, 1 pod interface' });
   });
 });
 

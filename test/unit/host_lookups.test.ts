@@ -1,14 +1,15 @@
 // What weftd reads of the host without starting a process: the default
 // route's interface from /proc/net/route, the interface holding an address,
-// and whether a firewall command is on PATH. Each checked against the
-// command it replaces where this machine has one.
+// and the first executable of a name in a list of directories (PATH,
+// CNI_PATH). Each checked against the command it replaces where this machine
+// has one.
 
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { onPath } from '../../src/host/firewall.js';
+import { findExecutable } from '../../src/host/command.js';
 import { defaultRouteIn, defaultRouteInterface, interfaceWithAddress } from '../../src/host/netconf.js';
 
 const HEADER = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT';
@@ -46,19 +47,23 @@ describe('interfaceWithAddress', () => {
   });
 });
 
-describe('onPath', () => {
-  it('finds an executable in any PATH directory, not a file without the execute bit, nor a missing one', () => {
+describe('findExecutable', () => {
+  it('finds an executable in the first directory that has one, not a file without the execute bit, nor a missing one, nor in the working directory for an empty entry', () => {
     const dir = mkdtempSync(join(tmpdir(), 'weft-onpath-'));
     try {
       writeFileSync(join(dir, 'runs'), '#!/bin/sh\n');
       chmodSync(join(dir, 'runs'), 0o755);
       writeFileSync(join(dir, 'plain'), '');
       chmodSync(join(dir, 'plain'), 0o644);
-      const path = `/nonexistent::${dir}`;
-      expect(onPath('runs', path)).toBe(true);
-      expect(onPath('plain', path)).toBe(false);
-      expect(onPath('missing', path)).toBe(false);
-      expect(onPath('runs', '')).toBe(false);
+      const path = ['/nonexistent', '', dir, '/bin'];
+      expect(findExecutable('runs', path)).toBe(join(dir, 'runs'));
+      expect(findExecutable('plain', path)).toBeUndefined();
+      expect(findExecutable('missing', path)).toBeUndefined();
+      expect(findExecutable('sh', [dir, '/bin'])).toBe('/bin/sh');
+      expect(findExecutable('sh', ['/bin', dir])).toBe('/bin/sh');
+      // An empty entry is no directory: not the working directory, where this relative name would be found.
+      expect(findExecutable(relative(process.cwd(), join(dir, 'runs')), [''])).toBeUndefined();
+      expect(findExecutable('runs', [])).toBeUndefined();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -130,6 +130,45 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
     expect(keeper.reacquisitions).toBe(0);
   });
 
+  it('a rewrite and a renewal never overlap: the renewal due mid-rewrite waits, and the next is an interval after the rewrite', async () => {
+    const { clock, n, rec, keeper } = await keeping(60);
+    // The rewrite's write held open until released; a renewal started meanwhile is the race.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let rewriting = false;
+    const overlaps: number[] = [];
+    const rewrite = n.manager.rewrite.bind(n.manager);
+    const renew = n.manager.renew.bind(n.manager);
+    n.manager.rewrite = async (r) => {
+      rewriting = true;
+      await held;
+      try {
+        return await rewrite(r);
+      } finally {
+        rewriting = false;
+      }
+    };
+    n.manager.renew = (r) => {
+      if (rewriting) overlaps.push(clock.now());
+      return renew(r);
+    };
+    await clock.advance(19_000);
+    const done = keeper.rewrite();
+    await clock.advance(5_000); // the renewal was due at 20 s
+    expect(overlaps).toEqual([]);
+    expect(keeper.renewals).toBe(0);
+    release();
+    await done;
+    expect(keeper.record.etcdLease).not.toBe(rec.etcdLease);
+    expect(n.events('lease_rewritten')).toHaveLength(1);
+    await clock.advance(19_999); // next renewal: 20 s after the rewrite ended at 24 s
+    expect(keeper.renewals).toBe(0);
+    await clock.advance(1);
+    expect(keeper.renewals).toBe(1);
+    expect(overlaps).toEqual([]);
+    expect(n.events('lease_lost')).toEqual([]);
+  });
+
   it('an outage longer than the TTL: the lease is lost at its local deadline and the same subnet re-acquired once etcd answers', async () => {
     const { clock, store, n, rec, keeper } = await keeping(60);
     const other = node(store, clock, 'n2', { ttlS: 60, ip: '198.18.0.2' });

@@ -50,7 +50,7 @@ describe('rtnetlink requests', () => {
   });
 
   it('adds an encap route as `ip route add 198.19.2.0/24 encap ip id 1 dst 198.18.0.2 csum dev g5` does, replacing, with weft\'s protocol', () => {
-    const r = newRouteRequest({ dst: parseIp('198.19.2.0'), len: 24, type: 'unicast', protocol: 87, table: 0, oif: 3, encap: { vni: 1, remote: parseIp('198.18.0.2') } });
+    const r = newRouteRequest({ dst: parseIp('198.19.2.0'), len: 24, type: 'unicast', protocol: 87, oif: 3, encap: { vni: 1, remote: parseIp('198.18.0.2') } });
     // iproute2's bytes (A.3) with protocol 87 for boot (3), no TTL attribute (ours: the route's hop limit), and REPLACE for EXCL.
     expect(wire(r)).toEqual({
       type: 24,
@@ -69,7 +69,7 @@ describe('rtnetlink requests', () => {
 
   it('deletes only the route of weft\'s protocol, of any type, scope or device; throws routes carry no device', () => {
     expect(wire(delRouteRequest({ dst: parseIp('198.19.2.0'), len: 24, protocol: 87 }))).toEqual({ type: 25, flags: 0x5, body: hex('0218 0000 fe57 ff00 00000000 0800 0100 c6130200').toString('hex') });
-    const t = wire(newRouteRequest({ dst: parseIp('198.19.0.0'), len: 16, type: 'throw', protocol: 87, table: 0 }));
+    const t = wire(newRouteRequest({ dst: parseIp('198.19.0.0'), len: 16, type: 'throw', protocol: 87 }));
     expect(t.body).toBe(hex('0210 0000 fe57 0009 00000000 0800 0100 c6130000').toString('hex'));
   });
 
@@ -129,8 +129,17 @@ describe('netlink replies', () => {
   });
 
   it('parses a route and a link as the kernel dumps them', () => {
-    const route = newRouteRequest({ dst: parseIp('198.19.2.0'), len: 24, type: 'unicast', protocol: 87, table: 0, oif: 3, encap: { vni: 7, remote: parseIp('198.18.0.2') } });
-    expect(parseRoute({ type: 24, flags: 0, seq: 1, body: route.body })).toEqual({ dst: parseIp('198.19.2.0'), len: 24, type: 'unicast', protocol: 87, table: 254, oif: 3, encap: { vni: 7, remote: parseIp('198.18.0.2') } });
+    const route = newRouteRequest({ dst: parseIp('198.19.2.0'), len: 24, type: 'unicast', protocol: 87, oif: 3, encap: { vni: 7, remote: parseIp('198.18.0.2') } });
+    expect(parseRoute({ type: 24, flags: 0, seq: 1, body: route.body })).toEqual({ dst: parseIp('198.19.2.0'), len: 24, type: 'unicast', protocol: 87, oif: 3, encap: { vni: 7, remote: parseIp('198.18.0.2') } });
+    // Another table's route is none of weft's: the table in the header (local, 255), or past 255 in RTA_TABLE behind RT_TABLE_COMPAT (252).
+    const inTable = (byte: number, rtaTable?: number): unknown => {
+      const b = Buffer.from(route.body);
+      b[4] = byte;
+      return parseRoute({ type: 24, flags: 0, seq: 1, body: rtaTable === undefined ? b : Buffer.concat([b, u32Attr(15, rtaTable)]) });
+    };
+    expect(inTable(255)).toBeUndefined();
+    expect(inTable(252, 1000)).toBeUndefined();
+    expect(inTable(252, 254)).toMatchObject({ dst: parseIp('198.19.2.0'), len: 24 });
     const stats = Buffer.alloc(200);
     [5, 6, 500, 600, 1, 2, 3, 4].forEach((v, i) => stats.writeBigUInt64LE(BigInt(v), i * 8));
     const ifi = Buffer.alloc(16);
