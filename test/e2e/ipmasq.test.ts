@@ -4,9 +4,7 @@
 // table (or iptables chain when nft is missing), are replaced rather than
 // duplicated on restart and removed on SIGTERM.
 
-import { existsSync } from 'node:fs';
-import { mkdir, symlink } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encapFilterNftScript } from '../../src/host/encap_filter.js';
@@ -14,6 +12,7 @@ import { IPT_CHAIN, iptablesRules, nftInstallScript, nftRemoveScript } from '../
 import { formatIp, parseCidr } from '../../src/net/ipv4.js';
 import { WEFTCTL, WeftCluster } from '../lab/cluster.js';
 import type { LabProcess } from '../lab/lab.js';
+import { pathWithout } from '../lab/path_without.js';
 import { rootSkipReason } from '../harness/privilege.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -209,15 +208,7 @@ describe.skipIf(rootSkipReason())('--ip-masq (needs root: network namespaces, TU
   });
 
   it('falls back to an iptables chain where nft is missing, idempotent and removed on SIGTERM', async () => {
-    // A PATH with what weftd (node, for its bin) and `ip netns exec` run, but no nft.
-    const bin = join(c.lab.dir, 'bin-no-nft');
-    await mkdir(bin, { recursive: true });
-    const searchPath = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
-    for (const cmd of ['ip', 'setpriv', 'iptables', 'node']) {
-      const dir = searchPath.find((d) => d && existsSync(join(d, cmd)));
-      if (!dir) throw new Error(`${cmd} not found on ${searchPath.join(':')}`);
-      await symlink(join(dir, cmd), join(bin, cmd));
-    }
+    const bin = await pathWithout(join(c.lab.dir, 'bin-no-nft'), ['nft']);
     const start = async (): Promise<LabProcess> => {
       const p = (await c.startNode(1, 0, [], { PATH: bin })).weftd!;
       expect(p.log()).toMatch(/"event":"ip_masq","backend":"iptables"/);

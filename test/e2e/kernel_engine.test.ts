@@ -9,15 +9,14 @@
 // repaired; a subnet taken by another node moves the device to the next;
 // SIGTERM leaves nothing behind; and the refusals exit 2.
 
-import { existsSync } from 'node:fs';
-import { mkdir, symlink } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootSkipReason } from '../harness/privilege.js';
 import { until } from '../harness/until.js';
 import { PREFIX, WEFTCTL, WEFTD, WeftCluster, weftdEvents } from '../lab/cluster.js';
 import { createLeaseIfFree, keyOfSubnet } from '../lab/kernel_node.js';
+import { pathWithout } from '../lab/path_without.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const ENGINE: Record<number, string> = { 1: 'kernel', 2: 'native', 3: 'js', 4: 'kernel', 5: 'native' };
@@ -35,7 +34,7 @@ const skip = rootSkipReason();
 
 describe.skipIf(skip)(`--engine kernel in a cluster with native and js nodes${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let c: WeftCluster;
-  /** Node 4's PATH: what weftd and the lab run, but no nft. */
+  /** Node 4's PATH: every command but nft. */
   let noNft: Record<string, string>;
 
   const ns = (i: number): string => c.lab.nodeNs(i);
@@ -60,15 +59,6 @@ describe.skipIf(skip)(`--engine kernel in a cluster with native and js nodes${sk
     return Array.from({ length: 250 }, (_, k) => `198.19.${k + 2}.0/24`).filter((s) => !held.has(s));
   };
 
-  async function transfer(from: number, to: number, port: number): Promise<void> {
-    const sink = c.lab.spawn(pod(to), [process.execPath, join(FIXTURES, 'tcp_transfer.mjs'), 'sink', String(port)]);
-    await sink.waitForLog(/listening/, 10_000);
-    const sent = await c.lab.exec(pod(from), [process.execPath, join(FIXTURES, 'tcp_transfer.mjs'), 'send', c.lab.podIp(pod(to)), String(port), String(TRANSFER_BYTES)], { timeoutMs: 60_000 });
-    const received = await sink.waitForLog(/^\d+ [0-9a-f]{64}$/, 30_000);
-    expect(sent.stdout.trim(), `node${from} -> node${to}`).toMatch(new RegExp(`^${TRANSFER_BYTES} [0-9a-f]{64}$`));
-    expect(received.trim(), `node${from} -> node${to}`).toBe(sent.stdout.trim());
-  }
-
   /** After SIGTERM: no device, no route of weft's, no filter of weft's. */
   async function expectNothingLeft(i: number): Promise<void> {
     expect((await c.lab.exec(ns(i), ['ip', 'link', 'show', 'weft0'], { allowFail: true })).code).not.toBe(0);
@@ -79,16 +69,7 @@ describe.skipIf(skip)(`--engine kernel in a cluster with native and js nodes${sk
 
   beforeAll(async () => {
     c = await WeftCluster.create({ nodes: 4, podsPerNode: 0, name: 'kernel-engine', engine: (i) => ENGINE[i]!, startNodes: false });
-    const bin = join(c.lab.dir, 'bin-no-nft');
-    await mkdir(bin, { recursive: true });
-    const searchPath = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
-    // node: weftd's bin runs it through env (#!/usr/bin/env -S node ...).
-    for (const cmd of ['ip', 'setpriv', 'iptables', 'iptables-restore', 'iptables-save', 'node']) {
-      const dir = searchPath.find((d) => d && existsSync(join(d, cmd)));
-      if (!dir) throw new Error(`${cmd} not found on ${searchPath.join(':')}`);
-      await symlink(join(dir, cmd), join(bin, cmd));
-    }
-    noNft = { PATH: bin };
+    noNft = { PATH: await pathWithout(join(c.lab.dir, 'bin-no-nft'), ['nft']) };
     // A kernel sender over a veth hands inner checksums over unfinished; a real NIC finishes them (README, DESIGN).
     for (const i of [1, 4]) await c.lab.exec(ns(i), ['ethtool', '-K', 'eth0', 'tx', 'off']);
     await Promise.all([1, 2, 3, 4].map((i) => start(i)));
@@ -145,7 +126,11 @@ describe.skipIf(skip)(`--engine kernel in a cluster with native and js nodes${sk
 
   it('moves 20 MiB over TCP intact in every direction between the kernel, native and js nodes, and between the two kernel nodes', async () => {
     let port = 5100;
-    for (const [a, b] of [[1, 2], [2, 1], [1, 3], [3, 1], [2, 3], [3, 2], [1, 4], [4, 1]] as const) await transfer(a, b, port++);
+    for (const [a, b] of [[1, 2], [2, 1], [1, 3], [3, 1], [2, 3], [3, 2], [1, 4], [4, 1]] as const) {
+      const r = await c.transfer(pod(a), pod(b), TRANSFER_BYTES, { port: port++ });
+      expect(r.sent, `node${a} -> node${b}`).toMatch(new RegExp(`^${TRANSFER_BYTES} [0-9a-f]{64}$`));
+      expect(r.received, `node${a} -> node${b}`).toBe(r.sent);
+    }
   }, 150_000);
 
   it('drops hostile datagrams at the kernel nodes, counted by reason, and forwards none of them', async () => {

@@ -2,25 +2,27 @@
 // planes (Daemon: lease manager, keeper, watcher, lifecycle) with the js
 // engine over in-memory TUNs and one in-memory underlay, against one
 // in-memory registry, all on one manual clock. Pods' packets go in at a
-// node's TUN and come out of another's.
+// node's TUN and come out of another's (ping).
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { DEFAULT_LEASE_TTL_S } from '../../src/constants.js';
+import { DEFAULT_LEASE_TTL_S, type EncryptionMode } from '../../src/constants.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import type { DaemonOptions } from '../../src/daemon/options.js';
 import type { Dataplane, HostNetwork, Notifier } from '../../src/daemon/seams.js';
 import { JsEngine } from '../../src/dataplane/js_engine.js';
 import { WeftError } from '../../src/errors.js';
-import { formatIp } from '../../src/net/ipv4.js';
+import { formatIp, parseCidr } from '../../src/net/ipv4.js';
 import type { DaemonStatus } from '../../src/observe/status.js';
 import { MemoryRegistry, MemoryStore } from '../../src/registry/memory_registry.js';
+import { internetChecksum } from '../../src/wire/ipv4_packet.js';
 import { ManualClock } from './manual_clock.js';
 import { MemoryNetwork, MemoryTun } from './memory_dataplane.js';
+import { icmpEcho } from './packets.js';
 import { captureLogger, config } from './registry_fixture.js';
-import { sleep } from './until.js';
+import { sleep, until } from './until.js';
 
 export const CLUSTER_PREFIX = '/weft';
 /** The underlay MTU of every in-memory node. */
@@ -186,8 +188,17 @@ export class MemoryCluster {
   readonly admin = new MemoryRegistry(this.store, CLUSTER_PREFIX);
 
   /** Writes the network config, as `weftctl init` does. */
-  async init(network = '198.19.0.0/16', subnetLen = 24): Promise<void> {
-    await this.admin.putConfig(config(network, subnetLen), false);
+  async init(network = '198.19.0.0/16', subnetLen = 24, encryption: EncryptionMode = 'off'): Promise<void> {
+    await this.admin.putConfig({ ...config(network, subnetLen), encryption }, false);
+  }
+
+  /** Writes the config (`network`, `encryption`), starts nodes n1..n<n> with `overrides`, and waits until each routes to all the others. */
+  async startAll(n: number, { network, encryption, ...overrides }: Partial<DaemonOptions> & { network?: string; encryption?: EncryptionMode } = {}): Promise<ClusterNode[]> {
+    await this.init(network, undefined, encryption);
+    const nodes = Array.from({ length: n }, (_, i) => this.add(`n${i + 1}`, i, overrides));
+    await Promise.all(nodes.map((x) => x.start()));
+    await this.until('every table complete', () => nodes.every((x) => x.status().peers.length === n - 1));
+    return nodes;
   }
 
   /** A machine named `name` at underlay address 198.18.0.<n>, not yet running weftd. */
@@ -222,4 +233,41 @@ export class MemoryCluster {
     for (const n of this.nodes) if (n.daemon && n.ended === undefined) await n.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A pod address on `node`'s subnet (.2, as the CNI plugin gives the first pod). */
+export function podIp(node: ClusterNode): string {
+  const subnet = node.status().subnet;
+  if (!subnet) throw new Error(`${node.name} holds no subnet`);
+  return formatIp(parseCidr(subnet).base + 2);
+}
+
+export interface PingOptions {
+  /** ICMP payload bytes (at least 4). */
+  size?: number;
+  /** How long the ping may take to come out, in real ms. */
+  waitMs?: number;
+}
+
+/**
+ * Sends a ping of `size` payload bytes (the first four "weft", to look for on
+ * the underlay) from a pod on `from` to a pod on `to`; resolves once it came
+ * out of `to`'s TUN unchanged, and throws if it did not within `waitMs` real ms.
+ */
+export async function ping(from: ClusterNode, to: ClusterNode, { size = 32, waitMs = 2000 }: PingOptions = {}): Promise<void> {
+  const packet = icmpEcho(podIp(from), podIp(to), size);
+  packet.write('weft', 28);
+  packet.writeUInt16BE(0, 22);
+  packet.writeUInt16BE(internetChecksum(packet, 20, packet.length - 20), 22);
+  const before = to.tun.written.length;
+  from.tun.inject([packet]);
+  await until(`a ping ${from.name} -> ${to.name}`, () => to.tun.written.slice(before).some((p) => p.equals(packet)), waitMs, 2);
+}
+
+/** Whether a ping (as ping() sends it) came through: for tests that count what is lost. */
+export function pinged(from: ClusterNode, to: ClusterNode, options: PingOptions = {}): Promise<boolean> {
+  return ping(from, to, options).then(
+    () => true,
+    () => false,
+  );
 }

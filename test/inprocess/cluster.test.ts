@@ -4,46 +4,22 @@
 // real seconds: hours of leases, outages, clashes and churn in seconds.
 
 import { existsSync, readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { formatIp, parseCidr } from '../../src/net/ipv4.js';
-import { ClusterNode, MemoryCluster } from '../harness/memory_cluster.js';
-import { icmpEcho } from '../harness/packets.js';
-import { until } from '../harness/until.js';
+import { ClusterNode, MemoryCluster, ping } from '../harness/memory_cluster.js';
 
 const HOUR_MS = 3_600_000;
 let cluster: MemoryCluster;
-afterEach(async () => {
-  await cluster?.close();
-});
-
-/** A pod address on `node`'s subnet (.2, as the CNI plugin gives the first pod). */
-function pod(node: ClusterNode): string {
-  const subnet = node.status().subnet;
-  if (!subnet) throw new Error(`${node.name} holds no subnet`);
-  return formatIp(parseCidr(subnet).base + 2);
-}
-
-/** Sends a ping from a pod on `from` to a pod on `to`; resolves once it came out of `to`'s TUN, unchanged. */
-async function ping(from: ClusterNode, to: ClusterNode, size = 32): Promise<void> {
-  const packet = icmpEcho(pod(from), pod(to), size);
-  const before = to.tun.written.length;
-  from.tun.inject([packet]);
-  await until(`a ping ${from.name} -> ${to.name}`, () => to.tun.written.length > before, 2000, 5);
-  expect(to.tun.written.at(-1)).toEqual(packet);
-}
-
-async function startAll(n: number, overrides = {}): Promise<ClusterNode[]> {
+beforeEach(() => {
   cluster = new MemoryCluster();
-  await cluster.init();
-  const nodes = Array.from({ length: n }, (_, i) => cluster.add(`n${i + 1}`, i, overrides));
-  await Promise.all(nodes.map((x) => x.start()));
-  await cluster.until('every table complete', () => nodes.every((x) => x.status().peers.length === n - 1));
-  return nodes;
-}
+});
+afterEach(async () => {
+  await cluster.close();
+});
 
 describe('a weft cluster in one process (in-memory registry, TUN, underlay; manual clock)', () => {
   it('three daemons lease distinct subnets, configure their hosts, route to each other, and pods ping across', async () => {
-    const nodes = await startAll(3);
+    const nodes = await cluster.startAll(3);
     expect(new Set(nodes.map((x) => x.status().subnet)).size).toBe(3);
     for (const x of nodes) {
       expect(x.status().readiness).toEqual({ status: 'ready', reasons: [] });
@@ -53,12 +29,12 @@ describe('a weft cluster in one process (in-memory registry, TUN, underlay; manu
     const [a, b, c] = nodes as [ClusterNode, ClusterNode, ClusterNode];
     await ping(a, c);
     await ping(c, a);
-    await ping(b, a, 1000);
+    await ping(b, a, { size: 1000 });
     expect(c.status().counters).toMatchObject({ outside_packets: 1, inside_packets: 1 });
   });
 
   it('keeps every lease for two days of simulated time with an hour TTL, and forwards throughout', async () => {
-    const [a, b] = (await startAll(2, { leaseTtlS: 3600 })) as [ClusterNode, ClusterNode];
+    const [a, b] = (await cluster.startAll(2, { leaseTtlS: 3600 })) as [ClusterNode, ClusterNode];
     const leases = (await cluster.admin.listLeases()).records.map((r) => r.etcdLease);
     for (let h = 0; h < 48; h += 12) {
       await cluster.elapse(12 * HOUR_MS);
@@ -72,7 +48,7 @@ describe('a weft cluster in one process (in-memory registry, TUN, underlay; manu
   }, 60_000);
 
   it('an etcd outage longer than the TTL: forwarding goes on with the last table, readiness degrades then fails, and afterwards every node holds its subnet again', async () => {
-    const [a, b] = (await startAll(2, { leaseTtlS: 60, etcdGraceS: 120 })) as [ClusterNode, ClusterNode];
+    const [a, b] = (await cluster.startAll(2, { leaseTtlS: 60, etcdGraceS: 120 })) as [ClusterNode, ClusterNode];
     const subnets = [a.status().subnet, b.status().subnet];
     cluster.store.setOutage(true);
     await cluster.elapse(30_000);
@@ -96,7 +72,7 @@ describe('a weft cluster in one process (in-memory registry, TUN, underlay; manu
   }, 30_000);
 
   it('a stop tears the host down (filter, masquerade, TUN) and, with --release-on-exit, gives the subnet back and removes the subnet file', async () => {
-    const [a, b] = (await startAll(2, { ipMasq: true, releaseOnExit: true })) as [ClusterNode, ClusterNode];
+    const [a, b] = (await cluster.startAll(2, { ipMasq: true, releaseOnExit: true })) as [ClusterNode, ClusterNode];
     const file = b.options().subnetFile;
     expect(readFileSync(file, 'utf8')).toContain(`FLANNEL_SUBNET=${formatIp(parseCidr(b.status().subnet!).base + 1)}/24`);
     expect(b.host).toMatchObject({ encapFilter: true, masquerade: true });
@@ -110,7 +86,7 @@ describe('a weft cluster in one process (in-memory registry, TUN, underlay; manu
   });
 
   it('a restarted daemon keeps its subnet and its peers route to its new instance', async () => {
-    const [a, b] = (await startAll(2)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await cluster.startAll(2)) as [ClusterNode, ClusterNode];
     const subnet = b.status().subnet;
     await b.stop();
     expect(b.ended).toBeNull();
@@ -124,7 +100,7 @@ describe('a weft cluster in one process (in-memory registry, TUN, underlay; manu
   });
 
   it('a compaction while a node is cut off: it re-lists on its return and routes to the node that joined meanwhile', async () => {
-    const [a, b] = (await startAll(2)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await cluster.startAll(2)) as [ClusterNode, ClusterNode];
     a.registry.setPartitioned(true);
     const c = cluster.add('n3', 2);
     await c.start();
@@ -138,7 +114,7 @@ describe('a weft cluster in one process (in-memory registry, TUN, underlay; manu
   });
 
   it('a second machine under the same node name takes the subnet over; the first stops with WEFT_NODE_NAME_TAKEN and the peers route to the second', async () => {
-    const [a, b] = (await startAll(2)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await cluster.startAll(2)) as [ClusterNode, ClusterNode];
     const subnet = b.status().subnet;
     const clone = cluster.add('n2', 9);
     await clone.start();
@@ -150,7 +126,7 @@ describe('a weft cluster in one process (in-memory registry, TUN, underlay; manu
   });
 
   it('200 daemons starting at once get 200 distinct subnets and complete tables; 20 leave and 20 join, and every table follows', async () => {
-    const nodes = await startAll(200);
+    const nodes = await cluster.startAll(200);
     expect(new Set(nodes.map((x) => x.status().subnet)).size).toBe(200);
     const leaving = nodes.slice(0, 20);
     await Promise.all(leaving.map((x) => x.stop()));

@@ -3,29 +3,21 @@
 // marks the subnet file, and takes a subnet as soon as one is free.
 
 import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseSubnetFile } from '../../src/host/subnet_env.js';
 import { formatIp, parseCidr } from '../../src/net/ipv4.js';
 import type { SubnetLease } from '../../src/registry/schema.js';
-import { ClusterNode, MemoryCluster } from '../harness/memory_cluster.js';
-import { icmpEcho } from '../harness/packets.js';
-import { until } from '../harness/until.js';
+import { ClusterNode, MemoryCluster, ping } from '../harness/memory_cluster.js';
 
 let cluster: MemoryCluster;
+beforeEach(() => {
+  cluster = new MemoryCluster();
+});
 afterEach(async () => {
-  await cluster?.close();
+  await cluster.close();
 });
 
 const INTRUDER: SubnetLease = { nodeName: 'intruder', publicIp: '198.18.0.99', port: 4790, vni: 1, version: 'test', engine: 'kernel', instance: 'i' };
-
-async function startAll(network: string, n: number, overrides = {}): Promise<ClusterNode[]> {
-  cluster = new MemoryCluster();
-  await cluster.init(network);
-  const nodes = Array.from({ length: n }, (_, i) => cluster.add(`n${i + 1}`, i, overrides));
-  await Promise.all(nodes.map((x) => x.start()));
-  await cluster.until('every table complete', () => nodes.every((x) => x.status().peers.length === n - 1));
-  return nodes;
-}
 
 /** What the node's subnet file says now. */
 function subnetFile(node: ClusterNode): ReturnType<typeof parseSubnetFile> {
@@ -42,17 +34,9 @@ async function steal(node: ClusterNode): Promise<string> {
   return subnet;
 }
 
-async function ping(from: ClusterNode, to: ClusterNode): Promise<void> {
-  const [src, dst] = [from, to].map((x) => formatIp(parseCidr(x.status().subnet!).base + 2)) as [string, string];
-  const packet = icmpEcho(src, dst, 32);
-  const before = to.tun.written.length;
-  from.tun.inject([packet]);
-  await until(`a ping ${from.name} -> ${to.name}`, () => to.tun.written.length > before, 2000, 5);
-}
-
 describe('a node that loses its subnet or finds none free (in-memory registry, TUN, underlay; manual clock)', () => {
   it('a subnet taken by another node: the node stops forwarding for it, says so in the subnet file, and takes another', async () => {
-    const [a, b] = (await startAll('198.19.0.0/16', 2)) as [ClusterNode, ClusterNode];
+    const [a, b] = (await cluster.startAll(2)) as [ClusterNode, ClusterNode];
     const oldTun = b.tun;
     const lost = await steal(b);
     await cluster.until('b holds another subnet', () => b.status().state === 'running' && b.status().subnet !== lost);
@@ -79,7 +63,7 @@ describe('a node that loses its subnet or finds none free (in-memory registry, T
 
   it('a full network: a new node stays up, not ready, says why, and takes the first subnet released; a low rate of logs meanwhile', async () => {
     // A /22 of /24s holds three nodes: the first /24 is never handed out.
-    const nodes = await startAll('198.19.0.0/22', 3, { releaseOnExit: true });
+    const nodes = await cluster.startAll(3, { network: '198.19.0.0/22', releaseOnExit: true });
     const d = cluster.add('n4', 3);
     await d.start();
     const waiting = 'waiting for a free /24 in 198.19.0.0/22 (all 3 leased; the first subnet is never handed out)';
@@ -105,7 +89,7 @@ describe('a node that loses its subnet or finds none free (in-memory registry, T
   });
 
   it('a subnet lost on a full network: the node waits, naming what it lost, and takes the subnet back once it is free', async () => {
-    const [a, b, c] = (await startAll('198.19.0.0/22', 3)) as [ClusterNode, ClusterNode, ClusterNode];
+    const [a, b, c] = (await cluster.startAll(3, { network: '198.19.0.0/22' })) as [ClusterNode, ClusterNode, ClusterNode];
     const lost = await steal(b);
     const waiting = `lost ${lost}: now leased by node intruder (198.18.0.99); waiting for a free /24 in 198.19.0.0/22 (all 3 leased; the first subnet is never handed out)`;
     await cluster.until('b waits for a free subnet', () => b.status().noSubnet === waiting);

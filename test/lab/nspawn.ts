@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { until } from '../harness/until.js';
 import { run, sleep, type ExecResult } from './exec.js';
 import type { Lab, TeardownHook } from './lab.js';
 
@@ -78,13 +79,17 @@ export class NodeContainer implements TeardownHook {
     lab.addTeardown(c);
     try {
       c.init = await Promise.race([initOf(child.pid!), early]);
-      const deadline = Date.now() + (opts.bootTimeoutMs ?? 60_000);
-      for (;;) {
-        const state = (await Promise.race([c.exec(['systemctl', 'is-system-running'], { allowFail: true }), early])).stdout.trim();
-        if (state === 'running' || state === 'degraded') return c;
-        if (Date.now() > deadline) throw new Error(`container ${machine}: not booted after ${opts.bootTimeoutMs ?? 60_000} ms (systemctl is-system-running: ${state})`);
-        await sleep(250);
-      }
+      let state = '';
+      await until(
+        () => `container ${machine} to boot (systemctl is-system-running: ${state})`,
+        async () => {
+          state = (await Promise.race([c.exec(['systemctl', 'is-system-running'], { allowFail: true }), early])).stdout.trim();
+          return state === 'running' || state === 'degraded';
+        },
+        opts.bootTimeoutMs ?? 60_000,
+        250,
+      );
+      return c;
     } catch (err) {
       await c.destroy();
       throw err;
@@ -141,15 +146,13 @@ export class NodeContainer implements TeardownHook {
 }
 
 /** The container's PID 1: nspawn's child once it has execed systemd. */
-async function initOf(nspawnPid: number): Promise<number> {
-  for (let k = 0; k < 200; k++) {
+function initOf(nspawnPid: number): Promise<number> {
+  return until(`systemd-nspawn (pid ${nspawnPid}) to exec systemd in its child`, () => {
     try {
       const child = Number(readFileSync(`/proc/${nspawnPid}/task/${nspawnPid}/children`, 'utf8').trim().split(' ')[0]);
-      if (child > 0 && readFileSync(`/proc/${child}/comm`, 'utf8').trim() === 'systemd') return child;
+      return child > 0 && readFileSync(`/proc/${child}/comm`, 'utf8').trim() === 'systemd' && child;
     } catch {
-      // not there yet
+      return undefined; // not there yet
     }
-    await sleep(50);
-  }
-  throw new Error(`systemd-nspawn (pid ${nspawnPid}): no systemd child after 10 s`);
+  }, 10_000);
 }
