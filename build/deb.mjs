@@ -61,21 +61,21 @@ function sourceDateEpoch() {
   }
 }
 
+/** Every entry of the package's tree but DEBIAN/, each directory's by name, a directory before what it holds: [path under the stage, Dirent]. */
+function* packageEntries(stage, rel = '') {
+  for (const e of readdirSync(join(stage, rel), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const p = join(rel, e.name);
+    if (p === 'DEBIAN') continue;
+    yield [p, e];
+    if (e.isDirectory()) yield* packageEntries(stage, p);
+  }
+}
+
 /** Every file and directory of the package normalised: directories 0755, files 0644, `executables` 0755. */
 function normaliseModes(stage, executables) {
-  const walk = (rel) => {
-    for (const e of readdirSync(join(stage, rel), { withFileTypes: true })) {
-      const p = join(rel, e.name);
-      if (e.isSymbolicLink()) continue;
-      if (e.isDirectory()) {
-        chmodSync(join(stage, p), 0o755);
-        walk(p);
-      } else {
-        chmodSync(join(stage, p), executables.has(p) ? 0o755 : 0o644);
-      }
-    }
-  };
-  walk('');
+  for (const [p, e] of packageEntries(stage)) {
+    if (!e.isSymbolicLink()) chmodSync(join(stage, p), e.isDirectory() || executables.has(p) ? 0o755 : 0o644);
+  }
 }
 
 /** The production dependencies as package-lock.json records them (what `npm ci --omit=dev` installs). */
@@ -193,29 +193,15 @@ function shlibDepends(stage, addon) {
 
 function md5sums(stage) {
   const lines = [];
-  const walk = (rel) => {
-    for (const e of readdirSync(join(stage, rel), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = join(rel, e.name);
-      if (p === 'DEBIAN') continue;
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) lines.push(`${createHash('md5').update(readFileSync(join(stage, p))).digest('hex')}  ${p}`);
-    }
-  };
-  walk('');
+  for (const [p, e] of packageEntries(stage)) {
+    if (e.isFile()) lines.push(`${createHash('md5').update(readFileSync(join(stage, p))).digest('hex')}  ${p}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 
 function installedSizeKiB(stage) {
   let bytes = 0;
-  const walk = (rel) => {
-    for (const e of readdirSync(join(stage, rel), { withFileTypes: true })) {
-      const p = join(rel, e.name);
-      if (p === 'DEBIAN') continue;
-      if (e.isDirectory()) walk(p);
-      else bytes += lstatSync(join(stage, p)).size;
-    }
-  };
-  walk('');
+  for (const [p, e] of packageEntries(stage)) if (!e.isDirectory()) bytes += lstatSync(join(stage, p)).size;
   return Math.ceil(bytes / 1024);
 }
 
