@@ -371,11 +371,6 @@ export function getLink(name: string): RtLink | undefined {
   return m ? parseLink(m) : undefined;
 }
 
-/** Sets net.ipv4.conf.<name>.accept_local = 1; WEFT_HOST_SETUP naming the errno (ENODEV: no such device). */
-export function setAcceptLocal(name: string): void {
-  expectDone(rtnl([acceptLocalRequest(name)])[0]!, `cannot set net.ipv4.conf.${name}.accept_local over rtnetlink`);
-}
-
 /** Every IPv4 route of the main table (the kernel's dump, retried once when it changed meanwhile). */
 export function mainRoutes(): RouteEntry[] {
   for (let tries = 0; ; tries++) {

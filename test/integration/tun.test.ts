@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon } from '../../src/host/addon.js';
-import { setAcceptLocal } from '../../src/host/rtnetlink.js';
+import { acceptLocalRequest, rtnlSteps } from '../../src/host/rtnetlink.js';
 import { loadTestAddon } from '../harness/test_addon.js';
 import { until } from '../harness/until.js';
 import { type ExecResult, run as runCommand } from '../lab/exec.js';
@@ -90,7 +90,8 @@ describe('weft addon (no privileges)', () => {
     expect(Object.keys(loadTestAddon()).filter((name) => production.has(name))).toEqual([]);
   });
 
-  it('setAcceptLocal() names the errno for a device that is not there, and refuses a name no device can have before asking the kernel', () => {
+  it('accept_local over rtnetlink (configureTun\'s first step) names the errno for a device that is not there, and refuses a name no device can have before asking the kernel', () => {
+    const setAcceptLocal = (name: string) => rtnlSteps([{ what: `cannot set net.ipv4.conf.${name}.accept_local over rtnetlink`, req: acceptLocalRequest(name) }]);
     expect(() => setAcceptLocal('weftnothere0')).toThrow(/accept_local over rtnetlink: (ENODEV|EPERM)$/);
     expect(() => setAcceptLocal('a'.repeat(16))).toThrow(/is not a valid interface name/);
     expect(() => setAcceptLocal('we\0ft')).toThrow(/is not a valid interface name/);
