@@ -223,7 +223,7 @@ describe('WireGuard sessions: handshakes', () => {
     expect(keys(a.peerOf(b).current)).toBe(before);
     b.peerOf(a).lastInitiationSent = -Infinity;
     handshake(b, a);
-    expect(b.peerOf(a).current!.createdAt).toBeGreaterThanOrEqual(0);
+    expect(b.peerOf(a).current, 'a session with the new key').toBeDefined();
     expect(keys(b.peerOf(a).current)).not.toBe(before);
   });
 });
