@@ -42,7 +42,6 @@ describe.skipIf(rootSkipReason())('a node that loses its subnet or finds none fr
   }, 60_000);
 
   const events = (i: number, from = 0): LogEvent[] => weftdEvents(c.nodes.get(i)!.weftd!, from);
-  const event = (i: number, name: string): LogEvent | undefined => events(i).find((e) => e.event === name);
   const waitEvent = (i: number, name: string, timeoutMs: number, match: (e: LogEvent) => boolean = () => true): Promise<LogEvent> =>
     until(`${name} in node${i}'s log`, () => events(i).find((e) => e.event === name && match(e)), timeoutMs, 100);
   const subnetFileOf = (i: number) => parseSubnetFile(c.subnetEnvText(i), 'subnet.env');

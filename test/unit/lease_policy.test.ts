@@ -271,7 +271,7 @@ describe('lease policy on a manual clock (in-memory registry)', () => {
     const { clock, store } = world();
     const self = node(store, clock, 'n1', { ttlS: 600 });
     const mine = await self.manager.acquire();
-    const { watcher, tables, records } = await watching(self.registry, clock, mine);
+    const { tables, records } = await watching(self.registry, clock, mine);
     expect(tables).toHaveLength(1);
     // 50 nodes' leases land at once, as one watch response delivers a mass join (etcd3 emits its events in one go).
     const free = Array.from({ length: 200 }, (_, k) => k + 1).filter((k) => `198.19.${k}.0/24` !== formatCidr(mine.subnet)).slice(0, 50);
