@@ -37,7 +37,8 @@ import { CriClient, type PodSandboxConfig, type PortMapping } from '../harness/c
 import { until } from '../harness/until.js';
 import { run, runSync, sleep, sleepSync, type ExecResult } from './exec.js';
 import type { Lab, LabProcess, TeardownHook } from './lab.js';
-import { mountsUnder, pidAlive } from './netns.js';
+import { cniResultFiles, removeCniResultFiles } from './cni_results.js';
+import { livePids, mountsUnder, pidAlive } from './netns.js';
 import { SANDBOX_IMAGE, sandboxImage } from './rootfs.js';
 
 export interface ContainerdOptions {
@@ -75,7 +76,6 @@ interface SandboxInfo {
 
 const CONTAINERD = '/usr/bin/containerd';
 const CRI_NAMESPACE = 'k8s.io';
-const RESULTS_DIR = '/var/lib/cni/results';
 /** Where containerd 1.6's shims put their sockets (`s/`), whatever the config says. */
 const RUN_DIR = '/run/containerd';
 const SHIM_SOCKET_DIR = join(RUN_DIR, 's');
@@ -132,11 +132,10 @@ function shimSocket(address: string, namespace: string, id: string): string {
 /** Running processes whose argv[0] is containerd or one of its shims (this run's or not). */
 function runtimeProcesses(): { pid: number; argv: string[] }[] {
   const found: { pid: number; argv: string[] }[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
+  for (const pid of livePids()) {
     try {
-      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (/(^|\/)containerd(-shim[^/]*)?$/.test(argv[0] ?? '') && pidAlive(Number(e))) found.push({ pid: Number(e), argv });
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (/(^|\/)containerd(-shim[^/]*)?$/.test(argv[0] ?? '') && pidAlive(pid)) found.push({ pid, argv });
     } catch {
       // gone meanwhile
     }
@@ -206,16 +205,6 @@ function storedSandboxIds(dir: string): string[] {
   }
 }
 
-/** `/var/lib/cni/results` files of sandboxes `ids` (any network, containerd's loopback too). */
-function resultFilesOf(ids: Iterable<string>): string[] {
-  const want = new Set(ids);
-  try {
-    return readdirSync(RESULTS_DIR).filter((f) => want.has(/-([0-9a-f]{64})-[^-]+$/.exec(f)?.[1] ?? ''));
-  } catch {
-    return [];
-  }
-}
-
 function podPidsOf(cgroupParent: string): number[] {
   return [...new Set(cgroupDirs(cgroupParent).flatMap((d) => cgroupTree(d).flatMap(procsOf)))];
 }
@@ -229,7 +218,7 @@ function podPidsOf(cgroupParent: string): number[] {
 function removeFootprint(f: Footprint): string[] {
   const errors: string[] = [];
   const ids = new Set([...f.sandboxIds, ...storedSandboxIds(f.dir)]);
-  const results = resultFilesOf(ids);
+  const results = cniResultFiles({ ids });
   const shims = shimsOf(f.socket);
   const stuck = killAndWait([...shims.map((s) => s.pid), ...podPidsOf(f.cgroupParent)]);
   if (stuck.length) errors.push(`pids ${stuck.join(' ')} did not die on SIGKILL`);
@@ -247,7 +236,7 @@ function removeFootprint(f: Footprint): string[] {
       }
     }
   }
-  for (const r of results) rmSync(join(RESULTS_DIR, r), { force: true });
+  removeCniResultFiles(results);
   try {
     rmSync(f.dir, { recursive: true, force: true });
   } catch (e) {
@@ -481,7 +470,7 @@ export class Containerd implements TeardownHook {
 
   /** `/var/lib/cni/results` files of this instance's sandboxes (the conflist's network and containerd's loopback). */
   cniResultFiles(): string[] {
-    return resultFilesOf([...this.sandboxIds, ...storedSandboxIds(this.dir)]);
+    return cniResultFiles({ ids: [...this.sandboxIds, ...storedSandboxIds(this.dir)] });
   }
 
   /** Host PIDs of the shims serving this instance. */

@@ -1,19 +1,15 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { Lab } from './lab.js';
 import { run } from './exec.js';
-import { listNamespaces, pidAlive } from './netns.js';
+import { listNamespaces, livePids, pidAlive } from './netns.js';
 
 const isRoot = process.getuid?.() === 0;
 
 /** A `wl<residue><hex>-x` name whose residue no running process has, i.e. one that stale cleanup must delete. */
 function staleName(): string {
-  const residues = new Set(
-    readdirSync('/proc')
-      .filter((e) => /^\d+$/.test(e))
-      .map((e) => Number(e) % 10000),
-  );
+  const residues = new Set(livePids().map((pid) => pid % 10000));
   const hex = randomBytes(2).toString('hex');
   for (let r = 9999; r > 0; r--) if (!residues.has(r)) return `wl${r}${hex}-x`;
   throw new Error('no free pid residue');

@@ -59,7 +59,8 @@ export function mountsUnder(dir: string): string[] {
     .filter((m) => m.startsWith(`${dir}/`));
 }
 
-function livePids(): number[] {
+/** The PIDs in /proc now (zombies included). */
+export function livePids(): number[] {
   const pids: number[] = [];
   for (const e of readdirSync('/proc')) {
     if (/^\d+$/.test(e)) pids.push(Number(e));

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { bridgeConflist } from './bridge_conflist.js';
 import { Lab } from './lab.js';
 import { listNamespaces, mountsUnder, pidAlive } from './netns.js';
-import { cniResultFiles, Podman, type ContainerInfo } from './podman.js';
+import { cniResultFiles } from './cni_results.js';
+import { Podman, type ContainerInfo } from './podman.js';
 
 const isRoot = process.getuid?.() === 0;
 const SUBNET_RE = /^198\.19\.7\.\d+$/;
@@ -105,11 +106,11 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     }
     const sorted = [...times].sort((x, y) => x - y);
     console.log(`podman run --rm --rootfs true (bridge + host-local + portmap): median ${sorted[2]!.toFixed(0)} ms of ${times.map((t) => t.toFixed(0)).join(', ')} ms`);
-    expect(cniResultFiles(network).length).toBe(started.size);
+    expect(cniResultFiles({ network }).length).toBe(started.size);
   }, 90_000);
 
   it('rm leaves no address, veth, netns or CNI cache behind', async () => {
-    expect(cniResultFiles(network).length).toBe(3);
+    expect(cniResultFiles({ network }).length).toBe(3);
     for (const name of started.keys()) await pm!.rm(name);
     const reservations = readdirSync(join(ipamDir, network)).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
     expect(reservations).toEqual([]);
@@ -117,7 +118,7 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     expect(veths.stdout.trim()).toBe('');
     const names = await listNamespaces();
     for (const c of started.values()) expect(names).not.toContain(c.netns.slice('/run/netns/'.length));
-    expect(cniResultFiles(network)).toEqual([]);
+    expect(cniResultFiles({ network })).toEqual([]);
     expect(mountsUnder(pm!.dir)).toEqual([]);
     const nat = await lab!.exec(lab!.nodeNs(1), ['iptables-save', '-t', 'nat']);
     expect(nat.stdout).not.toMatch(/-j CNI-DN-/);
@@ -138,14 +139,14 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     await pm2.run('other', ['sleep', '600']);
     const other = await pm2.inspect('other');
     expect(other.ip).toMatch(/^198\.19\.8\.\d+$/);
-    expect(cniResultFiles(network).length).toBe(2);
+    expect(cniResultFiles({ network }).length).toBe(2);
 
     await pm!.destroy();
     await pm!.destroy(); // idempotent
     expect(pidAlive(mine.pid)).toBe(false);
     expect(existsSync(mine.netns)).toBe(false);
     expect(existsSync(pm!.dir)).toBe(false);
-    expect(cniResultFiles(network)).toEqual([`${network}-${other.id}-eth0`]);
+    expect(cniResultFiles({ network })).toEqual([`${network}-${other.id}-eth0`]);
     expect(pidAlive(other.pid)).toBe(true);
     await expect(pm!.run('again', ['true'])).rejects.toThrow(/destroyed/);
 
@@ -155,7 +156,7 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     expect(pidAlive(other.conmonPid)).toBe(false);
     expect(existsSync(other.netns)).toBe(false);
     expect(existsSync(pm2.dir)).toBe(false);
-    expect(cniResultFiles(network)).toEqual([]);
+    expect(cniResultFiles({ network })).toEqual([]);
     const left = await listNamespaces();
     for (const ns of labNs) expect(left).not.toContain(ns);
   }, 60_000);

@@ -23,6 +23,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, runSync, type ExecResult } from './exec.js';
 import type { Lab, TeardownHook } from './lab.js';
+import { cniResultFiles, removeCniResultFiles } from './cni_results.js';
 import { mountsUnder, pidAlive } from './netns.js';
 import { busyboxRootfs } from './rootfs.js';
 
@@ -72,15 +73,10 @@ interface InspectJson {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
-const CNI_RESULTS_DIR = '/var/lib/cni/results';
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 /** Dirs of the live instances: one Podman per lab node. */
 const liveDirs = new Set<string>();
-
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 // ---------------------------------------------------------------------------
 
@@ -329,32 +325,8 @@ export class Podman implements TeardownHook {
     return ids;
   }
 
-  /**
-   * podman's CNI cache, /var/lib/cni/results/<network>-<container id>-<ifname>,
-   * of `ids` only: several nodes' Podmans may share one network name.
-   */
+  /** podman's CNI result files of `ids` only: several nodes' Podmans may share one network name. */
   private removeCniResults(ids: Set<string>): void {
-    const re = resultFileRe(this.network);
-    let files: string[] = [];
-    try {
-      files = readdirSync(CNI_RESULTS_DIR).filter((f) => ids.has(re.exec(f)?.[1] ?? ''));
-    } catch {
-      return;
-    }
-    for (const f of files) rmSync(join(CNI_RESULTS_DIR, f), { force: true });
-  }
-}
-
-function resultFileRe(network: string): RegExp {
-  return new RegExp(`^${escapeRe(network)}-([0-9a-f]{64})-[^-]+$`);
-}
-
-/** The /var/lib/cni/results files of `network` (for tests asserting none are left). */
-export function cniResultFiles(network: string): string[] {
-  const re = resultFileRe(network);
-  try {
-    return readdirSync(CNI_RESULTS_DIR).filter((f) => re.test(f));
-  } catch {
-    return [];
+    removeCniResultFiles(cniResultFiles({ network: this.network, ids }));
   }
 }
