@@ -5,7 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-export function bridgeConflist(name: string, subnet: string, dataDir: string): string {
+function bridgeConflist(name: string, subnet: string, dataDir: string): string {
   return JSON.stringify({
     cniVersion: '1.0.0',
     name,

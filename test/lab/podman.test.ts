@@ -2,9 +2,8 @@
 // addresses, pings, a published port, and no CNI state left after rm/destroy.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bridgeConflist } from './bridge_conflist.js';
+import { installBridgeConflist } from './bridge_conflist.js';
 import { Lab } from './lab.js';
 import { listNamespaces, mountsUnder, pidAlive } from './netns.js';
 import { cniResultFiles } from './cni_results.js';
@@ -41,8 +40,7 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
     network = `weft-${lab.prefix}-n1`;
     const confDir = join(lab.dir, 'n1', 'cni');
     ipamDir = join(lab.dir, 'n1', 'ipam');
-    await mkdir(confDir, { recursive: true });
-    await writeFile(join(confDir, `${network}.conflist`), bridgeConflist(network, '198.19.7.0/24', ipamDir));
+    await installBridgeConflist(confDir, network, '198.19.7.0/24', ipamDir);
     pm = await Podman.create(lab, 1, { network, confDir, pluginDirs: ['/usr/lib/cni'] });
   }, 60_000);
 
@@ -132,8 +130,7 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
   it("destroy() leaves another node's containers on the same network; lab.destroy() removes the rest first", async () => {
     // Node 2: same network name, its own subnet, host-local dataDir and store.
     const confDir2 = join(lab!.dir, 'n2', 'cni');
-    await mkdir(confDir2, { recursive: true });
-    await writeFile(join(confDir2, `${network}.conflist`), bridgeConflist(network, '198.19.8.0/24', join(lab!.dir, 'n2', 'ipam')));
+    await installBridgeConflist(confDir2, network, '198.19.8.0/24', join(lab!.dir, 'n2', 'ipam'));
     const pm2 = await Podman.create(lab!, 2, { network, confDir: confDir2, pluginDirs: ['/usr/lib/cni'] });
     const mine = await start('last', ['sleep', '600']);
     await pm2.run('other', ['sleep', '600']);
