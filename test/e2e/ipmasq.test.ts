@@ -120,7 +120,7 @@ describe.skipIf(rootSkipReason())('--ip-masq (needs root: network namespaces, TU
 
   async function stop(p: LabProcess, signal: NodeJS.Signals): Promise<{ code: number | null; signal: string | null }> {
     p.kill(signal);
-    return Promise.race([p.exited, new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`weftd did not exit after ${signal}`)), 10_000))]);
+    return p.exitWithin(10_000);
   }
 
   beforeAll(async () => {

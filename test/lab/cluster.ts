@@ -229,7 +229,7 @@ export class WeftCluster {
     const p = this.nodes.get(i)?.weftd;
     if (!p) throw new Error(`node ${i} runs no weftd`);
     p.kill(signal);
-    const exit = await Promise.race([p.exited, new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`weftd on node ${i} did not exit after ${signal}`)), 10_000))]);
+    const exit = await p.exitWithin(10_000);
     this.nodes.get(i)!.weftd = undefined;
     return exit;
   }

@@ -13,6 +13,8 @@ export interface LabProcess {
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
   /** Sends a signal (default SIGTERM) unless the process has already exited. */
   kill(signal?: NodeJS.Signals): void;
+  /** Resolves with the exit; rejects, naming the process, when it has not exited within `timeoutMs`. */
+  exitWithin(timeoutMs: number): Promise<{ code: number | null; signal: string | null }>;
   /** This process's output so far (the log file from where this process started writing). */
   log(): string;
   /** Resolves with the first complete line of this process's output matching `re`; rejects with the log tail on timeout or if the process exits first. */
@@ -125,6 +127,14 @@ export class LabProcessImpl implements LabProcess {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
     }
+  }
+
+  exitWithin(timeoutMs: number): Promise<{ code: number | null; signal: string | null }> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${this.describe()} did not exit within ${timeoutMs} ms`)), timeoutMs);
+    });
+    return Promise.race([this.exited, late]).finally(() => clearTimeout(timer));
   }
 
   log(): string {
