@@ -376,9 +376,9 @@ export class Lab {
     this.checkAlive();
     if (this.nodes >= MAX_NODES) throw new Error(`lab ${this.prefix}: at most ${MAX_NODES} nodes`);
     const i = ++this.nodes;
-    const ns = `${this.prefix}-n${i}`;
+    const ns = this.nodeNs(i);
     await this.newNs(ns);
-    await this.attachToSwitch(ns, `p${i}`, `198.18.0.${i}/${UNDERLAY_PREFIX_LEN}`);
+    await this.attachToSwitch(ns, `p${i}`, `${this.nodeIp(i)}/${UNDERLAY_PREFIX_LEN}`);
     await this.exec(ns, [
       'sysctl',
       '-q',
@@ -387,7 +387,7 @@ export class Lab {
       'net.ipv4.conf.all.rp_filter=0',
       'net.ipv4.conf.default.rp_filter=0',
     ]);
-    this.note(`node ${i}: ns ${ns} ip 198.18.0.${i}`);
+    this.note(`node ${i}: ns ${ns} ip ${this.nodeIp(i)}`);
     return i;
   }
 
