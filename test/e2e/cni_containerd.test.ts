@@ -6,7 +6,7 @@
 // 20 parallel sandboxes, removal (DEL twice) releasing everything, and a
 // sandbox asked for while weftd is down.
 
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { contains, parseCidr, parseIp } from '../../src/net/ipv4.js';
@@ -115,9 +115,10 @@ describe.skipIf(skip)(`containerd CRI sandboxes on weft${skip ? ` (skipped: ${sk
     expect((await runtime.cri.listPodSandbox()).map((s) => s.id)).toEqual([s1.id]);
   }, 240_000);
 
-  it("while weftd is down a new sandbox fails with weft's try-again-later error and leaves nothing, a removed one is released quietly; once weftd is back a sandbox runs", async () => {
+  it("while weftd is down a new sandbox fails with weft's try-again-later error and leaves nothing, a removed one is released quietly, one whose state is gone is released with a note in containerd's log; once weftd is back a sandbox runs", async () => {
     const runtime = cd.get(3)!;
     const doomed = await runtime.runSandbox('doomed');
+    const orphan = await runtime.runSandbox('orphan');
     await c.stopNode(3, 'SIGTERM');
     expect(existsSync(join(c.nodeDir(3), 'subnet.env'))).toBe(false);
     // containerd 1.6 calls no CNI STATUS: the network still looks ready to kubelet.
@@ -131,16 +132,25 @@ describe.skipIf(skip)(`containerd CRI sandboxes on weft${skip ? ` (skipped: ${sk
     expect(err).toBeInstanceOf(CriError);
     expect((err as CriError).details).toMatch(/plugin type="weft" failed \(add\): node subnet file .* does not exist: weftd has not leased a subnet on this node yet/);
     // containerd undid the half-made sandbox (its DEL found nothing to release).
-    expect((await runtime.cri.listPodSandbox()).map((s) => s.metadata.name).sort()).toEqual(['doomed', 's3']);
-    expect(reserved(3).sort()).toEqual([doomed.ip, pod.get(3)!.ip].sort());
-    expect(await bridgePorts(3)).toHaveLength(2);
+    expect((await runtime.cri.listPodSandbox()).map((s) => s.metadata.name).sort()).toEqual(['doomed', 'orphan', 's3']);
+    expect(reserved(3).sort()).toEqual([doomed.ip, orphan.ip, pod.get(3)!.ip].sort());
+    expect(await bridgePorts(3)).toHaveLength(3);
 
-    // Both DELs without a subnet file: the first replays the stored config, the second has nothing to undo.
+    // No stored state and no subnet file: weft releases host-local's reservation itself and says so on stderr, which
+    // containerd logs for a plugin that succeeded (libcni passes a failed one's stderr into the error instead).
+    const stateFiles = attachments(3).filter((f) => f.startsWith(orphan.id));
+    expect(stateFiles).toHaveLength(1);
+    rmSync(join(c.cniOf(3).dataDir, c.cniOf(3).network, stateFiles[0]!));
+    await runtime.removeSandbox(orphan.id);
+    expect(reserved(3).sort()).toEqual([doomed.ip, pod.get(3)!.ip].sort());
+    expect(runtime.log().slice(before)).toMatch(new RegExp(`weft DEL ${orphan.id.slice(0, 12)}: no stored state and no usable subnet file .*releasing host-local's reservation directly`));
+    const afterOrphan = runtime.log().length;
+
+    // Both DELs without a subnet file: the first replays the stored config, the second has nothing to undo; weft has nothing to say.
     await runtime.removeSandbox(doomed.id);
     expect(reserved(3)).toEqual([pod.get(3)!.ip]);
     expect(await bridgePorts(3)).toHaveLength(1);
-    // A successful plugin's stderr reaches containerd's log: weft had nothing to say.
-    expect(runtime.log().slice(before)).not.toMatch(/weft DEL/);
+    expect(runtime.log().slice(afterOrphan)).not.toMatch(/weft DEL/);
 
     await c.startNode(3);
     const late = await runtime.runSandbox('late');
