@@ -28,7 +28,7 @@ const uint8_t kZeros[16] = {};
 
 void Worker::inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, size_t limit,
                               uint64_t now) {
-  Keypair* k = wg_tx.fd >= 0 ? t.wg.sending(peer, now) : nullptr;
+  Keypair* k = session(t, peer, now);
   if (k == nullptr) {
     stage(pkt, len, h, now);
     want_session(t, peer);
@@ -140,8 +140,10 @@ void Worker::flush_staged(const RouteTable& t, uint64_t now) {
     }
     // Classified once already: a well-formed IPv4 packet. Its node may be gone, speak VXLAN-GPE now, or have a session.
     const int32_t peer = t.lookup(ip_dst(pkt));
-    const bool ready = peer == kNoPeer || (t.peer_flags[size_t(peer)] & kPeerWireguard) == 0 || (wg_tx.fd >= 0 && t.wg.sending(peer, now) != nullptr);
-    if (!ready) {
+    if (peer != kNoPeer && (t.peer_flags[size_t(peer)] & kPeerWireguard) != 0 && session(t, peer, now) == nullptr) {
+      // Flagged again on this table: a flag raised on an older one is lost when
+      // that table was replaced before JS took it (JS reads the current one).
+      want_session(t, peer);
       staged[kept++] = p;
       continue;
     }
@@ -152,6 +154,10 @@ void Worker::flush_staged(const RouteTable& t, uint64_t now) {
   // The sends may still point into the slots: out before the slots are reused.
   flush_all();
   for (int i = 0; i < freed_n; i++) stage_free[stage_free_n++] = freed[i];
+}
+
+Keypair* Worker::session(const RouteTable& t, int32_t peer, uint64_t now) const {
+  return wg_tx.fd >= 0 ? t.wg.sending(peer, now) : nullptr;
 }
 
 void Worker::want_session(const RouteTable& t, int32_t peer) {

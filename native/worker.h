@@ -175,7 +175,12 @@ struct Worker {
                           size_t limit, size_t pad_limit, uint64_t now_ns);
   void stage(const uint8_t* pkt, size_t len, const VnetHdr& h, uint64_t now_ns);
   // Sends the staged packets whose peers have a session now (or speak VXLAN-GPE now); drops those too old.
+  // Runs on every wake while packets are staged, so after every publish, on the new table: the peers still
+  // without a session are flagged on it.
   void flush_staged(const RouteTable& t, uint64_t now_ns);
+  // The keypair to send to `peer` on at now_ns, or nullptr (none, or no WireGuard socket yet).
+  Keypair* session(const RouteTable& t, int32_t peer, uint64_t now_ns) const;
+  // Raises peer's flag on t for JS (engine->wg_take reads the current table's), telling JS when it was down.
   void want_session(const RouteTable& t, int32_t peer);
   void wireguard_batch(const RouteTable& t, int fd);
   void push_handshakes();
