@@ -236,7 +236,8 @@ export class NativeEngine implements Engine {
         const sp = this.wg.atIp(this.wantBuf[i]!);
         if (sp) this.wg.sessions.wantSession(sp);
       }
-      if (messages === HANDSHAKES_PER_TURN) setImmediate(() => this.take());
+      // A full buffer of either may have left more: those flags stay raised without a new notification.
+      if (messages === HANDSHAKES_PER_TURN || wants === this.wantBuf.length) setImmediate(() => this.take());
     } finally {
       this.taking = false;
     }
