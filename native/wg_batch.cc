@@ -20,12 +20,6 @@
 
 namespace weft {
 
-namespace {
-
-const uint8_t kZeros[16] = {};
-
-}  // namespace
-
 void Worker::inside_wireguard(uint8_t* pkt, size_t len, const VnetHdr& h, const RouteTable& t, int32_t peer, size_t limit,
                               uint64_t now) {
   Keypair* k = session(t, peer, now);
@@ -86,18 +80,14 @@ void Worker::send_tso_wireguard(const uint8_t* pkt, size_t len, const VnetHdr& h
     for (int s = s0; s < s0 + count; s++) {
       const size_t payload = s + 1 < segs ? plan.mss : plan.last_payload;
       const size_t seg_len = plan.hdrs + payload;
-      const size_t padded = wg_padded(seg_len, pad_limit);
-      uint8_t* d = out + off;
-      uint8_t* body = d + kWgHeaderLen;
-      const uint64_t counter = first + uint64_t(s);
-      wg_header(d, k.remote_index, counter);
-      if (!aead.begin(counter) || !aead.update(body, seg_hdrs + size_t(s) * plan.hdr_stride + kWgHeaderLen, plan.hdrs) ||
-          !aead.update(body + plan.hdrs, pkt + plan.hdrs + size_t(s) * plan.mss, payload) ||
-          !aead.update(body + seg_len, kZeros, padded - seg_len) || !aead.finish(body + padded)) {
+      const WgPiece pieces[2] = {{seg_hdrs + size_t(s) * plan.hdr_stride + kWgHeaderLen, plan.hdrs},
+                                 {pkt + plan.hdrs + size_t(s) * plan.mss, payload}};
+      const size_t n = wg_seal(out + off, pieces, 2, aead, k.remote_index, first + uint64_t(s), pad_limit);
+      if (n == 0) {
         counters.add(kInsideDropSendError, uint64_t(segs - s));
         return;
       }
-      off += kWgHeaderLen + padded + kWgTagLen;
+      off += n;
       inner += uint32_t(seg_len);
     }
     iovec iov = {out, off};

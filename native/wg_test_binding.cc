@@ -23,7 +23,8 @@
 namespace weft {
 namespace {
 
-// wgSeal(key, receiverIndex, counter, packet, padLimit): the transport message wg_seal_in_place makes of packet.
+// wgSeal(key, receiverIndex, counter, packet, padLimit): the transport message wg_seal_in_place makes of packet,
+// checked equal to what wg_seal makes of it gathered from three pieces (as a super-packet's segments are).
 napi_value js_wg_seal(napi_env env, napi_callback_info info) {
   napi_value argv[5], result;
   uint8_t *key, *pkt;
@@ -39,12 +40,19 @@ napi_value js_wg_seal(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   Aead aead;
-  std::vector<uint8_t> buf(kWgHeaderLen + len + kWgTailroom);
+  std::vector<uint8_t> buf(kWgHeaderLen + len + kWgTailroom), gathered(buf.size());
   memcpy(buf.data() + kWgHeaderLen, pkt, len);
-  const size_t n = aead.init(key, true) ? wg_seal_in_place(buf.data() + kWgHeaderLen, len, aead, uint32_t(receiver), uint64_t(counter), size_t(pad)) : 0;
+  const WgPiece pieces[3] = {{pkt, len / 3}, {pkt + len / 3, len * 2 / 3 - len / 3}, {pkt + len * 2 / 3, len - len * 2 / 3}};
+  const bool keyed = aead.init(key, true);
+  const size_t n = keyed ? wg_seal_in_place(buf.data() + kWgHeaderLen, len, aead, uint32_t(receiver), uint64_t(counter), size_t(pad)) : 0;
+  const size_t m = keyed ? wg_seal(gathered.data(), pieces, 3, aead, uint32_t(receiver), uint64_t(counter), size_t(pad)) : 0;
   void* data;
-  if (n == 0) {
+  if (n == 0 || m == 0) {
     napi_throw_error(env, "ERR_WEFT_CRYPTO", "sealing failed");
+    return nullptr;
+  }
+  if (m != n || memcmp(gathered.data(), buf.data(), n) != 0) {
+    napi_throw_error(env, "ERR_WEFT_SEAL", "sealing in pieces made other bytes than sealing in place");
     return nullptr;
   }
   if (napi_create_buffer_copy(env, n, buf.data(), &data, &result) != napi_ok) return throw_last_napi_error(env);

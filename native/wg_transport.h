@@ -56,16 +56,38 @@ inline void wg_header(uint8_t* p, uint32_t receiver, uint64_t counter) {
   store_le64(p + 8, counter);
 }
 
+// A piece of a packet's plaintext, for sealing a packet gathered from several places.
+struct WgPiece {
+  const uint8_t* data;
+  size_t len;
+};
+
+// Seals the packet made of pieces[0, n) into a transport message at msg:
+// the header, the ciphertext of the pieces and of their zero padding (to
+// wg_padded of their total under pad_limit) after it, the tag. A piece may
+// be where its ciphertext goes (sealing in place), not elsewhere inside the
+// message. Returns the message's length, or 0 when OpenSSL failed.
+inline size_t wg_seal(uint8_t* msg, const WgPiece* pieces, size_t n, Aead& aead, uint32_t receiver, uint64_t counter, size_t pad_limit) {
+  static constexpr uint8_t kZeros[15] = {};
+  wg_header(msg, receiver, counter);
+  if (!aead.begin(counter)) return 0;
+  uint8_t* out = msg + kWgHeaderLen;
+  size_t len = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!aead.update(out + len, pieces[i].data, pieces[i].len)) return 0;
+    len += pieces[i].len;
+  }
+  const size_t padded = wg_padded(len, pad_limit);
+  if (!aead.update(out + len, kZeros, padded - len) || !aead.finish(out + padded)) return 0;
+  return kWgHeaderLen + padded + kWgTagLen;
+}
+
 // Seals the `len`-byte packet at pkt in place into a transport message that
 // starts kWgHeaderLen before it (pkt needs that headroom and kWgTailroom
-// after it): the zero padding, the header, the ciphertext, the tag. Returns
-// the message's length, or 0 when OpenSSL failed.
+// after it). Returns the message's length, or 0 when OpenSSL failed.
 inline size_t wg_seal_in_place(uint8_t* pkt, size_t len, Aead& aead, uint32_t receiver, uint64_t counter, size_t pad_limit) {
-  const size_t padded = wg_padded(len, pad_limit);
-  memset(pkt + len, 0, padded - len);
-  wg_header(pkt - kWgHeaderLen, receiver, counter);
-  if (!aead.begin(counter) || !aead.update(pkt, pkt, padded) || !aead.finish(pkt + padded)) return 0;
-  return kWgHeaderLen + padded + kWgTagLen;
+  const WgPiece piece = {pkt, len};
+  return wg_seal(pkt - kWgHeaderLen, &piece, 1, aead, receiver, counter, pad_limit);
 }
 
 }  // namespace weft

@@ -69,7 +69,7 @@ export interface WeftTestAddon {
 
   // native/wg_test_binding.cc: the native WireGuard per-packet code, no I/O.
 
-  /** The transport message the workers seal `packet` into (wg_seal_in_place). */
+  /** The transport message the workers seal `packet` into (wg_seal_in_place); throws ERR_WEFT_SEAL when wg_seal of it in pieces differs. */
   wgSeal(key: Uint8Array, receiverIndex: number, counter: number, packet: Buffer, padLimit: number): Buffer;
   /**
    * Each received buffer split into datagrams as a worker splits a UDP GRO
