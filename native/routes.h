@@ -53,7 +53,6 @@ struct RouteTable {
     if ((ip & net_mask) != net_base) return kNoPeer;
     return slots[(ip - net_base) >> shift];
   }
-  bool known_sender(uint32_t ip) const { return sender_slot(ip) >= 0; }
   // The kPeer* bits shared by the peers at underlay address ip (0 for a stranger).
   uint8_t flags_of_sender(uint32_t ip) const {
     const int64_t s = sender_slot(ip);

@@ -13,7 +13,6 @@ std::shared_ptr<Keypair> make_keypair(uint32_t local_index, uint32_t remote_inde
   k->remote_index = remote_index;
   k->peer_ip = peer_ip;
   k->peer_port = peer_port;
-  k->initiator = initiator;
   k->created_ns = now_ns;
   k->confirmed.store(initiator, std::memory_order_relaxed);
   k->contexts = workers + 1;

@@ -36,7 +36,6 @@ struct Keypair {
   uint32_t remote_index = 0;  // the peer's: the receiver index of what we send
   uint32_t peer_ip = 0;       // the peer's underlay address: where keepalives go, and the only source taken
   uint16_t peer_port = 0;
-  bool initiator = false;
   uint64_t created_ns = 0;    // coarse monotonic (coarse_now_ns)
   // Sealing and opening contexts, one per worker and one for the control thread (keepalives), the last.
   std::unique_ptr<Aead[]> seal;
