@@ -29,6 +29,7 @@
 
 #include "outside.h"
 #include "routes.h"
+#include "wg_transport.h"
 
 namespace weft {
 
@@ -62,7 +63,7 @@ inline constexpr size_t kHandshakeQueue = 4096;
 struct HandshakeEntry {
   uint32_t src;
   uint16_t len;
-  uint8_t msg[148];
+  uint8_t msg[kWgInitiationLen];  // the largest handshake message
 };
 
 class Engine {

@@ -20,6 +20,7 @@
 #include "dataplane.h"
 #include "napi_util.h"
 #include "routes_binding.h"
+#include "wire.h"
 
 namespace weft {
 
@@ -312,16 +313,16 @@ napi_value js_engine_wg_take(napi_env env, napi_callback_info info) {
   }
   Engine* e = running_arg(env, argv[0]);
   if (e == nullptr) return nullptr;
-  constexpr size_t kEntry = 4 + 2 + 148;
-  HandshakeEntry entries[256];
-  const size_t cap = out_len / kEntry < 256 ? out_len / kEntry : 256;
+  constexpr size_t kEntry = 4 + 2 + kWgInitiationLen;
+  constexpr size_t kTakeMax = 256;  // messages per call at most: JS takes HANDSHAKES_PER_TURN (engine_sessions.ts)
+  HandshakeEntry entries[kTakeMax];
+  const size_t cap = out_len / kEntry < kTakeMax ? out_len / kEntry : kTakeMax;
   size_t wants = 0;
   const size_t n = e->wg_take(entries, cap, static_cast<uint32_t*>(want), want_len, &wants);
   for (size_t i = 0; i < n; i++) {
     uint8_t* p = out + i * kEntry;
-    for (int b = 0; b < 4; b++) p[b] = uint8_t(entries[i].src >> (8 * b));
-    p[4] = uint8_t(entries[i].len);
-    p[5] = uint8_t(entries[i].len >> 8);
+    store_le32(p, entries[i].src);
+    store_le16(p + 4, entries[i].len);
     memcpy(p + 6, entries[i].msg, entries[i].len);
   }
   if (napi_create_object(env, &result) != napi_ok || napi_create_uint32(env, uint32_t(n), &messages_v) != napi_ok ||
