@@ -13,7 +13,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <new>
 
 #include "udp_linux.h"
@@ -244,6 +243,14 @@ void Engine::wake_workers() {
 
 int Engine::wg_enable(uint16_t port, const char** what) {
   if (wg_port_ != 0) return 0;
+  {
+    std::lock_guard<std::mutex> lock(hs_mu_);
+    if (!hs_ring_) hs_ring_.reset(new (std::nothrow) HandshakeEntry[kHandshakeQueue]);
+    if (!hs_ring_) {
+      *what = "allocate the handshake queue";
+      return ENOMEM;
+    }
+  }
   std::vector<int> fds;
   int err = 0;
   for (size_t w = 0; w < workers_.size(); w++) {
@@ -314,9 +321,10 @@ int Engine::wg_keepalive(uint32_t local_index) {
 
 size_t Engine::wg_queue(const HandshakeEntry* entries, size_t n) {
   std::lock_guard<std::mutex> lock(hs_mu_);
-  const size_t room = kHandshakeQueue - hs_queue_.size();
+  const size_t room = hs_ring_ ? kHandshakeQueue - hs_count_ : 0;
   const size_t take = n < room ? n : room;
-  hs_queue_.insert(hs_queue_.end(), entries, entries + take);
+  for (size_t i = 0; i < take; i++) hs_ring_[(hs_head_ + hs_count_ + i) % kHandshakeQueue] = entries[i];
+  hs_count_ += take;
   return n - take;
 }
 
@@ -330,9 +338,10 @@ size_t Engine::wg_take(HandshakeEntry* out, size_t out_cap, uint32_t* want, size
   size_t n;
   {
     std::lock_guard<std::mutex> lock(hs_mu_);
-    n = hs_queue_.size() < out_cap ? hs_queue_.size() : out_cap;
-    std::copy(hs_queue_.begin(), hs_queue_.begin() + ptrdiff_t(n), out);
-    hs_queue_.erase(hs_queue_.begin(), hs_queue_.begin() + ptrdiff_t(n));
+    n = hs_count_ < out_cap ? hs_count_ : out_cap;
+    for (size_t i = 0; i < n; i++) out[i] = hs_ring_[(hs_head_ + i) % kHandshakeQueue];
+    hs_head_ = (hs_head_ + n) % kHandshakeQueue;
+    hs_count_ -= n;
   }
   *wants = 0;
   const RouteTable* t = routes_.current();

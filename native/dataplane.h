@@ -138,8 +138,11 @@ class Engine {
   int stop_fd_ = -1;
   uint16_t wg_port_ = 0;
   std::unordered_map<uint32_t, std::shared_ptr<Keypair>> keypairs_;
-  std::mutex hs_mu_;  // the handshake queue: workers push a batch, JS takes all
-  std::vector<HandshakeEntry> hs_queue_;
+  // The handshake queue, a ring of kHandshakeQueue entries (allocated by
+  // wg_enable) under hs_mu_: workers push a batch, JS takes a batch.
+  std::mutex hs_mu_;
+  std::unique_ptr<HandshakeEntry[]> hs_ring_;
+  size_t hs_head_ = 0, hs_count_ = 0;
   std::atomic<bool> notify_pending_{false};
   void (*notify_fn_)(void*) = nullptr;
   void* notify_arg_ = nullptr;
