@@ -32,7 +32,7 @@ std::unique_ptr<RouteTable> build_route_table(uint32_t net_base, int net_len, in
   t->peer_wg_port.assign(peer_wg_port, peer_wg_port + peer_count);
   t->peer_flags.assign(peer_flags, peer_flags + peer_count);
   t->plaintext_refused = plaintext_refused;
-  t->want_session.reset(new (std::nothrow) std::atomic<uint8_t>[peer_count + 1]());
+  t->want_session.reset(new (std::nothrow) std::atomic<uint8_t>[peer_count]());
   if (!t->want_session) return nullptr;
   const size_t size = open_table_size(peer_count);
   t->sender_ips.assign(size, 0);
