@@ -200,7 +200,7 @@ export class WireguardSessions {
   private readonly byKey = new Map<string, SessionPeer>();
   /** The peers by underlay address (one node's leases share it: any of them). */
   private readonly byIp = new Map<number, SessionPeer>();
-  /** Our indices in use: a pending initiation's or a keypair's. */
+  /** Our indices in use: a keypair's, or else its peer's `pending.localIndex` (a peer's pending index goes before it gets another). */
   private readonly indices = new Map<number, { peer: SessionPeer; keypair?: Keypair }>();
   private readonly limiter = new RateLimiter();
   private underLoadUntil = -Infinity;
@@ -469,7 +469,7 @@ export class WireguardSessions {
     const entry = this.indices.get(readU32LE(msg, RESP_RECEIVER));
     const peer = entry?.peer;
     const pending = peer?.pending;
-    if (!peer || entry.keypair || !pending || pending.localIndex !== readU32LE(msg, RESP_RECEIVER)) {
+    if (!peer || entry.keypair || !pending) {
       this.o.refused('unknown_index');
       return;
     }
@@ -485,7 +485,6 @@ export class WireguardSessions {
     peer.pending = undefined;
     const keys = deriveKeys(result, true);
     const kp = this.newKeypair(peer, pending.localIndex, result.remoteIndex, keys, true, now);
-    this.indices.set(pending.localIndex, { peer, keypair: kp });
     // As initiator the new keypair is current at once; an unconfirmed next becomes previous.
     if (peer.next) {
       this.retire(peer.previous);
