@@ -142,7 +142,7 @@ export class JsEngine implements Engine {
   }
 
   wireguardPeers(): WireguardPeerStatus[] {
-    return this.wg.status();
+    return this.wg.sessions.status();
   }
 
   healthy(): boolean {

@@ -250,10 +250,12 @@ export class WireguardSessions {
    * The peers with keys, as the leases say now. A peer whose key changed
    * keeps its keypairs (they rest on the handshake's ephemeral keys, not on
    * the static ones) and loses a handshake in flight to its old key; a peer
-   * gone loses everything, what waited for its session included.
+   * gone loses everything, what waited for its session included. Returns
+   * each spec's peer, in `specs` order.
    */
-  setPeers(specs: readonly PeerSpec[]): void {
+  setPeers(specs: readonly PeerSpec[]): SessionPeer[] {
     const seen = new Set<string>();
+    const out: SessionPeer[] = [];
     for (const s of specs) {
       seen.add(s.id);
       const p = this.peers.get(s.id);
@@ -281,8 +283,10 @@ export class WireguardSessions {
         };
         this.peers.set(s.id, peer);
         this.byKey.set(formatKey(s.key), peer);
+        out.push(peer);
         continue;
       }
+      out.push(p);
       p.node = s.node;
       p.ip = s.ip;
       p.port = s.port;
@@ -307,6 +311,7 @@ export class WireguardSessions {
     }
     this.byIp.clear();
     for (const p of this.peers.values()) this.byIp.set(p.ip, p);
+    return out;
   }
 
   /**
