@@ -58,6 +58,12 @@ import { tai64n, tai64nAfter } from './tai64n.js';
  */
 export const MAX_HANDSHAKE_RETRIES = REKEY_ATTEMPT_TIME_MS / REKEY_TIMEOUT_MS + 1;
 
+/** Send counters at or past this start a rekey; as a number it is exact (a power of two), so no tick makes a BigInt. */
+const REKEY_COUNTER = Number(REKEY_AFTER_MESSAGES);
+
+/** A peer's keypair slots. */
+const SLOTS = ['current', 'previous', 'next'] as const;
+
 /** A peer as its lease describes it. */
 export interface PeerSpec {
   /** Stable identity across key changes: its lease's subnet. */
@@ -597,7 +603,7 @@ export class WireguardSessions {
       p.next = undefined;
       changed = true;
     }
-    for (const slot of ['current', 'previous', 'next'] as const) {
+    for (const slot of SLOTS) {
       const kp = p[slot];
       if (kp && now - kp.createdAt >= REJECT_AFTER_TIME_MS) {
         this.retire(kp);
@@ -625,12 +631,21 @@ export class WireguardSessions {
 
   /** Keepalive after KEEPALIVE_TIMEOUT of received data unanswered; rekeys by age, message count, or data going unanswered. */
   private dataTimers(p: SessionPeer, now: number): void {
-    const kps = [p.current, p.previous, p.next].filter((k): k is Keypair => k !== undefined);
-    if (kps.length === 0) return;
-    const lastDataReceived = Math.max(...kps.map((k) => k.lastDataReceived));
-    const lastDataSent = Math.max(...kps.map((k) => k.lastDataSent));
-    const lastSent = Math.max(...kps.map((k) => k.lastSent));
-    const lastReceived = Math.max(...kps.map((k) => k.lastReceived));
+    let any = false;
+    let lastDataReceived = -Infinity;
+    let lastDataSent = -Infinity;
+    let lastSent = -Infinity;
+    let lastReceived = -Infinity;
+    for (const slot of SLOTS) {
+      const k = p[slot];
+      if (!k) continue;
+      any = true;
+      lastDataReceived = Math.max(lastDataReceived, k.lastDataReceived);
+      lastDataSent = Math.max(lastDataSent, k.lastDataSent);
+      lastSent = Math.max(lastSent, k.lastSent);
+      lastReceived = Math.max(lastReceived, k.lastReceived);
+    }
+    if (!any) return;
     if (p.current && lastDataReceived > lastSent && now - lastDataReceived >= KEEPALIVE_TIMEOUT_MS) this.o.dataplane.sendKeepalive(p);
     if (lastDataSent > lastReceived) p.unansweredSince ??= now;
     else p.unansweredSince = undefined;
@@ -639,7 +654,7 @@ export class WireguardSessions {
     const receivedSinceTick = lastDataReceived >= this.lastTick;
     const due =
       (p.unansweredSince !== undefined && now - p.unansweredSince >= KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS) ||
-      (cur !== undefined && cur.initiator && sentSinceTick && (now - cur.createdAt >= REKEY_AFTER_TIME_MS || BigInt(cur.sendCounter) >= REKEY_AFTER_MESSAGES)) ||
+      (cur !== undefined && cur.initiator && sentSinceTick && (now - cur.createdAt >= REKEY_AFTER_TIME_MS || cur.sendCounter >= REKEY_COUNTER)) ||
       (cur !== undefined && cur.initiator && receivedSinceTick && now - cur.createdAt >= REKEY_AFTER_TIME_RECEIVING_MS);
     if (due) {
       if (p.unansweredSince !== undefined && now - p.unansweredSince >= KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS) p.unansweredSince = now;
