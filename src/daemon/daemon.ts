@@ -434,7 +434,6 @@ export class Daemon implements StatusSource {
 
   /** Tears down what `t` set up, in reverse, keeping the totals it counted. */
   private async release(t: Tenure): Promise<void> {
-    this.encryption?.detach();
     const { keeper, watcher, engine } = this.parts;
     this.past.renewals += keeper?.renewals ?? 0;
     this.past.reacquisitions += keeper?.reacquisitions ?? 0;
@@ -542,6 +541,7 @@ export class Daemon implements StatusSource {
     this.parts.keeper = keeper;
     this.parts.watcher = watcher;
     // Before the first table: it already speaks WireGuard to keyed peers when the mode asks for it.
+    t.undo.push({ what: 'encryption', run: () => b.enc.detach() });
     await b.enc.attach({ engine, keeper, watcher, setMtu: (mtu) => this.setMtu(b, t, device, mtu) });
     await this.whileEtcdDown('list leases', () => watcher.start());
     keeper.start();

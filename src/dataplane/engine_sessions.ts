@@ -9,7 +9,7 @@ import { formatCidr } from '../net/ipv4.js';
 import type { RouteTable } from '../routes/route_table.js';
 import { type HandshakeRefusal, type SessionDataplane, type SessionPeer, WireguardSessions } from '../wireguard/sessions.js';
 import { C, COUNTER_NAMES } from './counters.js';
-import type { EngineConfig, WireguardPeerStatus } from './engine.js';
+import type { EngineConfig } from './engine.js';
 
 /** Handshake messages the sessions take per turn of the event loop (the native addon's limit too), so forwarding goes on during a flood. */
 export const HANDSHAKES_PER_TURN = 256;
@@ -41,8 +41,9 @@ export class EngineSessions {
 
   /** A new route table: the peers with keys, by their subnet (a peer keeps its sessions while its lease stands). */
   setTable(table: RouteTable): void {
-    this.sessions.setPeers(table.peers.flatMap((p) => (p.wgKey ? [{ id: formatCidr(p.subnet), node: p.node, key: p.wgKey, ip: p.ip, port: p.wgPort! }] : [])));
-    this.sessionOf = table.peers.map((p) => (p.wgKey ? this.sessions.peer(formatCidr(p.subnet)) : undefined));
+    const keyed = this.sessions.setPeers(table.peers.flatMap((p) => (p.wgKey ? [{ id: formatCidr(p.subnet), node: p.node, key: p.wgKey, ip: p.ip, port: p.wgPort! }] : [])));
+    let k = 0;
+    this.sessionOf = table.peers.map((p) => (p.wgKey ? keyed[k++] : undefined));
   }
 
   /** The sessions of table peer `i`. */
@@ -50,19 +51,10 @@ export class EngineSessions {
     return this.sessionOf[i];
   }
 
-  /** The sessions of the keyed peer at underlay address `ip`. */
-  atIp(ip: number): SessionPeer | undefined {
-    return this.sessions.atIp(ip);
-  }
-
   /** Adds the handshake refusals and counts to `c` (an engine's counters, in COUNTER_NAMES order). */
   addTo(c: number[] | Float64Array): void {
     for (let i = 0; i < c.length; i++) c[i]! += this.refusals[i]!;
     c[C.wg_initiations_sent]! += this.sessions.stats.initiationsSent;
     c[C.wg_handshakes_completed]! += this.sessions.stats.handshakesCompleted;
-  }
-
-  status(): WireguardPeerStatus[] {
-    return this.sessions.status();
   }
 }

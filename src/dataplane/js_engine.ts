@@ -130,6 +130,10 @@ export class JsEngine implements Engine {
       await wg.close(); // its socket is open though unbound: weftd retries every config poll
       throw wireguardPortError(this.cfg.wireguard.port, err);
     }
+    if (this.closed) {
+      await wg.close(); // close() ran during the bind: a later engine must be able to bind the port
+      return;
+    }
     this.wgPort = wg;
   }
 
@@ -138,7 +142,7 @@ export class JsEngine implements Engine {
   }
 
   wireguardPeers(): WireguardPeerStatus[] {
-    return this.wg.status();
+    return this.wg.sessions.status();
   }
 
   healthy(): boolean {

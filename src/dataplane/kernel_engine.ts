@@ -99,7 +99,7 @@ export class KernelEngine implements Engine {
   async start(): Promise<void> {
     if (this.started || this.closed) throw new Error('engine already started or closed');
     const link = this.device.link();
-    if (!link) throw new Error(`the kernel engine's device ${this.device.name} is gone before the engine started`);
+    if (!link) throw new WeftError('WEFT_HOST_SETUP', `the kernel engine's device ${this.device.name} is gone before the engine started`, { device: this.device.name });
     this.routes.adopt(link.index);
     if (this.routes.routes.size > 0) this.log.info({ event: 'kernel_routes_adopted', routes: this.routes.routes.size }, `kept ${this.routes.routes.size} encap routes an earlier weftd left, until the first lease listing`);
     const c = this.cfg;

@@ -123,7 +123,7 @@ export class NativeEngine implements Engine {
   }
 
   wireguardPeers(): WireguardPeerStatus[] {
-    return this.wg.status();
+    return this.wg.sessions.status();
   }
 
   healthy(): boolean {
@@ -233,7 +233,7 @@ export class NativeEngine implements Engine {
       }
       if (batch.length > 0) this.wg.sessions.receive(batch);
       for (let i = 0; i < wants; i++) {
-        const sp = this.wg.atIp(this.wantBuf[i]!);
+        const sp = this.wg.sessions.atIp(this.wantBuf[i]!);
         if (sp) this.wg.sessions.wantSession(sp);
       }
       // A full buffer of either may have left more: those flags stay raised without a new notification.

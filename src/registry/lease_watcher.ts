@@ -122,9 +122,10 @@ export class LeaseWatcher {
     this.ownKey = ownKey;
     if (!this.published || this.closed) return;
     const before = new Map(this.ignoredLeases);
+    const sameKey = this.byWireguardKey();
     for (const r of this.leases.values()) {
       this.ignoredLeases.delete(r.key);
-      this.refuseIfUnusable(r, before);
+      this.refuseIfUnusable(r, before, sameKey);
     }
     this.publish();
   }
@@ -146,7 +147,8 @@ export class LeaseWatcher {
       for (const r of listing.records) this.leases.set(r.subnet.base, r);
       if (!this.leases.has(this.o.self.base)) this.o.events.onSelfDeleted();
       this.checkSelf();
-      for (const r of this.leases.values()) this.refuseIfUnusable(r, wasIgnored);
+      const sameKey = this.byWireguardKey();
+      for (const r of this.leases.values()) this.refuseIfUnusable(r, wasIgnored, sameKey);
       this.logDiff(new Set([...before.keys(), ...this.leases.keys()]), before);
       this.publish();
       if (this.closed) return;
@@ -278,22 +280,40 @@ export class LeaseWatcher {
     if (!known) this.o.log.error({ event: 'lease_ignored', key, reason: problem.reason, err: problem.message }, `ignoring lease ${key}: ${problem.message}`);
   }
 
-  /** Leaves out a lease no route may come from (lease_problem.ts); this node's own is never routed, nor counted. */
-  private refuseIfUnusable(r: LeaseRecord, before?: ReadonlyMap<string, LeaseProblem>): void {
+  /**
+   * Leaves out a lease no route may come from (lease_problem.ts); this
+   * node's own is never routed, nor counted. `sameKey` is byWireguardKey()
+   * of the leases now, for a pass over all of them.
+   */
+  private refuseIfUnusable(r: LeaseRecord, before?: ReadonlyMap<string, LeaseProblem>, sameKey?: ReadonlyMap<string, readonly LeaseRecord[]>): void {
     if (cidrEquals(r.subnet, this.o.self)) return;
-    const problem = leaseProblem(r, this.o.config, this.o.publicIp, this.ownKey) ?? this.sharedKey(r);
+    const problem = leaseProblem(r, this.o.config, this.o.publicIp, this.ownKey) ?? this.sharedKey(r, sameKey);
     if (problem) this.ignore(r.key, problem, before);
+  }
+
+  /** The leases carrying each WireGuard key, in the leases' order. */
+  private byWireguardKey(): Map<string, LeaseRecord[]> {
+    const out = new Map<string, LeaseRecord[]>();
+    for (const r of this.leases.values()) {
+      const key = r.lease.wireguardPublicKey;
+      if (!key) continue;
+      const group = out.get(key);
+      if (group) group.push(r);
+      else out.set(key, [r]);
+    }
+    return out;
   }
 
   /**
    * A lease carrying the WireGuard key another node's earlier lease already
    * carries (a copied key file): the later one is refused, as a second
-   * weftd under one node name is.
+   * weftd under one node name is. `sameKey` (byWireguardKey()) spares a
+   * pass over all leases a scan of all of them for each.
    */
-  private sharedKey(r: LeaseRecord): LeaseProblem | undefined {
+  private sharedKey(r: LeaseRecord, sameKey?: ReadonlyMap<string, readonly LeaseRecord[]>): LeaseProblem | undefined {
     const key = r.lease.wireguardPublicKey;
     if (!key) return undefined;
-    for (const other of this.leases.values()) {
+    for (const other of sameKey ? (sameKey.get(key) ?? []) : this.leases.values()) {
       if (other.key === r.key || other.lease.wireguardPublicKey !== key || other.lease.nodeName === r.lease.nodeName || this.ignoredLeases.has(other.key)) continue;
       if (BigInt(other.modRevision) < BigInt(r.modRevision)) {
         return { reason: 'shared_key', message: `node ${r.lease.nodeName} publishes the WireGuard key node ${other.lease.nodeName} published first (a copied key file?)` };

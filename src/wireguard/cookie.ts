@@ -30,6 +30,7 @@ import {
   RESP_MAC2,
   RESP_SENDER,
 } from './constants.js';
+import { writeU32 } from '../wire/ipv4_packet.js';
 import { readU32LE, writeU32LE } from './messages.js';
 import { hash, mac, xaeadOpen, xaeadSeal } from './primitives.js';
 
@@ -105,7 +106,7 @@ export class CookieChecker {
       this.secretAt = now;
     }
     const a = new Uint8Array(4);
-    new DataView(a.buffer).setUint32(0, source);
+    writeU32(a, 0, source);
     return mac(this.secret, a);
   }
 

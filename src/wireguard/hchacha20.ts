@@ -3,7 +3,7 @@
 // replies use XChaCha20-Poly1305, which node:crypto lacks; with this subkey
 // the rest is its ChaCha20-Poly1305 (primitives.ts).
 
-import { readU32LE } from './messages.js';
+import { readU32LE, writeU32LE } from './messages.js';
 
 function rotl(x: number, n: number): number {
   return (x << n) | (x >>> (32 - n));
@@ -41,11 +41,6 @@ export function hchacha20(key: Uint8Array, nonce16: Uint8Array): Uint8Array {
   }
   const out = new Uint8Array(32);
   const words = [s[0]!, s[1]!, s[2]!, s[3]!, s[12]!, s[13]!, s[14]!, s[15]!];
-  words.forEach((w, i) => {
-    out[i * 4] = w & 0xff;
-    out[i * 4 + 1] = (w >>> 8) & 0xff;
-    out[i * 4 + 2] = (w >>> 16) & 0xff;
-    out[i * 4 + 3] = (w >>> 24) & 0xff;
-  });
+  words.forEach((w, i) => writeU32LE(out, i * 4, w));
   return out;
 }

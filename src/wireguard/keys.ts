@@ -46,7 +46,7 @@ export function dh(priv: KeyPair, peerPublic: Uint8Array): Uint8Array | undefine
   } catch {
     return undefined; // OpenSSL refuses an all-zero result itself
   }
-  return shared.every((b) => b === 0) ? undefined : new Uint8Array(shared);
+  return isZeroKey(shared) ? undefined : new Uint8Array(shared);
 }
 
 export function formatKey(k: Uint8Array): string {

@@ -89,11 +89,11 @@ export function createInitiation(
   if (!es) return undefined;
   let k: Uint8Array;
   [c, k] = kdf(2, c, es) as [Uint8Array, Uint8Array];
-  const encStatic = aeadSeal(k, 0, ours.publicKey, h);
+  const encStatic = aeadSeal(k, ours.publicKey, h);
   msg.set(encStatic, INIT_STATIC);
   h = hash(h, encStatic);
   [c, k] = kdf(2, c, staticStatic) as [Uint8Array, Uint8Array];
-  const encTimestamp = aeadSeal(k, 0, timestamp, h);
+  const encTimestamp = aeadSeal(k, timestamp, h);
   msg.set(encTimestamp, INIT_TIMESTAMP);
   h = hash(h, encTimestamp);
   return { msg, state: { localIndex, ephemeral, hash: h, chainKey: c } };
@@ -115,14 +115,14 @@ export function consumeInitiation(ours: KeyPair, msg: Uint8Array, staticStaticOf
   let k: Uint8Array;
   [c, k] = kdf(2, c, es) as [Uint8Array, Uint8Array];
   const encStatic = msg.subarray(INIT_STATIC, INIT_STATIC + KEY_SIZE + 16);
-  const peerStatic = aeadOpen(k, 0, encStatic, h);
+  const peerStatic = aeadOpen(k, encStatic, h);
   if (!peerStatic) return undefined;
   h = hash(h, encStatic);
   const ss = staticStaticOf(peerStatic);
   if (!ss) return undefined;
   [c, k] = kdf(2, c, ss) as [Uint8Array, Uint8Array];
   const encTimestamp = msg.subarray(INIT_TIMESTAMP, INIT_TIMESTAMP + TAI64N_SIZE + 16);
-  const timestamp = aeadOpen(k, 0, encTimestamp, h);
+  const timestamp = aeadOpen(k, encTimestamp, h);
   if (!timestamp) return undefined;
   h = hash(h, encTimestamp);
   return { peerStatic: new Uint8Array(peerStatic), remoteIndex: readU32LE(msg, INIT_SENDER), remoteEphemeral: ephemeralPub, timestamp: new Uint8Array(timestamp), hash: h, chainKey: c };
@@ -147,7 +147,7 @@ export function createResponse(init: ConsumedInitiation, ephemeral: KeyPair, loc
   [c] = kdf(1, c, se) as [Uint8Array];
   const [c3, tau, k] = kdf(3, c, ZERO_PSK) as [Uint8Array, Uint8Array, Uint8Array];
   h = hash(h, tau);
-  msg.set(aeadSeal(k, 0, EMPTY, h), RESP_EMPTY);
+  msg.set(aeadSeal(k, EMPTY, h), RESP_EMPTY);
   return { msg, result: { chainKey: c3, remoteIndex: init.remoteIndex } };
 }
 
@@ -163,7 +163,7 @@ export function consumeResponse(ours: KeyPair, state: InitiatorHandshake, msg: U
   [c] = kdf(1, c, se) as [Uint8Array];
   const [c3, tau, k] = kdf(3, c, ZERO_PSK) as [Uint8Array, Uint8Array, Uint8Array];
   h = hash(h, tau);
-  if (!aeadOpen(k, 0, msg.subarray(RESP_EMPTY, RESP_EMPTY + 16), h)) return undefined;
+  if (!aeadOpen(k, msg.subarray(RESP_EMPTY, RESP_EMPTY + 16), h)) return undefined;
   return { chainKey: c3, remoteIndex: readU32LE(msg, RESP_SENDER) };
 }
 

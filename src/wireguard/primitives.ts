@@ -44,12 +44,8 @@ export function setCounterNonce(nonce: Uint8Array, counter: number): void {
   writeU32LE(nonce, 8, Math.floor(counter / 0x100000000));
 }
 
-/** The 12-byte nonce of a 64-bit counter: 4 zero bytes, then the counter little-endian. */
-export function counterNonce(counter: number): Buffer {
-  const n = Buffer.alloc(12);
-  setCounterNonce(n, counter);
-  return n;
-}
+/** Counter 0's nonce, the only one a handshake message's AEAD uses (each key seals once); never written. */
+const ZERO_NONCE = Buffer.alloc(12);
 
 /**
  * ChaCha20-Poly1305 sealing buf[at, at + len) in place under a 12-byte
@@ -88,12 +84,13 @@ export function aeadOpenNonce(key: Uint8Array, nonce: Uint8Array, sealed: Uint8A
   return out;
 }
 
-export function aeadSeal(key: Uint8Array, counter: number, plaintext: Uint8Array, aad: Uint8Array): Buffer {
-  return aeadSealNonce(key, counterNonce(counter), plaintext, aad);
+/** The handshake's AEAD: ChaCha20-Poly1305 under counter 0's nonce. */
+export function aeadSeal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Buffer {
+  return aeadSealNonce(key, ZERO_NONCE, plaintext, aad);
 }
 
-export function aeadOpen(key: Uint8Array, counter: number, sealed: Uint8Array, aad: Uint8Array): Buffer | undefined {
-  return aeadOpenNonce(key, counterNonce(counter), sealed, aad);
+export function aeadOpen(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Buffer | undefined {
+  return aeadOpenNonce(key, ZERO_NONCE, sealed, aad);
 }
 
 /** XChaCha20-Poly1305: ChaCha20-Poly1305 under HChaCha20(key, nonce[0:16]) and nonce 0^4 || nonce[16:24]. */

@@ -58,6 +58,12 @@ import { tai64n, tai64nAfter } from './tai64n.js';
  */
 export const MAX_HANDSHAKE_RETRIES = REKEY_ATTEMPT_TIME_MS / REKEY_TIMEOUT_MS + 1;
 
+/** Send counters at or past this start a rekey; as a number it is exact (a power of two), so no tick makes a BigInt. */
+const REKEY_COUNTER = Number(REKEY_AFTER_MESSAGES);
+
+/** A peer's keypair slots. */
+const SLOTS = ['current', 'previous', 'next'] as const;
+
 /** A peer as its lease describes it. */
 export interface PeerSpec {
   /** Stable identity across key changes: its lease's subnet. */
@@ -200,7 +206,7 @@ export class WireguardSessions {
   private readonly byKey = new Map<string, SessionPeer>();
   /** The peers by underlay address (one node's leases share it: any of them). */
   private readonly byIp = new Map<number, SessionPeer>();
-  /** Our indices in use: a pending initiation's or a keypair's. */
+  /** Our indices in use: a keypair's, or else its peer's `pending.localIndex` (a peer's pending index goes before it gets another). */
   private readonly indices = new Map<number, { peer: SessionPeer; keypair?: Keypair }>();
   private readonly limiter = new RateLimiter();
   private underLoadUntil = -Infinity;
@@ -250,10 +256,12 @@ export class WireguardSessions {
    * The peers with keys, as the leases say now. A peer whose key changed
    * keeps its keypairs (they rest on the handshake's ephemeral keys, not on
    * the static ones) and loses a handshake in flight to its old key; a peer
-   * gone loses everything, what waited for its session included.
+   * gone loses everything, what waited for its session included. Returns
+   * each spec's peer, in `specs` order.
    */
-  setPeers(specs: readonly PeerSpec[]): void {
+  setPeers(specs: readonly PeerSpec[]): SessionPeer[] {
     const seen = new Set<string>();
+    const out: SessionPeer[] = [];
     for (const s of specs) {
       seen.add(s.id);
       const p = this.peers.get(s.id);
@@ -281,8 +289,10 @@ export class WireguardSessions {
         };
         this.peers.set(s.id, peer);
         this.byKey.set(formatKey(s.key), peer);
+        out.push(peer);
         continue;
       }
+      out.push(p);
       p.node = s.node;
       p.ip = s.ip;
       p.port = s.port;
@@ -307,6 +317,7 @@ export class WireguardSessions {
     }
     this.byIp.clear();
     for (const p of this.peers.values()) this.byIp.set(p.ip, p);
+    return out;
   }
 
   /**
@@ -469,7 +480,7 @@ export class WireguardSessions {
     const entry = this.indices.get(readU32LE(msg, RESP_RECEIVER));
     const peer = entry?.peer;
     const pending = peer?.pending;
-    if (!peer || entry.keypair || !pending || pending.localIndex !== readU32LE(msg, RESP_RECEIVER)) {
+    if (!peer || entry.keypair || !pending) {
       this.o.refused('unknown_index');
       return;
     }
@@ -485,7 +496,6 @@ export class WireguardSessions {
     peer.pending = undefined;
     const keys = deriveKeys(result, true);
     const kp = this.newKeypair(peer, pending.localIndex, result.remoteIndex, keys, true, now);
-    this.indices.set(pending.localIndex, { peer, keypair: kp });
     // As initiator the new keypair is current at once; an unconfirmed next becomes previous.
     if (peer.next) {
       this.retire(peer.previous);
@@ -593,7 +603,7 @@ export class WireguardSessions {
       p.next = undefined;
       changed = true;
     }
-    for (const slot of ['current', 'previous', 'next'] as const) {
+    for (const slot of SLOTS) {
       const kp = p[slot];
       if (kp && now - kp.createdAt >= REJECT_AFTER_TIME_MS) {
         this.retire(kp);
@@ -621,12 +631,21 @@ export class WireguardSessions {
 
   /** Keepalive after KEEPALIVE_TIMEOUT of received data unanswered; rekeys by age, message count, or data going unanswered. */
   private dataTimers(p: SessionPeer, now: number): void {
-    const kps = [p.current, p.previous, p.next].filter((k): k is Keypair => k !== undefined);
-    if (kps.length === 0) return;
-    const lastDataReceived = Math.max(...kps.map((k) => k.lastDataReceived));
-    const lastDataSent = Math.max(...kps.map((k) => k.lastDataSent));
-    const lastSent = Math.max(...kps.map((k) => k.lastSent));
-    const lastReceived = Math.max(...kps.map((k) => k.lastReceived));
+    let any = false;
+    let lastDataReceived = -Infinity;
+    let lastDataSent = -Infinity;
+    let lastSent = -Infinity;
+    let lastReceived = -Infinity;
+    for (const slot of SLOTS) {
+      const k = p[slot];
+      if (!k) continue;
+      any = true;
+      lastDataReceived = Math.max(lastDataReceived, k.lastDataReceived);
+      lastDataSent = Math.max(lastDataSent, k.lastDataSent);
+      lastSent = Math.max(lastSent, k.lastSent);
+      lastReceived = Math.max(lastReceived, k.lastReceived);
+    }
+    if (!any) return;
     if (p.current && lastDataReceived > lastSent && now - lastDataReceived >= KEEPALIVE_TIMEOUT_MS) this.o.dataplane.sendKeepalive(p);
     if (lastDataSent > lastReceived) p.unansweredSince ??= now;
     else p.unansweredSince = undefined;
@@ -635,7 +654,7 @@ export class WireguardSessions {
     const receivedSinceTick = lastDataReceived >= this.lastTick;
     const due =
       (p.unansweredSince !== undefined && now - p.unansweredSince >= KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS) ||
-      (cur !== undefined && cur.initiator && sentSinceTick && (now - cur.createdAt >= REKEY_AFTER_TIME_MS || BigInt(cur.sendCounter) >= REKEY_AFTER_MESSAGES)) ||
+      (cur !== undefined && cur.initiator && sentSinceTick && (now - cur.createdAt >= REKEY_AFTER_TIME_MS || cur.sendCounter >= REKEY_COUNTER)) ||
       (cur !== undefined && cur.initiator && receivedSinceTick && now - cur.createdAt >= REKEY_AFTER_TIME_RECEIVING_MS);
     if (due) {
       if (p.unansweredSince !== undefined && now - p.unansweredSince >= KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS) p.unansweredSince = now;

@@ -19,5 +19,5 @@ export function tai64n(ms: number): Uint8Array {
 
 /** True when timestamp `a` is later than `b`. */
 export function tai64nAfter(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b)) > 0;
+  return Buffer.compare(a, b) > 0;
 }

@@ -1,6 +1,6 @@
 // The js engine between in-memory TUNs and an in-memory network: forwarding,
 // every drop reason, ICMP errors and live table swaps; and a WireGuard port
-// it cannot bind on loopback. No root.
+// it cannot bind on loopback, and one whose bind ends after the engine closed. No root.
 
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
@@ -170,6 +170,28 @@ describe('js engine (in-memory TUN and network)', () => {
       expect(readdirSync('/proc/self/fd').length).toBe(fds); // weftd retries each config poll: no socket left behind
     } finally {
       taken.close();
+    }
+  });
+
+  it('closes a WireGuard port whose bind finished after the engine closed: the port is free again', async () => {
+    const probe = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve));
+    const port = probe.address().port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const cfg = { self: parseCidr('198.19.1.0/24'), tunAddr: parseIp('198.19.1.0'), vni: 1, port: 4790, bindIp: parseIp('127.0.0.1'), mtu: MTU, wireguard: { privateKey: generateKeyPair().privateKey, port }, clock: systemClock };
+    const engine = new JsEngine(cfg, new MemoryTun(), new MemoryNetwork().transport('198.18.0.1', 4790), RouteTable.empty(net, 24), (p) => new DgramUdp('127.0.0.1', p, 0));
+    await engine.start();
+    const enabling = engine.enableWireguard(MTU);
+    await engine.close();
+    await enabling;
+    const again = dgram.createSocket('udp4');
+    try {
+      await new Promise<void>((resolve, reject) => {
+        again.once('error', reject);
+        again.bind(port, '127.0.0.1', resolve);
+      });
+    } finally {
+      again.close();
     }
   });
 

@@ -1,19 +1,24 @@
 // The kernel engine's pure parts: the route diff (by property), the MTU
 // check against the kernel's GPE headroom, counters that survive a source
 // starting again from zero, the filter's nft script and the iptables
-// counters' parser, the refusal's exit status and the flag.
+// counters' parser, the refusal's exit status and the flag; and a start
+// whose device is gone.
 
 import fc from 'fast-check';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { exitCodeFor } from '../../src/cli/main.js';
 import { parseDaemonArgs } from '../../src/cli/weftd_flags.js';
 import { COUNTER_NAMES } from '../../src/dataplane/counters.js';
-import { MonotonicCounters } from '../../src/dataplane/kernel_engine.js';
-import { WeftError } from '../../src/errors.js';
+import { systemClock } from '../../src/clock.js';
+import { KernelEngine, MonotonicCounters } from '../../src/dataplane/kernel_engine.js';
+import { WeftError, isWeftError } from '../../src/errors.js';
 import { type EncapTarget, encapChanges } from '../../src/host/encap_routes.js';
 import { KERNEL_FILTER_COUNTERS, kernelFilterNftScript, nftNodesScript, parseIptCounters } from '../../src/host/kernel_filter.js';
-import { mtuProblem } from '../../src/host/vxlan_device.js';
+import { type VxlanDevice, mtuProblem } from '../../src/host/vxlan_device.js';
 import { parseCidr, parseIp } from '../../src/net/ipv4.js';
+import { RouteTable } from '../../src/routes/route_table.js';
+import { generateKeyPair } from '../../src/wireguard/keys.js';
 
 describe('the kernel engine\'s route diff', () => {
   const target = fc.record({ remote: fc.integer({ min: 1, max: 8 }), vni: fc.integer({ min: 1, max: 2 }) });
@@ -59,6 +64,18 @@ describe('counters over sources that start again from zero', () => {
     expect(m.read([7, 1])).toEqual([7, 1]);
     expect(m.read([2, 3])).toEqual([9, 3]);
     expect(m.read([4, 3])).toEqual([11, 3]);
+  });
+});
+
+describe('the kernel engine\'s start', () => {
+  it('refuses a device gone before it started with WEFT_HOST_SETUP naming the device', async () => {
+    const device = { name: 'weft0', protocol: 99, link: () => undefined } as unknown as VxlanDevice;
+    const cfg = { self: parseCidr('198.19.1.0/24'), tunAddr: parseIp('198.19.1.0'), vni: 1, port: 4790, bindIp: parseIp('127.0.0.1'), mtu: 1464, wireguard: { privateKey: generateKeyPair().privateKey, port: 51820 }, clock: systemClock };
+    const engine = new KernelEngine(cfg, { device, log: pino({ level: 'silent' }) }, RouteTable.empty(parseCidr('198.19.0.0/16'), 24));
+    const err = await engine.start().catch((e: unknown) => e);
+    expect(isWeftError(err, 'WEFT_HOST_SETUP')).toBe(true);
+    expect((err as WeftError).details).toEqual({ device: 'weft0' });
+    expect((err as Error).message).toBe("the kernel engine's device weft0 is gone before the engine started");
   });
 });
 

@@ -13,7 +13,7 @@ import { blake2s } from '../../src/wireguard/blake2s.js';
 import { hchacha20 } from '../../src/wireguard/hchacha20.js';
 import { dh, formatKey, generateKeyPair, keyPair, parseKey } from '../../src/wireguard/keys.js';
 import { INITIAL_CHAIN_KEY, INITIAL_HASH } from '../../src/wireguard/noise.js';
-import { aeadOpen, aeadSeal, kdf, mac, xaeadOpen, xaeadSeal } from '../../src/wireguard/primitives.js';
+import { aeadOpen, aeadOpenNonce, aeadSeal, aeadSealNonce, kdf, mac, setCounterNonce, xaeadOpen, xaeadSeal } from '../../src/wireguard/primitives.js';
 import { tai64n, tai64nAfter } from '../../src/wireguard/tai64n.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -99,13 +99,24 @@ describe('Noise constants, KDF, AEAD', () => {
     );
   });
 
-  it('AEAD authenticates counter, ciphertext and associated data', () => {
+  it('AEAD authenticates counter, ciphertext and associated data; the handshake AEAD is counter 0 ChaCha20-Poly1305', () => {
     const key = randomBytes(32);
-    const sealed = aeadSeal(key, 7, Buffer.from('hello'), Buffer.from('ad'));
-    expect(aeadOpen(key, 7, sealed, Buffer.from('ad'))?.toString()).toBe('hello');
-    expect(aeadOpen(key, 8, sealed, Buffer.from('ad'))).toBeUndefined();
-    expect(aeadOpen(key, 7, sealed, Buffer.from('AD'))).toBeUndefined();
-    expect(aeadOpen(key, 7, sealed.subarray(0, 10), Buffer.from('ad'))).toBeUndefined();
+    const nonce = (counter: number): Buffer => {
+      const n = Buffer.alloc(12);
+      setCounterNonce(n, counter);
+      return n;
+    };
+    const sealed = aeadSealNonce(key, nonce(7), Buffer.from('hello'), Buffer.from('ad'));
+    expect(aeadOpenNonce(key, nonce(7), sealed, Buffer.from('ad'))?.toString()).toBe('hello');
+    expect(aeadOpenNonce(key, nonce(8), sealed, Buffer.from('ad'))).toBeUndefined();
+    expect(aeadOpenNonce(key, nonce(7), sealed, Buffer.from('AD'))).toBeUndefined();
+    expect(aeadOpenNonce(key, nonce(7), sealed.subarray(0, 10), Buffer.from('ad'))).toBeUndefined();
+    const handshake = aeadSeal(key, Buffer.from('hello'), Buffer.from('ad'));
+    expect(hex(handshake)).toBe(hex(aeadSealNonce(key, nonce(0), Buffer.from('hello'), Buffer.from('ad'))));
+    expect(aeadOpen(key, handshake, Buffer.from('ad'))?.toString()).toBe('hello');
+    expect(aeadOpen(key, aeadSealNonce(key, nonce(1), Buffer.from('hello'), Buffer.from('ad')), Buffer.from('ad'))).toBeUndefined();
+    expect(aeadOpen(key, handshake, Buffer.from('AD'))).toBeUndefined();
+    expect(aeadOpen(key, handshake.subarray(0, 10), Buffer.from('ad'))).toBeUndefined();
   });
 });
 

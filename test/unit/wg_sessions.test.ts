@@ -2,7 +2,7 @@
 // clock: the handshake both ways and the keys it gives, what is refused
 // (replays, floods, strangers, wrong sources, unknown indices), cookies
 // under load, crossing initiations, key rotation, and the timers: retry
-// every 5 s and give up after 90 s, rekey at 120 s, expiry at 180 s,
+// every 5 s and give up after 90 s, rekey at 120 s or 2^60 messages sent, expiry at 180 s,
 // keepalive after 10 s, a new handshake when data goes unanswered 15 s.
 
 import { describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import {
   INITIATION_SIZE,
   KEEPALIVE_TIMEOUT_MS,
   REJECT_AFTER_TIME_MS,
+  REKEY_AFTER_MESSAGES,
   REKEY_AFTER_TIME_MS,
   REKEY_TIMEOUT_JITTER_MS,
   REKEY_TIMEOUT_MS,
@@ -287,6 +288,21 @@ describe('WireGuard sessions: timers (manual clock)', () => {
     await clock.advance(REJECT_AFTER_TIME_MS - REKEY_AFTER_TIME_MS);
     expect(a.peerOf(b).current).toBeUndefined();
     expect(b.peerOf(a).current).toBeUndefined();
+  });
+
+  it('the initiator rekeys once it has sent Rekey-After-Messages on its keypair', async () => {
+    const { clock, a, b } = pair();
+    handshake(a, b);
+    const kp = a.peerOf(b).current!;
+    await clock.advance(REKEY_TIMEOUT_MS);
+    kp.sendCounter = Number(REKEY_AFTER_MESSAGES) - 128; // the largest number below 2^60
+    kp.lastDataSent = clock.now();
+    await clock.advance(TIMER_TICK_MS);
+    expect(a.outbox.length).toBe(0);
+    kp.sendCounter = Number(REKEY_AFTER_MESSAGES);
+    kp.lastDataSent = clock.now();
+    await clock.advance(TIMER_TICK_MS);
+    expect(a.outbox.map((m) => m.msg.length)).toEqual([INITIATION_SIZE]);
   });
 
   it('sends a keepalive 10 s after data arrived unanswered, and none while it answers', async () => {
