@@ -7,6 +7,7 @@
 
 import { constants } from 'node:os';
 import { WeftError } from '../errors.js';
+import { formatCidr } from '../net/ipv4.js';
 import {
   NETLINK_ROUTE,
   NLM_F_ACK,
@@ -385,6 +386,11 @@ export function mainRoutes(): RouteEntry[] {
     if (a.interrupted && tries < 3) continue;
     return a.messages.map(parseRoute).filter((r): r is RouteEntry => r !== undefined);
   }
+}
+
+/** Deletes `routes`; a route already gone is no error. */
+export function removeRoutes(routes: readonly RouteEntry[]): void {
+  rtnlSteps(routes.map((r) => ({ what: `delete the route to ${formatCidr({ base: r.dst, len: r.len })}`, req: delRouteRequest(r), ok: [constants.errno.ESRCH] })));
 }
 
 /** The IPv4 addresses on the device with index `index`, in the kernel's order (`ip -4 addr show`'s). */

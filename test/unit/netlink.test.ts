@@ -5,7 +5,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { attr, encodeRequests, nested, parseAttrs, parseMessages, sortAnswers, strAttr, u32Attr } from '../../src/host/netlink.js';
+import { answerText, attr, encodeRequests, nested, parseAttrs, parseMessages, sortAnswers, strAttr, u32Attr } from '../../src/host/netlink.js';
 import { counterDumpRequest, parseCounter } from '../../src/host/nft_counters.js';
 import { acceptLocalRequest, delRouteRequest, newAddrRequest, newRouteRequest, newVxlanGpeRequest, parseAddr, parseLink, parseRoute, RT_SCOPE_HOST, setLinkRequest } from '../../src/host/rtnetlink.js';
 import { parseIp } from '../../src/net/ipv4.js';
@@ -104,6 +104,8 @@ describe('netlink replies', () => {
     expect(b!.messages).toHaveLength(2);
     expect(b!.interrupted).toBe(true);
     expect(c).toEqual({ error: 98, extack: 'Address in use', messages: [], interrupted: false });
+    expect(answerText(c!)).toBe('EADDRINUSE (Address in use)');
+    expect(answerText({ error: 19, messages: [], interrupted: false })).toBe('ENODEV');
   });
 
   it('refuses a message or attribute longer than what holds it', () => {
