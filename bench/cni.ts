@@ -8,10 +8,9 @@
 //
 // Prints a table and writes bench/results/cni-<date>.json. Root; ~1 min.
 
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { bridgeConfig } from '../src/cni/delegate.js';
 import { parseNetConf } from '../src/cni/netconf.js';
 import { parseSubnetEnv } from '../src/host/subnet_env.js';
@@ -20,8 +19,8 @@ import { WeftCluster } from '../test/lab/cluster.js';
 import { addNamespace, deleteNamespace } from '../test/lab/netns.js';
 import { Podman } from '../test/lab/podman.js';
 import { median } from '../test/harness/stats.js';
+import { writeResult } from './results.js';
 
-const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
 const RUNS = Number(process.env.WEFT_BENCH_CNI_RUNS ?? 20);
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
 
@@ -97,10 +96,7 @@ async function main(): Promise<void> {
     say(`| plugin DEL | ${m(verbs.weftDel)} ms | ${m(verbs.bridgeDel)} ms | ${(m(verbs.weftDel) - m(verbs.bridgeDel)).toFixed(1)} ms |`);
     say(`| plugin VERSION (answered by sh) | ${m(verbs.weftVersion)} ms | | |`);
     say(`\ntarget: weft adds at most 60 ms per pod over bridge alone: ${result.podmanRunMs.overhead <= 60 ? 'met' : 'NOT met'} (${result.podmanRunMs.overhead.toFixed(1)} ms)`);
-    mkdirSync(RESULTS, { recursive: true });
-    const file = join(RESULTS, `cni-${result.date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-    writeFileSync(`${file}.tmp`, `${JSON.stringify(result, null, 2)}\n`);
-    renameSync(`${file}.tmp`, file);
+    const file = writeResult('cni', result.date, result);
     say(`wrote ${file}`);
   } finally {
     await deleteNamespace(podNs, { allowFail: true });

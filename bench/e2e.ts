@@ -40,10 +40,8 @@
 // exit/signal handlers if this process dies).
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
 import { WEFTD, WeftCluster } from '../test/lab/cluster.js';
 import { startKernelNode } from '../test/lab/kernel_node.js';
 import { Lab, type LabProcess } from '../test/lab/lab.js';
@@ -53,10 +51,9 @@ import { startWireguardNodes, WG_COMMANDS } from '../test/lab/wireguard_node.js'
 import { intEnv } from './env.js';
 import { cpuModel, machineBusyS, processCpuS, vmHwmMB } from './proc.js';
 import { chartTitle, isKernelReference, ratioChart } from './ratio_chart.js';
+import { writeResult } from './results.js';
 import { median } from '../test/harness/stats.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const RESULTS = join(ROOT, 'bench/results');
 const IPERF_PORT = 5201;
 const PING_COUNT = 50;
 const PING_INTERVAL_S = 0.01;
@@ -353,7 +350,7 @@ async function main(): Promise<number> {
   const env = {
     date,
     nproc: cpus().length,
-    kernel: execFileSync('uname', ['-r'], { encoding: 'utf8', timeout: 3000 }).trim(),
+    kernel: release(),
     cpu: cpuModel(),
     node: process.version,
     iperf3: execFileSync('iperf3', ['--version'], { encoding: 'utf8', timeout: 3000 }).split('\n')[0]!.trim(),
@@ -401,10 +398,7 @@ async function main(): Promise<number> {
   for (const s of skips) say(`skipped: ${s}`);
   for (const e of errors) say(`error: ${e}`);
 
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, `e2e-${date.slice(0, 19).replace(/:/g, '-')}Z.json`);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'bench/README.md', rows, skipped: skips, errors }, null, 2)}\n`);
-  renameSync(`${file}.tmp`, file);
+  const file = writeResult('e2e', date, { ...env, method: 'bench/README.md', rows, skipped: skips, errors });
   const chart = file.replace(/\.json$/, '.svg');
   writeFileSync(chart, ratioChart(rows, chartTitle(date, env.cpu)));
   say(`\nwrote ${file} and ${chart}`);

@@ -16,10 +16,7 @@
 // and returns ns per packet; it is skipped, with a note, while the test
 // addon (native/build/Release/weft_test.node) is not built.
 
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GPE_NEXT_PROTO_IPV4, VXLAN_GPE_HEADER_LEN } from '../src/constants.js';
 import { C, COUNTER_NAMES } from '../src/dataplane/counters.js';
 import { classifyInside } from '../src/dataplane/inside.js';
@@ -30,8 +27,8 @@ import { writeGpeHeader } from '../src/wire/vxlan_gpe.js';
 import { udpPacket } from '../test/harness/packets.js';
 import { loadTestAddon } from '../test/harness/test_addon.js';
 import { median } from '../test/harness/stats.js';
+import { writeResult } from './results.js';
 
-const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 export const SIZES = [64, 512, 1400] as const;
 const PEERS = 100;
 const BATCH = 256;
@@ -205,11 +202,7 @@ async function main(): Promise<void> {
   for (const n of notes) say(`\nnote: ${n}`);
 
   const date = new Date().toISOString();
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, `encap-${date.slice(0, 19).replace(/:/g, '-')}Z.json`);
-  const tmp = `${file}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify({ date, node: process.version, kernel: release(), cpu: cpus()[0]?.model ?? 'unknown', nproc: cpus().length, peers: PEERS, batch: BATCH, trials: TRIALS, msPerSize: ms, rows, notes }, null, 2)}\n`);
-  renameSync(tmp, file);
+  const file = writeResult('encap', date, { date, node: process.version, kernel: release(), cpu: cpus()[0]?.model ?? 'unknown', nproc: cpus().length, peers: PEERS, batch: BATCH, trials: TRIALS, msPerSize: ms, rows, notes });
   say(`\nwrote ${file}`);
 }
 

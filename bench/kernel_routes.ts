@@ -13,8 +13,7 @@
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { KERNEL_ROUTE_PROTOCOL } from '../src/constants.js';
 import { EncapRoutes, type EncapTarget } from '../src/host/encap_routes.js';
@@ -24,8 +23,8 @@ import { formatCidr, formatIp, parseCidr, parseIp, subnetAt } from '../src/net/i
 import { median } from '../test/harness/stats.js';
 import { intEnv } from './env.js';
 import { cpuModel } from './proc.js';
+import { writeResult } from './results.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PEERS = intEnv('WEFT_BENCH_KERNEL_PEERS', 1000, 1);
 const REPEATS = intEnv('WEFT_BENCH_KERNEL_REPEATS', 5, 1);
 const DEV = 'weftb0';
@@ -116,14 +115,10 @@ function main(): number {
   }
   const rows = JSON.parse(out.stdout) as Row[];
   const date = new Date().toISOString();
-  const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
+  const kernel = release();
   process.stdout.write(`weft kernel engine: programming the kernel, median of ${REPEATS}; ${cpuModel()}, kernel ${kernel}\n\n| what | median ms | runs ms |\n| --- | ---: | --- |\n`);
   for (const r of rows) process.stdout.write(`| ${r.what} | ${r.medianMs.toFixed(2)} | ${r.runsMs.map((v) => v.toFixed(1)).join(', ')} |\n`);
-  const dir = join(ROOT, 'bench/results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `kernel-routes-${date.slice(0, 19).replace(/:/g, '-')}Z.json`);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify({ date, kernel, cpu: cpuModel(), peers: PEERS, repeats: REPEATS, method: 'bench/README.md', rows }, null, 2)}\n`);
-  renameSync(`${file}.tmp`, file);
+  const file = writeResult('kernel-routes', date, { date, kernel, cpu: cpuModel(), peers: PEERS, repeats: REPEATS, method: 'bench/README.md', rows });
   process.stdout.write(`\nwrote ${file}\n`);
   return 0;
 }

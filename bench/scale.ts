@@ -28,10 +28,8 @@
 // stopped on every path.
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startEtcd } from '../test/harness/etcd_server.js';
 import { runScale, type ScaleResult } from '../test/harness/lease_fleet.js';
 import { median } from '../test/harness/stats.js';
@@ -39,9 +37,9 @@ import { sleep } from '../test/harness/until.js';
 import { WEFTCTL, WEFTD, WeftCluster, weftdEvents, weftdNodeFlags } from '../test/lab/cluster.js';
 import { intEnv } from './env.js';
 import { cpuModel, machineBusyS, processCpuS, vmHwmMB, vmRssMB } from './proc.js';
+import { writeResult } from './results.js';
 import { scaleChart, type NodeRow } from './scale_chart.js';
 
-const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
 
 const CLIENTS = intEnv('WEFT_BENCH_SCALE_CLIENTS', 1000, 0);
@@ -250,10 +248,7 @@ async function main(): Promise<void> {
     else say('\n(issue 19\'s targets are for 30 nodes: add 30 to WEFT_BENCH_SCALE_NODES)');
   }
 
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, `scale-${date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify({ ...env, method: 'bench/README.md', clients: clients && { ...clients, connections: CONNECTIONS, changes: CHANGES }, nodes: rows, startFloor: floor }, null, 2)}\n`);
-  renameSync(`${file}.tmp`, file);
+  const file = writeResult('scale', date, { ...env, method: 'bench/README.md', clients: clients && { ...clients, connections: CONNECTIONS, changes: CHANGES }, nodes: rows, startFloor: floor });
   say(`\nwrote ${file}`);
   if (rows.length) {
     const chart = file.replace(/\.json$/, '.svg');

@@ -8,9 +8,9 @@
 // weftd runs one of them, so an engine adds its checks to CHECKS without
 // touching the others.
 
-import { gatewayOf } from '../host/subnet_env.js';
+import { gatewayCidr } from '../host/subnet_env.js';
 import type { LinkInfo } from '../host/netconf.js';
-import { type Cidr, formatCidr, formatIp, parseCidr } from '../net/ipv4.js';
+import { type Cidr, formatCidr, parseCidr } from '../net/ipv4.js';
 import type { DaemonStatus, FirewallStatus } from '../observe/status.js';
 import { formatDuration } from '../observe/status_client.js';
 import { ENCAP_IPT_CHAIN, ENCAP_NFT_TABLE } from '../host/encap_filter.js';
@@ -240,7 +240,7 @@ const bridge: Check = {
     if (!f.links.ok) return fail(`cannot list the links: ${f.links.error}`, 'run weftctl check as root, with iproute2 installed');
     const br = linkNamed(f.links.value, f.bridge);
     if (!br) return ok(`${f.bridge} does not exist yet: the CNI plugin creates it with the first pod`);
-    const gw = `${formatIp(gatewayOf(expected.subnet))}/${expected.subnet.len}`;
+    const gw = gatewayCidr(expected.subnet);
     const ports = f.links.value.filter((l) => l.master === f.bridge);
     const others = br.addresses.filter((a) => a !== gw);
     if (others.length > 0 || (!br.addresses.includes(gw) && ports.length > 0)) {

@@ -15,6 +15,7 @@ import {
 } from '../constants.js';
 import { DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_NETWORK, installCni, type WrittenFile } from '../cni/install.js';
 import { DEFAULT_BRIDGE, DEFAULT_CNI_DATA_DIR, DEFAULT_IPAM_DIR } from '../cni/netconf.js';
+import { sleep, systemClock } from '../clock.js';
 import { WeftError } from '../errors.js';
 import { formatCidr } from '../net/ipv4.js';
 import { configKey, parseSubnetKey } from '../registry/keys.js';
@@ -184,15 +185,15 @@ async function rotateKey(reg: Registry, values: FlagValues): Promise<void> {
   const before = await keyOf();
   if (!before) throw new WeftError('WEFT_CONFIG_INVALID', `node ${holder.node} publishes no WireGuard key (encryption is off, or its lease is not written yet): nothing to rotate`, { node: holder.node });
   process.kill(holder.pid, 'SIGUSR1');
-  const deadline = Date.now() + timeoutS * 1000;
+  const deadline = systemClock.now() + timeoutS * 1000;
   for (;;) {
     const now = await keyOf();
     if (now && now !== before) {
       process.stdout.write(`node ${holder.node}: WireGuard key rotated, ${before} -> ${now}\n`);
       return;
     }
-    if (Date.now() > deadline) throw new WeftError('WEFT_ETCD_UNAVAILABLE', `node ${holder.node}'s lease still publishes ${before} after ${timeoutS} s; see weftd's log (wireguard_key_rotated, encryption_apply_failed)`, { node: holder.node });
-    await new Promise((r) => setTimeout(r, 200));
+    if (systemClock.now() > deadline) throw new WeftError('WEFT_ETCD_UNAVAILABLE', `node ${holder.node}'s lease still publishes ${before} after ${timeoutS} s; see weftd's log (wireguard_key_rotated, encryption_apply_failed)`, { node: holder.node });
+    await sleep(systemClock, 200);
   }
 }
 

@@ -6,9 +6,8 @@
 
 import { constants } from 'node:os';
 import { type Cidr, formatCidr, formatIp } from '../net/ipv4.js';
-import { errnoName } from './netlink.js';
-import { type RouteEntry, delRouteRequest, mainRoutes, newRouteRequest, rtnl } from './rtnetlink.js';
-import { removeRoutes } from './vxlan_device.js';
+import { answerText } from './netlink.js';
+import { type RouteEntry, delRouteRequest, mainRoutes, newRouteRequest, removeRoutes, rtnl } from './rtnetlink.js';
 
 const { ESRCH } = constants.errno;
 
@@ -105,7 +104,7 @@ export class EncapRoutes {
         return;
       }
       if (!deleting) this.installed.delete(base);
-      failures.push({ subnet: formatCidr({ base, len }), remote: deleting ? '' : formatIp(put[i]![1].remote), error: `${errnoName(a.error)}${a.extack ? ` (${a.extack})` : ''}` });
+      failures.push({ subnet: formatCidr({ base, len }), remote: deleting ? '' : formatIp(put[i]![1].remote), error: answerText(a) });
     });
     return failures;
   }

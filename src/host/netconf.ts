@@ -1,18 +1,17 @@
-// Host network configuration: the TUN's address, MTU and link state over
-// rtnetlink, facts about the underlay interface, and every link as it is now
-// (for `weftctl check`) from iproute2. Runs at control-plane rate only; every
-// failure names the device or the command. weftd's start runs `ip` once (the
-// underlay's address and MTU): each process is a fork of the whole daemon,
-// which costs it more than the change, so the TUN is configured by rtnetlink
-// and what the kernel tells without one (/proc/net/route, getifaddrs) is read
-// directly.
+// Host network configuration: the TUN's address, MTU and link state and the
+// underlay interface's address and MTU over rtnetlink, and every link as it
+// is now (for `weftctl check`) from iproute2. Runs at control-plane rate
+// only; every failure names the device or the command. weftd's start runs no
+// `ip`: each process is a fork of the whole daemon, which costs it more than
+// the change, so what the kernel tells without one (rtnetlink,
+// /proc/net/route, getifaddrs) is read directly.
 
 import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { WeftError } from '../errors.js';
-import { parseIp } from '../net/ipv4.js';
+import { formatIp, parseIp } from '../net/ipv4.js';
 import { mustRun } from './command.js';
-import { acceptLocalRequest, getLink, newAddrRequest, rtnlSteps, setLinkRequest } from './rtnetlink.js';
+import { acceptLocalRequest, addressesOf, getLink, newAddrRequest, RT_SCOPE_HOST, rtnlSteps, setLinkRequest } from './rtnetlink.js';
 
 function ip(args: string[]): Promise<string> {
   return mustRun('ip', args);
@@ -50,7 +49,7 @@ interface IpAddrJson {
   mtu?: number;
   flags?: string[];
   master?: string;
-  addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
+  addr_info?: { family: string; local: string; prefixlen: number }[];
 }
 
 /** A network interface as the kernel has it now. */
@@ -77,14 +76,13 @@ export async function listLinks(): Promise<LinkInfo[]> {
   }));
 }
 
-/** The first global IPv4 address of `iface` and its MTU. */
-export async function interfaceInfo(iface: string): Promise<{ ip: string; mtu: number }> {
-  const out = JSON.parse(await ip(['-j', '-4', 'addr', 'show', 'dev', iface])) as IpAddrJson[];
-  const addr = out[0]?.addr_info?.find((a) => a.family === 'inet' && a.scope !== 'host');
-  if (!out[0] || !addr) {
-    throw new WeftError('WEFT_NO_PUBLIC_IP', `interface ${iface} has no IPv4 address; give --public-ip`, { iface });
-  }
-  return { ip: addr.local, mtu: out[0].mtu ?? Number(await readFile(`/sys/class/net/${iface}/mtu`, 'utf8')) };
+/** The first IPv4 address of `iface` not of host scope, and its MTU. */
+export function interfaceInfo(iface: string): { ip: string; mtu: number } {
+  const link = getLink(iface);
+  if (!link) throw new WeftError('WEFT_HOST_SETUP', `interface ${iface} does not exist`, { iface, errno: 'ENODEV' });
+  const addr = addressesOf(link.index).find((a) => a.scope !== RT_SCOPE_HOST);
+  if (!addr) throw new WeftError('WEFT_NO_PUBLIC_IP', `interface ${iface} has no IPv4 address; give --public-ip`, { iface });
+  return { ip: formatIp(addr.ip), mtu: link.mtu };
 }
 
 const RTF_UP = 0x1;

@@ -200,9 +200,13 @@ export function errnoName(errno: number): string {
   }
 }
 
+/** A refusal as weft names it: the errno's name, then the kernel's own words in parentheses when it gave any. */
+export function answerText(a: NlAnswer): string {
+  return `${errnoName(a.error)}${a.extack ? ` (${a.extack})` : ''}`;
+}
+
 /** Throws WEFT_HOST_SETUP naming `what`, the errno and the kernel's words, unless `a` succeeded. */
 export function expectDone(a: NlAnswer, what: string): NlAnswer {
   if (a.error === 0) return a;
-  const code = errnoName(a.error);
-  throw new WeftError('WEFT_HOST_SETUP', `${what}: ${code}${a.extack ? ` (${a.extack})` : ''}`, { errno: code, ...(a.extack ? { extack: a.extack } : {}) });
+  throw new WeftError('WEFT_HOST_SETUP', `${what}: ${answerText(a)}`, { errno: errnoName(a.error), ...(a.extack ? { extack: a.extack } : {}) });
 }

@@ -7,6 +7,7 @@
 
 import { constants } from 'node:os';
 import { WeftError } from '../errors.js';
+import { formatCidr } from '../net/ipv4.js';
 import {
   NETLINK_ROUTE,
   NLM_F_ACK,
@@ -88,6 +89,8 @@ const RTN_UNICAST = 1;
 const RTN_THROW = 9;
 const RT_SCOPE_UNIVERSE = 0;
 const RT_SCOPE_LINK = 253;
+/** An address only this host reaches (127.0.0.1 on lo). */
+export const RT_SCOPE_HOST = 254;
 /** In a delete: any scope. */
 const RT_SCOPE_NOWHERE = 255;
 
@@ -263,11 +266,16 @@ export function dumpAddrsRequest(): NlRequest {
   return { type: RTM_GETADDR, flags: NLM_F_REQUEST | NLM_F_DUMP, body: ifaddrmsg };
 }
 
-export function parseAddr(m: NlMessage): AddressEntry | undefined {
+/** An IPv4 address as the kernel lists it: with its scope (ifa_scope: RT_SCOPE_HOST, link, universe...). */
+export interface ListedAddress extends AddressEntry {
+  readonly scope: number;
+}
+
+export function parseAddr(m: NlMessage): ListedAddress | undefined {
   if (m.body.length < 8 || m.body[0] !== AF_INET) return undefined;
   const attrs = parseAttrs(m.body, 8);
   const ip = attrs.get(IFA_LOCAL) ?? attrs.get(IFA_ADDRESS);
-  return ip && ip.length >= 4 ? { index: m.body.readUInt32LE(4), ip: ip.readUInt32BE(0), prefixLen: m.body[1]! } : undefined;
+  return ip && ip.length >= 4 ? { index: m.body.readUInt32LE(4), ip: ip.readUInt32BE(0), prefixLen: m.body[1]!, scope: m.body[3]! } : undefined;
 }
 
 // ---- routes
@@ -380,8 +388,13 @@ export function mainRoutes(): RouteEntry[] {
   }
 }
 
-/** The IPv4 addresses on the device with index `index`. */
-export function addressesOf(index: number): AddressEntry[] {
+/** Deletes `routes`; a route already gone is no error. */
+export function removeRoutes(routes: readonly RouteEntry[]): void {
+  rtnlSteps(routes.map((r) => ({ what: `delete the route to ${formatCidr({ base: r.dst, len: r.len })}`, req: delRouteRequest(r), ok: [constants.errno.ESRCH] })));
+}
+
+/** The IPv4 addresses on the device with index `index`, in the kernel's order (`ip -4 addr show`'s). */
+export function addressesOf(index: number): ListedAddress[] {
   const a = expectDone(rtnl([dumpAddrsRequest()])[0]!, 'list addresses');
-  return a.messages.map(parseAddr).filter((x): x is AddressEntry => x !== undefined && x.index === index);
+  return a.messages.map(parseAddr).filter((x): x is ListedAddress => x !== undefined && x.index === index);
 }

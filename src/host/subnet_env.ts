@@ -29,11 +29,16 @@ export function gatewayOf(subnet: Cidr): number {
   return subnet.base + 1;
 }
 
+/** The gateway with the subnet's length, `198.19.1.1/24`: FLANNEL_SUBNET's value, and the bridge's address. */
+export function gatewayCidr(subnet: Cidr): string {
+  return `${formatIp(gatewayOf(subnet))}/${subnet.len}`;
+}
+
 /** flannel's format: FLANNEL_SUBNET is the gateway with the subnet's length. */
 export function formatSubnetEnv(e: SubnetEnv): string {
   return [
     `FLANNEL_NETWORK=${formatCidr(e.network)}`,
-    `FLANNEL_SUBNET=${formatIp(gatewayOf(e.subnet))}/${e.subnet.len}`,
+    `FLANNEL_SUBNET=${gatewayCidr(e.subnet)}`,
     `FLANNEL_MTU=${e.mtu}`,
     `FLANNEL_IPMASQ=${e.ipMasq}`,
     ...(e.leaseExpiresMs !== undefined ? [`WEFT_LEASE_EXPIRES=${new Date(e.leaseExpiresMs).toISOString()}`] : []),

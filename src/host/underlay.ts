@@ -16,6 +16,6 @@ export async function findUnderlay(o: { readonly publicIp?: string; readonly ifa
     if (o.publicIp && o.mtu) return { ip: o.publicIp, mtu: o.mtu + ENCAP_OVERHEAD };
     throw new WeftError('WEFT_NO_PUBLIC_IP', o.publicIp ? `no interface holds --public-ip ${o.publicIp}; give --iface or --mtu` : 'no default route to find the underlay interface; give --iface or --public-ip', {});
   }
-  const info = await interfaceInfo(iface);
+  const info = interfaceInfo(iface);
   return { ip: o.publicIp ?? info.ip, mtu: info.mtu, iface };
 }

@@ -21,19 +21,19 @@ import {
   addressesOf,
   delAddrRequest,
   delLinkRequest,
-  delRouteRequest,
   getLink,
   mainRoutes,
   newAddrRequest,
   newRouteRequest,
   newVxlanGpeRequest,
+  removeRoutes,
   rtnl,
   rtnlSteps,
   setLinkRequest,
   vniFilterRequest,
 } from './rtnetlink.js';
 
-const { EEXIST, ENODEV, ESRCH, EOPNOTSUPP, EADDRINUSE } = constants.errno;
+const { EEXIST, ENODEV, EOPNOTSUPP, EADDRINUSE } = constants.errno;
 
 /** What the device is configured for. */
 export interface DeviceSettings {
@@ -183,11 +183,6 @@ export class VxlanDevice {
     rtnlSteps([{ what: `delete ${this.name}`, req: delLinkRequest(this.name), ok: [ENODEV] }]);
     removeRoutes(mainRoutes().filter((r) => r.protocol === this.protocol));
   }
-}
-
-/** Deletes `routes`; a route already gone is no error. */
-export function removeRoutes(routes: readonly RouteEntry[]): void {
-  rtnlSteps(routes.map((r) => ({ what: `delete the route to ${formatCidr({ base: r.dst, len: r.len })}`, req: delRouteRequest(r), ok: [ESRCH] })));
 }
 
 function isOurs(link: RtLink, port: number): boolean {

@@ -59,6 +59,7 @@ describe('subnet file', () => {
   it('carries the lease expiry as an ISO time, and refuses one that is not', () => {
     const held = { network: parseCidr('198.19.0.0/16'), subnet: parseCidr('198.19.4.0/24'), mtu: 1464, ipMasq: false, leaseExpiresMs: Date.UTC(2026, 11, 7, 18, 30) };
     const text = formatSubnetEnv(held);
+    expect(text).toContain('FLANNEL_SUBNET=198.19.4.1/24\n');
     expect(text).toContain('WEFT_LEASE_EXPIRES=2026-12-07T18:30:00.000Z\n');
     expect(parseSubnetFile(text, 'f')).toEqual({ held });
     expect(() => parseSubnetEnv(env('WEFT_LEASE_EXPIRES=soon\n'), 'f')).toThrow('f: WEFT_LEASE_EXPIRES is not an ISO 8601 time, got "soon"');

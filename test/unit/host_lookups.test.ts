@@ -1,6 +1,6 @@
 // What weftd reads of the host without starting a process: the default
 // route's interface from /proc/net/route, the interface holding an address,
-// and the first executable of a name in a list of directories (PATH,
+// an interface's address and MTU over rtnetlink, and the first executable of a name in a list of directories (PATH,
 // CNI_PATH). Each checked against the command it replaces where this machine
 // has one.
 
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findExecutable } from '../../src/host/command.js';
-import { defaultRouteIn, defaultRouteInterface, interfaceWithAddress } from '../../src/host/netconf.js';
+import { defaultRouteIn, defaultRouteInterface, interfaceInfo, interfaceWithAddress } from '../../src/host/netconf.js';
 
 const HEADER = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT';
 const route = (iface: string, dest: string, flags: string, metric: number, mask: string): string => `${iface}\t${dest}\t010200C0\t${flags}\t0\t0\t${metric}\t${mask}\t0\t0\t0`;
@@ -44,6 +44,23 @@ describe('interfaceWithAddress', () => {
   it('names the interface holding an IPv4 address, and nothing for an address no interface holds', () => {
     expect(interfaceWithAddress('127.0.0.1')).toBe('lo');
     expect(interfaceWithAddress('198.51.100.77')).toBeUndefined();
+  });
+});
+
+describe('interfaceInfo (rtnetlink)', () => {
+  it('agrees with `ip -j -4 addr show` on every interface here with an IPv4 address not of host scope: the first such, and its MTU', () => {
+    const links = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show'], { encoding: 'utf8' })) as { ifname: string; mtu: number; addr_info?: { local: string; scope: string }[] }[];
+    const withAddress = links.flatMap((l) => {
+      const a = l.addr_info?.find((x) => x.scope !== 'host');
+      return a ? [{ ifname: l.ifname, ip: a.local, mtu: l.mtu }] : [];
+    });
+    expect(withAddress.length).toBeGreaterThan(0);
+    for (const l of withAddress) expect({ ifname: l.ifname, ...interfaceInfo(l.ifname) }).toEqual(l);
+  });
+
+  it('refuses lo, whose only IPv4 address is of host scope, and a missing interface, naming each', () => {
+    expect(() => interfaceInfo('lo')).toThrow(expect.objectContaining({ code: 'WEFT_NO_PUBLIC_IP', message: expect.stringContaining('interface lo has no IPv4 address') }));
+    expect(() => interfaceInfo('weftnone0')).toThrow(expect.objectContaining({ code: 'WEFT_HOST_SETUP', message: expect.stringContaining('weftnone0') }));
   });
 });
 

@@ -5,9 +5,9 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { attr, encodeRequests, nested, parseAttrs, parseMessages, sortAnswers, strAttr, u32Attr } from '../../src/host/netlink.js';
+import { answerText, attr, encodeRequests, nested, parseAttrs, parseMessages, sortAnswers, strAttr, u32Attr } from '../../src/host/netlink.js';
 import { counterDumpRequest, parseCounter } from '../../src/host/nft_counters.js';
-import { acceptLocalRequest, delRouteRequest, newRouteRequest, newVxlanGpeRequest, parseLink, parseRoute, setLinkRequest } from '../../src/host/rtnetlink.js';
+import { acceptLocalRequest, delRouteRequest, newAddrRequest, newRouteRequest, newVxlanGpeRequest, parseAddr, parseLink, parseRoute, RT_SCOPE_HOST, setLinkRequest } from '../../src/host/rtnetlink.js';
 import { parseIp } from '../../src/net/ipv4.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -104,6 +104,8 @@ describe('netlink replies', () => {
     expect(b!.messages).toHaveLength(2);
     expect(b!.interrupted).toBe(true);
     expect(c).toEqual({ error: 98, extack: 'Address in use', messages: [], interrupted: false });
+    expect(answerText(c!)).toBe('EADDRINUSE (Address in use)');
+    expect(answerText({ error: 19, messages: [], interrupted: false })).toBe('ENODEV');
   });
 
   it('refuses a message or attribute longer than what holds it', () => {
@@ -156,6 +158,16 @@ describe('netlink replies', () => {
       vxlan: { port: 4790, gpe: true, external: true, vnifilter: true, learning: false },
       stats: { rxPackets: 5, txPackets: 6, rxBytes: 500, txBytes: 600, rxErrors: 1, txErrors: 2, rxDropped: 3, txDropped: 4 },
     });
+  });
+
+  it('parses an IPv4 address with its scope as the kernel dumps it, and nothing of another family', () => {
+    const body = Buffer.from(newAddrRequest({ index: 4, ip: parseIp('127.0.0.1'), prefixLen: 8 }).body);
+    body[3] = RT_SCOPE_HOST;
+    expect(parseAddr({ type: 20, flags: 0, seq: 1, body })).toEqual({ index: 4, ip: parseIp('127.0.0.1'), prefixLen: 8, scope: 254 });
+    body[3] = 0;
+    expect(parseAddr({ type: 20, flags: 0, seq: 1, body })).toMatchObject({ scope: 0 });
+    body[0] = 10;
+    expect(parseAddr({ type: 20, flags: 0, seq: 1, body })).toBeUndefined();
   });
 
   it('reads an nftables counter object, and nothing from another object', () => {
