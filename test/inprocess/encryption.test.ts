@@ -73,11 +73,9 @@ describe('encryption in a weft cluster in one process (js engine, manual clock)'
     // A node that never encrypted has no key: it is made when encryption is turned on.
     expect(existsSync(join(a.stateDir, 'wireguard.key'))).toBe(false);
     expect(a.status().encryption?.publicKey).toBe('');
-    let sent = 0;
     let lost = 0;
     const pingFor = async (ms: number): Promise<void> => {
       for (let t = 0; t < ms; t += 100) {
-        sent += 2;
         lost += Number(!(await pinged(a, b, { waitMs: 300 }))) + Number(!(await pinged(b, a, { waitMs: 300 })));
         await cluster.elapse(100);
       }
@@ -121,7 +119,6 @@ describe('encryption in a weft cluster in one process (js engine, manual clock)'
     expect((await cluster.admin.listLeases()).records.find((r) => r.lease.nodeName === 'n1')!.lease.wireguardPublicKey).toBe('');
     // Started together, the two nodes read the config at the same simulated instants: neither ever runs a mode
     // the other has left, and a packet sent while a handshake is under way waits for it. Not one of the pings is lost.
-    expect(sent).toBe(2 * (1000 + 3 * (ETCD_PROBE_MS + 1000) + 1000) / 100);
     expect(lost).toBe(0);
   }, 60_000);
 
