@@ -34,6 +34,10 @@ function sentSince(from: number, port: number): Buffer[] {
   return cluster.net.sent.slice(from).filter((d) => d.port === port).map((d) => d.data);
 }
 
+/** What a ping (as ping() sends it) shows on the underlay in the clear: its "weft" marker, and its pods' addresses. */
+const MARKER = Buffer.from('weft');
+const addressBytes = (x: ClusterNode): Buffer => Buffer.from(podIp(x).split('.').map(Number));
+
 const allApplied = (nodes: ClusterNode[], mode: EncryptionMode): boolean => nodes.every((x) => x.status().encryption?.mode === mode && x.status().encryption?.published === (mode !== 'off'));
 
 describe('encryption in a weft cluster in one process (js engine, manual clock)', () => {
@@ -60,7 +64,7 @@ describe('encryption in a weft cluster in one process (js engine, manual clock)'
     expect(wg.filter((d) => d[0] === 2 && d.length === 92).length).toBeGreaterThanOrEqual(3);
     // 68-byte pings pad to 80: 16 + 80 + 16 = 112 bytes on the wire, and no inner byte in the clear.
     expect(wg.filter((d) => d[0] === 4 && d.length === 112).length).toBeGreaterThanOrEqual(4);
-    expect(wg.some((d) => d.includes(Buffer.from('weft')) || d.includes(Buffer.from(podIp(a).split('.').map(Number))))).toBe(false);
+    expect(wg.some((d) => d.includes(MARKER) || d.includes(addressBytes(a)))).toBe(false);
     for (const x of nodes) {
       expect(x.status().encryption!.peers.map((p) => p.state).sort()).not.toContain('failing');
       expect(x.status().counters!.wg_handshakes_completed).toBeGreaterThan(0);
@@ -80,8 +84,11 @@ describe('encryption in a weft cluster in one process (js engine, manual clock)'
         await cluster.elapse(100);
       }
     };
+    const offMark = cluster.net.sent.length;
     await pingFor(1000);
     expect(lost).toBe(0);
+    // Unencrypted, the pings go out on 4790 with their marker and addresses in the clear: what the WireGuard checks find absent.
+    expect(sentSince(offMark, 4790).some((d) => d.includes(MARKER) && d.includes(addressBytes(a)) && d.includes(addressBytes(b)))).toBe(true);
     const mark = cluster.net.sent.length;
     await setEncryption('wireguard');
     await pingFor(ETCD_PROBE_MS + 1000);
