@@ -87,9 +87,10 @@ describe.skipIf(skip)(`containerd CRI sandboxes on weft${skip ? ` (skipped: ${sk
     // busybox httpd -v logs each client's address (the CRI log, one "<time> stderr F <line>" per line): the senders' own.
     const log = readFileSync(join(web.config.logDirectory!, 'httpd.log'), 'utf8');
     for (const from of [c.lab.nodeIp(1), pod.get(3)!.ip]) expect(log, log).toContain(from);
+    const nat = async (): Promise<string> => (await c.lab.exec(c.lab.nodeNs(2), ['iptables-save', '-t', 'nat'])).stdout;
+    expect(await nat()).toMatch(/--dport 8080/);
     await runtime.removeSandbox(web.id);
-    const nat = await c.lab.exec(c.lab.nodeNs(2), ['iptables-save', '-t', 'nat']);
-    expect(nat.stdout).not.toMatch(/--dport 8080/);
+    expect(await nat()).not.toMatch(/--dport 8080/);
   }, 60_000);
 
   it('20 sandboxes run at once get 20 distinct addresses; removing them (DEL twice each) releases every address, state file, veth, netns and cache file', async () => {
