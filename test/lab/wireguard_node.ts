@@ -37,14 +37,6 @@ export const WG_COMMANDS = [
   { command: 'wg', pkg: 'wireguard-tools' },
 ];
 
-/** Stops `proc` by PID (SIGTERM, then SIGKILL after a grace period). */
-async function stop(proc: LabProcess): Promise<void> {
-  proc.kill('SIGTERM');
-  if (await Promise.race([proc.exited, sleep(STOP_GRACE_MS).then(() => undefined)])) return;
-  proc.kill('SIGKILL');
-  await Promise.race([proc.exited, sleep(STOP_GRACE_MS)]);
-}
-
 /** A peer as `wg set` takes it. */
 export interface WgGoPeer {
   readonly publicKey: string;
@@ -71,8 +63,11 @@ export async function startWireguardGo(lab: Lab, ns: string, dev: string, o: { p
   void proc.exited.then(() => (exited = true));
   lab.addTeardown({
     destroy: async () => {
-      await stop(proc);
-      rmSync(socket, { force: true });
+      try {
+        await proc.stop('SIGTERM', STOP_GRACE_MS);
+      } finally {
+        rmSync(socket, { force: true });
+      }
     },
     destroySync: () => {
       proc.kill('SIGKILL');
