@@ -18,7 +18,7 @@
 import { rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sleep } from './exec.js';
+import { until } from '../harness/until.js';
 import type { Lab, LabProcess } from './lab.js';
 import { UNDERLAY_MTU } from './lab.js';
 import { addressLikeWeftTun, parseSubnet, planSubnet, waitPodsReach, type TunnelNode } from './overlay_node.js';
@@ -74,11 +74,14 @@ export async function startWireguardGo(lab: Lab, ns: string, dev: string, o: { p
       rmSync(socket, { force: true });
     },
   });
-  const deadline = Date.now() + SOCKET_TIMEOUT_MS;
-  while ((await lab.exec(ns, ['wg', 'show', dev], { allowFail: true })).code !== 0) {
-    if (exited || Date.now() > deadline) throw new Error(`wireguard-go in ${ns} did not bring up ${dev}; log:\n${proc.log()}`);
-    await sleep(50);
-  }
+  await until(
+    () => `wireguard-go in ${ns} to bring up ${dev}; log:\n${proc.log()}`,
+    async () => {
+      if (exited) throw new Error(`wireguard-go in ${ns} exited before it brought up ${dev}; log:\n${proc.log()}`);
+      return (await lab.exec(ns, ['wg', 'show', dev], { allowFail: true })).code === 0;
+    },
+    SOCKET_TIMEOUT_MS,
+  );
   const peers = o.peers.flatMap((p) => ['peer', p.publicKey, 'endpoint', p.endpoint, 'allowed-ips', p.allowedIps]);
   await lab.exec(ns, ['wg', 'set', dev, 'listen-port', String(o.port), 'private-key', keyFile, ...peers]);
   return proc;
