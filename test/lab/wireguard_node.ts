@@ -90,8 +90,17 @@ export async function startWireguardGo(lab: Lab, ns: string, dev: string, o: { p
 /** A fresh key pair from `wg genkey` and `wg pubkey`, run in `ns`. */
 export async function wgKeyPair(lab: Lab, ns: string): Promise<{ privateKey: string; publicKey: string }> {
   const privateKey = (await lab.exec(ns, ['wg', 'genkey'])).stdout.trim();
-  const publicKey = (await lab.exec(ns, ['sh', '-c', 'printf "%s\\n" "$WG_KEY" | wg pubkey'], { env: { WG_KEY: privateKey } })).stdout.trim();
-  return { privateKey, publicKey };
+  return { privateKey, publicKey: await wgPublicKey(lab, ns, privateKey) };
+}
+
+/** The public key of `privateKey` (base64, as a key file holds it, newline or not) by `wg pubkey`, run in `ns`. */
+export async function wgPublicKey(lab: Lab, ns: string, privateKey: string): Promise<string> {
+  return (await lab.exec(ns, ['sh', '-c', 'printf "%s" "$WG_KEY" | wg pubkey'], { env: { WG_KEY: privateKey } })).stdout.trim();
+}
+
+/** When device `dev` in `ns` last completed a handshake with its (first) peer, in Unix seconds: 0 for never. */
+export async function latestHandshake(lab: Lab, ns: string, dev: string): Promise<number> {
+  return Number((await lab.exec(ns, ['wg', 'show', dev, 'latest-handshakes'])).stdout.trim().split(/\s+/)[1] ?? 0);
 }
 
 /**
