@@ -7,15 +7,16 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { rootSkipReason } from '../harness/privilege.js';
 import { until } from '../harness/until.js';
 import { installBridgeConflist } from './bridge_conflist.js';
-import { hostLocalReservations } from './cni_results.js';
+import { CNI_RESULTS_DIR, hostLocalReservations } from './cni_results.js';
 import { Containerd, type Sandbox } from './containerd.js';
 import { Lab } from './lab.js';
 import { deleteNamespace, listNamespaces, mountsUnder, pidAlive } from './netns.js';
 import { SANDBOX_IMAGE } from './rootfs.js';
 
-const isRoot = process.getuid?.() === 0;
+const skip = rootSkipReason();
 const ABANDONED = fileURLToPath(new URL('./fixtures/abandoned_containerd.ts', import.meta.url));
 
 /** What the fixture run made before it was killed. */
@@ -31,7 +32,7 @@ interface Abandoned {
   resultFiles: string[];
 }
 
-describe.skipIf(!isRoot)('containerd harness (needs root: network namespaces, containerd, runc)', () => {
+describe.skipIf(skip)(`containerd harness (needs root: network namespaces, containerd, runc)${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let lab: Lab | undefined;
   let network = '';
   const ipam = (node: number): string => join(lab!.dir, `n${node}`, 'ipam');
@@ -149,7 +150,7 @@ describe.skipIf(!isRoot)('containerd harness (needs root: network namespaces, co
       expect(existsSync(left.dir)).toBe(false);
       expect(existsSync(join('/sys/fs/cgroup/pids', left.cgroupParent))).toBe(false);
       expect(left.resultFiles).toHaveLength(2);
-      for (const f of left.resultFiles) expect(existsSync(join('/var/lib/cni/results', f)), f).toBe(false);
+      for (const f of left.resultFiles) expect(existsSync(join(CNI_RESULTS_DIR, f)), f).toBe(false);
       await c.destroy();
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
