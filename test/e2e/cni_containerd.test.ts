@@ -13,6 +13,7 @@ import { contains, parseCidr, parseIp } from '../../src/net/ipv4.js';
 import { CriError } from '../harness/cri_client.js';
 import { rootSkipReason } from '../harness/privilege.js';
 import { until } from '../harness/until.js';
+import { hostLocalReservations } from '../lab/cni_results.js';
 import { HTTP_GET_SCRIPT, WeftCluster } from '../lab/cluster.js';
 import type { Containerd, Sandbox } from '../lab/containerd.js';
 
@@ -25,16 +26,11 @@ describe.skipIf(skip)(`containerd CRI sandboxes on weft${skip ? ` (skipped: ${sk
   const pod = new Map<number, Sandbox>();
 
   const inSubnet = (node: number, ip: string): boolean => contains(parseCidr(c.nodes.get(node)!.subnet!), parseIp(ip));
-  const reserved = (node: number): string[] => {
-    const d = join(c.cniOf(node).ipamDir, c.cniOf(node).network);
-    return existsSync(d) ? readdirSync(d).filter((f) => /^\d/.test(f)) : [];
-  };
+  const reserved = (node: number): string[] => hostLocalReservations(c.cniOf(node).ipamDir, c.cniOf(node).network);
   const attachments = (node: number): string[] => {
     const d = join(c.cniOf(node).dataDir, c.cniOf(node).network);
     return existsSync(d) ? readdirSync(d) : [];
   };
-  const bridgePorts = async (node: number): Promise<string[]> =>
-    (await c.lab.exec(c.lab.nodeNs(node), ['ip', '-o', 'link', 'show', 'master', 'cni0'])).stdout.trim().split('\n').filter(Boolean);
 
   beforeAll(async () => {
     // --release-on-exit: a stopped weftd removes its subnet file, as a node that has not leased yet has none.
@@ -87,9 +83,10 @@ describe.skipIf(skip)(`containerd CRI sandboxes on weft${skip ? ` (skipped: ${sk
     // busybox httpd -v logs each client's address (the CRI log, one "<time> stderr F <line>" per line): the senders' own.
     const log = readFileSync(join(web.config.logDirectory!, 'httpd.log'), 'utf8');
     for (const from of [c.lab.nodeIp(1), pod.get(3)!.ip]) expect(log, log).toContain(from);
+    const nat = async (): Promise<string> => (await c.lab.exec(c.lab.nodeNs(2), ['iptables-save', '-t', 'nat'])).stdout;
+    expect(await nat()).toMatch(/--dport 8080/);
     await runtime.removeSandbox(web.id);
-    const nat = await c.lab.exec(c.lab.nodeNs(2), ['iptables-save', '-t', 'nat']);
-    expect(nat.stdout).not.toMatch(/--dport 8080/);
+    expect(await nat()).not.toMatch(/--dport 8080/);
   }, 60_000);
 
   it('20 sandboxes run at once get 20 distinct addresses; removing them (DEL twice each) releases every address, state file, veth, netns and cache file', async () => {
@@ -100,13 +97,13 @@ describe.skipIf(skip)(`containerd CRI sandboxes on weft${skip ? ` (skipped: ${sk
     expect(new Set(many.map((s) => s.ip)).size).toBe(20);
     for (const s of many) expect(inSubnet(1, s.ip), s.ip).toBe(true);
     expect(reserved(1)).toHaveLength(21);
-    expect(await bridgePorts(1)).toHaveLength(21);
+    expect(await c.lab.bridgePorts(1)).toHaveLength(21);
     const dels = (runtime.log().match(/TearDown network for sandbox/g) ?? []).length;
 
     await Promise.all(many.map((s) => runtime.removeSandbox(s.id)));
     expect(reserved(1)).toEqual([s1.ip]);
     expect(attachments(1)).toEqual([`${s1.id}:eth0.json`]);
-    expect(await bridgePorts(1)).toHaveLength(1);
+    expect(await c.lab.bridgePorts(1)).toHaveLength(1);
     for (const s of many) expect(existsSync(s.netns), s.netns).toBe(false);
     expect(runtime.mounts().filter((m) => m.includes('/netns/'))).toEqual([s1.netns]);
     expect(runtime.cniResultFiles().sort()).toEqual([`${c.cniOf(1).network}-${s1.id}-eth0`, `cni-loopback-${s1.id}-lo`].sort());
@@ -134,7 +131,7 @@ describe.skipIf(skip)(`containerd CRI sandboxes on weft${skip ? ` (skipped: ${sk
     // containerd undid the half-made sandbox (its DEL found nothing to release).
     expect((await runtime.cri.listPodSandbox()).map((s) => s.metadata.name).sort()).toEqual(['doomed', 'orphan', 's3']);
     expect(reserved(3).sort()).toEqual([doomed.ip, orphan.ip, pod.get(3)!.ip].sort());
-    expect(await bridgePorts(3)).toHaveLength(3);
+    expect(await c.lab.bridgePorts(3)).toHaveLength(3);
 
     // No stored state and no subnet file: weft releases host-local's reservation itself and says so on stderr, which
     // containerd logs for a plugin that succeeded (libcni passes a failed one's stderr into the error instead).
@@ -149,7 +146,7 @@ describe.skipIf(skip)(`containerd CRI sandboxes on weft${skip ? ` (skipped: ${sk
     // Both DELs without a subnet file: the first replays the stored config, the second has nothing to undo; weft has nothing to say.
     await runtime.removeSandbox(doomed.id);
     expect(reserved(3)).toEqual([pod.get(3)!.ip]);
-    expect(await bridgePorts(3)).toHaveLength(1);
+    expect(await c.lab.bridgePorts(3)).toHaveLength(1);
     expect(runtime.log().slice(afterOrphan)).not.toMatch(/weft DEL/);
 
     await c.startNode(3);

@@ -4,11 +4,12 @@
 // container and node reaching every other without NAT, 20 parallel starts,
 // hostPort, weftd restarts under running containers, and the subnet change.
 
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { contains, parseCidr, parseIp } from '../../src/net/ipv4.js';
 import { rootSkipReason } from '../harness/privilege.js';
+import { hostLocalReservations } from '../lab/cni_results.js';
 import { WeftCluster } from '../lab/cluster.js';
 import type { Podman } from '../lab/podman.js';
 import { until } from '../harness/until.js';
@@ -64,11 +65,8 @@ describe.skipIf(skip)(`podman containers on weft${skip ? ` (skipped: ${skip})` :
     expect(new Set(addrs).size).toBe(20);
     for (const a of addrs) expect(contains(parseCidr(c.nodes.get(1)!.subnet!), parseIp(a))).toBe(true);
     await Promise.all(names.map((n) => p.rm(n)));
-    const ipamDir = join(c.cniOf(1).ipamDir, c.cniOf(1).network);
-    const reserved = existsSync(ipamDir) ? readdirSync(ipamDir).filter((f) => /^\d/.test(f)) : [];
-    expect(reserved).toEqual([ip.get(1)]);
-    const ports = (await c.lab.exec(c.lab.nodeNs(1), ['ip', '-o', 'link', 'show', 'master', 'cni0'])).stdout.trim().split('\n');
-    expect(ports).toHaveLength(1);
+    expect(hostLocalReservations(c.cniOf(1).ipamDir, c.cniOf(1).network)).toEqual([ip.get(1)]);
+    expect(await c.lab.bridgePorts(1)).toHaveLength(1);
     expect(readdirSync(join(c.cniOf(1).dataDir, c.cniOf(1).network))).toHaveLength(1);
   }, 180_000);
 

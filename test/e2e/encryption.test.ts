@@ -16,6 +16,7 @@ import { sleep, until } from '../harness/until.js';
 import { type LabProcess } from '../lab/lab.js';
 import { WeftCluster } from '../lab/cluster.js';
 import { missingCommand } from '../lab/overlay_node.js';
+import { wgPublicKey } from '../lab/wireguard_node.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const WG_PORT = 51820;
@@ -71,7 +72,7 @@ describe.skipIf(skip).each(SETUPS)(`an encrypted cluster, %s engines${skip ? ` (
       expect((await c.lab.exec(c.lab.nodeNs(i), ['cat', '/sys/class/net/weft0/mtu'])).stdout.trim()).toBe('1440');
       // wg pubkey reads the key file as weftd wrote it.
       const key = readFileSync(join(c.nodeDir(i), 'state', 'wireguard.key'), 'utf8');
-      expect((await c.lab.exec(c.lab.nodeNs(i), ['sh', '-c', 'printf "%s" "$K" | wg pubkey'], { env: { K: key } })).stdout.trim()).toBe(status.encryption.publicKey);
+      expect(await wgPublicKey(c.lab, c.lab.nodeNs(i), key)).toBe(status.encryption.publicKey);
     }
     const table = await c.weftctl(['leases']);
     expect(table).toMatch(/WIREGUARD KEY/);
@@ -196,7 +197,7 @@ describe.skipIf(skip).each(SETUPS)(`an encrypted cluster, %s engines${skip ? ` (
     expect(now).not.toBe(old);
     expect(out).toBe(`node node2: WireGuard key rotated, ${old} -> ${now}\n`);
     const key = readFileSync(join(c.nodeDir(2), 'state', 'wireguard.key'), 'utf8');
-    expect((await c.lab.exec(c.lab.nodeNs(2), ['sh', '-c', 'printf "%s" "$K" | wg pubkey'], { env: { K: key } })).stdout.trim()).toBe(now);
+    expect(await wgPublicKey(c.lab, c.lab.nodeNs(2), key)).toBe(now);
     const leases = (JSON.parse(await c.weftctl(['leases', '--json'])) as { leases: { node: string; wireguardPublicKey: string }[] }).leases;
     expect(leases.find((l) => l.node === 'node2')!.wireguardPublicKey).toBe(now);
     const received = Number(/(\d+) received/.exec(pings.stdout)?.[1]);

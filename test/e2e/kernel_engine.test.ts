@@ -93,6 +93,9 @@ describe.skipIf(skip)(`--engine kernel in a cluster with native and js nodes${sk
       expect(s.readiness.status).toBe('ready');
       expect(c.subnetEnv(i).FLANNEL_MTU).toBe('1464');
     }
+    // What expectNothingLeft looks for after SIGTERM is there while they run: node 1's table, node 4's chains.
+    expect(await sh(1, 'nft', 'list', 'tables')).toMatch(/^table ip weft_kernel$/m);
+    expect(await sh(4, 'iptables-save')).toMatch(/^:WEFT-KERNEL-IN /m);
     const lease = async (i: number): Promise<{ engine: string; features?: string[] }> => JSON.parse((await c.lab.etcdctl(['get', '--print-value-only', keyOfSubnet(subnet(i))])).trim()) as { engine: string; features?: string[] };
     expect(await lease(1)).toMatchObject({ engine: 'kernel' });
     expect((await lease(1)).features ?? []).toEqual([]);

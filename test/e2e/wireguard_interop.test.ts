@@ -8,10 +8,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootSkipReason } from '../harness/privilege.js';
 import { until } from '../harness/until.js';
-import { PREFIX, WeftCluster } from '../lab/cluster.js';
+import { WeftCluster } from '../lab/cluster.js';
+import { keyOfSubnet } from '../lab/kernel_node.js';
 import { ipIn } from '../lab/netns.js';
 import { missingCommand } from '../lab/overlay_node.js';
-import { WG_COMMANDS, WG_POD_MTU, WG_PORT, startWireguardGo, wgKeyPair } from '../lab/wireguard_node.js';
+import { WG_COMMANDS, WG_POD_MTU, WG_PORT, latestHandshake as wgLatestHandshake, startWireguardGo, wgKeyPair } from '../lab/wireguard_node.js';
 
 const PEER_SUBNET = '198.19.250.0/24';
 const PEER_ADDR = '198.19.250.1';
@@ -38,7 +39,7 @@ for (const engine of ENGINES) {
       ns = c.lab.nodeNs(2);
       dev = `${c.lab.prefix}g`;
       // The weft node's key and port, from its lease (etcdctl, as the recipe in docs/encryption.md reads them).
-      const lease = (await c.lab.etcdctl(['get', '--print-value-only', `${PREFIX}/network/subnets/${c.nodes.get(1)!.subnet!.replace('/', '-')}`])).trim();
+      const lease = (await c.lab.etcdctl(['get', '--print-value-only', keyOfSubnet(c.nodes.get(1)!.subnet!)])).trim();
       const parsed = JSON.parse(lease) as { wireguardPublicKey: string; wireguardPort: number };
       expect(parsed.wireguardPort).toBe(WG_PORT);
       weftKey = parsed.wireguardPublicKey;
@@ -48,14 +49,14 @@ for (const engine of ENGINES) {
       await ipIn(ns, ['link', 'set', dev, 'mtu', String(WG_POD_MTU), 'up']);
       await ipIn(ns, ['route', 'add', c.nodes.get(1)!.subnet!, 'dev', dev]);
       // The lease an operator writes for the wireguard-go node.
-      await c.lab.etcdctl(['put', `${PREFIX}/network/subnets/${PEER_SUBNET.replace('/', '-')}`, JSON.stringify({ nodeName: 'wgpeer', publicIp: c.lab.nodeIp(2), port: 4790, vni: 1, wireguardPublicKey: peerKey.publicKey, wireguardPort: WG_PORT })]);
+      await c.lab.etcdctl(['put', keyOfSubnet(PEER_SUBNET), JSON.stringify({ nodeName: 'wgpeer', publicIp: c.lab.nodeIp(2), port: 4790, vni: 1, wireguardPublicKey: peerKey.publicKey, wireguardPort: WG_PORT })]);
       await until('weftd to route the wireguard-go node', async () => JSON.parse((await c.http(1, '/status')).body).peers.some((p: { node: string }) => p.node === 'wgpeer'), 10_000, 100);
     }, 90_000);
     afterAll(async () => {
       await c?.destroy();
     });
 
-    const latestHandshake = async (): Promise<number> => Number((await c.lab.exec(ns, ['wg', 'show', dev, 'latest-handshakes'])).stdout.trim().split(/\s+/)[1] ?? 0);
+    const latestHandshake = (): Promise<number> => wgLatestHandshake(c.lab, ns, dev);
     const weftSession = async (): Promise<{ state: string; lastHandshakeAgoS: number | null }> =>
       (JSON.parse((await c.http(1, '/status')).body) as { encryption: { peers: { node: string; state: string; lastHandshakeAgoS: number | null }[] } }).encryption.peers.find((p) => p.node === 'wgpeer')!;
 

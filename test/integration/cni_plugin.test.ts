@@ -16,6 +16,7 @@ import { parseCidr } from '../../src/net/ipv4.js';
 import { callPlugin, pluginConf, type PluginAnswer, type PluginCall } from '../harness/cni_plugin.js';
 import { rootSkipReason } from '../harness/privilege.js';
 import { until } from '../harness/until.js';
+import { hostLocalReservations } from '../lab/cni_results.js';
 import { WEFTCTL } from '../lab/cluster.js';
 import { addNamespace, deleteNamespace, ipIn } from '../lab/netns.js';
 
@@ -39,7 +40,7 @@ async function pod(name: string): Promise<PluginCall> {
 }
 
 const plugin = (command: string, call: PluginCall, stdin: string | Record<string, unknown> = conf) => callPlugin(join(bin, 'weft'), nodeNs, command, stdin, call);
-const reservations = (): string[] => (existsSync(join(dir, 'ipam', 'wtest')) ? readdirSync(join(dir, 'ipam', 'wtest')).filter((f) => /^\d/.test(f)) : []);
+const reservations = (): string[] => hostLocalReservations(join(dir, 'ipam'), 'wtest');
 const states = (): string[] => (existsSync(join(dir, 'state', 'wtest')) ? readdirSync(join(dir, 'state', 'wtest')) : []);
 const veths = async (): Promise<string> => ipIn(nodeNs, ['-o', 'link', 'show', 'type', 'veth']);
 const addressOf = (json: Record<string, unknown> | undefined): string => ((json?.ips as { address: string }[] | undefined)?.[0]?.address ?? '');

@@ -10,7 +10,7 @@ import { rootSkipReason } from '../harness/privilege.js';
 import { Lab, type LabProcess } from '../lab/lab.js';
 import { ipIn } from '../lab/netns.js';
 import { missingCommand } from '../lab/overlay_node.js';
-import { WG_COMMANDS, WG_PORT, startWireguardGo, wgKeyPair } from '../lab/wireguard_node.js';
+import { WG_COMMANDS, WG_PORT, latestHandshake as wgLatestHandshake, startWireguardGo, wgKeyPair } from '../lab/wireguard_node.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/wg_peer.ts', import.meta.url));
 const skip = rootSkipReason() || missingCommand(WG_COMMANDS);
@@ -43,10 +43,7 @@ describe.skipIf(skip)(`WireGuard handshake with wireguard-go${skip ? ` (skipped:
     return { proc, event };
   }
 
-  async function latestHandshake(): Promise<number> {
-    const out = (await lab.exec(lab.nodeNs(1), ['wg', 'show', dev, 'latest-handshakes'])).stdout.trim();
-    return Number(out.split(/\s+/)[1] ?? 0);
-  }
+  const latestHandshake = (): Promise<number> => wgLatestHandshake(lab, lab.nodeNs(1), dev);
 
   it('as initiator: wireguard-go answers, and an echo request to its side comes back through the tunnel', async () => {
     const p = peer('initiate');

@@ -1,8 +1,9 @@
 // The CNI result cache the runtimes share, /var/lib/cni/results/<network>-<container id>-<ifname>:
 // finding a run's files by container id and network, and removing them, for the podman and
-// containerd harnesses' teardown and the tests asserting none are left.
+// containerd harnesses' teardown and the tests asserting none are left; and host-local's
+// reservations, the other record of a pod that a CNI DEL must take away.
 
-import { readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const CNI_RESULTS_DIR = '/var/lib/cni/results';
@@ -23,6 +24,12 @@ export function cniResultFiles(filter: { readonly network?: string; readonly ids
   } catch {
     return [];
   }
+}
+
+/** The addresses host-local holds for `network` in its data dir `ipamDir` (one file each, named the address); [] before it reserved any. */
+export function hostLocalReservations(ipamDir: string, network: string): string[] {
+  const d = join(ipamDir, network);
+  return existsSync(d) ? readdirSync(d).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
 }
 
 /** Removes result files named as cniResultFiles names them; no error for one already gone. */

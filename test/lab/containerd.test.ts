@@ -7,14 +7,16 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { rootSkipReason } from '../harness/privilege.js';
 import { until } from '../harness/until.js';
 import { installBridgeConflist } from './bridge_conflist.js';
+import { CNI_RESULTS_DIR, hostLocalReservations } from './cni_results.js';
 import { Containerd, type Sandbox } from './containerd.js';
 import { Lab } from './lab.js';
 import { deleteNamespace, listNamespaces, mountsUnder, pidAlive } from './netns.js';
 import { SANDBOX_IMAGE } from './rootfs.js';
 
-const isRoot = process.getuid?.() === 0;
+const skip = rootSkipReason();
 const ABANDONED = fileURLToPath(new URL('./fixtures/abandoned_containerd.ts', import.meta.url));
 
 /** What the fixture run made before it was killed. */
@@ -30,16 +32,13 @@ interface Abandoned {
   resultFiles: string[];
 }
 
-describe.skipIf(!isRoot)('containerd harness (needs root: network namespaces, containerd, runc)', () => {
+describe.skipIf(skip)(`containerd harness (needs root: network namespaces, containerd, runc)${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let lab: Lab | undefined;
   let network = '';
   const ipam = (node: number): string => join(lab!.dir, `n${node}`, 'ipam');
-  const reservations = (node: number): string[] => {
-    const d = join(ipam(node), network);
-    return existsSync(d) ? readdirSync(d).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
-  };
-  /** The pods' veths on the node's bridge ('' before the bridge exists, too). */
-  const veths = async (node: number): Promise<string> => (await lab!.exec(lab!.nodeNs(node), ['ip', '-o', 'link', 'show', 'master', 'cni0'], { allowFail: true })).stdout.trim();
+  const reservations = (node: number): string[] => hostLocalReservations(ipam(node), network);
+  /** The pods' veths on the node's bridge (none before the bridge exists, too). */
+  const veths = (node: number): Promise<string[]> => lab!.bridgePorts(node, { missingOk: true });
 
   /** A Containerd on `node` whose CRI runs Debian's plugins from /usr/lib/cni, as Debian's own config has it. */
   async function containerdOn(node: number): Promise<Containerd> {
@@ -59,7 +58,7 @@ describe.skipIf(!isRoot)('containerd harness (needs root: network namespaces, co
     expect(existsSync(c.dir)).toBe(false);
     expect(readdirSync('/sys/fs/cgroup/pids').filter((d) => d === c.cgroupParent.slice(1))).toEqual([]);
     // Unpinned, a pod's netns goes away, and its veth pair with it (the kernel frees it a moment later).
-    await until(`node ${node}'s veths to go`, async () => (await veths(node)) === '', 10_000, 100);
+    await until(`node ${node}'s veths to go`, async () => (await veths(node)).length === 0, 10_000, 100);
   }
 
   beforeAll(async () => {
@@ -98,7 +97,7 @@ describe.skipIf(!isRoot)('containerd harness (needs root: network namespaces, co
     expect(await c.cri.listPodSandbox()).toEqual([]);
     expect(c.cniResultFiles()).toEqual([]);
     expect(pidAlive(s.pid)).toBe(false);
-    expect(await veths(1)).toBe('');
+    expect(await veths(1)).toEqual([]);
 
     const b = await c.runSandbox('b');
     await c.destroy(); // removes b through CRI first
@@ -151,7 +150,7 @@ describe.skipIf(!isRoot)('containerd harness (needs root: network namespaces, co
       expect(existsSync(left.dir)).toBe(false);
       expect(existsSync(join('/sys/fs/cgroup/pids', left.cgroupParent))).toBe(false);
       expect(left.resultFiles).toHaveLength(2);
-      for (const f of left.resultFiles) expect(existsSync(join('/var/lib/cni/results', f)), f).toBe(false);
+      for (const f of left.resultFiles) expect(existsSync(join(CNI_RESULTS_DIR, f)), f).toBe(false);
       await c.destroy();
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -35,7 +35,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CriClient, type PodSandboxConfig, type PortMapping } from '../harness/cri_client.js';
 import { until } from '../harness/until.js';
-import { run, runSync, sleep, sleepSync, type ExecResult } from './exec.js';
+import { run, runSync, sleepSync, type ExecResult } from './exec.js';
 import type { Lab, LabProcess, TeardownHook } from './lab.js';
 import { cniResultFiles, removeCniResultFiles } from './cni_results.js';
 import { livePids, mountsUnder, pidAlive } from './netns.js';
@@ -403,12 +403,7 @@ export class Containerd implements TeardownHook {
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const p = this.proc;
     if (!p || !this.running) return;
-    p.kill(signal);
-    const exited = await Promise.race([p.exited.then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
-    if (!exited) {
-      p.kill('SIGKILL');
-      await p.exited;
-    }
+    await p.stop(signal, STOP_GRACE_MS);
   }
 
   /** `ctr --address <socket> -n k8s.io args...` */

@@ -21,7 +21,6 @@ const PEER_PORT = 2380;
 const HEALTH_TIMEOUT_MS = 20_000;
 const LEADER_TIMEOUT_MS = 15_000;
 const STOP_GRACE_MS = 5000;
-const KILL_GRACE_MS = 2000;
 /** The nftables table that cuts a member off; it lives only in the member's namespace. */
 const CUT_TABLE = 'weft_lab_cut';
 
@@ -129,18 +128,11 @@ export class LabEtcd {
   async stop(k: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: string | null }> {
     const p = this.process(k);
     if (p.hasExited) return p.exitStatus!;
-    p.kill(signal);
-    p.kill('SIGCONT'); // in case a test froze it
-    const exited = await Promise.race([p.exited, sleep(STOP_GRACE_MS).then(() => undefined)]);
-    if (exited) {
-      this.hooks.note(`etcd ${this.member(k).name} stopped by ${signal}: ${p.describe()} (code ${exited.code} signal ${exited.signal})`);
-      return exited;
-    }
-    this.hooks.note(`SIGKILL etcd ${p.describe()} (no exit ${STOP_GRACE_MS} ms after ${signal})`);
-    p.kill('SIGKILL');
-    const killed = await Promise.race([p.exited, sleep(KILL_GRACE_MS).then(() => undefined)]);
-    if (!killed) throw new Error(`lab etcd: ${p.describe()} did not exit after SIGKILL`);
-    return killed;
+    p.kill('SIGCONT'); // in case a test froze it: it then takes the signal at once
+    const exited = await p.stop(signal, STOP_GRACE_MS);
+    if (signal !== 'SIGKILL' && exited.signal === 'SIGKILL') this.hooks.note(`SIGKILL etcd ${p.describe()} (no exit ${STOP_GRACE_MS} ms after ${signal})`);
+    else this.hooks.note(`etcd ${this.member(k).name} stopped by ${signal}: ${p.describe()} (code ${exited.code} signal ${exited.signal})`);
+    return exited;
   }
 
   /**

@@ -326,6 +326,15 @@ export class Lab {
     return p;
   }
 
+  /**
+   * The links on node i's CNI bridge cni0, one `ip -o link` line each; with `missingOk`, [] also when there
+   * is no cni0 (yet), else that throws.
+   */
+  async bridgePorts(i: number, { missingOk = false }: { missingOk?: boolean } = {}): Promise<string[]> {
+    const r = await this.exec(this.nodeNs(i), ['ip', '-o', 'link', 'show', 'master', 'cni0'], { allowFail: missingOk });
+    return r.stdout.split('\n').filter((l) => l.trim() !== '');
+  }
+
   /** ping -c count (default 2) -W 1 -i 0.2 -w timeoutS (default 5); true if it succeeded. */
   async ping(fromNs: string, toIp: string, opts: { count?: number; timeoutS?: number } = {}): Promise<boolean> {
     const count = opts.count ?? 2;

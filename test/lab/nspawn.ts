@@ -51,7 +51,7 @@ export class NodeContainer implements TeardownHook {
   /** Boots the container in node `node`'s namespace and waits until its systemd runs (degraded counts: some of the OS's units fail without hardware). */
   static async boot(lab: Lab, node: number, opts: BootOptions = {}): Promise<NodeContainer> {
     const ns = lab.nodeNs(node);
-    const machine = `${lab.prefix}-n${node}`;
+    const machine = ns;
     const logFile = join(lab.dir, 'logs', `nspawn-n${node}.log`);
     mkdirSync(join(lab.dir, 'logs'), { recursive: true });
     const runDirsBefore = new Set(NSPAWN_RUN_DIRS.filter((d) => existsSync(d)));

@@ -29,8 +29,7 @@ export function startPingStream(lab: Lab, fromNs: string, toIp: string, interval
   return {
     async stop(): Promise<PingReport> {
       p.kill('SIGINT');
-      const exited = await Promise.race([p.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000))]);
-      if (!exited) throw new Error(`ping stream ${fromNs} -> ${toIp} did not exit 5 s after SIGINT`);
+      await p.exitWithin(5000);
       return parsePingOutput(p.log(), `${fromNs} -> ${toIp}`);
     },
   };

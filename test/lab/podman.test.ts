@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { installBridgeConflist } from './bridge_conflist.js';
 import { Lab } from './lab.js';
 import { listNamespaces, mountsUnder, pidAlive } from './netns.js';
-import { cniResultFiles } from './cni_results.js';
+import { cniResultFiles, hostLocalReservations } from './cni_results.js';
 import { Podman, type ContainerInfo } from './podman.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -110,10 +110,8 @@ describe.skipIf(!isRoot)('podman harness (needs root: network namespaces, podman
   it('rm leaves no address, veth, netns or CNI cache behind', async () => {
     expect(cniResultFiles({ network }).length).toBe(3);
     for (const name of started.keys()) await pm!.rm(name);
-    const reservations = readdirSync(join(ipamDir, network)).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
-    expect(reservations).toEqual([]);
-    const veths = await lab!.exec(lab!.nodeNs(1), ['ip', '-o', 'link', 'show', 'master', 'cni0']);
-    expect(veths.stdout.trim()).toBe('');
+    expect(hostLocalReservations(ipamDir, network)).toEqual([]);
+    expect(await lab!.bridgePorts(1)).toEqual([]);
     const names = await listNamespaces();
     for (const c of started.values()) expect(names).not.toContain(c.netns.slice('/run/netns/'.length));
     expect(cniResultFiles({ network })).toEqual([]);

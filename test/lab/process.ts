@@ -15,6 +15,11 @@ export interface LabProcess {
   kill(signal?: NodeJS.Signals): void;
   /** Resolves with the exit; rejects, naming the process, when it has not exited within `timeoutMs`. */
   exitWithin(timeoutMs: number): Promise<{ code: number | null; signal: string | null }>;
+  /**
+   * Sends `signal` (unless the process has already exited), then SIGKILL if it has not exited within `graceMs`;
+   * resolves with the exit, rejects, naming the process, when it has not exited `graceMs` after SIGKILL either.
+   */
+  stop(signal: NodeJS.Signals, graceMs: number): Promise<{ code: number | null; signal: string | null }>;
   /** This process's output so far (the log file from where this process started writing). */
   log(): string;
   /** Resolves with the first complete line of this process's output matching `re`; rejects with the log tail on timeout or if the process exits first. */
@@ -135,6 +140,16 @@ export class LabProcessImpl implements LabProcess {
       timer = setTimeout(() => reject(new Error(`${this.describe()} did not exit within ${timeoutMs} ms`)), timeoutMs);
     });
     return Promise.race([this.exited, late]).finally(() => clearTimeout(timer));
+  }
+
+  async stop(signal: NodeJS.Signals, graceMs: number): Promise<{ code: number | null; signal: string | null }> {
+    this.kill(signal);
+    try {
+      return await this.exitWithin(graceMs);
+    } catch {
+      this.kill('SIGKILL');
+      return this.exitWithin(graceMs);
+    }
   }
 
   log(): string {

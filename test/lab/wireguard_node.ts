@@ -18,7 +18,7 @@
 import { rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sleep } from './exec.js';
+import { until } from '../harness/until.js';
 import type { Lab, LabProcess } from './lab.js';
 import { UNDERLAY_MTU } from './lab.js';
 import { addressLikeWeftTun, parseSubnet, planSubnet, waitPodsReach, type TunnelNode } from './overlay_node.js';
@@ -36,14 +36,6 @@ export const WG_COMMANDS = [
   { command: 'wireguard-go', pkg: 'wireguard-go' },
   { command: 'wg', pkg: 'wireguard-tools' },
 ];
-
-/** Stops `proc` by PID (SIGTERM, then SIGKILL after a grace period). */
-async function stop(proc: LabProcess): Promise<void> {
-  proc.kill('SIGTERM');
-  if (await Promise.race([proc.exited, sleep(STOP_GRACE_MS).then(() => undefined)])) return;
-  proc.kill('SIGKILL');
-  await Promise.race([proc.exited, sleep(STOP_GRACE_MS)]);
-}
 
 /** A peer as `wg set` takes it. */
 export interface WgGoPeer {
@@ -71,19 +63,25 @@ export async function startWireguardGo(lab: Lab, ns: string, dev: string, o: { p
   void proc.exited.then(() => (exited = true));
   lab.addTeardown({
     destroy: async () => {
-      await stop(proc);
-      rmSync(socket, { force: true });
+      try {
+        await proc.stop('SIGTERM', STOP_GRACE_MS);
+      } finally {
+        rmSync(socket, { force: true });
+      }
     },
     destroySync: () => {
       proc.kill('SIGKILL');
       rmSync(socket, { force: true });
     },
   });
-  const deadline = Date.now() + SOCKET_TIMEOUT_MS;
-  while ((await lab.exec(ns, ['wg', 'show', dev], { allowFail: true })).code !== 0) {
-    if (exited || Date.now() > deadline) throw new Error(`wireguard-go in ${ns} did not bring up ${dev}; log:\n${proc.log()}`);
-    await sleep(50);
-  }
+  await until(
+    () => `wireguard-go in ${ns} to bring up ${dev}; log:\n${proc.log()}`,
+    async () => {
+      if (exited) throw new Error(`wireguard-go in ${ns} exited before it brought up ${dev}; log:\n${proc.log()}`);
+      return (await lab.exec(ns, ['wg', 'show', dev], { allowFail: true })).code === 0;
+    },
+    SOCKET_TIMEOUT_MS,
+  );
   const peers = o.peers.flatMap((p) => ['peer', p.publicKey, 'endpoint', p.endpoint, 'allowed-ips', p.allowedIps]);
   await lab.exec(ns, ['wg', 'set', dev, 'listen-port', String(o.port), 'private-key', keyFile, ...peers]);
   return proc;
@@ -92,8 +90,17 @@ export async function startWireguardGo(lab: Lab, ns: string, dev: string, o: { p
 /** A fresh key pair from `wg genkey` and `wg pubkey`, run in `ns`. */
 export async function wgKeyPair(lab: Lab, ns: string): Promise<{ privateKey: string; publicKey: string }> {
   const privateKey = (await lab.exec(ns, ['wg', 'genkey'])).stdout.trim();
-  const publicKey = (await lab.exec(ns, ['sh', '-c', 'printf "%s\\n" "$WG_KEY" | wg pubkey'], { env: { WG_KEY: privateKey } })).stdout.trim();
-  return { privateKey, publicKey };
+  return { privateKey, publicKey: await wgPublicKey(lab, ns, privateKey) };
+}
+
+/** The public key of `privateKey` (base64, as a key file holds it, newline or not) by `wg pubkey`, run in `ns`. */
+export async function wgPublicKey(lab: Lab, ns: string, privateKey: string): Promise<string> {
+  return (await lab.exec(ns, ['sh', '-c', 'printf "%s" "$WG_KEY" | wg pubkey'], { env: { WG_KEY: privateKey } })).stdout.trim();
+}
+
+/** When device `dev` in `ns` last completed a handshake with its (first) peer, in Unix seconds: 0 for never. */
+export async function latestHandshake(lab: Lab, ns: string, dev: string): Promise<number> {
+  return Number((await lab.exec(ns, ['wg', 'show', dev, 'latest-handshakes'])).stdout.trim().split(/\s+/)[1] ?? 0);
 }
 
 /**

@@ -231,6 +231,9 @@ describe('companion plugins in the one plugin dir', () => {
     const { root, src } = dirs(COMPANION_PLUGINS);
     try {
       expect(linkCompanions(src, [src, `${src}/`]).map((c) => c.state)).toEqual(['present', 'present', 'present', 'present']);
+      // A companion the dir lacks is missing, searched for in the dir once: the dir is no source of itself, however spelt.
+      rmSync(join(src, 'portmap'));
+      expect(linkCompanions(src, [src, `${src}/`]).find((c) => c.name === 'portmap')).toEqual({ name: 'portmap', path: join(src, 'portmap'), state: 'missing', searched: [src] });
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

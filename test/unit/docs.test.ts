@@ -1,8 +1,9 @@
 // The docs against the code: every flag, weftctl command, log event and
 // metric the README and docs/ name exists, and every one the code has is
-// documented (flags and their variables in docs/configuration.md, events and
-// metrics in docs/metrics.md); every relative link points at a file that
-// exists, and each page opens with a line saying what it is for.
+// documented (flags and their variables in docs/configuration.md, events in
+// docs/metrics.md, metrics in a table row of any page); every relative link
+// points at a file that exists, and each page opens with a line saying what
+// it is for.
 
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -129,11 +130,16 @@ describe('docs against the code', () => {
     expect([...documented].filter((e) => !emitted.has(e) && !fields.has(e)).sort()).toEqual([]);
   });
 
-  it('lists every metric /metrics serves (weft_*), and no other', () => {
-    const served = new Set([...renderMetrics(sampleStatus()).matchAll(/^# TYPE (weft_\w+)/gm)].map((m) => m[1]!));
-    const rows = text('docs/metrics.md')
-      .split('\n')
-      .filter((l) => l.startsWith('| `weft_'));
+  it('lists every metric /metrics serves (weft_*) under either engine, and no other', () => {
+    const kernel = sampleStatus({
+      engine: { kind: 'kernel', details: { device: 'weft0', vnifilter: true, firewall: 'nftables', routes: 2, unroutablePeers: 0, deviceRepairs: 0, deviceRxErrors: 0, deviceRxDropped: 0, deviceTxErrors: 0, deviceTxDropped: 0 } },
+    });
+    const served = new Set([sampleStatus(), kernel].flatMap((s) => [...renderMetrics(s).matchAll(/^# TYPE (weft_\w+)/gm)].map((m) => m[1]!)));
+    const rows = PAGES.flatMap((page) =>
+      text(page)
+        .split('\n')
+        .filter((l) => l.startsWith('| `weft_')),
+    );
     const documented = new Set(rows.flatMap((r) => [...r.split('|')[1]!.matchAll(/`(weft_\w+)/g)].map((m) => m[1]!)));
     expect([...served].filter((m) => !documented.has(m)).sort()).toEqual([]);
     expect([...documented].filter((m) => !served.has(m)).sort()).toEqual([]);
